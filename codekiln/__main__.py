@@ -1,0 +1,3 @@
+from codekiln.cli import main
+
+main()

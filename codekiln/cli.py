@@ -1,0 +1,186 @@
+"""The `codekiln` command: one thin, typed function per stage; the table of commands is here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import codekiln
+from codekiln.errors import UserError
+
+app = typer.Typer(
+    name="codekiln",
+    help="Build a large language model for code: curate, tokenize, train, evaluate, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+Workers = Annotated[
+    int,
+    typer.Option(
+        "--workers", "-j", min=1, help="Worker processes (output is the same for any number)."
+    ),
+]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="TOML file with curate settings (a [curate] table or top-level keys)."
+    ),
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override one setting: key=value, dotted for tables (overrides.SQL.max_lines=10).",
+    ),
+]
+
+
+def _default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"codekiln {codekiln.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Build a large language model for code: curate, tokenize, train, evaluate, serve."""
+
+
+def _curate_config(
+    config: Path | None, sets: list[str] | None, languages: str | None, max_file_bytes: int | None
+):
+    from codekiln.curate.config import CurateConfig
+
+    extra = list(sets or [])
+    if languages:
+        extra.append(f"languages={languages}")
+    if max_file_bytes is not None:
+        extra.append(f"max_file_bytes={max_file_bytes}")
+    return CurateConfig.load(config, extra)
+
+
+@app.command("curate")
+def curate_command(
+    sources: Annotated[
+        list[str],
+        typer.Argument(help="Directories, git repositories, or Stack-style .parquet/.jsonl files."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output directory for shards, ledger and report.")
+    ],
+    config: ConfigFile = None,
+    sets: Sets = None,
+    languages: Annotated[
+        str | None,
+        typer.Option(
+            "--languages", help="Keep only these languages (comma-separated, e.g. Python,C++)."
+        ),
+    ] = None,
+    max_file_bytes: Annotated[
+        int | None,
+        typer.Option("--max-file-bytes", help="Drop files larger than this (default 1,000,000)."),
+    ] = None,
+    workers: Workers = _default_workers(),
+    force: Annotated[bool, typer.Option("--force", help="Redo a finished run in OUTPUT.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Curate code into Parquet shards, with a ledger row for every input and a report."""
+    from codekiln.curate.pipeline import curate
+    from codekiln.curate.sources import resolve_sources
+
+    cfg = _curate_config(config, sets, languages, max_file_bytes)
+    result = curate(
+        resolve_sources(sources), output, cfg, workers=workers, force=force, progress=not quiet
+    )
+    if result.skipped:
+        console.print(
+            f"{output} is already curated with these settings; nothing to do (--force redoes it)."
+        )
+    _print_curate_summary(result.report, output)
+
+
+@app.command("run")
+def run_command(
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Sources to build from (default: this Python's standard library)."),
+    ] = None,
+    workspace: Annotated[
+        Path, typer.Option("--workspace", "-w", help="Folder for every stage's outputs.")
+    ] = Path("workspace"),
+    config: ConfigFile = None,
+    sets: Sets = None,
+    workers: Workers = _default_workers(),
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo stages that already finished.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """The main job: run every stage in one workspace (today: curate)."""
+    from codekiln.run import run_pipeline
+
+    cfg = _curate_config(config, sets, None, None)
+    result = run_pipeline(workspace, sources, cfg, workers=workers, force=force, progress=not quiet)
+    if result.curate.skipped:
+        console.print("curate: already done with these settings (--force redoes it).")
+    _print_curate_summary(result.curate.report, workspace / "curated")
+    console.print(f"workspace report: {result.report_path}")
+
+
+def _print_curate_summary(report: dict, out_dir: Path) -> None:
+    totals = report["totals"]
+    table = Table(title="curate", show_edge=False)
+    table.add_column("")
+    table.add_column("files", justify="right")
+    table.add_column("MB", justify="right")
+    table.add_row("in", f"{totals['files_in']:,}", f"{totals['bytes_in'] / 1e6:,.1f}")
+    for reason, slot in totals["dropped"].items():
+        table.add_row(f"  dropped: {reason}", f"{slot['files']:,}", f"{slot['bytes'] / 1e6:,.1f}")
+    table.add_row(
+        "kept", f"{totals['files_kept']:,}", f"{totals['bytes_kept'] / 1e6:,.1f}", style="bold"
+    )
+    console.print(table)
+    top = [
+        f"{lang} {b['files_kept']:,}" for lang, b in report["languages"].items() if b["files_kept"]
+    ][:8]
+    if top:
+        console.print("kept by language: " + ", ".join(top))
+    console.print(f"shards and ledger: {out_dir}  report: {out_dir / 'report.html'}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

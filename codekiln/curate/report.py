@@ -1,0 +1,145 @@
+"""The curate report: every number is a sum over the ledger, so it reconciles by construction."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as ds
+
+UNKNOWN = "(unknown)"
+
+
+def _empty() -> dict[str, Any]:
+    return {"files_in": 0, "bytes_in": 0, "files_kept": 0, "bytes_kept": 0, "dropped": {}}
+
+
+def _add(bucket: dict[str, Any], status: str, reason: str | None, files: int, size: int) -> None:
+    bucket["files_in"] += files
+    bucket["bytes_in"] += size
+    if status == "kept":
+        bucket["files_kept"] += files
+        bucket["bytes_kept"] += size
+    else:
+        slot = bucket["dropped"].setdefault(reason, {"files": 0, "bytes": 0})
+        slot["files"] += files
+        slot["bytes"] += size
+
+
+def build_report(ledger_dir: Path) -> dict[str, Any]:
+    """Totals, per language and per source: files and bytes in, kept, dropped per reason."""
+    from codekiln.curate.pipeline import REASONS
+
+    table = ds.dataset(str(ledger_dir), format="parquet").to_table(
+        columns=["source", "lang", "status", "reason", "size"]
+    )
+    grouped = (
+        table.group_by(["source", "lang", "status", "reason"], use_threads=False)
+        .aggregate([("size", "sum"), ("size", "count")])
+        .to_pylist()
+    )
+    # Sorting makes the report's key order independent of the group-by's order.
+    grouped.sort(key=lambda g: (g["source"], g["lang"] or "", g["status"], g["reason"] or ""))
+    totals = _empty()
+    languages: dict[str, dict[str, Any]] = {}
+    sources: dict[str, dict[str, Any]] = {}
+    for group in grouped:
+        files, size = group["size_count"], group["size_sum"] or 0
+        lang = group["lang"] or UNKNOWN
+        for bucket in (
+            totals,
+            languages.setdefault(lang, _empty()),
+            sources.setdefault(group["source"], _empty()),
+        ):
+            _add(bucket, group["status"], group["reason"], files, size)
+    order = {reason: i for i, reason in enumerate(REASONS)}
+    for bucket in [totals, *languages.values(), *sources.values()]:
+        bucket["dropped"] = dict(
+            sorted(bucket["dropped"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+        )
+    remaining = totals["files_in"]
+    funnel = [{"step": "inputs", "files": remaining}]
+    for reason, slot in totals["dropped"].items():
+        remaining -= slot["files"]
+        funnel.append({"step": reason, "dropped": slot["files"], "files": remaining})
+    return {
+        "format_version": 1,
+        "totals": totals,
+        "languages": dict(sorted(languages.items(), key=lambda kv: (-kv[1]["files_in"], kv[0]))),
+        "sources": sources,
+        "funnel": funnel,
+    }
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.2f} MB"
+
+
+def _funnel_svg(funnel: list[dict[str, Any]]) -> str:
+    top = max(funnel[0]["files"], 1)
+    row_h, label_w, bar_w = 26, 170, 520
+    height = row_h * len(funnel) + 10
+    parts = [
+        f'<svg role="img" aria-label="curation funnel" width="{label_w + bar_w + 160}" '
+        f'height="{height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" '
+        'font-size="13">'
+    ]
+    for i, step in enumerate(funnel):
+        y = 5 + i * row_h
+        width = max(1.0, bar_w * step["files"] / top)
+        label = "inputs" if i == 0 else f"after {step['step']}"
+        note = f"{step['files']:,}" + ("" if i == 0 else f"  (−{step['dropped']:,})")
+        colour = "#3b6ea8" if i == 0 else "#5b9bd5"
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{escape(label)}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{width:.1f}" height="{row_h - 6}" '
+            f'fill="{colour}"><title>{escape(label)}: {step["files"]:,} files</title></rect>'
+            f'<text x="{label_w + width + 6:.1f}" y="{y + 17}">{escape(note)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _drops(dropped: dict[str, dict[str, int]]) -> str:
+    return ", ".join(f"{reason} {slot['files']:,}" for reason, slot in dropped.items())
+
+
+def write_html_report(report: dict[str, Any], title: str = "curate report") -> str:
+    """A self-contained page: summary, the funnel as a chart, drops per reason, per language."""
+    totals = report["totals"]
+    reason_rows = "".join(
+        f"<tr><td>{escape(reason)}</td><td>{slot['files']:,}</td><td>{_mb(slot['bytes'])}</td></tr>"
+        for reason, slot in totals["dropped"].items()
+    )
+    lang_rows = "".join(
+        f"<tr><td>{escape(lang)}</td><td>{b['files_in']:,}</td><td>{_mb(b['bytes_in'])}</td>"
+        f"<td>{b['files_kept']:,}</td><td>{_mb(b['bytes_kept'])}</td>"
+        f"<td>{escape(_drops(b['dropped']))}</td></tr>"
+        for lang, b in report["languages"].items()
+    )
+    kept_share = totals["files_kept"] / totals["files_in"] if totals["files_in"] else 0.0
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+th {{ background: #eef2f7; }}
+.summary {{ font-size: 1.1em; }}
+</style></head><body>
+<h1>{escape(title)}</h1>
+<p class="summary">{totals["files_in"]:,} files ({_mb(totals["bytes_in"])}) in;
+<strong>{totals["files_kept"]:,} kept</strong>
+({_mb(totals["bytes_kept"])}, {kept_share:.1%} of files).
+Every number below is a sum over the ledger.</p>
+<h2>Funnel</h2>
+{_funnel_svg(report["funnel"])}
+<h2>Dropped, by reason</h2>
+<table id="reasons"><tr><th>reason</th><th>files</th><th>bytes</th></tr>{reason_rows}</table>
+<h2>By language</h2>
+<table id="languages"><tr><th>language</th><th>files in</th><th>bytes in</th><th>files kept</th>
+<th>bytes kept</th><th>dropped</th></tr>{lang_rows}</table>
+</body></html>
+"""

@@ -1,0 +1,406 @@
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import EXPECTED, GOOD_PY, by_path, git, read_ledger, read_records, write_fixture_repo
+
+from codekiln.curate import pipeline
+from codekiln.curate.config import CurateConfig
+from codekiln.curate.pipeline import REASONS, curate
+from codekiln.curate.sources import Source, remote_to_repo_name, resolve_source, resolve_sources
+from codekiln.errors import UserError
+
+EXPECTED["links/target.py"] = None
+
+
+def small_tasks(**extra) -> CurateConfig:
+    return CurateConfig.load(sets=["task_files=4", *[f"{k}={v}" for k, v in extra.items()]])
+
+
+def test_every_drop_reason_on_a_directory(fixture_repo, tmp_path):
+    out = tmp_path / "out"
+    result = curate(resolve_sources([str(fixture_repo)]), out, small_tasks(), progress=False)
+    ledger = read_ledger(out)
+    rows = by_path(ledger)
+    assert len(ledger) == len(rows) == len(EXPECTED)
+    assert {path: row["reason"] for path, row in rows.items()} == EXPECTED
+    for row in ledger:
+        assert (row["status"] == "kept") == (row["reason"] is None)
+    dup = rows["src/copy_b.py"]
+    assert dup["duplicate_of"] == rows["src/copy_a.py"]["id"]  # same rank: repository path order
+    records = by_path(read_records(out))
+    assert set(records) == {p for p, reason in EXPECTED.items() if reason is None}
+    assert records["src/good.py"]["content"] == GOOD_PY
+    assert records["src/good.py"]["lang"] == "Python"
+    assert records["src/util.h"]["lang"] == "C"
+    assert records["Dockerfile"]["lang"] == "Dockerfile"
+    assert records["src/good.py"]["repo"] == "fixture"
+    assert records["src/good.py"]["kind"] == "file"
+    assert records["src/good.py"]["max_line_length"] == max(map(len, GOOD_PY.splitlines()))
+    assert result.report["totals"]["files_in"] == len(EXPECTED)
+
+
+def test_report_reconciles_with_the_ledger(fixture_repo, tmp_path):
+    out = tmp_path / "out"
+    curate(resolve_sources([str(fixture_repo)]), out, small_tasks(), progress=False)
+    ledger = read_ledger(out)
+    report = json.loads((out / "report.json").read_text())
+    totals = report["totals"]
+    assert totals["files_in"] == len(ledger)
+    assert totals["bytes_in"] == sum(r["size"] for r in ledger)
+    kept = [r for r in ledger if r["status"] == "kept"]
+    assert totals["files_kept"] == len(kept)
+    assert totals["bytes_kept"] == sum(r["size"] for r in kept)
+    reasons = Counter(r["reason"] for r in ledger if r["reason"])
+    assert {k: v["files"] for k, v in totals["dropped"].items()} == dict(reasons)
+    assert set(reasons) <= set(REASONS)
+    for field in ("files_in", "bytes_in", "files_kept", "bytes_kept"):
+        assert sum(b[field] for b in report["languages"].values()) == totals[field]
+    assert report["funnel"][-1]["files"] == totals["files_kept"]
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and "exact_duplicate" in html
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "curate" and manifest["sources"][0]["sha256"]
+    assert manifest["config"]["max_line_length"] == 1000
+
+
+def test_same_bytes_for_any_worker_count(fixture_repo, tmp_path):
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        curate(
+            resolve_sources([str(fixture_repo)]),
+            out,
+            small_tasks(),
+            workers=workers,
+            progress=False,
+        )
+        outs.append(out)
+    files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*.parquet"))
+    assert files == sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*.parquet"))
+    for rel in files:
+        assert (outs[0] / rel).read_bytes() == (outs[1] / rel).read_bytes(), rel
+    assert (outs[0] / "report.json").read_bytes() == (outs[1] / "report.json").read_bytes()
+
+
+def test_shards_are_bounded_and_ordered(tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(30):
+        (root / f"m{i:02d}.py").write_text(
+            f"def f{i}():\n    return {i}\n" + "# padding line\n" * 20
+        )
+    out = tmp_path / "out"
+    curate(resolve_sources([str(root)]), out, small_tasks(shard_bytes=1000), progress=False)
+    shards = sorted(out.glob("part-*.parquet"))
+    assert len(shards) > 3
+    for shard in shards[:-1]:
+        assert (
+            sum(len(c.encode()) for c in pq.read_table(shard).column("content").to_pylist())
+            <= 1000 + 400
+        )
+    assert [r["path"] for r in read_records(out)] == [f"m{i:02d}.py" for i in range(30)]
+
+
+def test_language_allow_list(fixture_repo, tmp_path):
+    out = tmp_path / "out"
+    config = CurateConfig.load(sets=["languages=Python"])
+    curate(resolve_sources([str(fixture_repo)]), out, config, progress=False)
+    rows = by_path(read_ledger(out))
+    assert rows["README.md"]["reason"] == "language_not_allowed"
+    assert rows["src/good.py"]["reason"] is None
+    assert {r["lang"] for r in read_records(out)} == {"Python"}
+
+
+def test_rerun_is_a_no_op_other_settings_refuse_force_redoes(fixture_repo, tmp_path):
+    out = tmp_path / "out"
+    sources = resolve_sources([str(fixture_repo)])
+    curate(sources, out, small_tasks(), progress=False)
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    again = curate(sources, out, small_tasks(), progress=False)
+    assert again.skipped and (out / "manifest.json").stat().st_mtime_ns == stamp
+    with pytest.raises(UserError, match="--force"):
+        curate(sources, out, small_tasks(max_line_length=50), progress=False)
+    redone = curate(sources, out, small_tasks(max_line_length=50), force=True, progress=False)
+    assert not redone.skipped
+    assert by_path(read_ledger(out))["src/good.py"]["reason"] is None
+    assert by_path(read_ledger(out))["src/wide_lines.py"]["reason"] == "max_line_length"
+
+
+def test_interrupted_run_resumes_from_finished_tasks(fixture_repo, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    sources = resolve_sources([str(fixture_repo)])
+    real = pipeline._process_task
+    calls = []
+
+    def flaky(task, *args):
+        calls.append(task.index)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(task, *args)
+
+    monkeypatch.setattr(pipeline, "_process_task", flaky)
+    with pytest.raises(RuntimeError):
+        curate(sources, out, small_tasks(), progress=False)
+    assert not (out / "manifest.json").exists()
+    done = sorted((out / ".work").glob("task-*.parquet"))
+    assert len(done) == 2
+    stamps = [p.stat().st_mtime_ns for p in done]
+    monkeypatch.setattr(pipeline, "_process_task", real)
+    seen = []
+    original = pipeline._Examiner.examine
+    monkeypatch.setattr(
+        pipeline._Examiner,
+        "examine",
+        lambda self, item: seen.append(item.path) or original(self, item),
+    )
+    curate(sources, out, small_tasks(), progress=False)
+    assert len(seen) == len(EXPECTED) - 8  # the two finished tasks (4 inputs each) are not redone
+    assert stamps  # finished task files were reused, then cleaned up with the work folder
+    assert not (out / ".work").exists()
+    clean = tmp_path / "clean"
+    curate(sources, clean, small_tasks(), progress=False)
+    for shard in clean.rglob("*.parquet"):
+        assert shard.read_bytes() == (out / shard.relative_to(clean)).read_bytes()
+
+
+def test_file_vanishing_after_planning_is_unreadable(tmp_path):
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "a.py").write_text(GOOD_PY)
+    (root / "b.py").write_text("def b():\n    return 2\n")
+    source = resolve_source(str(root))
+    original = pipeline.plan_tasks
+
+    def plan_then_delete(*args, **kwargs):
+        tasks = original(*args, **kwargs)
+        (root / "b.py").unlink()
+        return tasks
+
+    pipeline.plan_tasks = plan_then_delete
+    try:
+        curate([source], tmp_path / "out", progress=False)
+    finally:
+        pipeline.plan_tasks = original
+    rows = by_path(read_ledger(tmp_path / "out"))
+    assert rows["b.py"]["reason"] == "unreadable"
+    assert rows["a.py"]["reason"] is None
+
+
+def test_git_repository_uses_head_and_remote_name(tmp_path):
+    repo = tmp_path / "checkout"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "app.py").write_text(GOOD_PY)
+    (repo / ".gitignore").write_text("ignored.py\nbuild/\n")
+    (repo / "ignored.py").write_text("x = 1\n")
+    (repo / "build").mkdir()
+    (repo / "build/out.py").write_text("y = 2\n")
+    (repo / "lib").mkdir()
+    (repo / "lib/core.go").write_text("package lib\n\nfunc Add(a, b int) int { return a + b }\n")
+    (repo / "link.py").symlink_to("app.py")
+    git(repo, "add", "app.py", ".gitignore", "lib/core.go", "link.py")
+    sub_sha = "1234567890abcdef1234567890abcdef12345678"
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{sub_sha},vendored_sub")
+    git(repo, "commit", "-q", "-m", "init")
+    (repo / "app.py").write_text("changed after the commit\n")  # HEAD's version is curated
+    (repo / "untracked.py").write_text("z = 3\n")
+    git(repo, "remote", "add", "origin", "https://github.com/octo/fixture-repo.git")
+    source = resolve_source(str(repo))
+    assert (source.kind, source.name) == ("git", "octo/fixture-repo")
+    out = tmp_path / "out"
+    curate([source], out, progress=False)
+    rows = by_path(read_ledger(out))
+    assert set(rows) == {"app.py", ".gitignore", "lib/core.go", "link.py", "vendored_sub"}
+    assert rows["link.py"]["reason"] == "symlink"
+    assert rows["vendored_sub"]["reason"] == "submodule"
+    assert rows["lib/core.go"]["lang"] == "Go"
+    records = by_path(read_records(out))
+    assert records["app.py"]["content"] == GOOD_PY
+    assert records["app.py"]["repo"] == "octo/fixture-repo"
+
+
+def test_git_repository_without_commits_is_a_user_error(tmp_path):
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "a.py").write_text(GOOD_PY)
+    with pytest.raises(UserError, match="no commits"):
+        curate([resolve_source(str(repo))], tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize(
+    "url, name",
+    [
+        ("https://github.com/bigcode-project/starcoder.git", "bigcode-project/starcoder"),
+        ("git@github.com:owner/name.git", "owner/name"),
+        ("ssh://git@host:2222/group/sub/proj", "sub/proj"),
+        ("https://gitlab.com/a/b/", "a/b"),
+    ],
+)
+def test_remote_names(url, name):
+    assert remote_to_repo_name(url) == name
+
+
+STACK_ROWS = [
+    {
+        "content": GOOD_PY,
+        "max_stars_repo_name": "octo/alpha",
+        "max_stars_repo_path": "pkg/mod.py",
+        "max_stars_count": 12,
+        "lang": "Python",
+        "max_stars_repo_licenses": ["MIT"],
+        "hexsha": "aa",
+    },
+    {
+        "content": GOOD_PY,  # the same content in a GPL repo with more stars: MIT survives
+        "max_stars_repo_name": "octo/beta",
+        "max_stars_repo_path": "copy.py",
+        "max_stars_count": 500,
+        "lang": "Python",
+        "max_stars_repo_licenses": ["GPL-3.0-only"],
+        "hexsha": "bb",
+    },
+    {
+        "content": 'fn main() {\n    println!("hello");\n}\n',
+        "max_stars_repo_name": "octo/gamma",
+        "max_stars_repo_path": "src/main.rs",
+        "max_stars_count": None,
+        "lang": "Rust",
+        "max_stars_repo_licenses": ["Apache-2.0", "MIT"],
+        "hexsha": "cc",
+    },
+    {
+        "content": "binary\x00junk",
+        "max_stars_repo_name": "octo/delta",
+        "max_stars_repo_path": "blob.py",
+        "max_stars_count": 1,
+        "lang": "Python",
+        "max_stars_repo_licenses": [],
+        "hexsha": "dd",
+    },
+]
+
+
+def test_stack_style_parquet_round_trip(tmp_path):
+    table_path = tmp_path / "stack.parquet"
+    pq.write_table(pa.Table.from_pylist(STACK_ROWS), table_path, row_group_size=2)
+    out = tmp_path / "out"
+    curate(
+        resolve_sources([str(table_path)]),
+        out,
+        CurateConfig.load(sets=["task_rows=1"]),
+        progress=False,
+    )
+    ledger = read_ledger(out)
+    assert len(ledger) == len(STACK_ROWS)
+    rows = {r["repo"]: r for r in ledger}
+    assert rows["octo/beta"]["reason"] == "exact_duplicate"
+    assert rows["octo/beta"]["duplicate_of"] == rows["octo/alpha"]["id"]
+    assert rows["octo/delta"]["reason"] == "binary"
+    records = {r["repo"]: r for r in read_records(out)}
+    assert set(records) == {"octo/alpha", "octo/gamma"}
+    assert records["octo/alpha"]["stars"] == 12 and records["octo/alpha"]["license"] == "MIT"
+    assert records["octo/gamma"]["license"] == "Apache-2.0 AND MIT"
+    assert records["octo/gamma"]["stars"] is None and records["octo/gamma"]["lang"] == "Rust"
+    assert records["octo/alpha"]["path"] == "pkg/mod.py"
+    # codekiln's own shards read back in unchanged: the output schema is a valid source.
+    again = tmp_path / "again"
+    curate(resolve_sources([str(out / "part-00000.parquet")]), again, progress=False)
+    assert [(r["repo"], r["path"], r["content"]) for r in read_records(again)] == [
+        (r["repo"], r["path"], r["content"]) for r in read_records(out)
+    ]
+
+
+def test_jsonl_every_line_once_across_tasks(tmp_path):
+    path = tmp_path / "dump.jsonl"
+    lines = []
+    for i in range(40):
+        lines.append(
+            json.dumps(
+                {
+                    "content": f"def f{i}():\n    return {i}\n",
+                    "repo": f"r/{i % 3}",
+                    "path": f"f{i}.py",
+                }
+            )
+        )
+        if i == 7:
+            lines.append("{not json")
+        if i == 9:
+            lines.append(json.dumps(["a", "list"]))
+        if i == 11:
+            lines.append(json.dumps({"content": 42, "path": "x.py"}))
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    curate(
+        resolve_sources([str(path)]), out, CurateConfig.load(sets=["task_bytes=97"]), progress=False
+    )
+    ledger = read_ledger(out)
+    assert len(ledger) == 43
+    assert Counter(r["reason"] for r in ledger) == {None: 40, "malformed": 3}
+    assert sorted(r["path"] for r in read_records(out)) == sorted(f"f{i}.py" for i in range(40))
+
+
+def test_bad_sources_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        resolve_source(str(tmp_path / "missing"))
+    truncated = tmp_path / "cut.parquet"
+    pq.write_table(pa.Table.from_pylist(STACK_ROWS), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:-40])
+    with pytest.raises(UserError, match="not a readable Parquet"):
+        resolve_source(str(truncated))
+    schemaless = tmp_path / "noschema.parquet"
+    pq.write_table(pa.table({"text": ["x"]}), schemaless)
+    with pytest.raises(UserError, match="no 'content' column"):
+        resolve_source(str(schemaless))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no files"):
+        curate([resolve_source(str(empty))], tmp_path / "o1", progress=False)
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "a.png").write_bytes(b"\x89PNG\x00")
+    (media / "b.txt").write_text("hello\n")
+    with pytest.raises(UserError, match="no code"):
+        curate([resolve_source(str(media))], tmp_path / "o2", progress=False)
+    (tmp_path / "notes.csv").write_text("a,b\n")
+    with pytest.raises(UserError, match="is a file"):
+        resolve_source(str(tmp_path / "notes.csv"))
+    twin = tmp_path / "x" / "fixture"
+    twin.mkdir(parents=True)
+    write_fixture_repo(tmp_path / "fixture")
+    with pytest.raises(UserError, match="share the name"):
+        resolve_sources([str(tmp_path / "fixture"), str(twin)])
+
+
+def test_stdlib_source_excludes_site_packages_and_caches():
+    from codekiln.curate.sources import stdlib_source
+
+    source = stdlib_source()
+    assert isinstance(source, Source) and source.license == "PSF-2.0"
+    assert Path(source.path, "json", "__init__.py").exists()
+    assert "site-packages" in source.exclude_dirs and "__pycache__" in source.exclude_dirs
+
+
+def test_split_top_level_repositories(tmp_path):
+    root = tmp_path / "lib"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg/__init__.py").write_text(GOOD_PY)
+    (root / "single.py").write_text("def single():\n    return 1\n")
+    (root / "__pycache__").mkdir()
+    (root / "__pycache__/x.pyc").write_bytes(b"\0\0")
+    source = Source(
+        "directory", str(root), "lib", split_top_level=True, exclude_dirs=("__pycache__",)
+    )
+    out = tmp_path / "out"
+    curate([source], out, progress=False)
+    rows = by_path(read_ledger(out))
+    assert set(rows) == {"pkg/__init__.py", "single.py"}
+    assert rows["pkg/__init__.py"]["repo"] == "lib/pkg"
+    assert rows["single.py"]["repo"] == "lib/single"
+    shutil.rmtree(out)
