@@ -7,35 +7,60 @@ output never depends on the executor or the number of workers.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-R = TypeVar("R")
+from typing import Any
 
 
-def run_tasks(fn: Callable[..., R], tasks: Iterable[T], workers: int, *args: Any) -> Iterator[R]:
-    """Yield fn(task, *args) for every task, in completion order. A failed task re-raises."""
-    tasks = list(tasks)
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield fn(task, *args)
-        return
-    # spawn, not fork: the parent runs a progress thread, and forking threads is unsafe.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending = set()
+def _ready() -> bool:
+    return True
+
+
+class LocalExecutor:
+    """Worker processes on this machine (or none, with one worker).
+
+    On Linux the workers are forked when the executor is entered, before the caller starts
+    any thread (a progress bar), so they start at once with every module already imported;
+    elsewhere they are spawned.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> LocalExecutor:
+        if self.workers > 1:
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context(method)
+            )
+            # With fork, the first submit starts every worker: do it now, while single-threaded.
+            self._pool.submit(_ready).result()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def map_unordered(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        """Yield fn(task) for every task as it finishes. A failed task re-raises here."""
+        if self._pool is None:
+            for task in tasks:
+                yield fn(task)
+            return
         queue = iter(tasks)
-        # Keep a bounded number of tasks in flight so memory does not grow with the corpus.
+        pending = set()
+        # A bounded number of tasks in flight, so memory does not grow with the corpus.
         for task in queue:
-            pending.add(pool.submit(fn, task, *args))
-            if len(pending) >= 2 * workers:
+            pending.add(self._pool.submit(fn, task))
+            if len(pending) >= 2 * self.workers:
                 break
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending.add(pool.submit(fn, nxt, *args))
+                task = next(queue, None)
+                if task is not None:
+                    pending.add(self._pool.submit(fn, task))

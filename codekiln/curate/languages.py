@@ -366,7 +366,7 @@ _INTERPRETERS_BY_LANGUAGE = {
     "TypeScript": "deno ts-node tsx",
 }
 
-_SHEBANG_MAX = 512  # Linux reads at most 256 bytes of a shebang; anything longer is not one.
+_SHEBANG_MAX = 512  # Linux reads at most 256 bytes of a #! line; the cap keeps a huge line cheap.
 
 
 def _invert(by_language: dict[str, str]) -> dict[str, str]:

@@ -30,7 +30,7 @@ from codekiln.curate.languages import (
 )
 from codekiln.curate.sources import RawInput, Source, Task, plan_tasks, read_task
 from codekiln.errors import UserError
-from codekiln.executor import run_tasks
+from codekiln.executor import LocalExecutor
 from codekiln.manifest import (
     fingerprint,
     package_versions,
@@ -380,8 +380,8 @@ def curate(
     (out_dir / "manifest.json").unlink(missing_ok=True)
 
     jobs = [(task, sources[task.source], config, str(work)) for task in tasks]
-    with _Progress(progress, len(tasks)) as bar:
-        for _index, n_inputs, n_bytes in run_tasks(_process_task_packed, jobs, workers):
+    with LocalExecutor(min(workers, len(jobs))) as executor, _Progress(progress, len(jobs)) as bar:
+        for _index, n_inputs, n_bytes in executor.map_unordered(_process_task_packed, jobs):
             bar.advance(n_inputs, n_bytes)
     processed = time.time()
 

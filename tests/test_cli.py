@@ -1,0 +1,128 @@
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import codekiln
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "codekiln", *args], capture_output=True, text=True, cwd=cwd, env=env
+    )
+
+
+def test_help_and_version():
+    out = cli("--help")
+    assert out.returncode == 0
+    assert "curate" in out.stdout and "run" in out.stdout
+    version = cli("--version")
+    assert version.returncode == 0 and codekiln.__version__ in version.stdout
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and fragment in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
+    assert_one_line_error(
+        cli("curate", str(tmp_path / "nope"), "-o", str(tmp_path / "o")), "not found"
+    )
+    cut = tmp_path / "cut.parquet"
+    pq.write_table(pa.table({"content": ["x = 1\n"] * 100}), cut)
+    cut.write_bytes(cut.read_bytes()[:-30])
+    assert_one_line_error(
+        cli("curate", str(cut), "-o", str(tmp_path / "o")), "not a readable Parquet"
+    )
+    bare = tmp_path / "bare.parquet"
+    pq.write_table(pa.table({"text": ["x"]}), bare)
+    assert_one_line_error(
+        cli("curate", str(bare), "-o", str(tmp_path / "o")), "no 'content' column"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(cli("curate", str(empty), "-o", str(tmp_path / "o")), "no files")
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    (pictures / "cat.jpg").write_bytes(b"\xff\xd8\xff\x00")
+    assert_one_line_error(cli("curate", str(pictures), "-o", str(tmp_path / "o")), "no code")
+    assert_one_line_error(
+        cli("curate", str(ROOT / "codekiln"), "-o", str(tmp_path / "o"), "--set", "bogus=1"),
+        "unknown curate setting",
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_curate_then_rerun_then_force(fixture_repo, tmp_path):
+    out = tmp_path / "out"
+    first = cli("curate", str(fixture_repo), "-o", str(out), "-q", "-j", "2")
+    assert first.returncode == 0, first.stderr
+    assert "kept" in first.stdout and "report.html" in first.stdout
+    again = cli("curate", str(fixture_repo), "-o", str(out), "-q")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    other = cli("curate", str(fixture_repo), "-o", str(out), "-q", "--languages", "Python")
+    assert_one_line_error(other, "--force")
+    forced = cli(
+        "curate", str(fixture_repo), "-o", str(out), "-q", "--languages", "Python", "--force"
+    )
+    assert forced.returncode == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "language_not_allowed" in report["totals"]["dropped"]
+
+
+def test_run_main_job_on_given_source(fixture_repo, tmp_path):
+    ws = tmp_path / "ws"
+    result = cli("run", "-w", str(ws), str(fixture_repo), "-q")
+    assert result.returncode == 0, result.stderr
+    assert (ws / "curated" / "manifest.json").exists()
+    assert (ws / "report.html").exists() and (ws / "manifest.json").exists()
+    assert "workspace report" in result.stdout
+
+
+def _readme_commands() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```(?:console|bash|sh)\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.strip().removeprefix("$ ")
+            if line.startswith("codekiln "):
+                commands.append(line.split())
+    return commands
+
+
+def test_readme_commands_name_real_commands_and_options():
+    commands = _readme_commands()
+    assert len(commands) >= 3
+    helps: dict[str, str] = {}
+    for words in commands:
+        sub = words[1]
+        if sub.startswith("-"):
+            continue
+        if sub not in helps:
+            result = cli(sub, "--help")
+            assert result.returncode == 0, f"README names unknown command: {' '.join(words)}"
+            helps[sub] = result.stdout
+        for word in words[2:]:
+            if word.startswith("--"):
+                flag = word.split("=")[0]
+                assert flag in helps[sub], f"README uses {flag} that `codekiln {sub}` lacks"
+
+
+@pytest.mark.parametrize("target", ["run", "test"])
+def test_makefile_has_the_readme_targets(target):
+    assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.M)
+    assert f"make {target}" in (ROOT / "README.md").read_text()
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
