@@ -67,9 +67,7 @@ def main() -> None:
         ratio = rate / figures["plain_read_mb_s"]
         figures[f"curate_{workers}w_mb_s"] = rate
         figures[f"curate_{workers}w_ratio_to_read"] = ratio
-        print(
-            f"curate, {workers} worker(s) {best:7.3f} s  {rate:8.1f} MB/s  {ratio:.3f}x of read"
-        )
+        print(f"curate, {workers} worker(s) {best:7.3f} s  {rate:8.1f} MB/s  {ratio:.3f}x of read")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     sys.stdout.flush()
