@@ -46,6 +46,20 @@ Sets = Annotated[
 ]
 
 
+Executor = Annotated[
+    str,
+    typer.Option(
+        "--executor", help="Where tasks run: local (processes here) or ray (a Ray cluster)."
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address", help="Address of a running Ray cluster (default: start one here)."
+    ),
+]
+
+
 def _default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
@@ -69,8 +83,17 @@ def _root(
 
 
 def _curate_config(
-    config: Path | None, sets: list[str] | None, languages: str | None, max_file_bytes: int | None
+    config: Path | None,
+    sets: list[str] | None,
+    languages: str | None = None,
+    max_file_bytes: int | None = None,
+    licenses: str | None = None,
+    opt_out: Path | None = None,
+    benchmarks: list[Path] | None = None,
+    commits: bool = False,
 ):
+    import json
+
     from codekiln.curate.config import CurateConfig
 
     extra = list(sets or [])
@@ -78,7 +101,23 @@ def _curate_config(
         extra.append(f"languages={languages}")
     if max_file_bytes is not None:
         extra.append(f"max_file_bytes={max_file_bytes}")
-    return CurateConfig.load(config, extra)
+    if licenses:
+        extra.append(f"licenses={json.dumps(licenses)}")
+    if commits:
+        extra.append("commits=true")
+    cfg = CurateConfig.load(config, extra)
+    if opt_out is not None:
+        try:
+            lines = opt_out.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UserError(f"cannot read the opt-out list {opt_out}: {exc.strerror}") from None
+        names = [line.split("#", 1)[0].strip() for line in lines]
+        cfg.opt_out = sorted(set(cfg.opt_out) | {n for n in names if n})
+    for path in benchmarks or []:
+        if not path.exists():
+            raise UserError(f"benchmark file not found: {path}")
+        cfg.benchmark_files.append(str(path.resolve()))
+    return cfg
 
 
 @app.command("curate")
@@ -102,7 +141,32 @@ def curate_command(
         int | None,
         typer.Option("--max-file-bytes", help="Drop files larger than this (default 1,000,000)."),
     ] = None,
+    licenses: Annotated[
+        str | None,
+        typer.Option(
+            "--licenses",
+            help="License policy: permissive (default, as StarCoder), any, or SPDX ids (MIT,ISC).",
+        ),
+    ] = None,
+    opt_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--opt-out", help="File of owner logins or owner/name repositories to leave out."
+        ),
+    ] = None,
+    benchmark: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--benchmark",
+            help="More benchmark strings to decontaminate (JSONL or a folder of .txt).",
+        ),
+    ] = None,
+    commits: Annotated[
+        bool, typer.Option("--commits", help="Also curate git sources' history as commit records.")
+    ] = False,
     workers: Workers = _default_workers(),
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
     force: Annotated[bool, typer.Option("--force", help="Redo a finished run in OUTPUT.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -110,9 +174,18 @@ def curate_command(
     from codekiln.curate.pipeline import curate
     from codekiln.curate.sources import resolve_sources
 
-    cfg = _curate_config(config, sets, languages, max_file_bytes)
+    cfg = _curate_config(
+        config, sets, languages, max_file_bytes, licenses, opt_out, benchmark, commits
+    )
     result = curate(
-        resolve_sources(sources), output, cfg, workers=workers, force=force, progress=not quiet
+        resolve_sources(sources),
+        output,
+        cfg,
+        workers=workers,
+        force=force,
+        progress=not quiet,
+        executor=executor,
+        ray_address=ray_address,
     )
     if result.skipped:
         console.print(
@@ -133,20 +206,76 @@ def run_command(
     config: ConfigFile = None,
     sets: Sets = None,
     workers: Workers = _default_workers(),
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
     force: Annotated[
         bool, typer.Option("--force", help="Redo stages that already finished.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """The main job: run every stage in one workspace (today: curate)."""
+    """The main job: run every stage in one workspace (today: curate, with near-dedup, PII
+    redaction, decontamination and the license policy)."""
     from codekiln.run import run_pipeline
 
-    cfg = _curate_config(config, sets, None, None)
-    result = run_pipeline(workspace, sources, cfg, workers=workers, force=force, progress=not quiet)
+    cfg = _curate_config(config, sets)
+    result = run_pipeline(
+        workspace,
+        sources,
+        cfg,
+        workers=workers,
+        force=force,
+        progress=not quiet,
+        executor=executor,
+        ray_address=ray_address,
+    )
     if result.curate.skipped:
         console.print("curate: already done with these settings (--force redoes it).")
     _print_curate_summary(result.curate.report, workspace / "curated")
     console.print(f"workspace report: {result.report_path}")
+
+
+data_app = typer.Typer(help="Questions about a curated dataset.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("lookup")
+def data_lookup_command(
+    dataset: Annotated[Path, typer.Argument(help="A curated output directory (with ledger/).")],
+    query: Annotated[
+        str, typer.Argument(help="A repository (owner/name), an owner, or a file path.")
+    ],
+    limit: Annotated[
+        int, typer.Option("--limit", help="Show at most this many files (0: all).")
+    ] = 50,
+) -> None:
+    """Am I in this dataset? Which files of a repository were kept, and why others were dropped."""
+    from codekiln.curate.lookup import lookup
+
+    result = lookup(dataset, query)
+    if not result.rows:
+        console.print(f"{query}: not in {dataset} (no repository, owner or path matches)")
+        raise typer.Exit(1)
+    repos = sorted({r["repo"] for r in result.rows})
+    console.print(
+        f"{query}: {len(result.rows):,} files in {len(repos):,} repositories; "
+        f"{len(result.kept):,} kept, {len(result.rows) - len(result.kept):,} dropped"
+    )
+    for reason, n in result.reasons().items():
+        console.print(f"  dropped as {reason}: {n:,}")
+    table = Table(show_edge=False)
+    for column in ("repo", "path", "status", "reason", "detail"):
+        table.add_column(column)
+    shown = result.rows if limit == 0 else result.rows[:limit]
+    for row in shown:
+        detail = row["detail"] or (
+            f"duplicate of {row['duplicate_of']}" if row["duplicate_of"] else ""
+        )
+        if row["pii"]:
+            detail = (detail + " " if detail else "") + f"redacted {row['pii']}"
+        table.add_row(row["repo"], row["path"], row["status"], row["reason"] or "", detail)
+    console.print(table)
+    if len(shown) < len(result.rows):
+        console.print(f"... {len(result.rows) - len(shown):,} more (--limit 0 shows all)")
 
 
 def _print_curate_summary(report: dict, out_dir: Path) -> None:

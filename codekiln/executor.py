@@ -64,3 +64,73 @@ class LocalExecutor:
                 task = next(queue, None)
                 if task is not None:
                     pending.add(self._pool.submit(fn, task))
+
+
+def _ray_call(fn: Callable[..., Any], task: Any) -> Any:
+    return fn(task)
+
+
+class RayExecutor:
+    """The same tasks on a Ray cluster. Task files are paths: every node must see the output
+    directory (one machine, or a shared filesystem)."""
+
+    def __init__(self, workers: int, address: str | None = None) -> None:
+        self.workers = max(1, workers)
+        self.address = address
+        self._started = False
+
+    def __enter__(self) -> RayExecutor:
+        try:
+            import ray
+        except ImportError:
+            from codekiln.errors import UserError
+
+            raise UserError("--executor ray needs Ray: pip install 'codekiln[ray]'") from None
+        if not ray.is_initialized():
+            if self.address:
+                ray.init(address=self.address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=self.workers, log_to_driver=False, include_dashboard=False)
+            self._started = True
+        self._remote = ray.remote(_ray_call)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def map_unordered(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        import ray
+
+        queue = iter(tasks)
+        pending = []
+        limit = 2 * self.workers if not self.address else 4 * self.workers
+        for task in queue:
+            pending.append(self._remote.remote(fn, task))
+            if len(pending) >= limit:
+                break
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield ray.get(ref)
+                task = next(queue, None)
+                if task is not None:
+                    pending.append(self._remote.remote(fn, task))
+
+
+def make_executor(kind: str, workers: int, address: str | None = None):
+    """'local' (processes on this machine) or 'ray' (a Ray cluster, or a local Ray instance)."""
+    if kind == "local":
+        if address:
+            from codekiln.errors import UserError
+
+            raise UserError("--ray-address needs --executor ray")
+        return LocalExecutor(workers)
+    if kind == "ray":
+        return RayExecutor(workers, address)
+    from codekiln.errors import UserError
+
+    raise UserError(f"unknown executor '{kind}'; use 'local' or 'ray'")

@@ -31,6 +31,8 @@ def run_pipeline(
     workers: int = 1,
     force: bool = False,
     progress: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> RunResult:
     """Curate `sources` (or the running Python's standard library) into `workspace`."""
     workspace = Path(workspace)
@@ -44,6 +46,8 @@ def run_pipeline(
         workers=workers,
         force=force,
         progress=progress,
+        executor=executor,
+        ray_address=ray_address,
     )
     report_path = workspace / "report.html"
     write_atomic(report_path, _index_page(workspace, [("curate", curated.report, "curated")]))

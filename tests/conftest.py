@@ -24,6 +24,37 @@ class Counter:
 '''
 
 
+OTHER_PY = '''import os
+
+
+def walk_sizes(root):
+    """Yield (path, size) for every regular file under root."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            yield full, os.path.getsize(full)
+'''
+
+MIT_LICENSE = """MIT License
+
+Copyright (c) 2026 The Fixture Authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT.
+"""
+
+
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(
         [
@@ -61,6 +92,7 @@ def by_path(rows: list[dict]) -> dict[str, dict]:
 
 # Each file name says what the pipeline must decide for it (None: kept).
 EXPECTED = {
+    "LICENSE": "unknown_language",
     "src/good.py": None,
     "src/copy_a.py": None,
     "src/copy_b.py": "exact_duplicate",
@@ -102,8 +134,9 @@ def write_fixture_repo(root: Path) -> Path:
     """A repository with one file for every drop reason and every kind of kept file."""
     files = {
         "src/good.py": GOOD_PY,
-        "src/copy_a.py": GOOD_PY + "\n# copy\n",
-        "src/copy_b.py": GOOD_PY + "\n# copy\n",
+        "LICENSE": MIT_LICENSE,
+        "src/copy_a.py": OTHER_PY,
+        "src/copy_b.py": OTHER_PY,
         "src/util.h": "#ifndef UTIL_H\n#define UTIL_H\nint add(int a, int b);\n#endif\n",
         "README.md": "# Fixture\n\nA repository used by the tests.\n",
         "docs/wide.md": "Prose " + "word " * 300 + "\n",

@@ -6,11 +6,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import EXPECTED, GOOD_PY, by_path, git, read_ledger, read_records, write_fixture_repo
+from conftest import (
+    EXPECTED,
+    GOOD_PY,
+    MIT_LICENSE,
+    by_path,
+    git,
+    read_ledger,
+    read_records,
+    write_fixture_repo,
+)
 
 from codekiln.curate import pipeline
 from codekiln.curate.config import CurateConfig
-from codekiln.curate.pipeline import REASONS, curate
+from codekiln.curate.examine import Examiner
+from codekiln.curate.examine import REASONS
+from codekiln.curate.pipeline import curate
 from codekiln.curate.sources import Source, remote_to_repo_name, resolve_source, resolve_sources
 from codekiln.errors import UserError
 
@@ -19,6 +30,10 @@ EXPECTED["links/target.py"] = None
 
 def small_tasks(**extra) -> CurateConfig:
     return CurateConfig.load(sets=["task_files=4", *[f"{k}={v}" for k, v in extra.items()]])
+
+
+def any_license(**extra) -> CurateConfig:
+    return small_tasks(licenses="any", **extra)
 
 
 def test_every_drop_reason_on_a_directory(fixture_repo, tmp_path):
@@ -39,6 +54,7 @@ def test_every_drop_reason_on_a_directory(fixture_repo, tmp_path):
     assert records["src/util.h"]["lang"] == "C"
     assert records["Dockerfile"]["lang"] == "Dockerfile"
     assert records["src/good.py"]["repo"] == "fixture"
+    assert records["src/good.py"]["license"] == "MIT"
     assert records["src/good.py"]["kind"] == "file"
     assert records["src/good.py"]["max_line_length"] == max(map(len, GOOD_PY.splitlines()))
     assert result.report["totals"]["files_in"] == len(EXPECTED)
@@ -95,7 +111,7 @@ def test_shards_are_bounded_and_ordered(tmp_path):
             f"def f{i}():\n    return {i}\n" + "# padding line\n" * 20
         )
     out = tmp_path / "out"
-    curate(resolve_sources([str(root)]), out, small_tasks(shard_bytes=1000), progress=False)
+    curate(resolve_sources([str(root)]), out, any_license(shard_bytes=1000), progress=False)
     shards = sorted(out.glob("part-*.parquet"))
     assert len(shards) > 3
     for shard in shards[:-1]:
@@ -147,14 +163,14 @@ def test_interrupted_run_resumes_from_finished_tasks(fixture_repo, tmp_path, mon
     with pytest.raises(RuntimeError):
         curate(sources, out, small_tasks(), progress=False)
     assert not (out / "manifest.json").exists()
-    done = sorted((out / ".work").glob("task-*.parquet"))
+    done = sorted((out / ".work").glob("ledger-*.parquet"))
     assert len(done) == 2
     stamps = [p.stat().st_mtime_ns for p in done]
     monkeypatch.setattr(pipeline, "_process_task", real)
     seen = []
-    original = pipeline._Examiner.examine
+    original = Examiner.examine
     monkeypatch.setattr(
-        pipeline._Examiner,
+        Examiner,
         "examine",
         lambda self, item: seen.append(item.path) or original(self, item),
     )
@@ -173,6 +189,7 @@ def test_file_vanishing_after_planning_is_unreadable(tmp_path):
     root.mkdir()
     (root / "a.py").write_text(GOOD_PY)
     (root / "b.py").write_text("def b():\n    return 2\n")
+    (root / "LICENSE").write_text("SPDX-License-Identifier: MIT\n")
     source = resolve_source(str(root))
     original = pipeline.plan_tasks
 
@@ -203,7 +220,8 @@ def test_git_repository_uses_head_and_remote_name(tmp_path):
     (repo / "lib").mkdir()
     (repo / "lib/core.go").write_text("package lib\n\nfunc Add(a, b int) int { return a + b }\n")
     (repo / "link.py").symlink_to("app.py")
-    git(repo, "add", "app.py", ".gitignore", "lib/core.go", "link.py")
+    (repo / "LICENSE").write_text(MIT_LICENSE)
+    git(repo, "add", "app.py", ".gitignore", "lib/core.go", "link.py", "LICENSE")
     sub_sha = "1234567890abcdef1234567890abcdef12345678"
     git(repo, "update-index", "--add", "--cacheinfo", f"160000,{sub_sha},vendored_sub")
     git(repo, "commit", "-q", "-m", "init")
@@ -215,13 +233,21 @@ def test_git_repository_uses_head_and_remote_name(tmp_path):
     out = tmp_path / "out"
     curate([source], out, progress=False)
     rows = by_path(read_ledger(out))
-    assert set(rows) == {"app.py", ".gitignore", "lib/core.go", "link.py", "vendored_sub"}
+    assert set(rows) == {
+        "app.py",
+        ".gitignore",
+        "lib/core.go",
+        "link.py",
+        "vendored_sub",
+        "LICENSE",
+    }
     assert rows["link.py"]["reason"] == "symlink"
     assert rows["vendored_sub"]["reason"] == "submodule"
     assert rows["lib/core.go"]["lang"] == "Go"
     records = by_path(read_records(out))
     assert records["app.py"]["content"] == GOOD_PY
     assert records["app.py"]["repo"] == "octo/fixture-repo"
+    assert records["app.py"]["license"] == "MIT"  # read from git's objects at HEAD
 
 
 def test_git_repository_without_commits_is_a_user_error(tmp_path):
@@ -293,7 +319,7 @@ def test_stack_style_parquet_round_trip(tmp_path):
     curate(
         resolve_sources([str(table_path)]),
         out,
-        CurateConfig.load(sets=["task_rows=1"]),
+        CurateConfig.load(sets=["task_rows=1", "licenses=any"]),
         progress=False,
     )
     ledger = read_ledger(out)
@@ -338,7 +364,10 @@ def test_jsonl_every_line_once_across_tasks(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
     curate(
-        resolve_sources([str(path)]), out, CurateConfig.load(sets=["task_bytes=97"]), progress=False
+        resolve_sources([str(path)]),
+        out,
+        CurateConfig.load(sets=["task_bytes=97", "licenses=any"]),
+        progress=False,
     )
     ledger = read_ledger(out)
     assert len(ledger) == 43
@@ -382,7 +411,7 @@ def test_stdlib_source_excludes_site_packages_and_caches():
     from codekiln.curate.sources import stdlib_source
 
     source = stdlib_source()
-    assert isinstance(source, Source) and source.license == "PSF-2.0"
+    assert isinstance(source, Source) and source.split_top_level
     assert Path(source.path, "json", "__init__.py").exists()
     assert "site-packages" in source.exclude_dirs and "__pycache__" in source.exclude_dirs
 

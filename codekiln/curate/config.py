@@ -127,6 +127,21 @@ class CurateConfig:
             "Artistic-2.0",
         ]
     )
+    licenses: str | list[str] = "permissive"  # "permissive" | "any" | a list of SPDX ids
+    opt_out: list[str] = field(default_factory=list)  # owner logins or owner/name repositories
+    decontaminate: bool = True  # drop files holding HumanEval prompts or solutions
+    benchmark_files: list[str] = field(default_factory=list)  # more benchmarks to remove
+    pii: bool = True  # redact emails, IP addresses, keys and passwords
+    near_dedup: bool = True
+    minhash_ngram: int = 5
+    minhash_perm: int = 256
+    minhash_threshold: float = 0.7
+    minhash_bands: int | None = None  # None: chosen for the threshold
+    minhash_rows: int | None = None
+    minhash_seed: int = 42
+    notebook_format: str = "structured"  # "structured" (<jupyter_*> tokens) | "script"
+    commits: bool = False  # also curate git sources' history as commit records
+    max_commits: int | None = None
     task_files: int = 256  # inputs per task: the unit of parallel work
     task_rows: int = 4096  # rows per task for Parquet sources
     task_bytes: int = 16_000_000  # bytes per task for JSONL sources
@@ -146,6 +161,15 @@ class CurateConfig:
                 raise UserError(
                     f"curate config: {name} must be positive, got {getattr(self, name)}"
                 )
+        if self.notebook_format not in ("structured", "script"):
+            raise UserError(
+                f"curate config: notebook_format must be 'structured' or 'script', "
+                f"got {self.notebook_format!r}"
+            )
+        if isinstance(self.licenses, str) and self.licenses not in ("permissive", "any"):
+            self.licenses = [p.strip() for p in self.licenses.split(",") if p.strip()]
+        if not self.licenses:
+            raise UserError("curate config: licenses must be 'permissive', 'any' or SPDX ids")
         for lang, values in self.overrides.items():
             if not isinstance(values, dict):
                 raise UserError(f"curate config: overrides.{lang} must be a table of thresholds")
@@ -237,7 +261,8 @@ def _assign(target: dict[str, Any], key: str, value: Any, base: dict[str, Any]) 
     parts = key.split(".")
     if parts[0] not in base:
         raise UserError(f"--set: unknown curate setting '{parts[0]}'")
-    if parts[0] == "languages" and isinstance(value, str):
+    listed = parts[0] == "languages" or isinstance(base[parts[0]], list)
+    if len(parts) == 1 and listed and isinstance(value, str):
         value = [value]
     node = target
     for part in parts[:-1]:

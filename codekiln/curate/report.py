@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -28,33 +29,37 @@ def _add(bucket: dict[str, Any], status: str, reason: str | None, files: int, si
 
 
 def build_report(ledger_dir: Path) -> dict[str, Any]:
-    """Totals, per language and per source: files and bytes in, kept, dropped per reason."""
-    from codekiln.curate.pipeline import REASONS
+    """Totals, per language, kind and source: files and bytes in, kept, dropped per reason;
+    and what each step did: PII redactions per type, near-duplicate cluster sizes,
+    contamination per benchmark task, files per license."""
+    from codekiln.curate.examine import REASONS
 
     table = ds.dataset(str(ledger_dir), format="parquet").to_table(
-        columns=["source", "lang", "status", "reason", "size"]
+        columns=["source", "lang", "kind", "status", "reason", "size"]
     )
+    keys = ["source", "lang", "kind", "status", "reason"]
     grouped = (
-        table.group_by(["source", "lang", "status", "reason"], use_threads=False)
+        table.group_by(keys, use_threads=False)
         .aggregate([("size", "sum"), ("size", "count")])
         .to_pylist()
     )
     # Sorting makes the report's key order independent of the group-by's order.
-    grouped.sort(key=lambda g: (g["source"], g["lang"] or "", g["status"], g["reason"] or ""))
+    grouped.sort(key=lambda g: tuple(g[k] or "" for k in keys))
     totals = _empty()
     languages: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, dict[str, Any]] = {}
     sources: dict[str, dict[str, Any]] = {}
     for group in grouped:
         files, size = group["size_count"], group["size_sum"] or 0
-        lang = group["lang"] or UNKNOWN
         for bucket in (
             totals,
-            languages.setdefault(lang, _empty()),
+            languages.setdefault(group["lang"] or UNKNOWN, _empty()),
+            kinds.setdefault(group["kind"], _empty()),
             sources.setdefault(group["source"], _empty()),
         ):
             _add(bucket, group["status"], group["reason"], files, size)
     order = {reason: i for i, reason in enumerate(REASONS)}
-    for bucket in [totals, *languages.values(), *sources.values()]:
+    for bucket in [totals, *languages.values(), *kinds.values(), *sources.values()]:
         bucket["dropped"] = dict(
             sorted(bucket["dropped"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
         )
@@ -67,8 +72,53 @@ def build_report(ledger_dir: Path) -> dict[str, Any]:
         "format_version": 1,
         "totals": totals,
         "languages": dict(sorted(languages.items(), key=lambda kv: (-kv[1]["files_in"], kv[0]))),
+        "kinds": kinds,
         "sources": sources,
         "funnel": funnel,
+        "steps": _steps(ledger_dir),
+    }
+
+
+def _steps(ledger_dir: Path) -> dict[str, Any]:
+    table = ds.dataset(str(ledger_dir), format="parquet").to_table(
+        columns=["status", "reason", "detail", "license", "pii"]
+    )
+    pii_files: dict[str, int] = {}
+    pii_items: dict[str, int] = {}
+    edited = 0
+    for counts in table.column("pii").drop_null().to_pylist():
+        edited += 1
+        for kind, n in json.loads(counts).items():
+            pii_items[kind] = pii_items.get(kind, 0) + n
+            pii_files[kind] = pii_files.get(kind, 0) + 1
+    reasons = table.column("reason").to_pylist()
+    details = table.column("detail").to_pylist()
+    clusters: dict[str, int] = {}
+    contaminated: dict[str, int] = {}
+    for reason, detail in zip(reasons, details, strict=True):
+        if reason == "near_duplicate":
+            clusters[detail] = clusters.get(detail, 0) + 1
+        elif reason == "contaminated":
+            contaminated[detail] = contaminated.get(detail, 0) + 1
+    sizes: dict[int, int] = {}
+    for dropped in clusters.values():
+        sizes[dropped + 1] = sizes.get(dropped + 1, 0) + 1  # the survivor is kept
+    licenses: dict[str, int] = {}
+    for license in table.column("license").to_pylist():
+        key = license or "(none)"
+        licenses[key] = licenses.get(key, 0) + 1
+    return {
+        "pii": {
+            "files_edited": edited,
+            "items": dict(sorted(pii_items.items())),
+            "files": dict(sorted(pii_files.items())),
+        },
+        "near_dedup": {
+            "clusters": len(clusters),
+            "cluster_sizes": {str(k): sizes[k] for k in sorted(sizes)},
+        },
+        "contaminated": dict(sorted(contaminated.items())),
+        "licenses": dict(sorted(licenses.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
 
 
@@ -99,6 +149,42 @@ def _funnel_svg(funnel: list[dict[str, Any]]) -> str:
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...], table_id: str) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
+
+
+def _steps_html(steps: dict[str, Any]) -> str:
+    if not steps:
+        return ""
+    pii = steps["pii"]
+    near = steps["near_dedup"]
+    parts = [
+        f"<h3>PII redaction</h3><p>{pii['files_edited']:,} files edited.</p>",
+        _table(
+            [(k, f"{v:,}", f"{pii['files'][k]:,}") for k, v in pii["items"].items()],
+            ("type", "items replaced", "files"),
+            "pii",
+        ),
+        f"<h3>Near-deduplication</h3><p>{near['clusters']:,} clusters of near-duplicates.</p>",
+        _table(
+            [(size, f"{n:,}") for size, n in near["cluster_sizes"].items()],
+            ("cluster size", "clusters"),
+            "clusters",
+        ),
+        "<h3>Decontamination</h3>",
+        _table(list(steps["contaminated"].items()), ("benchmark task", "files"), "contaminated")
+        if steps["contaminated"]
+        else "<p>No file held a benchmark prompt or solution.</p>",
+        "<h3>Licenses</h3>",
+        _table(list(steps["licenses"].items()), ("license", "files in"), "licenses"),
+    ]
+    return "\n".join(parts)
 
 
 def _drops(dropped: dict[str, dict[str, int]]) -> str:
@@ -138,6 +224,8 @@ Every number below is a sum over the ledger.</p>
 {_funnel_svg(report["funnel"])}
 <h2>Dropped, by reason</h2>
 <table id="reasons"><tr><th>reason</th><th>files</th><th>bytes</th></tr>{reason_rows}</table>
+<h2>What each step did</h2>
+{_steps_html(report.get("steps", {}))}
 <h2>By language</h2>
 <table id="languages"><tr><th>language</th><th>files in</th><th>bytes in</th><th>files kept</th>
 <th>bytes kept</th><th>dropped</th></tr>{lang_rows}</table>

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from codekiln.curate.config import CurateConfig
 from codekiln.curate.languages import language_from_path
+from codekiln.curate.licenses import is_license_file, repo_license
 from codekiln.errors import UserError
 
-TABLE_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+TABLE_SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
 _SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
 
 
@@ -29,7 +31,7 @@ _SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
 class Source:
     """Where inputs come from. `name` is the repository name (or the table's file name)."""
 
-    kind: str  # "directory" | "git" | "parquet" | "jsonl"
+    kind: str  # "directory" | "git" | "parquet" | "jsonl" | "issues"
     path: str
     name: str
     license: str | None = None
@@ -53,11 +55,14 @@ class Entry(NamedTuple):
 
 @dataclass(frozen=True)
 class Task:
-    """A unit of parallel work: a run of entries, a row-group range or a byte range."""
+    """A unit of parallel work: a run of entries, a row-group range, a byte range, or the
+    commit history of a git repository (kind "commits")."""
 
     index: int
     source: int
+    kind: str = "files"  # "files" | "rows" | "commits"
     entries: tuple[Entry, ...] = ()
+    licenses: tuple[tuple[str, str | None], ...] = ()  # repository -> detected license
     start: int = 0  # Parquet: first row group; JSONL: first byte
     stop: int = 0  # Parquet: row group after the last; JSONL: byte after the range
     row_offset: int = 0  # Parquet: index of the first row of `start`
@@ -76,6 +81,8 @@ class RawInput:
     state: str = "file"  # see Entry.state; "malformed" for a table row that is not a record
     data: bytes | None = None
     text: str | None = None
+    kind: str = "file"  # "file" | "notebook" | "issue" | "commit"
+    reason: str | None = None  # set by a source that already knows the input is dropped
     license: str | None = None
     stars: int | None = None
     lang: str | None = None
@@ -89,8 +96,7 @@ def stdlib_source() -> Source:
         kind="directory",
         path=path,
         name="stdlib",
-        license="PSF-2.0",  # CPython's LICENSE.txt
-        split_top_level=True,
+        split_top_level=True,  # the license comes from its LICENSE.txt, like any repository
         exclude_dirs=("site-packages", "dist-packages", "__pycache__"),
     )
 
@@ -107,10 +113,10 @@ def resolve_source(arg: str) -> Source:
         kind = TABLE_SUFFIXES.get(path.suffix.lower())
         if kind is None:
             raise UserError(
-                f"source {arg} is a file; give a directory, a git repository, "
-                "or a .parquet / .jsonl table"
+                f"source {arg} is a file; give a directory, a git repository, a .parquet / "
+                ".jsonl table, or a .json / .jsonl dump of GitHub issues"
             )
-        _check_table(path, kind)
+        kind = _check_table(path, kind)
         return Source(kind=kind, path=str(path), name=path.name)
     if not path.is_dir():
         raise UserError(f"source {arg} is neither a file nor a directory")
@@ -247,8 +253,16 @@ def _directory_entries(source: Source) -> list[Entry]:
 # ---- tables ------------------------------------------------------------------------------
 
 
-def _check_table(path: Path, kind: str) -> None:
-    """Fail early, with one line, on a table that cannot be read or has no content."""
+def _looks_like_issue(record: Any) -> bool:
+    return (
+        isinstance(record, dict)
+        and "comments" in record
+        and ("title" in record or "body" in record)
+    )
+
+
+def _check_table(path: Path, kind: str) -> str:
+    """Fail early, with one line, on a table that cannot be read; return the source kind."""
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -260,7 +274,19 @@ def _check_table(path: Path, kind: str) -> None:
             raise UserError(
                 f"{path}: no 'content' column (columns: {', '.join(schema.names) or 'none'})"
             )
-        return
+        return kind
+    if kind == "json":
+        try:
+            value = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: not a readable JSON file ({exc})") from None
+        issues = value.get("issues") if isinstance(value, dict) else value
+        if not isinstance(issues, list) or not all(_looks_like_issue(v) for v in issues[:5]):
+            raise UserError(
+                f"{path}: a .json source must be a dump of GitHub issues (a list of issues "
+                "with 'title'/'body' and 'comments')"
+            )
+        return "issues"
     with open(path, "rb") as handle:
         for line in handle:
             if line.strip():
@@ -268,20 +294,27 @@ def _check_table(path: Path, kind: str) -> None:
                     first = json.loads(line)
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     raise UserError(f"{path}: first line is not JSON") from None
+                if _looks_like_issue(first):
+                    return "issues"
                 if not isinstance(first, dict) or "content" not in first:
-                    raise UserError(f"{path}: records have no 'content' field")
-                return
+                    raise UserError(
+                        f"{path}: records have no 'content' field (nor the 'title' and "
+                        "'comments' of a GitHub issue)"
+                    )
+                return kind
     raise UserError(f"{path}: the table is empty")
 
 
 # ---- planning ----------------------------------------------------------------------------
 
 
-def plan_tasks(
-    sources: list[Source], task_files: int, task_rows: int, task_bytes: int
-) -> list[Task]:
+def plan_tasks(sources: list[Source], config: CurateConfig) -> list[Task]:
     """Cut every source into tasks; the cut depends on the inputs only, never on workers."""
     tasks: list[Task] = []
+
+    def add(**fields: Any) -> None:
+        tasks.append(Task(len(tasks), **fields))
+
     for source_index, source in enumerate(sources):
         if source.kind in ("directory", "git"):
             entries = _git_entries(source) if source.kind == "git" else _directory_entries(source)
@@ -292,44 +325,100 @@ def plan_tasks(
                     f"{source.path}: no code to curate ({len(entries)} files, none with "
                     "the name or extension of a known language)"
                 )
-            for start in range(0, len(entries), task_files):
-                chunk = tuple(entries[start : start + task_files])
-                tasks.append(Task(len(tasks), source_index, entries=chunk))
+            licenses = _repository_licenses(source, entries)
+            for start in range(0, len(entries), config.task_files):
+                chunk = tuple(entries[start : start + config.task_files])
+                repos = sorted({e.repo for e in chunk})
+                add(
+                    source=source_index,
+                    entries=chunk,
+                    licenses=tuple((repo, licenses.get(repo)) for repo in repos),
+                )
+            if source.kind == "git" and config.commits:
+                add(
+                    source=source_index,
+                    kind="commits",
+                    licenses=((source.name, licenses.get(source.name)),),
+                    fingerprint=_head(source),
+                )
         elif source.kind == "parquet":
             import pyarrow.parquet as pq
 
             meta = pq.ParquetFile(source.path).metadata
-            row = 0
-            group = 0
+            row = group = 0
             while group < meta.num_row_groups:
                 first, first_row, rows = group, row, 0
-                while group < meta.num_row_groups and (rows == 0 or rows < task_rows):
+                while group < meta.num_row_groups and (rows == 0 or rows < config.task_rows):
                     rows += meta.row_group(group).num_rows
                     group += 1
-                tasks.append(
-                    Task(
-                        len(tasks),
-                        source_index,
-                        start=first,
-                        stop=group,
-                        row_offset=first_row,
-                        fingerprint=_file_stamp(source.path),
-                    )
+                add(
+                    source=source_index,
+                    kind="rows",
+                    start=first,
+                    stop=group,
+                    row_offset=first_row,
+                    fingerprint=_file_stamp(source.path),
                 )
                 row = first_row + rows
-        else:
+        elif source.kind == "issues" and source.path.endswith(".json"):
+            add(source=source_index, kind="rows", fingerprint=_file_stamp(source.path))
+        else:  # JSONL: Stack-style rows or issues, cut into byte ranges
             size = os.path.getsize(source.path)
-            for start in range(0, max(size, 1), task_bytes):
-                tasks.append(
-                    Task(
-                        len(tasks),
-                        source_index,
-                        start=start,
-                        stop=min(start + task_bytes, size),
-                        fingerprint=_file_stamp(source.path),
-                    )
+            for start in range(0, max(size, 1), config.task_bytes):
+                add(
+                    source=source_index,
+                    kind="rows",
+                    start=start,
+                    stop=min(start + config.task_bytes, size),
+                    fingerprint=_file_stamp(source.path),
                 )
     return tasks
+
+
+def _head(source: Source) -> str:
+    return _git(source.path, "rev-parse", "HEAD").stdout.decode().strip()
+
+
+def _read_small(source: Source, entry: Entry, limit: int = 200_000) -> str:
+    """The text of a license file, from disk or from git's objects; '' when unreadable."""
+    if entry.state != "file" or entry.size > limit:
+        return ""
+    if source.kind == "git":
+        raw = _git(source.path, "cat-file", "blob", entry.ref).stdout
+    else:
+        try:
+            with open(entry.ref, "rb") as handle:
+                raw = handle.read(limit)
+        except OSError:
+            return ""
+    return raw.decode("utf-8", "replace")
+
+
+def _repository_licenses(source: Source, entries: list[Entry]) -> dict[str, str | None]:
+    """Each repository's license from the license files at its root.
+
+    A source split into one repository per top-level entry (the stdlib) shares the license
+    files at the source's root; a license file at the top of one entry overrides them there.
+    """
+    if source.license is not None:
+        return {e.repo: source.license for e in entries}
+    root_files: dict[str, str] = {}
+    own_files: dict[str, dict[str, str]] = {}
+    for entry in entries:
+        parts = entry.path.split("/")
+        if not is_license_file(parts[-1]):
+            continue
+        if len(parts) == 1:
+            root_files[entry.path] = _read_small(source, entry)
+        elif len(parts) == 2 and source.split_top_level:
+            own_files.setdefault(entry.repo, {})[entry.path] = _read_small(source, entry)
+    shared = repo_license(root_files) if root_files else None
+    result: dict[str, str | None] = {}
+    for entry in entries:
+        if entry.repo not in result:
+            own = own_files.get(entry.repo)
+            result[entry.repo] = (repo_license(own) if own else None) or shared
+    return result
 
 
 def _file_stamp(path: str) -> str:
@@ -340,19 +429,24 @@ def _file_stamp(path: str) -> str:
 # ---- reading -----------------------------------------------------------------------------
 
 
-def read_task(task: Task, source: Source, max_bytes: int) -> Iterator[RawInput]:
+def read_task(task: Task, source: Source, config: CurateConfig) -> Iterator[RawInput]:
     """Yield every input of a task exactly once; failures become states, never exceptions."""
-    if source.kind == "directory":
-        yield from _read_files(task, source, max_bytes)
+    if task.kind == "commits":
+        yield from _read_commits(task, source, config)
+    elif source.kind == "directory":
+        yield from _read_files(task, source, config.max_file_bytes)
     elif source.kind == "git":
-        yield from _read_git(task, source, max_bytes)
+        yield from _read_git(task, source, config.max_file_bytes)
     elif source.kind == "parquet":
         yield from _read_parquet(task, source)
+    elif source.kind == "issues":
+        yield from _read_issues(task, source)
     else:
         yield from _read_jsonl(task, source)
 
 
-def _entry_input(source: Source, entry: Entry) -> RawInput:
+def _entry_input(task: Task, source: Source, entry: Entry) -> RawInput:
+    licenses = dict(task.licenses)
     return RawInput(
         source=source.name,
         repo=entry.repo,
@@ -360,13 +454,73 @@ def _entry_input(source: Source, entry: Entry) -> RawInput:
         key="",
         size=entry.size,
         state=entry.state,
-        license=source.license,
+        license=licenses.get(entry.repo, source.license),
     )
+
+
+def _read_commits(task: Task, source: Source, config: CurateConfig) -> Iterator[RawInput]:
+    from codekiln.curate.structured import CommitConfig, commit_text, iter_commits
+
+    license = dict(task.licenses).get(source.name)
+    commit_config = CommitConfig(max_commits=config.max_commits)
+    for record in iter_commits(source.path, commit_config):
+        item = RawInput(
+            source=source.name,
+            repo=source.name,
+            path=record.path,
+            key=f"commit:{record.commit}",
+            size=record.size,
+            kind="commit",
+            license=license,
+            reason=record.reason,
+            extra={"commit": record.commit},
+        )
+        if record.reason is None:
+            item.text = commit_text(record.message, record.before, record.after)
+        yield item
+
+
+def _issue_inputs(source: Source, issues: Iterator[tuple[str, Any, int]]) -> Iterator[RawInput]:
+    from codekiln.curate.structured import issue_text
+
+    for key, issue, size in issues:
+        if not isinstance(issue, dict):
+            yield RawInput(source.name, source.name, "", key, size, state="malformed", kind="issue")
+            continue
+        repo = issue.get("repo") or issue.get("repository") or source.name
+        if isinstance(repo, dict):
+            repo = repo.get("full_name") or repo.get("name") or source.name
+        number = issue.get("number")
+        item = RawInput(
+            source=source.name,
+            repo=str(repo),
+            path=f"issues/{number}" if number is not None else f"issues/{key}",
+            key=key,
+            size=len(json.dumps(issue, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+            kind="issue",
+            license=_license_of(issue.get("license")),
+        )
+        try:
+            text, reason = issue_text(issue)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            text, reason = None, "malformed"
+        item.text, item.reason = text, reason
+        yield item
+
+
+def _read_issues(task: Task, source: Source) -> Iterator[RawInput]:
+    if source.path.endswith(".json"):
+        value = json.loads(Path(source.path).read_bytes())
+        issues = value.get("issues") if isinstance(value, dict) else value
+        rows = ((f"row:{i}", v, 0) for i, v in enumerate(issues))
+        yield from _issue_inputs(source, rows)
+        return
+    yield from _issue_inputs(source, _jsonl_records(task, source))
 
 
 def _read_files(task: Task, source: Source, max_bytes: int) -> Iterator[RawInput]:
     for entry in task.entries:
-        item = _entry_input(source, entry)
+        item = _entry_input(task, source, entry)
         if item.state == "file" and entry.size <= max_bytes:
             try:
                 with open(entry.ref, "rb") as handle:
@@ -402,7 +556,7 @@ def _read_git(task: Task, source: Source, max_bytes: int) -> Iterator[RawInput]:
             proc.stdin.close()
             proc.wait()
     for entry in task.entries:
-        item = _entry_input(source, entry)
+        item = _entry_input(task, source, entry)
         if entry in wanted:
             item.data = blobs.get(entry.ref)
             if item.data is None:
@@ -469,8 +623,8 @@ def _read_parquet(task: Task, source: Source) -> Iterator[RawInput]:
             row += 1
 
 
-def _read_jsonl(task: Task, source: Source) -> Iterator[RawInput]:
-    """Lines whose first byte lies in [start, stop): every line belongs to one task."""
+def _jsonl_records(task: Task, source: Source) -> Iterator[tuple[str, Any, int]]:
+    """(key, parsed record or None, bytes) for the lines whose first byte is in [start, stop)."""
     with open(source.path, "rb") as handle:
         if task.start > 0:
             handle.seek(task.start - 1)
@@ -485,12 +639,16 @@ def _read_jsonl(task: Task, source: Source) -> Iterator[RawInput]:
                 break
             if not line.strip():
                 continue
-            key = f"byte:{offset}"
             try:
                 record = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 record = None
-            if not isinstance(record, dict):
-                yield RawInput(source.name, source.name, "", key, len(line), state="malformed")
-                continue
-            yield table_input(source, record, key)
+            yield f"byte:{offset}", record, len(line)
+
+
+def _read_jsonl(task: Task, source: Source) -> Iterator[RawInput]:
+    for key, record, size in _jsonl_records(task, source):
+        if not isinstance(record, dict):
+            yield RawInput(source.name, source.name, "", key, size, state="malformed")
+            continue
+        yield table_input(source, record, key)
