@@ -4,21 +4,27 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.codekiln-installed
+DEV_STAMP := $(VENV)/.codekiln-dev-installed
 
 .PHONY: setup run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The test tools, and Ray for the test that runs the curate stage on a local Ray instance.
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	touch $(DEV_STAMP)
 
 setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/codekiln run -w workspace
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -27,6 +33,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/curate.py
+	$(BIN)/python bench/dedup.py
 
 clean:
 	rm -rf $(VENV) workspace bench/out .pytest_cache .ruff_cache

@@ -44,6 +44,12 @@ _PUBLIC_V6_FIRST = """2a00 2a01 2a02 2a03 2a05 2604 2606 2607 2610 2800 2c0f 240
 _WORDS = """sunset harbor marble falcon copper willow ember quartz cobalt maple river tundra orchid
 meadow lantern saffron glacier""".split()
 _B62 = string.ascii_letters + string.digits
+_PEM_HEADS = {
+    "RSA PRIVATE KEY": "MIIEpAIBAAKCAQEA",
+    "PRIVATE KEY": "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQ",
+    "EC PRIVATE KEY": "MHcCAQEEI",
+    "OPENSSH PRIVATE KEY": "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAABlwAAAAdzc2gtcn",
+}
 
 
 class _Gen:
@@ -174,8 +180,10 @@ class _Gen:
         signature = base64.urlsafe_b64encode(self.r.randbytes(32)).decode().rstrip("=")
         return f"{header}.{payload}.{signature}"
 
-    def pem_body(self, lines: int) -> str:
-        raw = base64.b64encode(self.r.randbytes(48 * lines)).decode()
+    def pem_body(self, lines: int, kind: str = "PRIVATE KEY") -> str:
+        # Real bodies open with a fixed DER or OpenSSH header (runs like AAAA included).
+        head = _PEM_HEADS.get(kind, "")
+        raw = head + base64.b64encode(self.r.randbytes(48 * lines)).decode()[len(head) :]
         return "\n".join(raw[i : i + 64] for i in range(0, len(raw), 64))
 
     def azure(self) -> str:
@@ -205,7 +213,6 @@ class _Gen:
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
 
 
-# ---------------------------------------------------------------------------------------------
 # Positive templates: each plants PII with `g.plant` and returns `g.take(...)`.
 
 
@@ -667,12 +674,20 @@ def _access_log(g: _Gen) -> Sample:
 
 
 def _private_key(g: _Gen) -> Sample:
-    body = g.plant(KEY, g.pem_body(g.r.randint(8, 14)))
     kind = g.pick(["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY"])
+    body = g.plant(KEY, g.pem_body(g.r.randint(8, 14), kind))
+    # A second key written as adjacent string literals, one line each.
+    lines = g.pem_body(5, "RSA PRIVATE KEY").split("\n")
+    split = g.plant(KEY, '\\n"\n    "'.join(lines))
     text = f'''TEST_KEY = """-----BEGIN {kind}-----
 {body}
 -----END {kind}-----
 """
+CLIENT_KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\\n"
+    "{split}\\n"
+    "-----END RSA PRIVATE KEY-----\\n"
+)
 
 
 def load_key(pem: str) -> bytes:
@@ -1070,6 +1085,65 @@ def _json_logs(g: _Gen) -> Sample:
     return g.take("json_logs", "jsonl", "\n".join(lines) + "\n")
 
 
+def _csv_export(g: _Gen) -> Sample:
+    rows = []
+    for i in range(4):
+        first, last = g.person()
+        # Generic TLDs beyond the common ones, as found in real exports.
+        tld = g.pick(["photography", "studio", "recipes", "consulting", "berlin", "xyz", "me"])
+        host = f"{last}-{g.pick(_WORDS)}" if i % 2 else g.pick(_WORDS)
+        mail = g.plant(EMAIL, f"{first}.{last}@{host}.{tld}")
+        rows.append(f"{i + 1},{first.title()},{last.title()},{mail},{g.r.randint(18, 80)}")
+    text = "id,first_name,last_name,email,age\n" + "\n".join(rows) + "\n"
+    return g.take("csv_export", "csv", text)
+
+
+def _shell_inline_env(g: _Gen) -> Sample:
+    pg = g.plant(PASSWORD, g.token(12))
+    vault = g.plant(KEY, "hvs." + g.token(24))
+    key = g.plant(KEY, g.hexkey(64))
+    text = f"""#!/bin/sh
+PGPASSWORD={pg} psql -h db.internal -U postgres -c 'select 1'
+VAULT_TOKEN={vault}
+JWT_SECRET={key}
+echo "$VAULT_TOKEN" | vault login -
+"""
+    return g.take("shell_inline_env", "shell", text)
+
+
+def _spring_yaml(g: _Gen) -> Sample:
+    pw = g.plant(PASSWORD, g.token(14))
+    become = g.plant(PASSWORD, g.token(10))
+    ip = g.plant(IP, g.ipv4())
+    text = f"""spring:
+  datasource:
+    url: jdbc:postgresql://{ip}:5432/inventory
+    username: inventory
+    password: {pw}
+---
+# ansible inventory vars
+ansible_user: deploy
+ansible_become_password: {become}
+ansible_python_interpreter: /usr/bin/python3
+"""
+    return g.take("spring_yaml", "yaml", text)
+
+
+def _headers_and_objects(g: _Gen) -> Sample:
+    k1 = g.plant(KEY, g.token(32))
+    k2 = g.plant(KEY, base64.b64encode(g.r.randbytes(32)).decode())
+    k3 = g.plant(KEY, g.token(40))
+    text = f"""const headers = {{
+  "x-api-key": "{k1}",
+  "Content-Type": "application/json",
+}};
+const SECRET_KEY_BASE = "{k2}";
+// a provider keyed by its name, not by "key": realistic but hard to see
+const providers = {{ stripe: "{k3}", region: "eu" }};
+"""
+    return g.take("headers_and_objects", "javascript", text)
+
+
 _TEMPLATES = (
     _py_settings,
     _py_script,
@@ -1114,6 +1188,10 @@ _TEMPLATES = (
     _hosts_file,
     _go_table_test,
     _json_logs,
+    _csv_export,
+    _shell_inline_env,
+    _spring_yaml,
+    _headers_and_objects,
 )
 
 
@@ -1125,7 +1203,6 @@ def _build_positives(seed: int = 20240611, rounds: int = 3) -> tuple[Sample, ...
 POSITIVES = _build_positives()
 
 
-# ---------------------------------------------------------------------------------------------
 # Look-alikes: none of these holds PII.
 
 _NEGATIVE_SNIPPETS = (
@@ -1278,6 +1355,31 @@ _NEGATIVE_SNIPPETS = (
     ("pw_vault_tag", "password: !vault |"),
     ("pw_placeholder_url", "postgres://user:${DB_PASS}@db:5432/app"),
     ("pw_placeholder_url_b", "amqp://admin:<password>@rabbit:5672/"),
+    # harder look-alikes
+    ("long_camel", 'authProvider = "GoogleOAuth2AuthenticationProvider"'),
+    ("header_name", 'apiKeyHeader = "X-Goog-Api-Key-Header-Name"'),
+    (
+        "base64_png",
+        'api_logo = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ'
+        'AAAABJRU5ErkJggg=="',
+    ),
+    ("ssh_public", "ssh_pub_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5"),
+    ("pem_public", "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END"),
+    ("lfs_pointer", "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393"),
+    ("github_sha_json", '{"sha": "6dcb09b5b57875f334f61aebed695e2e4193db5e", "url": "x"}'),
+    ("npmrc_env", "//registry.npmjs.org/:_authToken=${NPM_TOKEN}"),
+    ("css_at_rules", "@font-face { font-family: x; } @keyframes spin { to { rotate: 1turn; } }"),
+    ("handles", "Thanks @octocat and @jack for the review!"),
+    ("maven_coord", "implementation 'org.apache.commons:commons-lang3:3.12.0'"),
+    ("pg_cast", "SELECT '2023-01-01'::date, 2023::text, now()::timestamptz;"),
+    ("supported_versions", 'SUPPORTED = ["12.4.22.1", "12.4.23.7"]'),
+    ("file_version", "FileVersion: 10.0.19041.1"),
+    ("user_agent", "Mozilla/5.0 (X11) Chrome/116.0.5845.96 Safari/537.36"),
+    ("dates", "released 2023.10.05, patched 05.10.2023 12:30"),
+    ("ipv6_prefix_only", "route -A inet6 add 2a01:4f8::/32"),
+    ("example_email_upper", "Contact: SUPPORT@EXAMPLE.COM"),
+    ("uuid_v4_secret_name", 'client_secret_id = "9b2f3c1e-7d4a-4e5f-8a6b-1c2d3e4f5a6b"'),
+    ("hash_in_comment", "# md5: 9e107d9d372bb6826bd81d3542a419d6\napi_key = get_key()"),
 )
 
 

@@ -19,8 +19,7 @@ from conftest import (
 
 from codekiln.curate import pipeline
 from codekiln.curate.config import CurateConfig
-from codekiln.curate.examine import Examiner
-from codekiln.curate.examine import REASONS
+from codekiln.curate.examine import REASONS, Examiner
 from codekiln.curate.pipeline import curate
 from codekiln.curate.sources import Source, remote_to_repo_name, resolve_source, resolve_sources
 from codekiln.errors import UserError

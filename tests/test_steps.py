@@ -178,7 +178,7 @@ def test_near_duplicates_are_clustered_and_the_best_survives(tmp_path):
     assert dropped["detail"]  # the cluster id
     assert rows["a", "lib.py"]["reason"] is None and rows["a", "other.py"]["reason"] is None
     report = json.loads((out / "report.json").read_text())
-    assert report["steps"]["near_dedup"]["cluster_sizes"] == {"2": 1}
+    assert report["steps"]["near_dedup"]["cluster_sizes"] == [{"size": 2, "clusters": 1}]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["near_dedup"]["bands"] * manifest["near_dedup"]["rows"] <= 256
     off = tmp_path / "off"

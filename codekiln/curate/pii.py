@@ -9,68 +9,83 @@ is itself ignored by the detectors, so redacting twice changes nothing.
 
 What counts, and what was decided:
 
-- EMAIL: `local@domain.tld` where the TLD is any two letters or a known generic TLD, so code
-  such as `x@self.weight`, `a@b.T` and `icon@2x.png` (file extensions and `@2x` names are
-  refused too) is not read as mail. Placeholder domains are not personal and stay:
-  example.com/.org/.net and their subdomains, the reserved TLDs .example, .invalid, .test,
-  .localhost and .local, and yourdomain/yourcompany.com. A login in a URL
-  (`ssh://git@host`, `postgres://user:pw@host`) and an scp-style remote (`git@github.com:org/x`)
-  name an account on a host, not a mailbox, so they are not emails; the URL's password, if any,
-  is a PASSWORD.
+- EMAIL: `local@domain.tld` where the TLD is any two letters, a known generic TLD, or any
+  alphabetic TLD on a hyphenated domain; so code such as `x@self.weight`, `a@b.T` and
+  `icon@2x.png` (file extensions and `@2x` names are refused too) is not read as mail, at the
+  cost of missing `ana@studio.photography`-style addresses on unhyphenated new gTLDs.
+  Placeholder domains are not personal and stay: example.com/.org/.net and their subdomains,
+  the reserved TLDs .example, .invalid, .test, .localhost and .local, and
+  yourdomain/yourcompany.com. A login in a URL (`ssh://git@host`, `user:pw@host`) and an
+  scp-style remote (`git@github.com:org/x`) name an account on a host, not a mailbox, so they
+  are not emails (the URL's password, if any, is a PASSWORD); `mailto:` and `Email:` labels
+  are fine. Real maintainers' addresses in headers (`Author: ... <...>`) are PII and go.
 - IP_ADDRESS: only addresses that `ipaddress` accepts and calls global. Private, loopback,
   link-local, multicast, unspecified, reserved, shared (100.64/10) and documentation ranges
-  (including 3fff::/20) are left, and so are the well-known public resolvers (8.8.8.8, 1.1.1.1,
-  9.9.9.9, ...): they belong to no one person. Dotted numbers are versions, not addresses, when
-  they sit in a longer dotted run (`1.2.3.4.5`, OIDs), carry a suffix (`1.2.3.4-beta`), or follow
-  `version`/`ver`/`v`/`rev`/`release`/`build`/`section`/`rfc` within a few characters, a pip or
-  semver operator (`==`, `>=`, `~`, `^`) or a package `@`. IPv6 candidates must start with a
-  four-digit group in 2000::/3 (the only global unicast block), which rules out C++ `std::`,
-  times (`12:30:45`), MAC addresses and byte dumps; they also need three non-empty groups so
-  that a slice such as `x[2000::3]` is not an address.
+  (including 3fff::/20) stay, as do the well-known public resolvers (8.8.8.8, 1.1.1.1, 9.9.9.9,
+  ...): they belong to no one person. So do network and broadcast addresses (`x.y.z.0`,
+  `x.y.z.255`, an IPv6 prefix with a zero interface part) and all-single-digit quads
+  (`1.2.3.4`), which are dummies. Dotted numbers are versions, not addresses, when they sit
+  in a longer dotted run (`1.2.3.4.5`, OIDs), carry a suffix (`1.2.3.4-beta`), follow
+  `version`/`ver`/`v`/`rev`/`release`/`build`/`since`/`section`/`rfc` within a few characters,
+  a pip or semver operator (`==`, `>=`, `~`, `^`) or a `product/` prefix (user agents), or
+  have all four parts below 32 on a line with no network word (host, addr, server, ssh,
+  ...). IPv6 candidates must start with a four-digit group in 2000::/3 (the only global
+  unicast block), which rules out C++ `std::`, times (`12:30:45`), MAC addresses and byte
+  dumps; they also need three non-empty groups, so a slice such as `x[2000::3]` is not one.
+  The IPv4 tail of an IPv6 literal (`::ffff:1.2.3.4`) is judged as part of the IPv6 address.
 - KEY: the regex detectors of detect-secrets (AWS, GitHub, GitLab, Slack, Stripe, SendGrid,
   Twilio, JWT, PyPI, npm, OpenAI, Azure, Square, Discord, Telegram, Mailchimp, Artifactory,
-  IBM, Cloudant, SoftLayer and private-key blocks) run over the whole text, each only when a
-  literal its matches must contain is present. A private key is redacted from the end of its
-  BEGIN line to the start of its END line, and only when that body holds key material, so
-  code that merely names the marker is left alone. Google API keys (`AIza...`), `Bearer`
-  tokens, and string values assigned to names containing key, secret, token, api, auth or
-  credential are KEYs when they look random: at least 20 characters from a base64 or hex
-  alphabet, letters and digits mixed, Shannon entropy above a length-dependent threshold, and
-  not made mostly of words. Hashes (32, 40, 56, 64, 96 or 128 hex digits next to hash, sha,
-  checksum, digest, md5, etag, commit, ...), UUIDs and placeholders (`xxxx`, `your_...`,
-  `<...>`, `${...}`, `changeme`, example, dummy, fake, test, sample, runs of one character,
-  `abcde`/`12345` sequences) are never KEYs, whichever detector found them.
-- PASSWORD: the value given to a name containing password, passwd, pwd or passphrase, or the
-  word `pass` (`db_pass`, `smtpPass`, not `bypass` or `passenger`), as a quoted string after
-  `=`, `:`, `:=`, `=>`, `==`, a setter call or a SQL/`#define` space; unquoted after a CLI flag
-  (`--password=xyz`, `--password xyz`), on a config line (`DB_PASSWORD=abc123`,
-  `password: s3cr3t`), or in a connection string (`;Password=abc;`); the password in a URL
-  (`scheme://user:pw@host`); and `IDENTIFIED BY '...'`. Names for something about a password
-  (`password_hash`, `password_file`, `PASSWORD_MIN_LENGTH`, `password_prompt`, ...) are not
-  passwords. Nor are values that are code (`get_password()`, `self.pw`, `os.environ[...]`, the
-  name itself as in `password=password`, `None`, type names), empty or whitespace-bearing
-  values (prose), placeholders (`***`, `<password>`, `${PASSWORD}`, `%(pw)s`, `changeme`,
-  `password`, `secret`, `test`, ...), or prompts (`"Password: "`). A name inside a string
-  literal, as in `input("password: ")`, is prose and is skipped.
+  IBM, Cloudant, SoftLayer and private-key blocks), used through their `denylist` regexes on
+  the whole text rather than detect-secrets' per-line scan. A private key is redacted from the
+  end of its BEGIN line to the start of its END line, and only when that body holds key
+  material, so code that merely names the marker is left alone. Google API keys (`AIza...`),
+  `Bearer` tokens, and values assigned to names containing key, secret, token, api, auth or
+  credential (quoted; unquoted on config lines; XML elements; `#define`) are KEYs when they
+  look random: at least 20 characters of a base64 or hex alphabet, letters and digits mixed,
+  Shannon entropy above a length-dependent floor, and not made mostly of words. A name whose
+  parts say it is something else (`sort_key`, `api_key_id`, `token_type`, `auth_url`,
+  `author`) does not count, and a value must sit next to its name: `{stripe: "<key>"}` is
+  missed. Hashes (32, 40, 56, 64, 96 or 128 hex digits after hash, sha, checksum, digest, md5,
+  etag, commit, ... on the line), UUIDs and placeholders (`xxxx`, `your_...`, `<...>`, `${...}`,
+  `changeme`, example, dummy, fake, test, sample, runs of one character, `abcde`/`12345`
+  sequences) are never KEYs, whichever detector found them.
+- PASSWORD: the value given to a name that ends in password, passwd, passphrase or the part
+  `pass`/`pwd` (`DB_PASSWORD`, `smtpPass`, `db_pwd_prod`; not `bypass`, `password_hash`,
+  `PASSWORD_MIN_LENGTH`, `HTTPPasswordMgr`): as a quoted string after `=`, `:`, `:=`, `=>`,
+  `==`, a setter call (`setPassword("x")`), a settings call (`put("password", "x")`) or a
+  SQL/`#define` space; unquoted after a CLI flag (`--password=xyz`, `--password xyz`), on a
+  config line (`DB_PASSWORD=abc123`, `password: s3cr3t`, `ENV`, `export`), as a flag's
+  argument (`-e DB_PASSWORD=x`), in netrc, or in a connection or query string
+  (`;Password=abc;`, `&password=x`); the password in a URL (`scheme://user:pw@host`, by
+  detect-secrets' BasicAuth pattern); `IDENTIFIED BY '...'`; and the second of two strings
+  given to `auth=(...)`, `.login(...)` or `BasicAuth(...)`. Values that are code
+  (`get_password()`, `self.pw`, `os.environ[...]`, the name itself as in
+  `password=password`, `None`, type names, a bare identifier after a spaced `=`), empty
+  values, values with whitespace (prose; passphrases are missed), paths, placeholders (`***`,
+  `<password>`, `${PASSWORD}`, `%(pw)s`, `%s`, `changeme`, `password`, `secret`, `test`, yes/no,
+  ...) and prompts (`"Password: "`) are not passwords. A name quoted on one side only is the
+  end of prose (`input("password: ")`) and is skipped, as is the first target of a tuple
+  assignment (`user, password = "u", "p"`).
 
 When spans overlap, KEY beats PASSWORD beats EMAIL beats IP_ADDRESS, then the longer span wins.
 
-Speed: each rule first checks a cheap condition on the whole text (`"@" in text`, a literal a
-detector needs, a keyword) and regexes are anchored on rare characters, so most files cost a few
-C-level scans. detect-secrets (which pulls in `requests`) is imported on first use and its
-detectors are kept in a module-level cache, so importing this module is cheap and worker
-processes build their own copy lazily.
+Speed: every literal that gates a detector is looked for in one Aho-Corasick pass, the other
+rules run only when a cheap condition holds (`"@" in text`, a keyword), and regexes start
+with a literal where possible because sre scans for a literal in C. detect-secrets (which
+pulls in `requests`) and pyahocorasick are imported on first use and kept in a module-level
+cache, so importing this module is cheap and each worker process builds its own copy.
 """
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import math
 import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 PII_KINDS = ("EMAIL", "IP_ADDRESS", "KEY", "PASSWORD")
 
@@ -156,19 +171,43 @@ def replacement(span: PiiSpan) -> str:
 
 
 def _without_overlaps(spans: list[PiiSpan]) -> list[PiiSpan]:
-    """Keep the stronger of overlapping spans (kind priority, then length), sorted by start."""
+    """Keep the stronger of overlapping spans (kind priority, then length), sorted by start.
+
+    >>> a, b = PiiSpan(0, 9, "EMAIL", "x"), PiiSpan(5, 9, "PASSWORD", "y")
+    >>> _without_overlaps([a, b, PiiSpan(9, 12, "KEY", "z")])  # doctest: +NORMALIZE_WHITESPACE
+    [PiiSpan(start=5, end=9, kind='PASSWORD', value='y'),
+     PiiSpan(start=9, end=12, kind='KEY', value='z')]
+    """
+    starts: list[int] = []  # of the kept spans, which are disjoint, so ends sort the same way
     kept: list[PiiSpan] = []
     for span in sorted(spans, key=lambda s: (_PRIORITY[s.kind], s.start - s.end, s.start)):
-        if all(span.end <= k.start or k.end <= span.start for k in kept):
-            kept.append(span)
-    return sorted(kept, key=lambda s: s.start)
+        i = bisect.bisect_right(starts, span.start)
+        if i and kept[i - 1].end > span.start or i < len(kept) and kept[i].start < span.end:
+            continue
+        starts.insert(i, span.start)
+        kept.insert(i, span)
+    return kept
+
+
+# How far context checks look along a line. Bounded so that a minified file, one line of
+# megabytes, costs linear time instead of a full-line scan per candidate.
+_LINE_WINDOW = 1000
 
 
 def _line_start(text: str, pos: int) -> int:
-    return text.rfind("\n", 0, pos) + 1
+    """Start of the line holding `pos`, or `_LINE_WINDOW` characters back on a longer line."""
+    lo = max(0, pos - _LINE_WINDOW)
+    newline = text.rfind("\n", lo, pos)
+    return newline + 1 if newline != -1 else lo
 
 
-# ---------------------------------------------------------------------------------------------
+def _line_end(text: str, pos: int) -> int:
+    """End of the line holding `pos`, or `_LINE_WINDOW` characters on."""
+    hi = min(len(text), pos + _LINE_WINDOW)
+    newline = text.find("\n", pos, hi)
+    return newline if newline != -1 else hi
+
+
 # Emails
 
 _EMAIL_LOCAL_CHARS = frozenset(
@@ -232,7 +271,9 @@ def _email_at(text: str, at: int) -> PiiSpan | None:
         if label not in _MAIL_LABELS:
             return None  # `user:pw@host`: credentials in a URL without its scheme
     domain, tld = dom.group(1).lower(), dom.group(2).lower()
-    if len(tld) > 2 and tld not in _GENERIC_TLDS or tld in _FILE_EXTENSIONS:
+    # Unknown long TLDs pass only on hyphenated domains, which no attribute chain
+    # (`x@self.weight`) can spell.
+    if len(tld) > 2 and tld not in _GENERIC_TLDS and "-" not in domain or tld in _FILE_EXTENSIONS:
         return None
     if tld in _PLACEHOLDER_TLDS or domain.endswith(_PLACEHOLDER_DOMAINS):
         return None
@@ -248,13 +289,13 @@ def _email_at(text: str, at: int) -> PiiSpan | None:
     ):
         return None
     # URL userinfo (`scheme://user@host`, `scheme://user:pw@host`): a login, not a mailbox.
-    token_start = max(text.rfind(c, 0, start) for c in " \t\n\"'`<(") + 1
+    lo = max(0, start - 256)
+    token_start = max(text.rfind(c, lo, start) for c in " \t\n\"'`<(") + 1
     if "://" in text[token_start:start]:
         return None
     return PiiSpan(start, end, "EMAIL", text[start:end])
 
 
-# ---------------------------------------------------------------------------------------------
 # IP addresses
 
 # Anchored on the first dot: a pattern that starts with a literal is scanned for in C, several
@@ -279,6 +320,7 @@ _PUBLIC_RESOLVERS = frozenset(
 )
 _IPV6_DOCUMENTATION = ipaddress.ip_network("3fff::/20")
 _DIGITS = frozenset("0123456789")
+_HEX_OR_COLON = frozenset("0123456789abcdefABCDEF:")
 _WORDY_NEIGHBOURS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -293,6 +335,8 @@ def _find_ips(text: str) -> list[PiiSpan]:
             continue
         if start and (text[start - 1] in _WORDY_NEIGHBOURS or text[start - 1] == "."):
             continue
+        if start >= 2 and text[start - 1] == ":" and text[start - 2] in _HEX_OR_COLON:
+            continue  # the IPv4 tail of an IPv6 literal (`::ffff:1.2.3.4`), judged as IPv6
         after = text[end : end + 2]
         if after and after[0] in _WORDY_NEIGHBOURS:
             continue
@@ -319,6 +363,7 @@ def _find_ips(text: str) -> list[PiiSpan]:
     return spans
 
 
+@lru_cache(maxsize=4096)
 def _is_personal_ip(value: str) -> bool:
     """Whether `value` parses as a global, non-service address.
 
@@ -329,7 +374,7 @@ def _is_personal_ip(value: str) -> bool:
         ip = ipaddress.ip_address(value)
     except ValueError:
         return False
-    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_private:
+    if not ip.is_global or ip.is_multicast or ip.is_reserved:
         return False
     if ip.version == 4:
         octets = value.split(".")
@@ -337,8 +382,8 @@ def _is_personal_ip(value: str) -> bool:
         # addresses (1.2.3.4, 2.0.1.5) are dummies or versions far more often than anyone's.
         if octets[3] in ("0", "255") or all(len(o) == 1 for o in octets):
             return False
-    if ip.version == 6 and ip in _IPV6_DOCUMENTATION:
-        return False
+    if ip.version == 6 and (ip in _IPV6_DOCUMENTATION or int(ip) & (1 << 64) - 1 == 0):
+        return False  # documentation, or a prefix with no interface part (`2a01:4f8::`)
     return str(ip) not in _PUBLIC_RESOLVERS
 
 
@@ -353,13 +398,10 @@ def _reads_as_version(text: str, start: int, end: int, value: str) -> bool:
     if window[-1:] == "/" and window[-2:-1].isalnum():
         return True  # `uplink/3.16.17.26`, a user agent
     if all(int(part) < 32 for part in value.split(".")):
-        line_end = text.find("\n", end)
-        line = text[line_start : line_end if line_end != -1 else len(text)]
-        return _NETWORK_WORDS.search(line) is None
+        return _NETWORK_WORDS.search(text, line_start, _line_end(text, end)) is None
     return False
 
 
-# ---------------------------------------------------------------------------------------------
 # Keys
 
 # (module, class, literals, gate): a detector's regexes run only when the text holds one of its
@@ -460,12 +502,14 @@ def _basic_auth_regexes() -> tuple[re.Pattern, ...]:
     return tuple(BasicAuthDetector.denylist)
 
 
-_PEM_BLOCK = re.compile(
-    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(.*?)-----END[A-Z0-9 ]*PRIVATE KEY"
-    r"(?: BLOCK)?-----",
-    re.S,
+# BEGIN and END markers are paired in one pass: a lazy BEGIN...END regex would rescan to the
+# next END from every unmatched BEGIN.
+_PEM_MARKER = re.compile(r"-----(BEGIN|END)[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
+_PEM_EDGE = frozenset(" \t\r\n\"',")
+_PEM_PLACEHOLDER = re.compile(r"(?i)\.\.\.|xxxx|<|>|your|redacted|example|placeholder|\$\{")
+_PUTTY_BLOCK = re.compile(
+    r"Private-Lines: *\d+[ \t]*\r?\n(.{0,16384}?)\r?\n[ \t]*Private-MAC", re.S
 )
-_PUTTY_BLOCK = re.compile(r"Private-Lines: *\d+[ \t]*\r?\n(.*?)\r?\n[ \t]*Private-MAC", re.S)
 _GOOGLE_API_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{35}")
 _BEARER = re.compile(r"[Bb]earer[ \t]+([A-Za-z0-9\-._~+/]{20,}=*)")
 # A quoted value; `_OP_BEFORE` then requires an assignment, a key/value separator, a call or an
@@ -474,8 +518,9 @@ _QUOTED_VALUE = re.compile(r"""(["'`])([A-Za-z0-9+/=_\-.~]{20,})\1""")
 _OP_BEFORE = re.compile(r"(=>|:=|[=:(,])[ \t]*[rbuRBU]?\Z")
 # An unquoted value that runs to the end of the line, as in .env, YAML and .properties files.
 _UNQUOTED_VALUE = re.compile(
-    r"([=:])[ \t]*([A-Za-z0-9+/_\-~]{20,}={0,2})[ \t]*(?=[\r\n#;,]|$)", re.M
+    r"([=:])[ \t]*([A-Za-z0-9+/_\-~.]{20,}={0,2})[ \t]*(?=[\r\n#;,]|$)", re.M
 )
+_DOTTED_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _XML_VALUE = re.compile(r"<([\w:.-]+)>[ \t]*([A-Za-z0-9+/=_\-.~]{20,})[ \t]*</\1>")
 _DEFINE_VALUE = re.compile(r"#[ \t]*define[ \t]+(\w+)[ \t]+\"([^\"\n]+)\"")
 _NAME_BEFORE = re.compile(r"""([A-Za-z_$@-][\w.$-]*)["'`]?\]?[ \t]*\Z""")
@@ -483,10 +528,15 @@ _NAME_BEFORE_ANNOTATED = re.compile(
     r"""([A-Za-z_$@-][\w.$-]*)(?:[ \t]*:[ \t]*[\w.\[\]&'<> ]+)?[ \t]*\Z"""
 )
 _KEY_NAME = re.compile(r"(?i)key|secret|token|api|auth|credential")
-_NOT_KEY_NAME = re.compile(
-    r"(?i)author|keyword|keyboard|monkey|hotkey|keymap|keycode|keystroke|tokeniz|token_?type"
-    r"|url|uri\b|endpoint|path|file|name|dir\b|header|prefix|suffix|version|format|_id\b|Id\b"
-    r"|length|size|count|field|label|hash|digest|checksum|sha\d*|md5|etag|scope|method|mode"
+# Name parts that make a key-ish name about something else: a data-structure key
+# (`sort_key`, `primary_key`), a key's metadata (`api_key_id`, `token_type`, `auth_url`), or
+# another word (`author`, `monkey`, `keyboard`).
+_NOT_KEY_PARTS = frozenset(
+    """author authors keyword keywords keyboard monkey hotkey keymap keycode keystroke tokenizer
+    tokenize type url uri urls endpoint path file filename name dir header prefix suffix
+    version format id ids length len size count field label hash digest checksum sha sha1
+    sha256 md5 etag scope primary foreign sort cache partition lookup dict map row column
+    index unique composite""".split()
 )
 _HASH_CONTEXT = re.compile(
     r"(?i)hash|sha|checksum|digest|md5|etag|commit|rev|fingerprint|integrity|crc|blob|tree"
@@ -562,22 +612,46 @@ def _match_value(m: re.Match) -> tuple[int, int]:
 
 
 def _private_keys(text: str) -> list[PiiSpan]:
+    bodies = [m.span(1) for m in _PUTTY_BLOCK.finditer(text)]
+    begin = None
+    for m in _PEM_MARKER.finditer(text):
+        if m.group(1) == "BEGIN":
+            begin = m.end()
+        elif begin is not None:
+            bodies.append((begin, m.start()))
+            begin = None
     spans = []
-    for m in list(_PEM_BLOCK.finditer(text)) + list(_PUTTY_BLOCK.finditer(text)):
-        start, end = m.span(1)
-        # Trim line breaks, escaped line breaks and the quotes of string-concatenated keys.
-        while start < end and (
-            text[start] in " \t\r\n\"'," or text.startswith(("\\n", "\\r"), start)
-        ):
-            start += 2 if text[start] == "\\" else 1
-        while end > start and (
-            text[end - 1] in " \t\r\n\"'," or text[end - 2 : end] in ("\\n", "\\r")
-        ):
-            end -= 2 if text[end - 2 : end] in ("\\n", "\\r") else 1
+    for body_start, body_end in bodies:
+        start, end = _strip_line_breaks(text, body_start, body_end)
         body = text[start:end]
-        if sum(c.isalnum() or c in "+/=" for c in body) >= 64 and not _PLACEHOLDER.search(body):
+        # Not `_PLACEHOLDER`: DER-encoded keys hold runs like AAAA.
+        if sum(c.isalnum() or c in "+/=" for c in body) >= 64 and not _PEM_PLACEHOLDER.search(body):
             spans.append(PiiSpan(start, end, "KEY", body))
     return spans
+
+
+def _strip_line_breaks(text: str, start: int, end: int) -> tuple[int, int]:
+    r"""Narrow a span past whitespace, escaped line breaks (`\n` in JSON) and the quotes and
+    commas of a key split over string literals, at both ends.
+
+    >>> _strip_line_breaks('"\\nMIIB\\n",', 0, 11)
+    (3, 7)
+    """
+    while start < end:
+        if text[start] in _PEM_EDGE:
+            start += 1
+        elif text[start : start + 2] in ("\\n", "\\r"):
+            start += 2
+        else:
+            break
+    while end > start:
+        if text[end - 1] in _PEM_EDGE:
+            end -= 1
+        elif text[end - 2 : end] in ("\\n", "\\r"):
+            end -= 2
+        else:
+            break
+    return start, end
 
 
 def _generic_keys(text: str, matches, group: int, named: bool) -> list[PiiSpan]:
@@ -587,9 +661,15 @@ def _generic_keys(text: str, matches, group: int, named: bool) -> list[PiiSpan]:
     for m in matches:
         start, end = m.span(group)
         value = m.group(group)
+        if m.re is _UNQUOTED_VALUE and _DOTTED_NAME.fullmatch(value):
+            # `api_key = settings.API_KEY_V2` is code; `hvs.CAES...` (Vault) is a token.
+            if not any(_looks_random(part, min_len=16) for part in value.split(".")):
+                continue
         if named:
             name = _assigned_name(text, m)
-            if name is None or not _KEY_NAME.search(name) or _NOT_KEY_NAME.search(name):
+            if name is None or not _KEY_NAME.search(name):
+                continue
+            if not _NOT_KEY_PARTS.isdisjoint(p.lower() for p in _NAME_PARTS.findall(name)):
                 continue
         if not _looks_random(value) or _is_key_placeholder(value, text, start):
             continue
@@ -689,13 +769,12 @@ def _has_sequence(value: str, run: int = 5) -> bool:
     return False
 
 
-# ---------------------------------------------------------------------------------------------
 # Passwords
 
 _PW_KEYWORD = re.compile(r"pass|pwd|PASS|Pass|PWD|Pwd")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.$-")
 _NAME_RIGHT = re.compile(r"[\w.$-]*")
-_NAME_PARTS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+_NAME_PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # A password name ends in a password word, maybe followed by a qualifier (`DB_PASSWORD_PROD`);
 # anything else at the end (`password_hash`, `PASSWORD_MIN_LENGTH`, `HTTPPasswordMgr`) makes it
 # a name about a password rather than one that holds it.
@@ -734,7 +813,7 @@ _TUPLE_TARGETS = re.compile(r"\s*(?:[\w.\[\]]+\s*,\s*)+")
 _IDENTIFIED_BY = re.compile(r"(?i)identified[ \t]+by[ \t]+(['\"])([^'\"\r\n]+)\1")
 _CODE_VALUE = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+|[$%{<].*")
 _PW_TEMPLATE = re.compile(
-    r"(?i)xxx|^your|<.*>|\$\{|\{\{|%\(|changeme|change_me|(.)\1{3}|^\$\w+$|^%\w+%$|\{\w*\}"
+    r"(?i)xxx|^your|<.*>|\$\{|\{\{|%\(|changeme|change_me|^(.)\1*$|^\$\w+$|^%\w+%$|\{\w*\}"
     r"|%[sdr]|^\$\(|^(?:/|~/|\./|\.\./|[A-Za-z]:\\)"
 )
 _PW_PLACEHOLDERS = frozenset(
@@ -773,30 +852,32 @@ def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
         while name_start > hit.start() - 64 and name_start and text[name_start - 1] in _NAME_CHARS:
             name_start -= 1
         name_end = _NAME_RIGHT.match(text, hit.start()).end()
-        done = name_end
-        span = _password_after(text, name_start, name_end)
+        m = _PW_AFTER.match(text, name_end)
+        if m is None or not _is_password_name(text[name_start:name_end]):
+            done = name_end
+            continue
+        # The value is never a name, even when rejected: in `password pass account x` (netrc)
+        # the second `pass` is a placeholder value, not a key whose value is `account`.
+        done = m.end()
+        span = _password_after(text, name_start, name_end, m)
         if span is not None:
             spans.append(span)
     return spans
 
 
-def _password_after(text: str, name_start: int, name_end: int) -> PiiSpan | None:
-    m = _PW_AFTER.match(text, name_end)
+def _password_after(text: str, name_start: int, name_end: int, m: re.Match) -> PiiSpan | None:
+    """The password a name is given by the `_PW_AFTER` match `m`, unless context or value say
+    it is code, prose or a placeholder."""
     name = text[name_start:name_end]
-    if m is None or not _is_password_name(name):
-        return None
     before = text[_line_start(text, name_start) : name_start]
     op = m.group("op")
     quoted_name = m.group("q") is not None
     flag = name.startswith("-")
     # A flag or a `;Password=...;` pair may sit inside a string; any other name must be quoted
-    # on both sides or on neither, and outside a literal, or it is prose like "password: ".
+    # on both sides or on neither, or it is the end of prose like "Password: ".
     embedded = op == "=" and before.rstrip().endswith((";", "?", "&"))
-    if not (flag or embedded):
-        if quoted_name != (before[-1:] in ("'", '"', "`")):
-            return None
-        if not quoted_name and _inside_string(before):
-            return None
+    if not (flag or embedded) and quoted_name != (before[-1:] in ("'", '"', "`")):
+        return None
     if _TUPLE_TARGETS.fullmatch(before):
         return None  # `user, password = "u", "p"`: the first value is not the password
     if m.group("vq") is not None:
@@ -839,12 +920,6 @@ def _is_password_name(name: str) -> bool:
     return last.endswith(("password", "passwd", "passphrase")) or last in _PW_LAST_PARTS
 
 
-def _inside_string(before: str) -> bool:
-    """Whether a position follows an unclosed quote on its line, i.e. sits inside a literal."""
-    cleaned = before.replace('\\"', "").replace("\\'", "")
-    return cleaned.count('"') % 2 == 1 or cleaned.count("'") % 2 == 1
-
-
 def _unquoted_is_literal(text: str, name: str, before: str, op: str, value: str, end: int) -> bool:
     """Whether an unquoted value is a literal (config line, CLI flag, connection string) rather
     than code (`password=get_pw()`, `pwd = self.pwd`, `password: str`)."""
@@ -853,26 +928,26 @@ def _unquoted_is_literal(text: str, name: str, before: str, op: str, value: str,
         return False
     if name.startswith("-"):
         return op in ("=", " ", "\t")
-    if op in " \t" and _NETRC.search(before):
+    if op in " \t" and name == "password" and _NETRC.search(before):
         return True  # `machine host login me password hunter2`
     if op not in ("=", ":"):
         return False
     stripped = before.strip()
     config_line = stripped in _CONFIG_LINE_PREFIXES
     # `docker run -e DB_PASSWORD=x`, `--build-arg PASS=x`: a flag's NAME=VALUE argument.
-    flag_argument = op == "=" and stripped.rsplit(None, 1)[-1:][0:1] in (["-e"], ["--env"])
-    flag_argument = flag_argument or (op == "=" and stripped.endswith("--build-arg"))
+    last_word = stripped.rsplit(None, 1)[-1] if stripped else ""
+    flag_argument = op == "=" and last_word in ("-e", "--env", "--build-arg")
     if not (config_line or flag_argument or stripped.endswith((";", "?", "&"))):
         return False
     if nxt == ",":
         return False  # a keyword argument in a multi-line call
-    if config_line:
-        line_end = text.find("\n", end)
-        rest = text[end : line_end if line_end != -1 else len(text)].strip()
+    # `PGPASSWORD=x psql ...` may go on; `password: The password.` (prose) may not.
+    spaced = text[end - len(value) - 1] in " \t"
+    if config_line and not (op == "=" and not spaced):
+        rest = text[end : _line_end(text, end)].strip()
         if rest and not rest.startswith(("#", ";", "//")):
             return False  # `password: The password to use.` is prose in a docstring
     # `password = pw` is code; `password = hunter2` in an INI file has a digit or a symbol.
-    spaced = text[end - len(value) - 1] in " \t"
     return not (op == "=" and spaced and value.isidentifier() and not any(map(str.isdigit, value)))
 
 

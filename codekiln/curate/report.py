@@ -115,7 +115,7 @@ def _steps(ledger_dir: Path) -> dict[str, Any]:
         },
         "near_dedup": {
             "clusters": len(clusters),
-            "cluster_sizes": {str(k): sizes[k] for k in sorted(sizes)},
+            "cluster_sizes": [{"size": k, "clusters": sizes[k]} for k in sorted(sizes)],
         },
         "contaminated": dict(sorted(contaminated.items())),
         "licenses": dict(sorted(licenses.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -173,7 +173,7 @@ def _steps_html(steps: dict[str, Any]) -> str:
         ),
         f"<h3>Near-deduplication</h3><p>{near['clusters']:,} clusters of near-duplicates.</p>",
         _table(
-            [(size, f"{n:,}") for size, n in near["cluster_sizes"].items()],
+            [(row["size"], f"{row['clusters']:,}") for row in near["cluster_sizes"]],
             ("cluster size", "clusters"),
             "clusters",
         ),
