@@ -20,19 +20,24 @@ _NON_ALNUM_RE = re.compile(r"[\W_]+")
 _NON_ALPHA_RE = re.compile(r"[\W\d_]+")
 
 
+def _fraction(text: str, ascii_kept: bytes, other: re.Pattern) -> float:
+    """Share of characters of a class: ASCII bytes in `ascii_kept`, or not matched by `other`."""
+    if not text:
+        return 0.0
+    if text.isascii():
+        # bytes.translate deletes in C; far faster than a per-character loop.
+        raw = text.encode("ascii")
+        return (len(raw) - len(raw.translate(None, ascii_kept))) / len(raw)
+    return (len(text) - sum(map(len, other.findall(text)))) / len(text)
+
+
 def alnum_fraction(text: str) -> float:
     """Share of characters that are letters or digits (Unicode-aware).
 
     >>> alnum_fraction("ab 12!!")
     0.5714285714285714
     """
-    if not text:
-        return 0.0
-    if text.isascii():
-        # bytes.translate deletes in C; far faster than a per-character loop.
-        raw = text.encode("ascii")
-        return (len(raw) - len(raw.translate(None, _ASCII_ALNUM))) / len(raw)
-    return (len(text) - sum(map(len, _NON_ALNUM_RE.findall(text)))) / len(text)
+    return _fraction(text, _ASCII_ALNUM, _NON_ALNUM_RE)
 
 
 def alpha_fraction(text: str) -> float:
@@ -41,12 +46,7 @@ def alpha_fraction(text: str) -> float:
     >>> alpha_fraction("ab 12")
     0.4
     """
-    if not text:
-        return 0.0
-    if text.isascii():
-        raw = text.encode("ascii")
-        return (len(raw) - len(raw.translate(None, _ASCII_ALPHA))) / len(raw)
-    return (len(text) - sum(map(len, _NON_ALPHA_RE.findall(text)))) / len(text)
+    return _fraction(text, _ASCII_ALPHA, _NON_ALPHA_RE)
 
 
 class Doc:

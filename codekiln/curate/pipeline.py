@@ -234,44 +234,11 @@ def curate(
             timings["near_dedup_s"] = time.time() - clock
 
     clock = time.time()
-    dropped = _dedup_decisions(exact, near)
-    for old in list(out_dir.glob("part-*.parquet")) + [out_dir / "ledger"]:
-        if old.is_dir():
-            shutil.rmtree(old)
-        else:
-            old.unlink(missing_ok=True)
+    decisions = _dedup_decisions(exact, near)
     ledger_dir = out_dir / "ledger"
-    ledger_dir.mkdir()
-    shards = _RollingWriter(
-        out_dir,
-        RECORD_SCHEMA,
-        config.shard_bytes,
-        lambda t: pc.binary_length(pc.cast(t.column("content"), pa.binary())).to_pylist(),
+    shard_paths, source_hashes = _write_outputs(
+        out_dir, ledger_files, candidate_files, decisions, config, [s.name for s in sources]
     )
-    ledger = _RollingWriter(
-        ledger_dir, LEDGER_SCHEMA, config.ledger_rows, lambda t: [1] * t.num_rows
-    )
-    source_hashes = {s.name: hashlib.sha256() for s in sources}
-    for ledger_path, candidates_path in zip(ledger_files, candidate_files, strict=True):
-        table = _apply_decisions(pq.read_table(ledger_path).replace_schema_metadata(), dropped)
-        ledger.write(table)
-        candidates = pq.read_table(candidates_path, columns=RECORD_SCHEMA.names)
-        if dropped:
-            gone = pa.array(sorted(dropped), pa.string())
-            candidates = candidates.filter(pc.invert(pc.is_in(candidates["id"], gone)))
-        if candidates.num_rows:
-            shards.write(candidates)
-        for source, path, sha, size in zip(
-            table.column("source").to_pylist(),
-            table.column("path").to_pylist(),
-            table.column("sha256").to_pylist(),
-            table.column("size").to_pylist(),
-            strict=True,
-        ):
-            line = f"{path}\0{sha or size}\n".encode("utf-8", "surrogateescape")
-            source_hashes[source].update(line)
-    shard_paths = shards.finish()
-    ledger.finish()
     timings["write_s"] = time.time() - clock
 
     report = build_report(ledger_dir)
@@ -296,7 +263,7 @@ def curate(
         "curate",
         request=fingerprint(request),
         config=config.to_dict(),
-        sources=[{**d, "sha256": source_hashes[d["name"]].hexdigest()} for d in described],
+        sources=[{**d, "sha256": source_hashes[d["name"]]} for d in described],
         outputs={
             "shards": [p.name for p in shard_paths],
             "ledger": sorted(p.name for p in ledger_dir.iterdir()),
@@ -311,6 +278,57 @@ def curate(
         **extra,
     )
     return CurateResult(out_dir, report)
+
+
+def _write_outputs(
+    out_dir: Path,
+    ledger_files: list[Path],
+    candidate_files: list[Path],
+    decisions: dict[str, tuple[str, str | None, str]],
+    config: CurateConfig,
+    source_names: list[str],
+) -> tuple[list[Path], dict[str, str]]:
+    """Stream the task files, in task order, into the ledger and the shards.
+
+    Returns the shard paths and, per source, a hash over its inputs' paths and contents.
+    """
+    for old in list(out_dir.glob("part-*.parquet")) + [out_dir / "ledger"]:
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
+    ledger_dir = out_dir / "ledger"
+    ledger_dir.mkdir()
+    shards = _RollingWriter(
+        out_dir,
+        RECORD_SCHEMA,
+        config.shard_bytes,
+        lambda t: pc.binary_length(pc.cast(t.column("content"), pa.binary())).to_pylist(),
+    )
+    ledger = _RollingWriter(
+        ledger_dir, LEDGER_SCHEMA, config.ledger_rows, lambda t: [1] * t.num_rows
+    )
+    gone = pa.array(sorted(decisions), pa.string())
+    hashes = {name: hashlib.sha256() for name in source_names}
+    for ledger_path, candidates_path in zip(ledger_files, candidate_files, strict=True):
+        table = _apply_decisions(pq.read_table(ledger_path).replace_schema_metadata(), decisions)
+        ledger.write(table)
+        candidates = pq.read_table(candidates_path, columns=RECORD_SCHEMA.names)
+        if len(gone):
+            candidates = candidates.filter(pc.invert(pc.is_in(candidates["id"], gone)))
+        if candidates.num_rows:
+            shards.write(candidates)
+        for source, path, sha, size in zip(
+            table.column("source").to_pylist(),
+            table.column("path").to_pylist(),
+            table.column("sha256").to_pylist(),
+            table.column("size").to_pylist(),
+            strict=True,
+        ):
+            line = f"{path}\0{sha or size}\n".encode("utf-8", "surrogateescape")
+            hashes[source].update(line)
+    ledger.finish()
+    return shards.finish(), {name: h.hexdigest() for name, h in hashes.items()}
 
 
 def _minhash_params(config: CurateConfig) -> MinHashParams:
