@@ -40,7 +40,7 @@ def main() -> None:
 
     source = stdlib_source()
     config = CurateConfig()
-    tasks = plan_tasks([source], config.task_files, config.task_rows, config.task_bytes)
+    tasks = plan_tasks([source], config)
     paths = [e.ref for t in tasks for e in t.entries if e.state == "file"]
     plain_read(paths)  # warm the page cache
     read_s, read_bytes = min(plain_read(paths) for _ in range(args.repeat))

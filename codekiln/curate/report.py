@@ -211,7 +211,7 @@ def write_html_report(report: dict[str, Any], title: str = "curate report") -> s
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
+td:first-child, th:first-child, #languages td:last-child {{ text-align: left; }}
 th {{ background: #eef2f7; }}
 .summary {{ font-size: 1.1em; }}
 </style></head><body>

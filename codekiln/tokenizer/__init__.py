@@ -1,0 +1,1 @@
+"""The tokenizer stage: a byte-level BPE with StarCoder's special tokens."""
