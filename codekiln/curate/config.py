@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codekiln.config import load_config
 from codekiln.errors import UserError
 
 # Languages that are prose or query text: long lines are normal there, so StarCoder's
@@ -208,65 +208,4 @@ class CurateConfig:
         >>> config.max_line_length, config.threshold("max_lines", "SQL")
         (2000, 9)
         """
-        values: dict[str, Any] = {}
-        if path is not None:
-            try:
-                values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise UserError(f"config file not found: {path}") from None
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise UserError(f"config file {path} is not valid TOML: {exc}") from None
-            values = values.get("curate", values)
-        base = cls().to_dict()
-        for key in values:
-            if key not in base:
-                raise UserError(f"config file {path}: unknown curate setting '{key}'")
-        merged = dict(base)
-        for key, value in values.items():
-            if isinstance(base[key], dict) and isinstance(value, dict):
-                # A file's overrides add to the defaults, language by language.
-                merged[key] = {**base[key]}
-                for lang, table in value.items():
-                    merged[key][lang] = {**merged[key].get(lang, {}), **table}
-            else:
-                merged[key] = value
-        for item in sets or []:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise UserError(f"--set expects key=value, got '{item}'")
-            _assign(merged, key.strip(), _parse_value(raw.strip()), base)
-        try:
-            return cls(**merged)
-        except TypeError as exc:
-            raise UserError(f"curate config: {exc}") from None
-
-
-def _parse_value(raw: str) -> Any:
-    """'1000' -> 1000, 'none' -> None, 'Python,Go' -> ['Python', 'Go'], '[1, 2]' -> [1, 2]."""
-    low = raw.lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        pass
-    if "," in raw:
-        return [part.strip() for part in raw.split(",") if part.strip()]
-    return raw
-
-
-def _assign(target: dict[str, Any], key: str, value: Any, base: dict[str, Any]) -> None:
-    parts = key.split(".")
-    if parts[0] not in base:
-        raise UserError(f"--set: unknown curate setting '{parts[0]}'")
-    listed = parts[0] == "languages" or isinstance(base[parts[0]], list)
-    if len(parts) == 1 and listed and isinstance(value, str):
-        value = [value]
-    node = target
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UserError(f"--set: '{key}' does not name a table entry")
-    node[parts[-1]] = value
+        return load_config(cls, "curate", path, sets)
