@@ -214,14 +214,19 @@ def run_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """The main job: run every stage in one workspace (today: curate, with near-dedup, PII
-    redaction, decontamination and the license policy)."""
+    redaction, decontamination and the license policy; tokenizer; pack). `--set` takes
+    `stage.key=value` (curate when no stage is named)."""
     from codekiln.run import run_pipeline
 
-    cfg = _curate_config(config, sets)
+    from codekiln.config import split_sets
+
+    groups = split_sets(sets, "curate")
     result = run_pipeline(
         workspace,
         sources,
-        cfg,
+        _curate_config(config, groups.get("curate")),
+        config_file=config,
+        sets=groups,
         workers=workers,
         force=force,
         progress=not quiet,
@@ -231,7 +236,87 @@ def run_command(
     if result.curate.skipped:
         console.print("curate: already done with these settings (--force redoes it).")
     _print_curate_summary(result.curate.report, workspace / "curated")
+    _print_tokenizer_summary(result.tokenizer)
+    _print_pack_summary(result.pack)
     console.print(f"workspace report: {result.report_path}")
+
+
+tokenizer_app = typer.Typer(
+    help="Train a byte-level BPE tokenizer with StarCoder's special tokens.", no_args_is_help=True
+)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+@tokenizer_app.command("train")
+def tokenizer_train_command(
+    data: Annotated[Path, typer.Argument(help="A curated directory (part-*.parquet).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Tokenizer folder to write.")],
+    config: ConfigFile = None,
+    sets: Sets = None,
+    vocab_size: Annotated[
+        int | None, typer.Option("--vocab-size", help="Vocabulary size (StarCoder: 49,152).")
+    ] = None,
+    sample_bytes: Annotated[
+        int | None, typer.Option("--sample-bytes", help="Bytes of text to train on (seeded sample).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo a finished tokenizer.")] = False,
+) -> None:
+    """Train the tokenizer on a deterministic sample of curated shards."""
+    from codekiln.config import load_config
+    from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
+
+    extra = list(sets or [])
+    if vocab_size is not None:
+        extra.append(f"vocab_size={vocab_size}")
+    if sample_bytes is not None:
+        extra.append(f"sample_bytes={sample_bytes}")
+    cfg = load_config(TokenizerConfig, "tokenizer", config, extra)
+    result = train_tokenizer(data, output, cfg, force=force)
+    _print_tokenizer_summary(result)
+
+
+@app.command("pack")
+def pack_command(
+    data: Annotated[Path, typer.Argument(help="A curated directory (part-*.parquet).")],
+    tokenizer: Annotated[Path, typer.Option("--tokenizer", help="A tokenizer folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the token shards.")],
+    config: ConfigFile = None,
+    sets: Sets = None,
+    workers: Workers = _default_workers(),
+    force: Annotated[bool, typer.Option("--force", help="Redo a finished pack.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Tokenize curated shards into train/valid token shards, with metadata prefixes."""
+    from codekiln.config import load_config
+    from codekiln.pack.pack import PackConfig, pack
+
+    cfg = load_config(PackConfig, "pack", config, sets)
+    result = pack(data, tokenizer, output, cfg, workers=workers, force=force, progress=not quiet)
+    _print_pack_summary(result)
+
+
+def _print_tokenizer_summary(result) -> None:
+    if result.skipped:
+        console.print(f"{result.out_dir} is already trained with these settings; nothing to do.")
+    overall = result.fertility.get("overall", {})
+    console.print(
+        f"tokenizer: {result.vocab_size:,} tokens, trained on {result.sample_documents:,} "
+        f"documents ({result.sample_bytes / 1e6:,.1f} MB); "
+        f"{overall.get('chars_per_token', 0):.2f} characters per token on held-out text"
+    )
+    console.print(f"tokenizer folder: {result.out_dir}")
+
+
+def _print_pack_summary(result) -> None:
+    if result.skipped:
+        console.print(f"{result.out_dir} is already packed with these settings; nothing to do.")
+    splits = result.meta["splits"]
+    parts = [
+        f"{name}: {s['tokens']:,} tokens in {s['documents']:,} documents"
+        for name, s in splits.items()
+    ]
+    console.print("pack: " + "; ".join(parts) + f" ({result.meta['dtype']})")
+    console.print(f"token shards: {result.out_dir}")
 
 
 data_app = typer.Typer(help="Questions about a curated dataset.", no_args_is_help=True)

@@ -1,6 +1,11 @@
 """The main job: every stage, in one workspace, on the given sources (default: the stdlib).
 
 Stages are chained through files on disk only; each later issue adds its stage here.
+
+    workspace/curated/    curate: shards, ledger, report
+    workspace/tokenizer/  tokenizer: a Hugging Face tokenizer folder, fertility report
+    workspace/tokens/     pack: train/valid token shards
+    workspace/report.html an index of every stage's outputs
 """
 
 from __future__ import annotations
@@ -11,16 +16,22 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from codekiln.config import load_config
 from codekiln.curate.config import CurateConfig
 from codekiln.curate.pipeline import CurateResult, curate
 from codekiln.curate.sources import Source, resolve_sources, stdlib_source
 from codekiln.manifest import package_versions, write_atomic, write_manifest
+
+# The main job trains a small vocabulary, sized for the CPU demo model; StarCoder's is 49,152.
+RUN_TOKENIZER_DEFAULTS = ["vocab_size=8192", "sample_bytes=50000000"]
 
 
 @dataclass
 class RunResult:
     workspace: Path
     curate: CurateResult
+    tokenizer: Any
+    pack: Any
     report_path: Path
 
 
@@ -28,16 +39,28 @@ def run_pipeline(
     workspace: str | Path,
     sources: list[str] | None = None,
     curate_config: CurateConfig | None = None,
+    config_file: str | Path | None = None,
+    sets: dict[str, list[str]] | None = None,
     workers: int = 1,
     force: bool = False,
     progress: bool = True,
     executor: str = "local",
     ray_address: str | None = None,
 ) -> RunResult:
-    """Curate `sources` (or the running Python's standard library) into `workspace`."""
+    """Curate `sources` (or the running Python's standard library), train a tokenizer on the
+    result and pack it into token shards, all under `workspace`."""
+    from codekiln.pack.pack import PackConfig, pack
+    from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
+
+    sets = sets or {}
     workspace = Path(workspace)
     started = time.time()
     resolved: list[Source] = resolve_sources(sources) if sources else [stdlib_source()]
+    # Validate every stage's settings before the first stage spends any time.
+    tokenizer_config = load_config(
+        TokenizerConfig, "tokenizer", config_file, RUN_TOKENIZER_DEFAULTS + sets.get("tokenizer", [])
+    )
+    pack_config = load_config(PackConfig, "pack", config_file, sets.get("pack"))
     workspace.mkdir(parents=True, exist_ok=True)
     curated = curate(
         resolved,
@@ -49,33 +72,66 @@ def run_pipeline(
         executor=executor,
         ray_address=ray_address,
     )
+    tokenizer = train_tokenizer(
+        workspace / "curated", workspace / "tokenizer", tokenizer_config, force=force
+    )
+    packed = pack(
+        workspace / "curated",
+        workspace / "tokenizer",
+        workspace / "tokens",
+        pack_config,
+        workers=workers,
+        force=force,
+        progress=progress,
+    )
     report_path = workspace / "report.html"
-    write_atomic(report_path, _index_page(workspace, [("curate", curated.report, "curated")]))
+    totals = curated.report["totals"]
+    overall = tokenizer.fertility.get("overall", {})
+    rows = [
+        (
+            "curate",
+            f"{totals['files_in']:,} files in, {totals['files_kept']:,} kept "
+            f"({totals['bytes_kept'] / 1e6:,.1f} MB)",
+            "curated/report.html",
+        ),
+        (
+            "tokenizer",
+            f"{tokenizer.vocab_size:,} tokens; "
+            f"{overall.get('chars_per_token', 0):.2f} characters per token on held-out text",
+            "tokenizer/fertility.json",
+        ),
+        (
+            "pack",
+            "; ".join(
+                f"{name} {split['tokens']:,} tokens, {split['documents']:,} documents"
+                for name, split in packed.meta["splits"].items()
+            ),
+            "tokens/meta.json",
+        ),
+    ]
+    write_atomic(report_path, _index_page(workspace, rows))
     write_manifest(
         workspace,
         "run",
         sources=[s.describe() for s in resolved],
-        stages={"curate": "curated"},
-        versions=package_versions("pyarrow", "numpy"),
+        stages={"curate": "curated", "tokenizer": "tokenizer", "pack": "tokens"},
+        versions=package_versions("pyarrow", "numpy", "tokenizers"),
         timings={"total_s": round(time.time() - started, 3)},
     )
-    return RunResult(workspace, curated, report_path)
+    return RunResult(workspace, curated, tokenizer, packed, report_path)
 
 
-def _index_page(workspace: Path, stages: list[tuple[str, dict[str, Any], str]]) -> str:
-    rows = []
-    for name, report, folder in stages:
-        totals = report["totals"]
-        rows.append(
-            f"<tr><td>{escape(name)}</td><td>{totals['files_in']:,}</td>"
-            f"<td>{totals['files_kept']:,}</td><td>{totals['bytes_kept'] / 1e6:,.2f} MB</td>"
-            f'<td><a href="{escape(folder)}/report.html">{escape(folder)}/report.html</a></td></tr>'
-        )
+def _index_page(workspace: Path, rows: list[tuple[str, str, str]]) -> str:
+    body = "".join(
+        f"<tr><td>{escape(stage)}</td><td>{escape(summary)}</td>"
+        f'<td><a href="{escape(link)}">{escape(link)}</a></td></tr>'
+        for stage, summary, link in rows
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>codekiln run: {escape(workspace.name)}</title>
 <style>body {{ font-family: sans-serif; margin: 2em; }} td, th {{ border: 1px solid #ccc;
 padding: 4px 8px; }} table {{ border-collapse: collapse; }}</style></head><body>
 <h1>codekiln run: {escape(workspace.name)}</h1>
-<table><tr><th>stage</th><th>files in</th><th>files kept</th><th>bytes kept</th><th>report</th></tr>
-{"".join(rows)}</table></body></html>
+<table><tr><th>stage</th><th>result</th><th>details</th></tr>
+{body}</table></body></html>
 """
