@@ -1,0 +1,299 @@
+"""Batches of fixed-length token sequences from a pack directory, for training (numpy only).
+
+How the batches are made:
+
+- The split's shards are one token stream (name order). Sequence i is the L + 1 tokens that
+  start at token i * L, so consecutive sequences share one token and every token after the
+  first is a target exactly once per epoch (Megatron's samples; nanoGPT's x/y shifted by one).
+  The last partial sequence is never used: num_sequences = (tokens - 1) // L.
+- Epoch e visits the sequences in the order of np.random.default_rng((seed, e)).permutation.
+  Step s of the epoch takes the global batch perm[s * W * B : (s + 1) * W * B] (W ranks of
+  B rows), and rank r the r-th block of B rows. Ranks therefore see disjoint sequences, the
+  global batch depends only on W * B, and the last num_sequences % (W * B) sequences of each
+  permutation are dropped so every rank has steps_per_epoch steps. Another epoch's
+  permutation drops different ones.
+- FIM runs on the fly with rng np.random.default_rng((seed, epoch, i, 1)): a sequence's
+  result depends on nothing but the seed, the epoch and its index, so not on batch size,
+  rank, world size or resumption.
+- Iteration never ends: epochs follow one another, and `state_dict` says where it is. One
+  epoch is `itertools.islice(loader, loader.steps_per_epoch)` from a fresh loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codekiln.errors import UserError
+from codekiln.pack.fim import FimIds, apply_fim
+from codekiln.pack.format import open_split, read_meta
+from codekiln.tokenizer.special import special_ids
+
+STATE_VERSION = 1
+IGNORE_INDEX = -100  # the label PyTorch's cross_entropy skips by default
+
+# Numbers a saved position is only valid under: resuming with any of them changed would
+# continue a different sequence of batches.
+_STATE_KEYS = (
+    "seed",
+    "seq_len",
+    "global_batch_size",
+    "fim_rate",
+    "fim_spm_rate",
+    "split",
+    "num_sequences",
+)
+
+
+@dataclass
+class LoaderConfig:
+    seq_len: int
+    batch_size: int
+    seed: int = 0
+    fim_rate: float = 0.5
+    fim_spm_rate: float = 0.5
+    split: str = "train"
+
+    def __post_init__(self):
+        for name in ("seq_len", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"loader {name} must be a whole number >= 1, not {value!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            # SeedSequence spreads larger ints over several words, where two different
+            # (seed, epoch) keys could meet.
+            raise UserError(f"loader seed must be a whole number in [0, 2**32), not {self.seed!r}")
+        for name in ("fim_rate", "fim_spm_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise UserError(
+                    f"loader {name} must be a probability in [0, 1], not {value!r} "
+                    "(StarCoder used 0.5; 0 turns it off)"
+                )
+        if not self.split:
+            raise UserError("loader split must name a split of the pack, e.g. 'train'")
+
+
+@dataclass
+class Batch:
+    input_ids: np.ndarray  # (B, T) int64
+    labels: np.ndarray  # (B, T) int64: input_ids shifted by one; -100 where that is padding
+    indices: np.ndarray  # (B,) int64: the sequences of the split the rows were cut from
+
+
+class TokenLoader:
+    """Endless, resumable batches of one split of a pack directory for one rank.
+
+    `tokenizer` is a `tokenizers.Tokenizer` or a tokenizer folder; it is needed only for
+    FIM (None is fine with fim_rate 0). The loader works on its own copy of it.
+    """
+
+    def __init__(
+        self,
+        pack_dir: str | Path,
+        tokenizer,
+        config: LoaderConfig,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if not isinstance(world_size, int) or world_size < 1:
+            raise UserError(f"world_size must be a whole number >= 1, not {world_size!r}")
+        if not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise UserError(f"rank must be in [0, {world_size}), not {rank!r}")
+        self.pack_dir = Path(pack_dir)
+        self.config = config
+        self.rank = rank
+        self.world_size = world_size
+        self._tokenizer = _own_tokenizer(tokenizer, config.fim_rate)
+        self._fim_ids = None
+        if config.fim_rate > 0:
+            self._fim_ids = FimIds.from_tokenizer(self._tokenizer)
+            _check_same_special_ids(self.pack_dir, self._tokenizer)
+        self._open()
+        total = int(self._ends[-1]) if len(self._ends) else 0
+        if total < config.seq_len + 1:
+            raise UserError(
+                f"the {config.split} split of {self.pack_dir} has {total:,} tokens; "
+                f"seq_len {config.seq_len} needs at least {config.seq_len + 1:,}: pack more "
+                "data or lower seq_len"
+            )
+        self.num_tokens = total
+        self.num_sequences = (total - 1) // config.seq_len
+        self.global_batch_size = config.batch_size * world_size
+        self.steps_per_epoch = self.num_sequences // self.global_batch_size
+        if self.steps_per_epoch == 0:
+            raise UserError(
+                f"the {config.split} split of {self.pack_dir} makes {self.num_sequences:,} "
+                f"sequences of {config.seq_len + 1} tokens; one step needs "
+                f"{self.global_batch_size:,} (batch_size {config.batch_size} x "
+                f"{world_size} ranks): pack more data or lower batch_size or seq_len"
+            )
+        self.epoch = 0
+        self.step = 0  # batches of the current epoch already handed out
+        self._perm_epoch = -1
+        self._perm = np.empty(0, dtype=np.int64)
+
+    def _open(self) -> None:
+        split = open_split(self.pack_dir, self.config.split)
+        self._shards = split.tokens
+        self._ends = np.cumsum([len(t) for t in self._shards], dtype=np.int64)
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Batches from the current position on, across epochs, without end.
+
+        The position moves as each batch is handed out, so `state_dict()` taken after
+        receiving k batches resumes at batch k + 1. Use one iterator at a time.
+        """
+        while True:
+            batch = self.batch(self.epoch, self.step)
+            self.step += 1
+            if self.step == self.steps_per_epoch:
+                self.epoch, self.step = self.epoch + 1, 0
+            yield batch
+
+    def batch(self, epoch: int, step: int) -> Batch:
+        """This rank's batch at (epoch, step); the same every time it is asked for."""
+        if not 0 <= step < self.steps_per_epoch:
+            raise IndexError(f"step {step} is not in [0, {self.steps_per_epoch})")
+        size = self.config.batch_size
+        start = (step * self.world_size + self.rank) * size
+        indices = self._permutation(epoch)[start : start + size]
+        length = self.config.seq_len
+        input_ids = np.empty((size, length), dtype=np.int64)
+        labels = np.empty((size, length), dtype=np.int64)
+        for row, index in enumerate(indices.tolist()):
+            tokens, mask = self.sequence(epoch, index)
+            input_ids[row] = tokens[:-1]
+            labels[row] = np.where(mask[1:], tokens[1:], IGNORE_INDEX)
+        return Batch(input_ids, labels, indices.copy())
+
+    def sequence(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sequence `index` as epoch `epoch` trains on it: (tokens, loss mask), L + 1 each."""
+        length = self.config.seq_len
+        tokens = self._read(index * length, index * length + length + 1)
+        if self._fim_ids is None:
+            return tokens, np.ones(len(tokens), dtype=bool)
+        # The trailing 1 keeps this stream apart from the permutation's (seed, epoch):
+        # SeedSequence pads short keys with zeros, so (seed, epoch, 0) would be the same.
+        rng = np.random.default_rng((self.config.seed, epoch, index, 1))
+        return apply_fim(
+            tokens,
+            self._tokenizer,
+            self._fim_ids,
+            rng,
+            self.config.fim_rate,
+            self.config.fim_spm_rate,
+        )
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            rng = np.random.default_rng((self.config.seed, epoch))
+            self._perm = rng.permutation(self.num_sequences)
+            self._perm_epoch = epoch
+        return self._perm
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        """Tokens start..stop of the split's stream as int64, across shard boundaries."""
+        out = np.empty(stop - start, dtype=np.int64)
+        shard = int(np.searchsorted(self._ends, start, side="right"))
+        position = start
+        while position < stop:
+            shard_start = int(self._ends[shard]) - len(self._shards[shard])
+            local = position - shard_start
+            take = min(stop - position, len(self._shards[shard]) - local)
+            out[position - start : position - start + take] = self._shards[shard][
+                local : local + take
+            ]
+            position += take
+            shard += 1
+        return out
+
+    def state_dict(self) -> dict:
+        """Where iteration stands, and the settings the position is only valid under."""
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "step": self.step,
+            **{key: self._setting(key) for key in _STATE_KEYS},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue where `state` was taken: the next batches are the ones that came next.
+
+        The world size may change as long as the global batch (batch_size x world_size)
+        does not: the global batches are the same, just split over other ranks.
+        """
+        if state.get("version") != STATE_VERSION:
+            raise UserError(
+                f"loader state version {state.get('version')!r} is not {STATE_VERSION}; "
+                "it was saved by another codekiln"
+            )
+        changed = [
+            f"{key} {state.get(key)!r} -> {self._setting(key)!r}"
+            for key in _STATE_KEYS
+            if state.get(key) != self._setting(key)
+        ]
+        if changed:
+            raise UserError(
+                "cannot resume the data loader: the saved position belongs to other settings ("
+                + ", ".join(changed)
+                + "); resume with the settings and pack it was saved with"
+            )
+        epoch, step = state.get("epoch"), state.get("step")
+        whole = isinstance(epoch, int) and isinstance(step, int) and epoch >= 0
+        if not whole or not 0 <= step < self.steps_per_epoch:
+            raise UserError(f"loader state has an impossible position: {state!r}")
+        self.epoch, self.step = epoch, step
+
+    def _setting(self, key: str):
+        if key in ("global_batch_size", "num_sequences"):
+            return getattr(self, key)
+        return getattr(self.config, key)
+
+    def __getstate__(self) -> dict:
+        # Memmaps pickle as full copies of their data; worker processes reopen the files.
+        state = self.__dict__.copy()
+        del state["_shards"], state["_ends"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._open()
+
+
+def _own_tokenizer(tokenizer, fim_rate: float):
+    """A private copy (FIM flips a switch on it), loaded from a folder if given a path."""
+    if tokenizer is None:
+        if fim_rate > 0:
+            raise UserError(
+                "Fill-in-the-Middle needs the tokenizer the pack was made with: pass it, "
+                "or set fim_rate = 0"
+            )
+        return None
+    if isinstance(tokenizer, str | Path):
+        from codekiln.tokenizer.special import load_tokenizer
+
+        return load_tokenizer(tokenizer)
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(tokenizer.to_str())
+
+
+def _check_same_special_ids(pack_dir: Path, tokenizer) -> None:
+    """FIM with another tokenizer than the pack's would cut documents at the wrong ids and
+    rearrange garbage; the special ids meta.json records (where it does) catch that."""
+    packed = read_meta(pack_dir).get("special_ids") or {}
+    ours = special_ids(tokenizer)
+    differ = sorted(
+        f"{t} is {ours[t]} here, {packed[t]} in the pack"
+        for t in ours.keys() & packed.keys()
+        if ours[t] != packed[t]
+    )
+    if differ:
+        raise UserError(
+            f"the tokenizer is not the one {pack_dir} was packed with ({'; '.join(differ)}): "
+            "pass the pack's tokenizer"
+        )
