@@ -34,6 +34,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/curate.py
 	$(BIN)/python bench/dedup.py
+	$(BIN)/python bench/pack.py
 
 clean:
 	rm -rf $(VENV) workspace bench/out .pytest_cache .ruff_cache

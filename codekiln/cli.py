@@ -216,9 +216,8 @@ def run_command(
     """The main job: run every stage in one workspace (today: curate, with near-dedup, PII
     redaction, decontamination and the license policy; tokenizer; pack). `--set` takes
     `stage.key=value` (curate when no stage is named)."""
-    from codekiln.run import run_pipeline
-
     from codekiln.config import split_sets
+    from codekiln.run import run_pipeline
 
     groups = split_sets(sets, "curate")
     result = run_pipeline(
@@ -257,7 +256,8 @@ def tokenizer_train_command(
         int | None, typer.Option("--vocab-size", help="Vocabulary size (StarCoder: 49,152).")
     ] = None,
     sample_bytes: Annotated[
-        int | None, typer.Option("--sample-bytes", help="Bytes of text to train on (seeded sample).")
+        int | None,
+        typer.Option("--sample-bytes", help="Bytes of text to train on (seeded sample)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo a finished tokenizer.")] = False,
 ) -> None:

@@ -58,7 +58,10 @@ def run_pipeline(
     resolved: list[Source] = resolve_sources(sources) if sources else [stdlib_source()]
     # Validate every stage's settings before the first stage spends any time.
     tokenizer_config = load_config(
-        TokenizerConfig, "tokenizer", config_file, RUN_TOKENIZER_DEFAULTS + sets.get("tokenizer", [])
+        TokenizerConfig,
+        "tokenizer",
+        config_file,
+        RUN_TOKENIZER_DEFAULTS + sets.get("tokenizer", []),
     )
     pack_config = load_config(PackConfig, "pack", config_file, sets.get("pack"))
     workspace.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,10 @@ A pack directory holds, per split (`train`, `valid`):
                           documents back to back, each ending with <|endoftext|>
     {split}-{NNNNN}.idx   a .npy int64 array of len(documents) + 1 offsets into the .bin
                           (in tokens): document i is tokens[idx[i]:idx[i + 1]]
-    meta.json             format version, dtype, vocabulary size, tokenizer hash, the special
-                          ids, per split the shard names and token/document counts (in total
-                          and per language), and the settings that made them
+    meta.json             format_version, dtype, vocab_size, tokenizer_sha256, special_ids
+                          (token -> id), splits {split: shards, tokens, documents, languages
+                          {lang: tokens, documents}}, skipped_records, config (the settings
+                          that made them); a split with no documents is left out
     manifest.json         written last
 
 A split may have several shards; the loader concatenates them in name order.
@@ -76,7 +77,7 @@ def open_split(directory: str | Path, split: str) -> Split:
     meta = read_meta(directory)
     if split not in meta["splits"]:
         raise UserError(f"{directory} has no '{split}' split (has: {', '.join(meta['splits'])})")
-    dtype = np.dtype(meta["dtype"])
+    dtype = np.dtype(meta["dtype"]).newbyteorder("<")  # written little-endian on every host
     tokens, offsets = [], []
     for name in meta["splits"][split]["shards"]:
         bin_path = directory / name
