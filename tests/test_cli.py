@@ -88,8 +88,43 @@ def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     result = cli("run", "-w", str(ws), str(fixture_repo), "-q")
     assert result.returncode == 0, result.stderr
     assert (ws / "curated" / "manifest.json").exists()
+    assert (ws / "tokenizer" / "tokenizer.json").exists()
+    assert (ws / "tokenizer" / "manifest.json").exists()
+    meta = json.loads((ws / "tokens" / "meta.json").read_text())
+    assert meta["splits"]["train"]["tokens"] > 0 and (ws / "tokens" / "manifest.json").exists()
     assert (ws / "report.html").exists() and (ws / "manifest.json").exists()
     assert "workspace report" in result.stdout
+    again = cli("run", "-w", str(ws), str(fixture_repo), "-q")
+    assert again.returncode == 0 and "already" in again.stdout
+
+
+def test_tokenizer_and_pack_bad_inputs(fixture_repo, tmp_path):
+    curated = tmp_path / "curated"
+    assert cli("curate", str(fixture_repo), "-o", str(curated), "-q").returncode == 0
+    small = cli(
+        "tokenizer", "train", str(curated), "-o", str(tmp_path / "t"), "--vocab-size", "100"
+    )
+    assert_one_line_error(small, "too small")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(
+        cli("tokenizer", "train", str(empty), "-o", str(tmp_path / "t2")), "codekiln curate"
+    )
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    plain = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "x": 1}, unk_token="<|endoftext|>"))
+    plain.pre_tokenizer = pre_tokenizers.Whitespace()
+    plain.save(str(foreign / "tokenizer.json"))
+    no_fim = cli("pack", str(curated), "--tokenizer", str(foreign), "-o", str(tmp_path / "p"))
+    assert_one_line_error(no_fim, "<fim_prefix>")
+    tok = tmp_path / "tok"
+    trained = cli("tokenizer", "train", str(curated), "-o", str(tok), "--vocab-size", "400")
+    assert trained.returncode == 0, trained.stderr
+    assert_one_line_error(
+        cli("pack", str(empty), "--tokenizer", str(tok), "-o", str(tmp_path / "p2")), "curate"
+    )
 
 
 def _readme_commands() -> list[list[str]]:
