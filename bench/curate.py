@@ -1,6 +1,6 @@
 """Curate throughput on the standard library, against a plain read of the same files.
 
-    python bench/curate.py [--repeat 3] [--workers 1 2]
+    python bench/curate.py [--repeat 3] [--workers 1 2] [--set near_dedup=false ...]
 
 Prints MB/s for a plain read (open + read of every file the stdlib source lists, the floor any
 curation pays) and for `curate` with each worker count, and the ratio of each to the plain
@@ -36,10 +36,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--set", action="append", default=[], help="a curate setting, e.g. near_dedup=false"
+    )
     args = parser.parse_args()
 
     source = stdlib_source()
-    config = CurateConfig()
+    config = CurateConfig.load(sets=args.set)
     tasks = plan_tasks([source], config)
     paths = [e.ref for t in tasks for e in t.entries if e.state == "file"]
     plain_read(paths)  # warm the page cache
