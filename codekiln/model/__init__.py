@@ -1,0 +1,1 @@
+"""The model: a GPT-BigCode-style decoder in pure, single-device PyTorch."""
