@@ -37,6 +37,7 @@ from codekiln.manifest import (
     write_json,
     write_manifest,
 )
+from codekiln.progress import StageProgress
 
 RECORD_SCHEMA = pa.schema(
     [
@@ -220,9 +221,9 @@ def curate(
     near: NearDupResult | None = None
     with make_executor(executor, min(workers, len(jobs)), ray_address) as pool:
         clock = time.time()
-        with _Progress(progress, len(jobs)) as bar:
+        with StageProgress("curate", len(jobs), "tasks", progress) as bar:
             for _index, n_inputs, n_bytes in pool.map_unordered(_process_task_packed, jobs):
-                bar.advance(n_inputs, n_bytes)
+                bar.advance(1, files=n_inputs, bytes=n_bytes)
         timings["process_s"] = time.time() - clock
         clock = time.time()
         exact = _exact_duplicates(candidate_files)
@@ -425,51 +426,3 @@ def _apply_decisions(
             table.schema.get_field_index(name), name, pa.array(values, pa.string())
         )
     return table
-
-
-class _Progress:
-    """A rich progress bar with files/s and MB/s, or nothing when progress is off."""
-
-    def __init__(self, enabled: bool, total_tasks: int) -> None:
-        self.enabled = enabled
-        self.total = total_tasks
-        self.files = 0
-        self.bytes = 0
-        self.started = time.time()
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("curate"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("tasks · {task.fields[rate]}"),
-                TimeElapsedColumn(),
-                transient=False,
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("curate", total=self.total, rate="")
-        return self
-
-    def advance(self, files: int, size: int) -> None:
-        self.files += files
-        self.bytes += size
-        if self.enabled:
-            elapsed = max(time.time() - self.started, 1e-6)
-            rate = (
-                f"{self.files:,} files · {self.files / elapsed:,.0f} files/s · "
-                f"{self.bytes / elapsed / 1e6:,.1f} MB/s"
-            )
-            self._bar.update(self._task, advance=1, rate=rate)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)

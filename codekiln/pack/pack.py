@@ -44,6 +44,7 @@ from codekiln.manifest import (
     write_manifest,
 )
 from codekiln.pack.format import FORMAT_VERSION, SPLITS, dtype_for, read_meta, shard_names
+from codekiln.progress import StageProgress
 from codekiln.tokenizer.special import (
     EOS,
     FILENAME,
@@ -593,7 +594,8 @@ def pack(
     jobs = ((settings, batch) for batch in _batches(files, config.batch_records, valid, skipped))
     tasks = -(-total_records // config.batch_records)
     clock = time.time()
-    with LocalExecutor(min(workers, tasks)) as pool, _Progress(progress, total_records) as bar:
+    bar = StageProgress("pack", total_records, "records", progress)
+    with LocalExecutor(min(workers, tasks)) as pool, bar:
         # Results arrive as batches finish; they are written in batch order.
         waiting: dict[int, _Encoded] = {}
         following = 0
@@ -604,7 +606,7 @@ def pack(
                 following += 1
                 for split, (ids, lengths, langs) in done.parts.items():
                     writers[split].write(ids, lengths, langs)
-                bar.advance(done.records, done.tokens)
+                bar.advance(done.records, records=done.records, tokens=done.tokens)
     timings["encode_s"] = time.time() - clock
 
     splits = {s: w.finish() for s, w in writers.items()}
@@ -643,50 +645,3 @@ def pack(
         tokens_per_s=round(tokens / max(timings["encode_s"], 1e-9)),
     )
     return PackResult(out_dir, meta)
-
-
-class _Progress:
-    """A rich progress bar with records/s and tokens/s, or nothing when progress is off."""
-
-    def __init__(self, enabled: bool, total_records: int) -> None:
-        self.enabled = enabled
-        self.total = total_records
-        self.records = 0
-        self.tokens = 0
-        self.started = time.time()
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("pack"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("records · {task.fields[rate]}"),
-                TimeElapsedColumn(),
-            )
-            self._bar.__enter__()
-            self._task = self._bar.add_task("pack", total=self.total, rate="")
-        return self
-
-    def advance(self, records: int, tokens: int) -> None:
-        self.records += records
-        self.tokens += tokens
-        if self.enabled:
-            elapsed = max(time.time() - self.started, 1e-6)
-            rate = (
-                f"{self.tokens:,} tokens · {self.records / elapsed:,.0f} records/s · "
-                f"{self.tokens / elapsed:,.0f} tokens/s"
-            )
-            self._bar.update(self._task, advance=records, rate=rate)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self._bar.__exit__(*exc)

@@ -1,0 +1,69 @@
+"""One progress bar for every stage: completed units, and running totals with their rates."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def rates(totals: dict[str, float], elapsed: float) -> str:
+    """The text after the bar: each total with its rate per second (bytes shown as MB/s).
+
+    >>> rates({"files": 100, "bytes": 5e6}, 2.0)
+    '100 files · 50 files/s · 2.5 MB/s'
+    """
+    elapsed = max(elapsed, 1e-6)
+    parts = []
+    for name, value in totals.items():
+        if name == "bytes":
+            parts.append(f"{value / elapsed / 1e6:,.1f} MB/s")
+        else:
+            parts.append(f"{value:,.0f} {name} · {value / elapsed:,.0f} {name}/s")
+    return " · ".join(parts)
+
+
+class StageProgress:
+    """A rich progress bar over `total` units of `unit`, or nothing when disabled.
+
+    `advance(n, files=..., bytes=...)` moves the bar by n units and adds to the totals.
+    """
+
+    def __init__(self, label: str, total: int, unit: str, enabled: bool = True) -> None:
+        self.label = label
+        self.total = total
+        self.unit = unit
+        self.enabled = enabled
+        self.totals: dict[str, float] = {}
+        self.started = time.time()
+
+    def __enter__(self) -> StageProgress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn(self.label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(self.unit + " · {task.fields[rate]}"),
+                TimeElapsedColumn(),
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total, rate="")
+        return self
+
+    def advance(self, completed: int = 1, **counts: float) -> None:
+        for name, value in counts.items():
+            self.totals[name] = self.totals.get(name, 0) + value
+        if self.enabled:
+            text = rates(self.totals, time.time() - self.started)
+            self._bar.update(self._task, advance=completed, rate=text)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self._bar.__exit__(*exc)
