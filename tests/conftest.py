@@ -55,6 +55,23 @@ FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT.
 """
 
 
+def small_bpe(texts, special_tokens, vocab_size: int = 600):
+    """A byte-level BPE as StarCoder's (no prefix space), the special tokens first."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(
         [

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from conftest import small_bpe
+from tokenizers import Tokenizer, models
 
 import codekiln.pack.loader as loader_module
 from codekiln.errors import UserError
@@ -35,17 +36,7 @@ def corpus() -> list[str]:
 
 def train_tokenizer(special_tokens: list[str]) -> Tokenizer:
     """A byte-level BPE of ~600 tokens, the special tokens first."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=special_tokens,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus(), trainer)
-    return tokenizer
+    return small_bpe(corpus(), special_tokens, vocab_size=600)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from conftest import small_bpe
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 import codekiln.pack.pack as pack_module
 from codekiln.curate.pipeline import RECORD_SCHEMA
@@ -59,18 +60,7 @@ def source_texts() -> list[str]:
 
 
 def train_small_tokenizer(special_tokens: list[str], vocab_size: int = 1000) -> Tokenizer:
-    """A byte-level BPE as StarCoder's (no prefix space), the special tokens first."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special_tokens,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(source_texts(), trainer)
-    return tokenizer
+    return small_bpe(source_texts(), special_tokens, vocab_size=vocab_size)
 
 
 @pytest.fixture(scope="session")
