@@ -33,10 +33,11 @@ lint: $(DEV_STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/curate.py
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/pack.py
+	$(BIN)/python bench/train.py
 
 clean:
 	rm -rf $(VENV) workspace bench/out .pytest_cache .ruff_cache

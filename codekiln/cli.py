@@ -237,6 +237,7 @@ def run_command(
     _print_curate_summary(result.curate.report, workspace / "curated")
     _print_tokenizer_summary(result.tokenizer)
     _print_pack_summary(result.pack)
+    _print_train_summary(result.train)
     console.print(f"workspace report: {result.report_path}")
 
 
@@ -293,6 +294,71 @@ def pack_command(
     cfg = load_config(PackConfig, "pack", config, sets)
     result = pack(data, tokenizer, output, cfg, workers=workers, force=force, progress=not quiet)
     _print_pack_summary(result)
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option("--data", help="A pack directory (token shards).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for checkpoints, model, metrics.")
+    ],
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option("--tokenizer", help="The tokenizer the shards were packed with (for FIM)."),
+    ] = None,
+    config: ConfigFile = None,
+    sets: Sets = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the latest checkpoint.")
+    ] = False,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option("--max-minutes", help="Stop cleanly (checkpoint + export) after this."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a GPT-BigCode-style model on token shards; export it in Hugging Face format.
+    Under torchrun it trains data-parallel (DDP or FSDP2: `--set parallel=fsdp`)."""
+    import dataclasses
+    import os
+
+    from codekiln.config import load_config
+    from codekiln.train.config import TrainConfig
+    from codekiln.train.loop import train
+
+    if resume and config is None and not sets:
+        # Continue with the checkpoint's own settings; only the time budget may change.
+        cfg = None
+        if max_minutes is not None:
+            cfg = dataclasses.replace(_checkpoint_config(output), max_minutes=max_minutes)
+    else:
+        cfg = load_config(TrainConfig, "train", config, sets)
+        if max_minutes is not None:
+            cfg = dataclasses.replace(cfg, max_minutes=max_minutes)
+    if tokenizer is not None and cfg is not None:
+        cfg = dataclasses.replace(cfg, tokenizer=str(tokenizer))
+    result = train(data, output, cfg, resume=resume, progress=not quiet)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        _print_train_summary(result)
+
+
+def _checkpoint_config(output: Path):
+    from codekiln.train.checkpoint import latest_checkpoint, read_checkpoint_state
+    from codekiln.train.config import TrainConfig
+
+    latest = latest_checkpoint(output / "checkpoints")
+    if latest is None:
+        raise UserError(f"{output} has no checkpoint to resume from")
+    return TrainConfig.from_dict(read_checkpoint_state(latest)["config"])
+
+
+def _print_train_summary(result) -> None:
+    val = f", validation loss {result.val_loss:.3f}" if result.val_loss is not None else ""
+    console.print(
+        f"train: {result.steps:,} steps, {result.tokens:,} tokens, "
+        f"final loss {result.final_loss:.3f}{val}"
+    )
+    console.print(f"checkpoints and metrics: {result.out_dir}  model: {result.model_dir}")
 
 
 def _print_tokenizer_summary(result) -> None:

@@ -5,11 +5,13 @@ Stages are chained through files on disk only; each later issue adds its stage h
     workspace/curated/    curate: shards, ledger, report
     workspace/tokenizer/  tokenizer: a Hugging Face tokenizer folder, fertility report
     workspace/tokens/     pack: train/valid token shards
+    workspace/train/      train: checkpoints, metrics.jsonl, loss.png, model/ (HF format)
     workspace/report.html an index of every stage's outputs
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from html import escape
@@ -22,8 +24,14 @@ from codekiln.curate.pipeline import CurateResult, curate
 from codekiln.curate.sources import Source, resolve_sources, stdlib_source
 from codekiln.manifest import package_versions, write_atomic, write_manifest
 
-# The main job trains a small vocabulary, sized for the CPU demo model; StarCoder's is 49,152.
-RUN_TOKENIZER_DEFAULTS = ["vocab_size=8192", "sample_bytes=50000000"]
+# The main job's settings for a CPU demo: a small vocabulary (StarCoder's is 49,152), a larger
+# validation share (the stdlib has few repositories), and the tiny model for a bounded time, so
+# the whole job stays well under 15 minutes on 2 cores.
+RUN_DEFAULTS = {
+    "tokenizer": ["vocab_size=8192", "sample_bytes=50000000"],
+    "pack": ["valid_fraction=0.05"],
+    "train": ["model=tiny", "max_steps=300", "max_minutes=8", "eval_every=100"],
+}
 
 
 @dataclass
@@ -32,6 +40,7 @@ class RunResult:
     curate: CurateResult
     tokenizer: Any
     pack: Any
+    train: Any
     report_path: Path
 
 
@@ -51,19 +60,24 @@ def run_pipeline(
     result and pack it into token shards, all under `workspace`."""
     from codekiln.pack.pack import PackConfig, pack
     from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
+    from codekiln.train.config import TrainConfig
+    from codekiln.train.loop import train
 
     sets = sets or {}
     workspace = Path(workspace)
     started = time.time()
     resolved: list[Source] = resolve_sources(sources) if sources else [stdlib_source()]
+
     # Validate every stage's settings before the first stage spends any time.
-    tokenizer_config = load_config(
-        TokenizerConfig,
-        "tokenizer",
-        config_file,
-        RUN_TOKENIZER_DEFAULTS + sets.get("tokenizer", []),
+    def stage_config(cls: type, name: str, extra: tuple[str, ...] = ()) -> Any:
+        defaults = RUN_DEFAULTS[name] + list(extra)
+        return load_config(cls, name, config_file, defaults + sets.get(name, []))
+
+    tokenizer_config = stage_config(TokenizerConfig, "tokenizer")
+    pack_config = stage_config(PackConfig, "pack")
+    train_config = dataclasses.replace(
+        stage_config(TrainConfig, "train"), tokenizer=str(workspace / "tokenizer")
     )
-    pack_config = load_config(PackConfig, "pack", config_file, sets.get("pack"))
     workspace.mkdir(parents=True, exist_ok=True)
     curated = curate(
         resolved,
@@ -86,6 +100,9 @@ def run_pipeline(
         workers=workers,
         force=force,
         progress=progress,
+    )
+    trained = train(
+        workspace / "tokens", workspace / "train", train_config, resume=not force, progress=progress
     )
     report_path = workspace / "report.html"
     totals = curated.report["totals"]
@@ -111,17 +128,24 @@ def run_pipeline(
             ),
             "tokens/meta.json",
         ),
+        (
+            "train",
+            f"{trained.steps:,} steps, {trained.tokens:,} tokens, final loss "
+            f"{trained.final_loss:.3f}"
+            + (f", validation loss {trained.val_loss:.3f}" if trained.val_loss is not None else ""),
+            "train/loss.png",
+        ),
     ]
     write_atomic(report_path, _index_page(workspace, rows))
     write_manifest(
         workspace,
         "run",
         sources=[s.describe() for s in resolved],
-        stages={"curate": "curated", "tokenizer": "tokenizer", "pack": "tokens"},
+        stages={"curate": "curated", "tokenizer": "tokenizer", "pack": "tokens", "train": "train"},
         versions=package_versions("pyarrow", "numpy", "tokenizers"),
         timings={"total_s": round(time.time() - started, 3)},
     )
-    return RunResult(workspace, curated, tokenizer, packed, report_path)
+    return RunResult(workspace, curated, tokenizer, packed, trained, report_path)
 
 
 def _index_page(workspace: Path, rows: list[tuple[str, str, str]]) -> str:

@@ -85,7 +85,16 @@ def test_curate_then_rerun_then_force(fixture_repo, tmp_path):
 
 def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     ws = tmp_path / "ws"
-    result = cli("run", "-w", str(ws), str(fixture_repo), "-q")
+    small = [
+        "--set",
+        "train.batch_size=1",
+        "--set",
+        "train.seq_len=32",
+        "--set",
+        "train.max_steps=3",
+    ]
+    small += ["--set", "train.eval_every=2", "--set", 'train.model_overrides={"n_layer": 1}']
+    result = cli("run", "-w", str(ws), str(fixture_repo), "-q", *small)
     assert result.returncode == 0, result.stderr
     assert (ws / "curated" / "manifest.json").exists()
     assert (ws / "tokenizer" / "tokenizer.json").exists()
@@ -94,7 +103,9 @@ def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     assert meta["splits"]["train"]["tokens"] > 0 and (ws / "tokens" / "manifest.json").exists()
     assert (ws / "report.html").exists() and (ws / "manifest.json").exists()
     assert "workspace report" in result.stdout
-    again = cli("run", "-w", str(ws), str(fixture_repo), "-q")
+    assert (ws / "train" / "model" / "config.json").exists()
+    assert (ws / "train" / "metrics.jsonl").exists() and (ws / "train" / "loss.png").exists()
+    again = cli("run", "-w", str(ws), str(fixture_repo), "-q", *small)
     assert again.returncode == 0 and "already" in again.stdout
 
 

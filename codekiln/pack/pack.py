@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from codekiln.errors import UserError
 from codekiln.executor import LocalExecutor
 from codekiln.manifest import (
+    file_sha256,
     fingerprint,
     package_versions,
     read_manifest,
@@ -455,11 +456,6 @@ def data_files(data: str | Path) -> list[Path]:
     return files
 
 
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _batches(
     files: list[Path], batch_records: int, valid: set[str], skipped: list[int]
 ) -> Iterator[_Batch]:
@@ -540,11 +536,11 @@ def pack(
     )
     if not tokenizer_file.is_file():
         load_tokenizer(tokenizer_path)  # the UserError says where a tokenizer comes from
-    tokenizer_sha = _file_sha256(tokenizer_file)
+    tokenizer_sha = file_sha256(tokenizer_file)
     # Loading checks the special tokens packing and FIM need (a UserError names the missing
     # ones); it happens once per process, before the fork, so workers start with it loaded.
     encoder = _encoder(str(tokenizer_file), tokenizer_sha)
-    data_hashes = {p.name: _file_sha256(p) for p in files}
+    data_hashes = {p.name: file_sha256(p) for p in files}
     request = fingerprint(
         {
             "format_version": FORMAT_VERSION,

@@ -1,0 +1,166 @@
+"""CPU training throughput: codekiln's training step against transformers' GPTBigCode.
+
+    python bench/train.py [--preset tiny] [--batch-size 8] [--seq-len 256] [--steps 5]
+                          [--repeat 3] [--compile] [--hf-attn sdpa] [--json FIGURES]
+
+Both models have the preset's shape and the very same weights (ours exported under
+transformers' names), take the same batch of random tokens and run the same step: forward,
+cross-entropy over the same shifted labels, backward, gradient clipping at 1.0 and AdamW with
+codekiln's parameter groups (`codekiln.train.loop.optimizer_step` for both). transformers'
+`GPTBigCodeForCausalLM` is built from the config alone (no download), with --hf-attn as its
+attention implementation. The kinds take turns; the best of --repeat timings counts.
+
+Prints tokens/s and ms per step for each, ours over theirs, and the FLOP/s achieved
+(flops_per_token x tokens/s, codekiln.model.config's count) as a share of a 2048 x 2048 float32
+matmul's FLOP/s measured in the same run: the most this CPU's BLAS delivers on a large GEMM.
+With --compile, a third row has each block compiled (`torch.compile` via train/parallel.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codekiln.model.config import flops_per_token, num_parameters, preset
+from codekiln.model.gpt import CodeGPT
+from codekiln.model.hf import hf_config, to_hf_state_dict
+from codekiln.pack.loader import IGNORE_INDEX
+from codekiln.train.config import TrainConfig
+from codekiln.train.loop import optimizer_step
+from codekiln.train.metrics import measured_matmul_flops
+from codekiln.train.optim import build_optimizer
+from codekiln.train.parallel import Distributed, parallelize
+
+
+class HFCausalLM(nn.Module):
+    """transformers' model behind CodeGPT's call: (input_ids, labels) -> (logits, loss) with
+    already-shifted labels, the loss computed as CodeGPT computes it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None):
+        logits = self.model(input_ids=input_ids, use_cache=False).logits.float()
+        if labels is None:
+            return logits, None
+        total = F.cross_entropy(
+            logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return logits, total / (labels != IGNORE_INDEX).sum().clamp(min=1)
+
+
+def transformers_twin(ours: CodeGPT, attn: str) -> nn.Module:
+    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+    settings = hf_config(ours.config)
+    settings.pop("torch_dtype", None)
+    config = GPTBigCodeConfig(**settings, attn_implementation=attn)
+    model = GPTBigCodeForCausalLM(config)
+    missing, unexpected = model.load_state_dict(to_hf_state_dict(ours), strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+    return HFCausalLM(model).train()
+
+
+def seconds_per_step(model, optimizer, batch, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        optimizer_step(model, optimizer, [batch], 1e-4, 1.0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        optimizer_step(model, optimizer, [batch], 1e-4, 1.0)
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per repeat")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time compiled blocks")
+    parser.add_argument("--hf-attn", default="sdpa", choices=("sdpa", "eager"))
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    config = preset(args.preset)
+    train_config = TrainConfig(model=args.preset, batch_size=args.batch_size, lr=1e-4)
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    ours = CodeGPT(config).train()
+    theirs = transformers_twin(ours, args.hf_attn)
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randint(
+        0, config.vocab_size, (args.batch_size, args.seq_len + 1), generator=generator
+    )
+    batch = (tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
+    with torch.no_grad():
+        loss_ours = ours(*batch)[1].item()
+        loss_theirs = theirs(*batch)[1].item()
+    kinds = {"codekiln": ours, "transformers": theirs}
+    if args.compile:
+        twin = CodeGPT(config).train()
+        twin.load_state_dict(ours.state_dict())
+        kinds["codekiln_compiled"] = parallelize(twin, Distributed(), compile=True)
+    optimizers = {name: build_optimizer(m, train_config, cpu) for name, m in kinds.items()}
+
+    matmul = 0.0
+    best = {name: math.inf for name in kinds}
+    for _ in range(args.repeat):
+        matmul = max(matmul, measured_matmul_flops(cpu, torch.float32, 2048))
+        for name, model in kinds.items():
+            seconds = seconds_per_step(model, optimizers[name], batch, args.steps, args.warmup)
+            best[name] = min(best[name], seconds)
+
+    step_tokens = args.batch_size * args.seq_len
+    flops = flops_per_token(config, args.seq_len)
+    figures = {
+        "preset": args.preset,
+        "parameters": num_parameters(config),
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "threads": torch.get_num_threads(),
+        "hf_attn": args.hf_attn,
+        "initial_loss": {"codekiln": loss_ours, "transformers": loss_theirs},
+        "flops_per_token": flops,
+        "matmul_flops": matmul,
+    }
+    rows = []
+    for name, seconds in best.items():
+        rate = step_tokens / seconds
+        figures[f"{name}_tokens_per_s"] = rate
+        figures[f"{name}_mfu_of_matmul"] = flops * rate / matmul
+        rows.append((name, rate, seconds * 1e3, flops * rate / 1e9, flops * rate / matmul))
+    figures["speedup_vs_transformers"] = (
+        figures["codekiln_tokens_per_s"] / figures["transformers_tokens_per_s"]
+    )
+
+    print(
+        f"{args.preset}: {num_parameters(config) / 1e6:.2f}M parameters, batch "
+        f"{args.batch_size} x {args.seq_len} tokens, {torch.get_num_threads()} threads, "
+        f"transformers attention {args.hf_attn}; initial loss {loss_ours:.6f} (codekiln) vs "
+        f"{loss_theirs:.6f} (transformers)"
+    )
+    print(f"2048^3 float32 matmul: {matmul / 1e9:,.1f} GFLOP/s")
+    header = f"{'step':<20}{'tokens/s':>12}{'ms/step':>10}{'GFLOP/s':>10}{'of matmul':>11}"
+    print(header + f"{'vs transformers':>17}")
+    base = figures["transformers_tokens_per_s"]
+    for name, rate, ms, gflops, share in rows:
+        print(
+            f"{name:<20}{rate:>12,.0f}{ms:>10.1f}{gflops:>10.1f}{share:>10.1%}{rate / base:>16.2f}x"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""CodeGPT: StarCoder's decoder (GPTBigCode) and its rotary variant (StarCoder2), one device.
+
+Pre-LayerNorm blocks (x + attn(ln_1(x)), then x + mlp(ln_2(x))), a final ln_f, and an output
+projection that is the token embedding itself. Attention uses one fused q/k/v projection laid
+out [Q | K | V] with n_kv_heads key/value heads (one under multi-query attention) and runs
+through `scaled_dot_product_attention`, which is FlashAttention on a GPU. Parallelism,
+compilation and activation checkpointing are applied from `codekiln.train`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from codekiln.errors import UserError
+from codekiln.model.config import ModelConfig
+
+IGNORE_INDEX = -100
+
+
+class KVCache:
+    """The keys and values of the tokens seen so far, per layer, for incremental decoding.
+
+    Each layer holds (B, n_kv_heads, S, head_dim) keys and values: under multi-query attention
+    that is one head, n_head times less memory than multi-head attention needs. Storage grows
+    by doubling, so decoding N tokens one by one copies O(N) in all. For inference only.
+    """
+
+    def __init__(self, n_layer: int):
+        self._keys: list[Tensor | None] = [None] * n_layer
+        self._values: list[Tensor | None] = [None] * n_layer
+        self._lengths = [0] * n_layer
+
+    @property
+    def length(self) -> int:
+        """Tokens cached. The model fills layers in order, so layer 0 says it."""
+        return self._lengths[0]
+
+    def update(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Append (B, n_kv_heads, T, head_dim) keys and values; return all of the layer's."""
+        start = self._lengths[layer]
+        end = start + keys.shape[2]
+        cached_k, cached_v = self._keys[layer], self._values[layer]
+        if cached_k is None or end > cached_k.shape[2]:
+            capacity = max(end, 2 * start, 16)
+            grown_k = keys.new_empty(*keys.shape[:2], capacity, keys.shape[3])
+            grown_v = values.new_empty(*values.shape[:2], capacity, values.shape[3])
+            if cached_k is not None:
+                grown_k[:, :, :start] = cached_k[:, :, :start]
+                grown_v[:, :, :start] = cached_v[:, :, :start]
+            cached_k, cached_v = self._keys[layer], self._values[layer] = grown_k, grown_v
+        cached_k[:, :, start:end] = keys
+        cached_v[:, :, start:end] = values
+        self._lengths[layer] = end
+        return cached_k[:, :, :end], cached_v[:, :, :end]
+
+    def get(self, layer: int) -> tuple[Tensor, Tensor]:
+        """The layer's cached keys and values, (B, n_kv_heads, S, head_dim) each."""
+        end = self._lengths[layer]
+        return self._keys[layer][:, :, :end], self._values[layer][:, :, :end]
+
+    def crop(self, length: int) -> None:
+        """Forget every token from position `length` on (e.g. to retry from a prefix)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot crop a cache of {self.length} tokens to {length}")
+        self._lengths = [min(n, length) for n in self._lengths]
+
+
+def rotary_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
+    """cos and sin, (T, head_dim) each, for rotating pairs (i, i + head_dim/2) of channels.
+
+    The half-split pairing (not even/odd) is GPT-NeoX's, which StarCoder2 uses. Angles are
+    computed in float32 whatever the autocast dtype: bf16 positions would collide.
+    """
+    inv_freq = 1.0 / theta ** (
+        torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
+    )
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, head_dim/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (T, head_dim)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate x (B, H, T, head_dim) by the angles of its positions."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.layer = layer
+        self.n_head = config.n_head
+        self.n_kv_heads = config.n_kv_heads
+        self.head_dim = config.head_dim
+        self.dropout = config.dropout
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * config.kv_dim)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.resid_drop = nn.Dropout(config.dropout)
+
+    def forward(
+        self, x: Tensor, rope: tuple[Tensor, Tensor] | None, kv_cache: KVCache | None
+    ) -> Tensor:
+        B, T, C = x.shape
+        kv_dim = self.n_kv_heads * self.head_dim
+        q, k, v = self.c_attn(x).split((C, kv_dim, kv_dim), dim=-1)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer, k, v)  # (B, KV, S, hd), S = past + T
+        S = k.shape[2]
+        mask = None
+        if S > T and T > 1:
+            # New tokens after cached ones: query i sees keys up to past + i. SDPA's is_causal
+            # aligns the triangle top-left, which would hide the newest cached keys.
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=S == T and T > 1,
+            enable_gqa=self.n_kv_heads != self.n_head,
+        )  # (B, H, T, hd)
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_drop(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
+        self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # HF's "gelu_pytorch_tanh": the tanh approximation StarCoder and StarCoder2 use.
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, layer: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = Attention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor] | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> Tensor:
+        x = x + self.attn(self.ln_1(x), rope, kv_cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class CodeGPT(nn.Module):
+    """The network. The output projection is `wte.weight` itself rather than a second module
+    sharing it, so the tie survives meta-device construction, `to_empty` and FSDP sharding.
+    Build on the meta device and call `init_weights()` after `to_empty` to skip a CPU init.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = (
+            nn.Embedding(config.n_positions, config.n_embd)
+            if config.position == "learned"
+            else None
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """normal(0, std) weights and embeddings, zero biases, unit LayerNorms; the two
+        projections that write into the residual stream (attn and MLP c_proj) get
+        std / sqrt(2 * n_layer), so the stream's variance does not grow with depth."""
+        std = self.config.std
+        out_std = std / math.sqrt(2 * self.config.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, out_std if name.endswith("c_proj") else std)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, 0.0, std)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def layer_modules(self) -> list[nn.Module]:
+        """The transformer blocks, in order: the units to shard and checkpoint."""
+        return list(self.blocks)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        labels: Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        position_offset: int = 0,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits (B, T, V) in float32, and the loss when labels are given.
+
+        labels are already shifted (labels[:, t] is the target after input_ids[:, t]); the
+        loss is the mean cross-entropy over labels != -100 (0 when there are none). With a
+        kv_cache, input_ids follow the cached tokens and positions continue after them;
+        position_offset shifts every position further.
+        """
+        B, T = input_ids.shape
+        start = position_offset + (kv_cache.length if kv_cache is not None else 0)
+        if start + T > self.config.n_positions:
+            raise UserError(
+                f"positions {start}..{start + T - 1} exceed the model's context of "
+                f"{self.config.n_positions} tokens: shorten the input"
+            )
+        positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
+        x = self.wte(input_ids)  # (B, T, C)
+        rope = None
+        if self.wpe is not None:
+            x = x + self.wpe(positions)
+        else:
+            rope = rotary_tables(positions, self.config.head_dim, self.config.rope_theta)
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope, kv_cache)
+        x = self.ln_f(x)
+        logits = F.linear(x, self.wte.weight).float()  # (B, T, V)
+        if labels is None:
+            return logits, None
+        total = F.cross_entropy(
+            logits.view(B * T, -1),
+            labels.reshape(B * T),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        count = (labels != IGNORE_INDEX).sum().clamp(min=1)
+        return logits, total / count

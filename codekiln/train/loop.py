@@ -1,0 +1,580 @@
+"""The train stage: token shards -> checkpoints, metrics and a Hugging Face model folder.
+
+    DIR/checkpoints/step_N/   model.pt, optimizer.pt, rng.pt, state.json (checkpoint.py)
+    DIR/checkpoints/latest    the name of the newest checkpoint
+    DIR/metrics.jsonl         one JSON object per log step, and one per evaluation (metrics.py)
+    DIR/loss.png              the loss curves
+    DIR/model/                export_hf: config.json, safetensors, tokenizer, README.md
+    DIR/manifest.json         written last: the run finished
+
+This module is the run itself: set-up, the loop of optimizer steps with its logging,
+evaluation and checkpoints, and the end of the run. Decisions worth knowing, beyond those of
+optim.py (weight decay, the schedule), inputs.py (the vocabulary), memory.py (the fit check),
+checkpoint.py (atomic writes, resuming) and metrics.py (MFU):
+
+- The reported training loss is the mean over the optimizer steps since the previous log row
+  of each step's loss (the mean over its micro-batches and ranks).
+- Validation runs on the same first `eval_batches` batches of the `valid` split every time,
+  left to right (no FIM), so curves are comparable across FIM settings. val_bpb is the
+  nats of the targets that are not special tokens over ln 2 x their UTF-8 bytes (nanochat's
+  bits per byte); it needs the tokenizer.
+- Only rank 0 writes files.
+- `max_minutes` bounds one invocation: the run stops after the step that crosses it with a
+  checkpoint, an export and a manifest; `--resume` continues it. A run is finished (a re-run
+  is a no-op) only when it reached max_steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codekiln.errors import UserError
+from codekiln.manifest import fingerprint, package_versions, read_manifest, write_manifest
+from codekiln.pack.format import read_meta
+from codekiln.pack.loader import IGNORE_INDEX, LoaderConfig, TokenLoader
+from codekiln.train.checkpoint import (
+    CHECKPOINT_VERSION,
+    latest_checkpoint,
+    load_checkpoint_file,
+    read_checkpoint_state,
+    remove_unfinished,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    write_checkpoint,
+)
+from codekiln.train.config import TrainConfig, TrainResult
+from codekiln.train.inputs import build_model, load_checked_tokenizer
+from codekiln.train.metrics import (
+    TrainProgress,
+    append_metrics,
+    keep_metrics_through,
+    peak_flops,
+    plot_losses,
+)
+from codekiln.train.optim import build_optimizer, lr_at
+from codekiln.train.parallel import (
+    Distributed,
+    all_gather_objects,
+    all_reduce,
+    barrier,
+    full_model_state,
+    full_optimizer_state,
+    gradient_sync,
+    init_distributed,
+    load_full_state,
+    parallelize,
+    shutdown,
+    total_norm,
+)
+
+
+def train(
+    data: str | Path,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on the pack directory `data` into `out_dir`; export to `out_dir/model`.
+
+    Re-running a finished run with the same data and settings does nothing (`skipped`).
+    With `resume`, training continues from the newest checkpoint exactly as if it had not
+    stopped (a finished run continues to a larger max_steps); `config` None then means the
+    checkpoint's own settings. Under torchrun every process calls this.
+    """
+    distributed = init_distributed()
+    try:
+        return _Run(Path(data), Path(out_dir), config, resume, progress, distributed).run()
+    finally:
+        shutdown(distributed)
+
+
+class _Run:
+    """One invocation of `train`: set-up, the loop, and the end of the run."""
+
+    def __init__(
+        self,
+        data: Path,
+        out_dir: Path,
+        config: TrainConfig | None,
+        resume: bool,
+        progress: bool,
+        distributed: Distributed,
+    ) -> None:
+        self.data = data
+        self.out_dir = out_dir
+        self.config = config
+        self.resume = resume
+        self.progress = progress
+        self.dist = distributed
+        self.root = out_dir / "checkpoints"
+        self.metrics_path = out_dir / "metrics.jsonl"
+
+    def run(self) -> TrainResult:
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise UserError(f"output path {self.out_dir} is a file; choose a folder")
+        meta = read_meta(self.data)
+        if "train" not in meta.get("splits", {}):
+            raise UserError(f"{self.data} has no train split; pack some data into it")
+        self.meta = meta
+        checkpoint = latest_checkpoint(self.root)
+        state = read_checkpoint_state(checkpoint) if checkpoint and self.resume else None
+        if self.config is None:
+            self.config = TrainConfig.from_dict(state["config"]) if state else TrainConfig()
+        config = self.config
+        finished = read_manifest(self.out_dir)
+        if finished is not None and finished.get("stage") != "train":
+            raise UserError(
+                f"{self.out_dir} holds the output of `codekiln {finished.get('stage')}`; "
+                "choose another output folder"
+            )
+        if (
+            finished is not None
+            and finished.get("request") == _request(config, meta)
+            and finished.get("steps", 0) >= config.max_steps  # not one stopped by the clock
+        ):
+            return _result_from_manifest(self.out_dir, finished)
+        if not self.resume and (finished is not None or checkpoint is not None):
+            raise UserError(
+                f"{self.out_dir} already holds a training run"
+                + (f" (checkpoint {checkpoint.name})" if checkpoint else "")
+                + ": pass --resume to continue it, or choose another output folder"
+            )
+
+        self.tokenizer = load_checked_tokenizer(config, self.data, meta)
+        device = self.dist.device
+        self.dtype = compute_dtype(config, device)
+        self.autocast = _autocast(device, self.dtype)
+        model = build_model(config, meta, state, self.dist, self.dtype)
+        self.model_config = model.config
+        model.to(device)
+        model.train()
+        # Every rank built the same weights from the seed; dropout masks should differ.
+        torch.manual_seed(config.seed + self.dist.rank)
+        self.model = parallelize(
+            model,
+            self.dist,
+            activation_checkpointing=config.activation_checkpointing,
+            compile=config.compile,
+            parallel=config.parallel,
+        )
+        self.optimizer = build_optimizer(self.model, config, device)
+        self.loader = TokenLoader(
+            self.data,
+            self.tokenizer,
+            LoaderConfig(
+                seq_len=config.seq_len,
+                batch_size=config.batch_size,
+                seed=config.seed,
+                fim_rate=config.fim_rate,
+                fim_spm_rate=config.fim_spm_rate,
+            ),
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.eval_batches = self._eval_batches()
+        self.sizes = None
+        if self.tokenizer is not None and self.eval_batches:
+            sizes = token_bytes(self.tokenizer, self.model_config.vocab_size)
+            self.sizes = torch.from_numpy(sizes).to(device)
+
+        self.step, self.tokens, self.elapsed_before = 0, 0, 0.0
+        self.interval = [0.0, 0]  # training loss sum and steps since the last log row
+        self.last_loss, self.val_loss = math.nan, None
+        if state is not None:
+            self._restore(checkpoint, state)
+        elif self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.metrics_path.unlink(missing_ok=True)
+        if self.dist.is_main:
+            (self.out_dir / "manifest.json").unlink(missing_ok=True)  # not finished now
+        barrier()
+        self.peak = peak_flops(config, device, self.dtype) if self.dist.is_main else 1.0
+        self._loop()
+        return self._finish()
+
+    def _eval_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of the fixed validation batches; [] without a valid split."""
+        config = self.config
+        split = self.meta["splits"].get("valid")
+        if not split:
+            return []
+        sequences = (int(split["tokens"]) - 1) // config.seq_len
+        batch_size = min(config.batch_size, sequences // self.dist.world_size)
+        if batch_size < 1:
+            return []
+        loader = TokenLoader(
+            self.data,
+            None,
+            LoaderConfig(config.seq_len, batch_size, seed=config.seed, fim_rate=0.0, split="valid"),
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        count = min(config.eval_batches, loader.steps_per_epoch)
+        return [self._tensors(loader.batch(0, i)) for i in range(count)]
+
+    def _tensors(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.dist.device
+        pin = device.type == "cuda"
+        x = torch.from_numpy(batch.input_ids)
+        y = torch.from_numpy(batch.labels)
+        if pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+
+    def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
+        model_state = load_checkpoint_file(checkpoint, "model.pt", state)
+        optimizer_state = load_checkpoint_file(checkpoint, "optimizer.pt", state)
+        rng_states = load_checkpoint_file(checkpoint, "rng.pt", state)
+        load_full_state(self.model, model_state, self.optimizer, optimizer_state)
+        self.loader.load_state_dict(state["loader"])
+        if len(rng_states) == self.dist.world_size:
+            set_rng_state(rng_states[self.dist.rank])
+        else:  # another world size: fresh, distinct streams per rank
+            seed_everything(self.config.seed + 1_000_003 * state["step"] + self.dist.rank)
+        self.step = state["step"]
+        self.tokens = state["tokens"]
+        self.elapsed_before = state["elapsed"]
+        self.interval = list(state["interval"])
+        self.last_loss = state.get("last_loss", math.nan)
+        self.val_loss = state.get("val_loss")
+        if self.dist.is_main:
+            remove_unfinished(self.root)
+            keep_metrics_through(self.metrics_path, self.step)
+
+    def _loop(self) -> None:
+        config, device = self.config, self.dist.device
+        tokens_per_step = (
+            config.batch_size * config.seq_len * config.grad_accum * self.dist.world_size
+        )
+        from codekiln.model.config import flops_per_token
+
+        flops = flops_per_token(self.model_config, config.seq_len)
+        batches: Iterator = iter(self.loader)
+        started = time.time()
+        interval_start, paused, timed_steps = time.time(), 0.0, 0
+        interval_loss = torch.tensor(self.interval[0], dtype=torch.float64, device=device)
+        interval_steps = self.interval[1]
+        last_eval = last_checkpoint = self.step
+        bar = TrainProgress(self.progress and self.dist.is_main, config.max_steps, self.step)
+        try:
+            while self.step < config.max_steps:
+                micro = [self._tensors(next(batches)) for _ in range(config.grad_accum)]
+                lr = lr_at(
+                    self.step + 1, config.lr, config.min_lr, config.warmup_steps, config.max_steps
+                )
+                loss, norm = optimizer_step(
+                    self.model, self.optimizer, micro, lr, config.grad_clip, self.autocast
+                )
+                self.step += 1
+                self.tokens += tokens_per_step
+                interval_loss += loss.double()
+                interval_steps += 1
+                timed_steps += 1
+                stop = self._out_of_time(started)
+                if self.step % config.log_every == 0 or self.step == config.max_steps or stop:
+                    mean = all_reduce(interval_loss / interval_steps) / self.dist.world_size
+                    self.last_loss = mean.item()
+                    if not math.isfinite(self.last_loss):
+                        raise UserError(
+                            f"the training loss is {self.last_loss} at step {self.step}: lower "
+                            f"lr (now {config.lr}) or raise warmup_steps, and resume or restart"
+                        )
+                    seconds = max(time.time() - interval_start - paused, 1e-9)
+                    rate = timed_steps * tokens_per_step / seconds
+                    self._log(
+                        step=self.step,
+                        loss=self.last_loss,
+                        lr=lr,
+                        tokens=self.tokens,
+                        tokens_per_s=round(rate, 1),
+                        mfu=round(flops * rate / (self.peak * self.dist.world_size), 6),
+                        grad_norm=norm.item(),
+                        elapsed=round(self.elapsed_before + time.time() - started, 3),
+                    )
+                    bar.update(self.step, f"loss {self.last_loss:.3f} · {rate:,.0f} tok/s")
+                    interval_loss.zero_()
+                    interval_steps = 0
+                    interval_start, paused, timed_steps = time.time(), 0.0, 0
+                else:
+                    bar.update(self.step)
+                clock = time.time()
+                if config.eval_every and self.step % config.eval_every == 0:
+                    self._evaluate(started)
+                    last_eval = self.step
+                if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                    self._checkpoint(started, interval_loss, interval_steps)
+                    last_checkpoint = self.step
+                paused += time.time() - clock
+                if stop:
+                    break
+            if last_eval != self.step or self.val_loss is None:
+                self._evaluate(started)
+            if last_checkpoint != self.step:
+                self._checkpoint(started, interval_loss, interval_steps)
+        finally:
+            bar.close()
+        self.elapsed = self.elapsed_before + time.time() - started
+
+    def _out_of_time(self, started: float) -> bool:
+        if self.config.max_minutes is None:
+            return False
+        late = time.time() - started >= self.config.max_minutes * 60
+        flag = torch.tensor([float(late)], device=self.dist.device)
+        return bool(all_reduce(flag, "max").item())  # every rank stops at the same step
+
+    def _log(self, **row: Any) -> None:
+        if self.dist.is_main:
+            append_metrics(self.metrics_path, row)
+
+    def _evaluate(self, started: float) -> None:
+        if not self.eval_batches:
+            return
+        loss, bpb = evaluate(self.model, self.eval_batches, self.sizes, self.autocast)
+        self.val_loss = loss
+        row = {"step": self.step, "val_loss": loss, "tokens": self.tokens}
+        if bpb is not None:
+            row["val_bpb"] = bpb
+        row["elapsed"] = round(self.elapsed_before + time.time() - started, 3)
+        self._log(**row)
+
+    def _checkpoint(self, started: float, interval_loss: torch.Tensor, steps: int) -> None:
+        payloads = {
+            "model.pt": full_model_state(self.model),  # collectives: every rank
+            "optimizer.pt": full_optimizer_state(self.model, self.optimizer),
+            "rng.pt": all_gather_objects(rng_state()),  # one per rank
+        }
+        if self.dist.is_main:
+            state = {
+                "version": CHECKPOINT_VERSION,
+                "step": self.step,
+                "tokens": self.tokens,
+                "elapsed": self.elapsed_before + time.time() - started,
+                # The unlogged part of the loss interval, so the next row is the same resumed.
+                "interval": [interval_loss.item(), steps],
+                "last_loss": self.last_loss,
+                "val_loss": self.val_loss,
+                "loader": self.loader.state_dict(),
+                "world_size": self.dist.world_size,
+                "config": self.config.to_dict(),
+                "model_config": dataclasses.asdict(self.model_config),
+            }
+            write_checkpoint(self.root, self.step, payloads, state, self.config.keep_checkpoints)
+        barrier()
+
+    def _finish(self) -> TrainResult:
+        from codekiln.model.gpt import CodeGPT
+        from codekiln.model.hf import export_hf
+
+        config = self.config
+        weights = full_model_state(self.model)  # a collective under FSDP
+        model_dir = self.out_dir / "model"
+        if self.dist.is_main:
+            with torch.random.fork_rng(devices=[]):
+                export_model = CodeGPT(self.model_config)
+            export_model.load_state_dict(weights)
+            export_model.eval()
+            tmp = self.out_dir / "model.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            export_hf(export_model, tmp, tokenizer_dir=config.tokenizer, card=self._card())
+            shutil.rmtree(model_dir, ignore_errors=True)
+            os.replace(tmp, model_dir)
+            plot_losses(self.metrics_path, self.out_dir / "loss.png")
+            write_manifest(
+                self.out_dir,
+                "train",
+                request=_request(config, self.meta),
+                config=config.to_dict(),
+                model_config=dataclasses.asdict(self.model_config),
+                inputs={
+                    "data": {"path": str(self.data), "meta": fingerprint(self.meta)},
+                    "tokenizer": {
+                        "path": config.tokenizer,
+                        "sha256": self.meta.get("tokenizer_sha256"),
+                    },
+                    "init_from": config.init_from,
+                },
+                outputs={
+                    "checkpoint": latest_checkpoint(self.root).name,
+                    "model": "model",
+                    "metrics": "metrics.jsonl",
+                    "plot": "loss.png",
+                },
+                steps=self.step,
+                tokens=self.tokens,
+                final_loss=self.last_loss,
+                val_loss=self.val_loss,
+                world_size=self.dist.world_size,
+                device=str(self.dist.device.type),
+                elapsed_s=round(self.elapsed, 3),
+                versions=package_versions("torch", "numpy", "tokenizers", "safetensors"),
+            )
+        barrier()
+        return TrainResult(
+            self.out_dir, self.step, self.tokens, self.last_loss, self.val_loss, model_dir
+        )
+
+    def _card(self) -> dict[str, Any]:
+        config = self.config
+        splits = self.meta.get("splits", {})
+        return {
+            "name": f"codekiln {config.model if config.init_from is None else 'fine-tune'}",
+            "description": "A code language model trained with `codekiln train`.",
+            "data": {
+                "pack": str(self.data),
+                "train_tokens": splits.get("train", {}).get("tokens"),
+                "valid_tokens": splits.get("valid", {}).get("tokens"),
+                "languages": sorted(splits.get("train", {}).get("languages", {})),
+                "tokenizer_sha256": self.meta.get("tokenizer_sha256"),
+            },
+            "training": {
+                "steps": self.step,
+                "tokens": self.tokens,
+                "seq_len": config.seq_len,
+                "global_batch_sequences": config.batch_size
+                * config.grad_accum
+                * self.dist.world_size,
+                "optimizer": f"AdamW(betas={list(config.betas)}, weight_decay="
+                f"{config.weight_decay})",
+                "lr": f"{config.lr} warmup {config.warmup_steps} cosine to {config.min_lr}",
+                "fim_rate": config.fim_rate,
+                "final_loss": self.last_loss,
+                "val_loss": self.val_loss,
+                "init_from": config.init_from,
+            },
+        }
+
+
+def _result_from_manifest(out_dir: Path, manifest: dict[str, Any]) -> TrainResult:
+    return TrainResult(
+        out_dir,
+        manifest.get("steps", 0),
+        manifest.get("tokens", 0),
+        manifest.get("final_loss", math.nan),
+        manifest.get("val_loss"),
+        out_dir / "model",
+        skipped=True,
+    )
+
+
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    lr: float,
+    grad_clip: float,
+    autocast=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over `micro_batches` (input_ids, labels): forward and backward
+    each (gradients reduced across ranks on the last only), clip, AdamW. Returns the mean
+    loss and the gradient norm before clipping, as tensors (reading them syncs a GPU)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    total = None
+    count = len(micro_batches)
+    for index, (input_ids, labels) in enumerate(micro_batches):
+        with gradient_sync(model, index == count - 1):
+            with autocast or nullcontext():
+                _, loss = model(input_ids, labels=labels)
+            (loss / count).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total / count, total_norm(norm)
+
+
+def token_bytes(tokenizer, vocab_size: int) -> np.ndarray:
+    """UTF-8 bytes each token id stands for; 0 for special tokens and unused ids.
+
+    Byte-level BPE tokens are strings of one character per byte, so their length is exact
+    even for tokens that end inside a multi-byte character; other tokenizers decode each id.
+    """
+    from tokenizers import decoders
+
+    from codekiln.tokenizer.special import special_ids
+
+    special = set(special_ids(tokenizer).values())
+    special |= {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
+    byte_level = isinstance(tokenizer.decoder, decoders.ByteLevel)
+    sizes = np.zeros(vocab_size, dtype=np.int64)
+    for token, token_id in tokenizer.get_vocab(with_added_tokens=True).items():
+        if token_id >= vocab_size or token_id in special:
+            continue
+        if byte_level:
+            sizes[token_id] = len(token)
+        else:
+            sizes[token_id] = len(tokenizer.decode([token_id]).encode("utf-8"))
+    return sizes
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    sizes: torch.Tensor | None,
+    autocast=None,
+) -> tuple[float, float | None]:
+    """(mean loss in nats over the targets, bits per byte or None) on `batches`, summed over
+    every rank's batches."""
+    was_training = model.training
+    model.eval()
+    device = batches[0][0].device
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # nats, targets, nats, bytes
+    for input_ids, labels in batches:
+        with autocast or nullcontext():
+            logits, _ = model(input_ids)
+        nats = F.cross_entropy(
+            logits.float().flatten(0, 1),
+            labels.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="none",
+        )
+        mask = labels.flatten() != IGNORE_INDEX
+        sums[0] += nats.sum()
+        sums[1] += mask.sum()
+        if sizes is not None:
+            size = sizes[labels.flatten().clamp(min=0)] * mask
+            sums[2] += (nats * (size > 0)).sum()
+            sums[3] += size.sum()
+    all_reduce(sums)
+    model.train(was_training)
+    nats, targets, byte_nats, total_bytes = sums.tolist()
+    loss = nats / max(targets, 1)
+    bpb = byte_nats / (math.log(2) * total_bytes) if sizes is not None and total_bytes else None
+    return loss, bpb
+
+
+def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
+    if config.dtype == "bfloat16" or (config.dtype == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return None
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _request(config: TrainConfig, meta: dict) -> str:
+    """What a finished run's manifest must match for a re-run to be a no-op (the time limit
+    of one invocation is not part of the run)."""
+    settings = {k: v for k, v in config.to_dict().items() if k != "max_minutes"}
+    return fingerprint({"config": settings, "meta": meta})

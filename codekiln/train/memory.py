@@ -1,0 +1,85 @@
+"""Whether a run fits, checked before the model is allocated.
+
+The memory a run needs (16 bytes a parameter for fp32 weights, gradients and AdamW's moments,
+divided over ranks under FSDP, plus an estimate of the activations) is compared with free GPU
+memory or MemAvailable; too much is a UserError.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from codekiln.errors import UserError
+from codekiln.train.config import TrainConfig
+from codekiln.train.parallel import Distributed
+
+
+def estimate_memory(
+    model_config, config: TrainConfig, dtype: torch.dtype, shards: int = 1
+) -> dict[str, int]:
+    """Bytes one rank needs: fp32 weights, gradients and AdamW's two moments (16 per
+    parameter, divided over `shards` under FSDP), plus activations of one micro-batch.
+
+    Activations per block and token are taken as ~18 x n_embd values (LayerNorm inputs,
+    q/k/v, attention output, the 4x MLP's input and GELU output) in the compute dtype, plus
+    the float32 logits and their gradient; with activation checkpointing only each block's
+    input is kept, and one block's worth is live during recomputation.
+    """
+    from codekiln.model.config import num_parameters
+
+    params = num_parameters(model_config)
+    states = params * 16 // shards
+    tokens = config.batch_size * config.seq_len
+    width = 2 if dtype == torch.bfloat16 else 4
+    per_block = tokens * model_config.n_embd * 18 * width
+    if config.activation_checkpointing:
+        blocks = model_config.n_layer * tokens * model_config.n_embd * width + per_block
+    else:
+        blocks = model_config.n_layer * per_block
+    logits = 3 * tokens * model_config.vocab_size * 4
+    return {"params": params, "states": states, "activations": blocks + logits}
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on the GPU, or the RAM the kernel says is available; None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(
+    model_config, config: TrainConfig, distributed: Distributed, dtype: torch.dtype
+) -> None:
+    """A UserError, before anything large is allocated, when the run cannot fit."""
+    shards = distributed.world_size if config.parallel == "fsdp" else 1
+    need = estimate_memory(model_config, config, dtype, shards)
+    per_rank = need["states"] + need["activations"]
+    total = per_rank
+    if distributed.device.type == "cpu":
+        # CPU ranks on one machine share its RAM.
+        total *= int(os.environ.get("LOCAL_WORLD_SIZE", distributed.world_size))
+    have = available_memory(distributed.device)
+    if have is None or total <= have:
+        return
+    gib = 1 << 30
+    raise UserError(
+        f"model '{config.model}' ({need['params'] / 1e6:,.0f}M parameters) needs about "
+        f"{total / gib:,.1f} GiB to train here ({need['states'] / gib:,.1f} GiB of weights, "
+        f"gradients and AdamW state + {need['activations'] / gib:,.1f} GiB of activations "
+        f"at batch_size {config.batch_size} x seq_len {config.seq_len}) but "
+        f"{distributed.device.type} has {have / gib:,.1f} GiB available: choose a smaller "
+        "preset, lower batch_size or seq_len, set activation_checkpointing, or shard it over "
+        "more GPUs with parallel=fsdp"
+    )
