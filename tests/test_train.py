@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from conftest import small_bpe
 
 import codekiln.train.loop as loop
 import codekiln.train.memory as memory
@@ -66,16 +66,7 @@ def _records() -> list[dict]:
 
 
 def _tokenizer(directory: Path, vocab_size: int) -> Path:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(SNIPPETS * 4, trainer)
+    tokenizer = small_bpe(SNIPPETS * 4, SPECIAL_TOKENS, vocab_size=vocab_size)
     directory.mkdir(parents=True)
     tokenizer.save(str(directory / "tokenizer.json"))
     return directory
