@@ -250,7 +250,7 @@ class Examiner:
         return content.removeprefix("\ufeff"), None
 
     def _notebook(self, raw: str) -> tuple[str, str | None, str | None]:
-        from codekiln.curate.structured import (
+        from codekiln.curate.notebooks import (
             notebook_language,
             notebook_script,
             notebook_structured,

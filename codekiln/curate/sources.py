@@ -459,7 +459,7 @@ def _entry_input(task: Task, source: Source, entry: Entry) -> RawInput:
 
 
 def _read_commits(task: Task, source: Source, config: CurateConfig) -> Iterator[RawInput]:
-    from codekiln.curate.structured import CommitConfig, commit_text, iter_commits
+    from codekiln.curate.commits import CommitConfig, commit_text, iter_commits
 
     license = dict(task.licenses).get(source.name)
     commit_config = CommitConfig(max_commits=config.max_commits)
@@ -481,7 +481,7 @@ def _read_commits(task: Task, source: Source, config: CurateConfig) -> Iterator[
 
 
 def _issue_inputs(source: Source, issues: Iterator[tuple[str, Any, int]]) -> Iterator[RawInput]:
-    from codekiln.curate.structured import issue_text
+    from codekiln.curate.issues import issue_text
 
     for key, issue, size in issues:
         if not isinstance(issue, dict):
