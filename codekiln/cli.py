@@ -34,14 +34,16 @@ Workers = Annotated[
 ConfigFile = Annotated[
     Path | None,
     typer.Option(
-        "--config", help="TOML file with curate settings (a [curate] table or top-level keys)."
+        "--config",
+        help="TOML settings: a table per stage ([curate], [pack], ...) or top-level keys.",
     ),
 ]
 Sets = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
-        help="Override one setting: key=value, dotted for tables (overrides.SQL.max_lines=10).",
+        help="One setting, key=value (dotted for tables: overrides.SQL.max_lines=10; "
+        "with run: stage.key=value).",
     ),
 ]
 

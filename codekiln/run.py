@@ -30,7 +30,7 @@ from codekiln.manifest import package_versions, write_atomic, write_manifest
 RUN_DEFAULTS = {
     "tokenizer": ["vocab_size=8192", "sample_bytes=50000000"],
     "pack": ["valid_fraction=0.05"],
-    "train": ["model=tiny", "max_steps=300", "max_minutes=8", "eval_every=100"],
+    "train": ["model=tiny", "max_steps=600", "max_minutes=8", "eval_every=100"],
 }
 
 
