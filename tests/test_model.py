@@ -106,6 +106,52 @@ def test_import_gpt_bigcode_matches_transformers(tmp_path, multi_query):
         assert_close(ours(ids)[0], theirs(ids).logits)
 
 
+def test_import_gpt_bigcode_with_exact_gelu_matches_transformers(tmp_path):
+    # bigcode/starcoder's config.json names the exact (erf) GELU, "gelu".
+    transformers = pytest.importorskip("transformers")
+    hf_config = transformers.GPTBigCodeConfig(
+        vocab_size=VOCAB,
+        n_positions=128,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        activation_function="gelu",
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(0)
+    theirs = transformers.GPTBigCodeForCausalLM(hf_config).eval()
+    perturb(theirs)
+    theirs.save_pretrained(tmp_path)
+
+    ours = import_hf(tmp_path)
+    assert ours.config.activation == "gelu"
+    ids = token_ids()
+    with torch.no_grad():
+        assert_close(ours(ids)[0], theirs(ids).logits)
+        # The tanh approximation differs measurably, so the test tells the two apart.
+        tanh = CodeGPT(dataclasses.replace(ours.config, activation="gelu_tanh")).eval()
+        tanh.load_state_dict(ours.state_dict())
+        assert (tanh(ids)[0] - theirs(ids).logits).abs().max().item() > ATOL
+
+
+def test_import_maps_activation_names():
+    base = {"model_type": "gpt_bigcode"}
+    for name in ("gelu_pytorch_tanh", "gelu_python_tanh", "gelu_new", "gelu_fast", "gelu_accurate"):
+        assert config_from_hf({**base, "activation_function": name}).activation == "gelu_tanh"
+    for name in ("gelu", "gelu_python"):
+        assert config_from_hf({**base, "activation_function": name}).activation == "gelu"
+    assert config_from_hf(base).activation == "gelu_tanh"  # transformers' default
+    starcoder2 = {"model_type": "starcoder2", "hidden_act": "gelu"}
+    assert config_from_hf(starcoder2).activation == "gelu"
+    for name in ("gelu_10", "quick_gelu", "relu", "silu"):
+        with pytest.raises(UserError, match=f"activation '{name}' is not supported"):
+            config_from_hf({**base, "activation_function": name})
+        with pytest.raises(UserError, match=f"activation '{name}' is not supported"):
+            config_from_hf({"model_type": "starcoder2", "hidden_act": name})
+
+
 def test_import_starcoder2_matches_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
     hf_config = transformers.Starcoder2Config(
@@ -163,8 +209,16 @@ def test_import_reads_sharded_checkpoints(tmp_path):
         {"n_kv_heads": 1},  # StarCoder: multi-query
         {"n_kv_heads": 4},  # multi-head
         {"position": "rotary", "n_kv_heads": 2, "rope_theta": 50000.0},  # StarCoder2: GQA
+        {"n_kv_heads": 1, "activation": "gelu"},  # bigcode/starcoder's exact GELU
+        {"position": "rotary", "n_kv_heads": 2, "activation": "gelu"},
     ],
-    ids=["gpt_bigcode-mqa", "gpt_bigcode-mha", "starcoder2-gqa"],
+    ids=[
+        "gpt_bigcode-mqa",
+        "gpt_bigcode-mha",
+        "starcoder2-gqa",
+        "gpt_bigcode-exact-gelu",
+        "starcoder2-exact-gelu",
+    ],
 )
 def test_export_loads_in_transformers_with_equal_logits_and_generation(tmp_path, overrides):
     transformers = pytest.importorskip("transformers")
@@ -174,6 +228,9 @@ def test_export_loads_in_transformers_with_equal_logits_and_generation(tmp_path,
     theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     kind = "starcoder2" if overrides.get("position") == "rotary" else "gpt_bigcode"
     assert theirs.config.model_type == kind
+    activation = "hidden_act" if kind == "starcoder2" else "activation_function"
+    exact = overrides.get("activation") == "gelu"
+    assert getattr(theirs.config, activation) == ("gelu" if exact else "gelu_pytorch_tanh")
     ids = token_ids(length=100)
     with torch.no_grad():
         assert_close(ours(ids)[0], theirs(ids).logits)
@@ -412,6 +469,7 @@ def test_flops_per_token_formula():
 
 def test_presets_are_starcoder_shapes():
     assert all(c.n_kv_heads == 1 and c.position == "learned" for c in PRESETS.values())
+    assert all(c.activation == "gelu_tanh" for c in PRESETS.values())
     assert (PRESETS["15b"].n_embd, PRESETS["15b"].n_layer, PRESETS["15b"].n_head) == (6144, 40, 48)
     assert preset("tiny", n_layer=2).n_layer == 2 and PRESETS["tiny"].n_layer == 4
 
@@ -428,6 +486,8 @@ def test_config_errors_say_how_to_fix():
         tiny(position="alibi")
     with pytest.raises(UserError, match="dropout"):
         tiny(dropout=1.5)
+    with pytest.raises(UserError, match="activation must be one of gelu_tanh, gelu, got 'relu'"):
+        tiny(activation="relu")
     with pytest.raises(UserError, match="unknown model preset 'huge'; presets: tiny, small, 1b"):
         preset("huge")
     with pytest.raises(UserError, match="unknown model setting"):
@@ -463,8 +523,8 @@ def test_import_errors(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "n_layer": 3}))
     with pytest.raises(UserError, match="lack transformer.h.2"):
         import_hf(folder)
-    (folder / "config.json").write_text(json.dumps({**config, "activation_function": "gelu"}))
-    with pytest.raises(UserError, match="activation 'gelu' is not supported"):
+    (folder / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
+    with pytest.raises(UserError, match="activation 'relu' is not supported"):
         import_hf(folder)
     (folder / "config.json").write_text(json.dumps(config))
 

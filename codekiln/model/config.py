@@ -13,6 +13,8 @@ from typing import Any
 from codekiln.errors import UserError
 
 POSITIONS = ("learned", "rotary")
+# The MLP's GELU: "gelu_tanh", the tanh approximation (StarCoder, StarCoder2), or "gelu", exact.
+ACTIVATIONS = ("gelu_tanh", "gelu")
 
 
 @dataclass
@@ -31,6 +33,7 @@ class ModelConfig:
     n_head: int = 12
     n_kv_heads: int = 1  # 1: multi-query (StarCoder); n_head: multi-head; else grouped-query
     n_inner: int | None = None  # None -> 4 * n_embd
+    activation: str = "gelu_tanh"  # "gelu_tanh" (StarCoder, StarCoder2) | "gelu" (exact, erf)
     position: str = "learned"  # "learned" (StarCoder) | "rotary" (StarCoder2)
     rope_theta: float = 10000.0
     layer_norm_epsilon: float = 1e-5
@@ -56,6 +59,11 @@ class ModelConfig:
             raise UserError(
                 f"model config: n_inner must be a positive integer or None (4 * n_embd), "
                 f"got {self.n_inner!r}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise UserError(
+                f"model config: activation must be one of {', '.join(ACTIVATIONS)}, "
+                f"got {self.activation!r}"
             )
         if self.position not in POSITIONS:
             raise UserError(

@@ -140,10 +140,12 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
         self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
         self.drop = nn.Dropout(config.dropout)
+        # "gelu_tanh" is HF's "gelu_pytorch_tanh", the tanh approximation StarCoder and
+        # StarCoder2 use; "gelu" is the exact (erf) GELU some BigCode checkpoints name.
+        self.approximate = "tanh" if config.activation == "gelu_tanh" else "none"
 
     def forward(self, x: Tensor) -> Tensor:
-        # HF's "gelu_pytorch_tanh": the tanh approximation StarCoder and StarCoder2 use.
-        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):

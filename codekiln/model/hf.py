@@ -32,8 +32,21 @@ WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 MODEL_TYPES = ("gpt_bigcode", "starcoder2")
-# transformers' names for the tanh approximation of GELU, the only one CodeGPT computes.
-TANH_GELUS = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")
+# transformers' activation names -> ModelConfig.activation, for the GELUs CodeGPT computes.
+# The tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), under every name
+# transformers gives it (gelu_fast rounds sqrt(2/pi) to 10 digits); the exact GELU,
+# x Phi(x) with erf, as "gelu" and "gelu_python". Not gelu_10 (clipped) nor quick_gelu.
+HF_ACTIVATIONS = {
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_python_tanh": "gelu_tanh",
+    "gelu_new": "gelu_tanh",
+    "gelu_fast": "gelu_tanh",
+    "gelu_accurate": "gelu_tanh",
+    "gelu": "gelu",
+    "gelu_python": "gelu",
+}
+# ModelConfig.activation -> the name an export writes.
+TO_HF_ACTIVATION = {"gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu"}
 # Buffers some checkpoints carry that are no weights (causal masks, rotary frequencies).
 _BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias", "rotary_emb.inv_freq")
 
@@ -233,7 +246,7 @@ def hf_config(config: ModelConfig, bos_id: int = 0, eos_id: int = 0, dtype: str 
             "n_head": config.n_head,
             "n_inner": config.inner_dim,
             "multi_query": config.n_kv_heads == 1,
-            "activation_function": "gelu_pytorch_tanh",
+            "activation_function": TO_HF_ACTIVATION[config.activation],
             "layer_norm_epsilon": config.layer_norm_epsilon,
             "resid_pdrop": config.dropout,
             "embd_pdrop": config.dropout,
@@ -250,7 +263,7 @@ def hf_config(config: ModelConfig, bos_id: int = 0, eos_id: int = 0, dtype: str 
         "num_hidden_layers": config.n_layer,
         "num_attention_heads": config.n_head,
         "num_key_value_heads": config.n_kv_heads,
-        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_act": TO_HF_ACTIVATION[config.activation],
         "norm_epsilon": config.layer_norm_epsilon,
         # transformers 5 reads rope_parameters; vLLM and older transformers read rope_theta.
         "rope_theta": config.rope_theta,
@@ -265,7 +278,7 @@ def hf_config(config: ModelConfig, bos_id: int = 0, eos_id: int = 0, dtype: str 
 
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     """The ModelConfig of a gpt_bigcode or starcoder2 config.json; UserError for settings
-    CodeGPT does not compute (exact GELU, untied head, cross-attention, scaled RoPE...)."""
+    CodeGPT does not compute (non-GELU activation, untied head, cross-attention, scaled RoPE)."""
     kind = hf.get("model_type")
     if kind not in MODEL_TYPES:
         raise UserError(
@@ -276,7 +289,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         raise UserError(f"{kind} model has an untied output head; codekiln models tie it")
     if kind == "gpt_bigcode":
         hf = {**_GPT_BIGCODE_DEFAULTS, **hf}
-        _require_tanh_gelu(hf["activation_function"])
+        activation = _activation(hf["activation_function"])
         if not hf.get("scale_attn_weights", True) or hf.get("add_cross_attention", False):
             raise UserError("gpt_bigcode without scaled attention or with cross-attention")
         return ModelConfig(
@@ -287,13 +300,14 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
             n_head=hf["n_head"],
             n_kv_heads=1 if hf["multi_query"] else hf["n_head"],
             n_inner=_default_to_none(hf.get("n_inner"), 4 * hf["n_embd"]),
+            activation=activation,
             position="learned",
             layer_norm_epsilon=hf["layer_norm_epsilon"],
             dropout=hf["resid_pdrop"],
             init_std=_default_to_none(hf["initializer_range"], hf["n_embd"] ** -0.5),
         )
     hf = {**_STARCODER2_DEFAULTS, **hf}
-    _require_tanh_gelu(hf["hidden_act"])
+    activation = _activation(hf["hidden_act"])
     if not hf.get("use_bias", True):
         raise UserError("starcoder2 model without biases; codekiln's linear layers have them")
     head_dim = hf.get("head_dim")
@@ -315,6 +329,7 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         n_head=hf["num_attention_heads"],
         n_kv_heads=hf["num_key_value_heads"],
         n_inner=_default_to_none(hf["intermediate_size"], 4 * hf["hidden_size"]),
+        activation=activation,
         position="rotary",
         rope_theta=rope.get("rope_theta", hf.get("rope_theta", 10000.0)),
         layer_norm_epsilon=hf["norm_epsilon"],
@@ -330,12 +345,14 @@ def _default_to_none(value: Any, default: Any) -> Any:
     return value
 
 
-def _require_tanh_gelu(activation: str) -> None:
-    if activation not in TANH_GELUS:
+def _activation(name: Any) -> str:
+    """ModelConfig.activation for a transformers activation name; UserError for others."""
+    if not isinstance(name, str) or name not in HF_ACTIVATIONS:
         raise UserError(
-            f"activation {activation!r} is not supported: CodeGPT computes the tanh "
-            f"approximation of GELU ({', '.join(TANH_GELUS)})"
+            f"activation {name!r} is not supported: CodeGPT computes GELU, exact or its tanh "
+            f"approximation ({', '.join(HF_ACTIVATIONS)})"
         )
+    return HF_ACTIVATIONS[name]
 
 
 def export_hf(
