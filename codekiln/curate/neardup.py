@@ -7,6 +7,19 @@ into b bands of r rows, and two documents that agree on a whole band become a ca
 Candidates are linked into clusters, and each cluster keeps one document: the one with the
 smallest `rank`. As in StarCoder, the candidates are not verified against the true Jaccard.
 
+The hash scheme, exactly:
+
+    token hash    t = blake2b(token UTF-8, digest_size=8), little-endian uint64
+    shingle hash  x = fmix64(((t1*K + t2)*K + t3)*K ... + tn)  mod 2^64, K = 0x9E3779B97F4A7C15,
+                  fmix64 = MurmurHash3's 64-bit finaliser
+    permutation   h_i(x) = ((a_i*x + b_i) mod 2^64) >> 32, a uint32, with a_i odd and b_i
+                  uniform 64-bit, drawn by np.random.default_rng(seed) (multiply-add-shift
+                  hashing: the top half of a product depends on every bit of x, and numpy's
+                  uint64 arithmetic wraps mod 2^64 natively, so there is no remainder to compute)
+    signature     sig_i = min over the document's shingles of h_i(x), capped at 2^32 - 2 so
+                  that EMPTY (2^32 - 1, the row of a document without tokens) never matches
+    band hash     fmix64 of the band's r signature values combined with K as above
+
 The work runs in four stages, each a set of independent tasks on an executor, with files in
 `work_dir` between them, so memory follows the candidate pairs rather than the corpus:
 
@@ -44,12 +57,9 @@ from codekiln.manifest import write_json
 
 _TOKEN = re.compile(r"[A-Za-z0-9_]+")
 
-# Permutations work modulo the Mersenne prime 2^31 - 1: with a, b, x < 2^31 the product a*x + b
-# stays below 2^63, so numpy computes (a*x + b) mod p exactly in uint64, and signatures fit
-# in uint32.
-_PRIME = np.uint64((1 << 31) - 1)
 # The signature value of a document without tokens: above any real value, so it never matches.
 EMPTY = np.uint32(0xFFFFFFFF)
+_TOP = np.uint32(0xFFFFFFFE)  # the largest real signature value
 
 # Odd 64-bit multiplier for combining hashes in sequence, and MurmurHash3's 64-bit finaliser
 # constants, which spread every input bit over every output bit.
@@ -57,15 +67,16 @@ _STEP = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xFF51AFD7ED558CCD)
 _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 
-# Values of the (permutations x shingles) product computed at once: 2^19 uint64 values (4 MiB)
-# stay in cache while the remainder and the minimum run over them.
-_BLOCK_VALUES = 1 << 19
+# Values of the (permutations x shingles) product computed at once, into one reused buffer:
+# 2^21 uint64 values (16 MiB). Measured on the standard library, this beat 2^19 (4 MiB, L2-sized)
+# by 1.7x: fewer, longer numpy calls, and fewer documents split across blocks.
+_BLOCK_VALUES = 1 << 21
 _TEXT_BATCH = 1024  # rows of `content` read at once by a signature task
 _TOKEN_CACHE_LIMIT = 1 << 20
 
 BAND_DTYPE = np.dtype([("band", "<u2"), ("hash", "<u8"), ("doc", "<i8")])
 CLUSTER_DTYPE = np.dtype([("doc", "<i8"), ("root", "<i8")])
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: multiply-shift permutations (1: mod 2^31 - 1)
 
 
 @dataclass
@@ -203,9 +214,10 @@ def shingle_hashes(text: str, ngram: int = 5) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per permutation an odd multiplier a and an offset b, both uniform 64-bit, seeded."""
     rng = np.random.default_rng(seed)
-    a = rng.integers(1, _PRIME, size=num_perm, dtype=np.uint64)
-    b = rng.integers(0, _PRIME, size=num_perm, dtype=np.uint64)
+    a = rng.integers(0, 1 << 64, size=num_perm, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 1 << 64, size=num_perm, dtype=np.uint64)
     return a, b
 
 
@@ -216,30 +228,35 @@ def _min_hashes(sets: Sequence[np.ndarray], num_perm: int, seed: int) -> np.ndar
     if sizes.sum() == 0:
         return out
     a, b = _permutations(num_perm, seed)
-    # All documents' shingles end to end, so small documents share one numpy call. Reducing
-    # the 64-bit shingle hashes mod p lets two distinct shingles collide with probability
-    # 2^-31, which moves a Jaccard estimate by far less than its sampling error.
-    x = np.concatenate([s for s in sets if len(s)]) % _PRIME
+    # All documents' shingles end to end, so small documents share one numpy call.
+    x = np.concatenate([s for s in sets if len(s)])
     owner = np.repeat(np.arange(len(sets)), sizes)
     b = b[:, None]
     step = max(1, _BLOCK_VALUES // num_perm)
+    buffer = np.empty((num_perm, min(step, len(x))), dtype=np.uint64)
     for start in range(0, len(x), step):
+        block_x = x[start : start + step]
         block_owner = owner[start : start + step]
         # (num_perm, shingles): each document's shingles are a contiguous run of columns, so
-        # the per-document minimum (reduceat along rows) reads memory in order.
-        values = np.multiply.outer(a, x[start : start + step])
+        # the per-document minimum (reduceat along rows) reads memory in order. The products
+        # wrap mod 2^64; the shift by 32 is monotone, so it is applied to the minima only.
+        values = buffer[:, : len(block_x)]
+        np.multiply(a[:, None], block_x, out=values)
         values += b
-        np.remainder(values, _PRIME, out=values)
         firsts = np.flatnonzero(np.r_[True, block_owner[1:] != block_owner[:-1]])
-        mins = np.minimum.reduceat(values, firsts, axis=1).astype(np.uint32)
+        mins = np.minimum.reduceat(values, firsts, axis=1)
+        mins >>= np.uint64(32)
+        # EMPTY stays above every real value: 2^32 - 1, the one value it could meet, is
+        # lowered to 2^32 - 2.
+        np.minimum(mins, np.uint64(_TOP), out=mins)
         docs = block_owner[firsts]  # distinct: a document's shingles are contiguous
-        out[docs] = np.minimum(out[docs], mins.T)
+        out[docs] = np.minimum(out[docs], mins.T.astype(np.uint32))
     return out
 
 
 def minhash_signatures(texts: Sequence[str], params: MinHashParams) -> np.ndarray:
-    """MinHash signatures, (len(texts), num_perm) uint32: per permutation (a*x + b) mod
-    (2^31 - 1), seeded by params.seed, the minimum over the text's shingle hashes x.
+    """MinHash signatures, (len(texts), num_perm) uint32: per permutation ((a*x + b) mod 2^64)
+    >> 32 with odd a, seeded by params.seed, the minimum over the text's shingle hashes x.
 
     A text without tokens gets a row of EMPTY (2^32 - 1), which is never a real value.
 
