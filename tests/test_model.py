@@ -78,19 +78,27 @@ def assert_close(ours: torch.Tensor, theirs: torch.Tensor) -> None:
 # Parity with transformers: their random model -> import_hf -> our logits.
 
 
-@pytest.mark.parametrize("multi_query", [True, False])
-def test_import_gpt_bigcode_matches_transformers(tmp_path, multi_query):
-    transformers = pytest.importorskip("transformers")
-    hf_config = transformers.GPTBigCodeConfig(
+def small_bigcode_config(transformers, **overrides):
+    """A two-layer GPTBigCode config for parity tests, with the given settings on top."""
+    values = dict(
         vocab_size=VOCAB,
         n_positions=128,
         n_embd=64,
         n_layer=2,
         n_head=4,
-        n_inner=None if multi_query else 200,
-        multi_query=multi_query,
         bos_token_id=0,
         eos_token_id=0,
+    )
+    return transformers.GPTBigCodeConfig(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("multi_query", [True, False])
+def test_import_gpt_bigcode_matches_transformers(tmp_path, multi_query):
+    transformers = pytest.importorskip("transformers")
+    hf_config = small_bigcode_config(
+        transformers,
+        n_inner=None if multi_query else 200,
+        multi_query=multi_query,
         attn_implementation="eager",  # their plain matmul attention against our SDPA
     )
     torch.manual_seed(0)
@@ -109,16 +117,8 @@ def test_import_gpt_bigcode_matches_transformers(tmp_path, multi_query):
 def test_import_gpt_bigcode_with_exact_gelu_matches_transformers(tmp_path):
     # bigcode/starcoder's config.json names the exact (erf) GELU, "gelu".
     transformers = pytest.importorskip("transformers")
-    hf_config = transformers.GPTBigCodeConfig(
-        vocab_size=VOCAB,
-        n_positions=128,
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        activation_function="gelu",
-        bos_token_id=0,
-        eos_token_id=0,
-        attn_implementation="eager",
+    hf_config = small_bigcode_config(
+        transformers, activation_function="gelu", attn_implementation="eager"
     )
     torch.manual_seed(0)
     theirs = transformers.GPTBigCodeForCausalLM(hf_config).eval()
@@ -182,15 +182,7 @@ def test_import_starcoder2_matches_transformers(tmp_path):
 
 def test_import_reads_sharded_checkpoints(tmp_path):
     transformers = pytest.importorskip("transformers")
-    hf_config = transformers.GPTBigCodeConfig(
-        vocab_size=VOCAB,
-        n_positions=128,
-        n_embd=64,
-        n_layer=2,
-        n_head=4,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
+    hf_config = small_bigcode_config(transformers)
     torch.manual_seed(0)
     theirs = transformers.GPTBigCodeForCausalLM(hf_config).eval()
     theirs.save_pretrained(tmp_path, max_shard_size="50KB")
