@@ -33,7 +33,7 @@ from codekiln.model.gpt import CodeGPT
 from codekiln.model.hf import hf_config, to_hf_state_dict
 from codekiln.pack.loader import IGNORE_INDEX
 from codekiln.train.config import TrainConfig
-from codekiln.train.loop import optimizer_step
+from codekiln.train.loop import _autocast, compute_dtype, optimizer_step
 from codekiln.train.metrics import measured_matmul_flops
 from codekiln.train.optim import build_optimizer
 from codekiln.train.parallel import Distributed, parallelize
@@ -70,12 +70,12 @@ def transformers_twin(ours: CodeGPT, attn: str) -> nn.Module:
     return HFCausalLM(model).train()
 
 
-def seconds_per_step(model, optimizer, batch, steps: int, warmup: int) -> float:
+def seconds_per_step(model, optimizer, batch, steps: int, warmup: int, autocast) -> float:
     for _ in range(warmup):
-        optimizer_step(model, optimizer, [batch], 1e-4, 1.0)
+        optimizer_step(model, optimizer, [batch], 1e-4, 1.0, autocast)
     start = time.perf_counter()
     for _ in range(steps):
-        optimizer_step(model, optimizer, [batch], 1e-4, 1.0)
+        optimizer_step(model, optimizer, [batch], 1e-4, 1.0, autocast)
     return (time.perf_counter() - start) / steps
 
 
@@ -95,6 +95,7 @@ def main() -> None:
     config = preset(args.preset)
     train_config = TrainConfig(model=args.preset, batch_size=args.batch_size, lr=1e-4)
     cpu = torch.device("cpu")
+    default_dtype = compute_dtype(train_config, cpu)  # codekiln's "auto"
     torch.manual_seed(0)
     ours = CodeGPT(config).train()
     theirs = transformers_twin(ours, args.hf_attn)
@@ -106,20 +107,30 @@ def main() -> None:
     with torch.no_grad():
         loss_ours = ours(*batch)[1].item()
         loss_theirs = theirs(*batch)[1].item()
-    kinds = {"codekiln": ours, "transformers": theirs}
+    models = {"codekiln": ours, "transformers": theirs}
     if args.compile:
         twin = CodeGPT(config).train()
         twin.load_state_dict(ours.state_dict())
-        kinds["codekiln_compiled"] = parallelize(twin, Distributed(), compile=True)
-    optimizers = {name: build_optimizer(m, train_config, cpu) for name, m in kinds.items()}
+        models["codekiln_compiled"] = parallelize(twin, Distributed(), compile=True)
+    optimizers = {name: build_optimizer(m, train_config, cpu) for name, m in models.items()}
+    dtypes = [torch.float32] + ([torch.bfloat16] if default_dtype == torch.bfloat16 else [])
+    kinds = {  # (model name, dtype) -> timing key
+        (name, dtype): f"{name}_{str(dtype).removeprefix('torch.')}"
+        for name in models
+        for dtype in dtypes
+    }
 
-    matmul = 0.0
-    best = {name: math.inf for name in kinds}
+    matmul = {dtype: 0.0 for dtype in dtypes}
+    best = {key: math.inf for key in kinds.values()}
     for _ in range(args.repeat):
-        matmul = max(matmul, measured_matmul_flops(cpu, torch.float32, 2048))
-        for name, model in kinds.items():
-            seconds = seconds_per_step(model, optimizers[name], batch, args.steps, args.warmup)
-            best[name] = min(best[name], seconds)
+        for dtype in dtypes:
+            matmul[dtype] = max(matmul[dtype], measured_matmul_flops(cpu, dtype, 2048))
+        for (name, dtype), key in kinds.items():
+            autocast = _autocast(cpu, dtype)
+            seconds = seconds_per_step(
+                models[name], optimizers[name], batch, args.steps, args.warmup, autocast
+            )
+            best[key] = min(best[key], seconds)
 
     step_tokens = args.batch_size * args.seq_len
     flops = flops_per_token(config, args.seq_len)
@@ -130,19 +141,28 @@ def main() -> None:
         "seq_len": args.seq_len,
         "threads": torch.get_num_threads(),
         "hf_attn": args.hf_attn,
+        "codekiln_default_dtype": str(default_dtype).removeprefix("torch."),
         "initial_loss": {"codekiln": loss_ours, "transformers": loss_theirs},
         "flops_per_token": flops,
-        "matmul_flops": matmul,
+        "matmul_flops": {str(d).removeprefix("torch."): f for d, f in matmul.items()},
     }
     rows = []
-    for name, seconds in best.items():
-        rate = step_tokens / seconds
-        figures[f"{name}_tokens_per_s"] = rate
-        figures[f"{name}_mfu_of_matmul"] = flops * rate / matmul
-        rows.append((name, rate, seconds * 1e3, flops * rate / 1e9, flops * rate / matmul))
-    figures["speedup_vs_transformers"] = (
-        figures["codekiln_tokens_per_s"] / figures["transformers_tokens_per_s"]
-    )
+    for key in kinds.values():
+        rate = step_tokens / best[key]
+        share = flops * rate / matmul[torch.float32]
+        figures[f"{key}_tokens_per_s"] = rate
+        figures[f"{key}_of_float32_matmul"] = share
+        rows.append((key, rate, best[key] * 1e3, flops * rate / 1e9, share))
+    base = figures["transformers_float32_tokens_per_s"]
+    default_key = kinds["codekiln", default_dtype]
+    figures["speedup_same_precision"] = {
+        key.removeprefix("codekiln_"): figures[f"{key}_tokens_per_s"]
+        / figures[f"transformers_{key.removeprefix('codekiln_')}_tokens_per_s"]
+        for key in kinds.values()
+        if key.startswith("codekiln_") and not key.startswith("codekiln_compiled")
+    }
+    # Each as it trains by default: codekiln's "auto" dtype, transformers' float32.
+    figures["speedup_vs_transformers"] = figures[f"{default_key}_tokens_per_s"] / base
 
     print(
         f"{args.preset}: {num_parameters(config) / 1e6:.2f}M parameters, batch "
@@ -150,14 +170,20 @@ def main() -> None:
         f"transformers attention {args.hf_attn}; initial loss {loss_ours:.6f} (codekiln) vs "
         f"{loss_theirs:.6f} (transformers)"
     )
-    print(f"2048^3 float32 matmul: {matmul / 1e9:,.1f} GFLOP/s")
-    header = f"{'step':<20}{'tokens/s':>12}{'ms/step':>10}{'GFLOP/s':>10}{'of matmul':>11}"
-    print(header + f"{'vs transformers':>17}")
-    base = figures["transformers_tokens_per_s"]
+    for dtype, rate in matmul.items():
+        print(f"2048^3 {str(dtype).removeprefix('torch.')} matmul: {rate / 1e9:,.1f} GFLOP/s")
+    header = f"{'step':<28}{'tokens/s':>10}{'ms/step':>10}{'GFLOP/s':>10}{'of fp32 mm':>11}"
+    print(header + f"{'vs transformers fp32':>22}")
     for name, rate, ms, gflops, share in rows:
         print(
-            f"{name:<20}{rate:>12,.0f}{ms:>10.1f}{gflops:>10.1f}{share:>10.1%}{rate / base:>16.2f}x"
+            f"{name:<28}{rate:>10,.0f}{ms:>10.1f}{gflops:>10.1f}{share:>10.1%}{rate / base:>21.2f}x"
         )
+    same = ", ".join(f"{k} {v:.2f}x" for k, v in figures["speedup_same_precision"].items())
+    print(f"codekiln / transformers at the same precision: {same}")
+    print(
+        f"codekiln's default step ({figures['codekiln_default_dtype']}) / transformers' "
+        f"default (float32): {figures['speedup_vs_transformers']:.2f}x"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
 

@@ -24,6 +24,7 @@ from codekiln.model import (
     preset,
 )
 from codekiln.model.hf import config_from_hf, from_hf_state_dict, to_hf_state_dict
+from codekiln.model.loss import linear_cross_entropy
 from codekiln.tokenizer.special import EOS
 
 ATOL = 1e-5
@@ -380,13 +381,38 @@ def test_loss_is_mean_cross_entropy_over_labels_not_minus_100():
     labels = torch.roll(ids, -1, dims=1)
     labels[:, -1] = -100
     labels[0, :5] = -100
-    logits, loss = model(ids, labels)
+    no_logits, loss = model(ids, labels)
+    logits, _ = model(ids)
     keep = labels != -100
     expected = torch.nn.functional.cross_entropy(logits[keep], labels[keep])
     assert torch.allclose(loss, expected, atol=1e-6)
+    assert no_logits is None
     assert logits.dtype == torch.float32 and logits.shape == (2, 16, VOCAB)
     _, none = model(ids, torch.full_like(ids, -100))
     assert none.item() == 0.0
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradients(autocast):
+    torch.manual_seed(3)
+    x = torch.randn(37, 16, requires_grad=True)
+    weight = (torch.randn(50, 16) * 0.3).requires_grad_()
+    labels = torch.randint(0, 50, (37,))
+    labels[::4] = -100
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        plain = torch.nn.functional.cross_entropy((x @ weight.T).float(), labels)
+        grads = torch.autograd.grad(plain * 3, (x, weight))
+        chunked = linear_cross_entropy(x, weight, labels, chunk=5)  # 8 chunks, the last short
+        chunked_grads = torch.autograd.grad(chunked * 3, (x, weight))
+        with torch.no_grad():  # no gradient wanted: the forward alone, the same value
+            forward_only = linear_cross_entropy(x, weight, labels, chunk=5)
+    assert torch.equal(forward_only, chunked.detach())
+    tolerance = 2e-2 if autocast else 1e-5
+    torch.testing.assert_close(chunked, plain, atol=tolerance, rtol=tolerance)
+    for ours, reference in zip(chunked_grads, grads, strict=True):
+        assert ours.dtype == reference.dtype == torch.float32
+        scale = reference.abs().max().item()
+        torch.testing.assert_close(ours, reference, atol=tolerance * scale, rtol=0)
 
 
 def test_embeddings_are_tied():
@@ -394,7 +420,8 @@ def test_embeddings_are_tied():
     names = [name for name, _ in model.named_parameters()]
     assert "wte.weight" in names and not any("lm_head" in n for n in names)
     ids = token_ids(length=8)
-    logits, loss = model(ids, torch.roll(ids, -1, dims=1))
+    logits, _ = model(ids)
+    _, loss = model(ids, torch.roll(ids, -1, dims=1))
     hidden = model.ln_f(model.blocks[1](model.blocks[0](model.wte(ids) + model.wpe.weight[:8])))
     assert_close(logits, hidden @ model.wte.weight.T)
     loss.backward()

@@ -100,6 +100,7 @@ def tiny(tokenizer: Path | None, **settings) -> TrainConfig:
         "checkpoint_every": 3,
         "keep_checkpoints": 3,
         "peak_flops": 1e11,  # skip measuring a matmul in every test
+        "dtype": "float32",  # exact comparisons; "auto" would pick bf16 on AMX CPUs
         **settings,
     }
     return TrainConfig(**values)
@@ -459,6 +460,7 @@ def test_two_processes_match_one_with_the_same_global_batch(packed, tmp_path, pa
         "peak_flops": 1e11,
         "parallel": parallel,
         "fim_rate": 0.0,
+        "dtype": "float32",
     }
     single = train(data, tmp_path / "one", TrainConfig(**settings, batch_size=4), progress=False)
     script = tmp_path / "script.py"

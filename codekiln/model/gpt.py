@@ -17,8 +17,7 @@ from torch import Tensor, nn
 
 from codekiln.errors import UserError
 from codekiln.model.config import ModelConfig
-
-IGNORE_INDEX = -100
+from codekiln.model.loss import linear_cross_entropy
 
 
 class KVCache:
@@ -214,7 +213,7 @@ class CodeGPT(nn.Module):
         kv_cache: KVCache | None = None,
         position_offset: int = 0,
     ) -> tuple[Tensor, Tensor | None]:
-        """Logits (B, T, V) in float32, and the loss when labels are given.
+        """(logits, None) without labels: logits (B, T, V) in float32. (None, loss) with them.
 
         labels are already shifted (labels[:, t] is the target after input_ids[:, t]); the
         loss is the mean cross-entropy over labels != -100 (0 when there are none). With a
@@ -238,15 +237,9 @@ class CodeGPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, kv_cache)
-        x = self.ln_f(x)
-        logits = F.linear(x, self.wte.weight).float()  # (B, T, V)
+        x = self.ln_f(x)  # (B, T, C)
         if labels is None:
-            return logits, None
-        total = F.cross_entropy(
-            logits.view(B * T, -1),
-            labels.reshape(B * T),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
-        count = (labels != IGNORE_INDEX).sum().clamp(min=1)
-        return logits, total / count
+            return F.linear(x, self.wte.weight).float(), None  # (B, T, V)
+        # Training needs only the loss: it is computed chunk by chunk, and the (B, T, V)
+        # logits, the largest activation of a small model, are never held at once.
+        return None, linear_cross_entropy(x.flatten(0, 1), self.wte.weight, labels.flatten())

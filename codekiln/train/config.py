@@ -48,7 +48,7 @@ class TrainConfig:
     checkpoint_every: int = 100  # 0: only at the end
     keep_checkpoints: int = 2
     seed: int = 1234
-    dtype: str = "auto"  # auto: bfloat16 autocast on CUDA, float32 on CPU
+    dtype: str = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, else float32
     compile: bool = False
     activation_checkpointing: bool = False
     parallel: str = "ddp"  # ddp | fsdp, when run under torchrun with more than one process

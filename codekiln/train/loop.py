@@ -562,9 +562,20 @@ def evaluate(
 
 
 def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
-    if config.dtype == "bfloat16" or (config.dtype == "auto" and device.type == "cuda"):
+    """bfloat16 autocast when asked, or under "auto" where bfloat16 matmuls are fast: CUDA,
+    and CPUs with AMX tiles (Sapphire Rapids on), whose bf16 GEMMs run about 6x faster than
+    float32 ones. float32 elsewhere. Weights and optimizer state stay float32 either way."""
+    if config.dtype == "bfloat16":
+        return torch.bfloat16
+    if config.dtype == "auto" and (device.type == "cuda" or cpu_has_amx(device)):
         return torch.bfloat16
     return torch.float32
+
+
+def cpu_has_amx(device: torch.device) -> bool:
+    """Whether `device` is a CPU with AMX bf16 tiles (a private torch probe; False if gone)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return device.type == "cpu" and probe is not None and bool(probe())
 
 
 def _autocast(device: torch.device, dtype: torch.dtype):
