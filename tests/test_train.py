@@ -161,7 +161,7 @@ def test_config_rejects_bad_settings():
     with pytest.raises(UserError, match="dtype"):
         TrainConfig(dtype="float16")
     with pytest.raises(UserError, match="parallel"):
-        TrainConfig(parallel="tp")
+        TrainConfig(parallel="pipeline")
     with pytest.raises(UserError, match="betas"):
         TrainConfig(betas=[0.9])
     assert TrainConfig(betas=[0.9, 0.99]).betas == (0.9, 0.99)  # as TOML gives them

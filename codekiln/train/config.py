@@ -11,15 +11,16 @@ from typing import Any
 from codekiln.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16")
-PARALLEL = ("ddp", "fsdp")
+PARALLEL = ("ddp", "fsdp", "tp", "fsdp+tp")
 
 
 @dataclass
 class TrainConfig:
     """How `codekiln train` turns token shards into a model.
 
-    The global batch of one optimizer step is batch_size x grad_accum x world_size sequences
-    of seq_len tokens; `batch_size` is per rank and per micro-step.
+    The global batch of one optimizer step is batch_size x grad_accum x data-parallel size
+    sequences of seq_len tokens; `batch_size` is per data-parallel rank and per micro-step. The
+    data-parallel size is the world size, over tp_size under fsdp+tp, and 1 under tp.
 
     >>> TrainConfig(max_steps=10, warmup_steps=2).betas
     (0.9, 0.95)
@@ -51,7 +52,8 @@ class TrainConfig:
     dtype: str = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, else float32
     compile: bool = False
     activation_checkpointing: bool = False
-    parallel: str = "ddp"  # ddp | fsdp, when run under torchrun with more than one process
+    parallel: str = "ddp"  # ddp | fsdp | tp | fsdp+tp, under torchrun with more than one process
+    tp_size: int | None = None  # tensor-parallel ranks under fsdp+tp (data parallel: the rest)
     peak_flops: float | None = None  # per device, for MFU; None: a table or a measured matmul
 
     def __post_init__(self) -> None:
@@ -139,6 +141,18 @@ class TrainConfig:
             raise UserError(
                 f"train config: parallel must be one of {', '.join(PARALLEL)}, "
                 f"got {self.parallel!r}"
+            )
+        if self.tp_size is not None and (
+            isinstance(self.tp_size, bool) or not isinstance(self.tp_size, int) or self.tp_size < 1
+        ):
+            raise UserError(
+                f"train config: tp_size must be a whole number >= 1 (e.g. the GPUs of a node), "
+                f"got {self.tp_size!r}"
+            )
+        if self.parallel == "fsdp+tp" and self.tp_size is None:
+            raise UserError(
+                "train config: parallel=fsdp+tp needs tp_size, the tensor-parallel ranks of "
+                "each data-parallel replica (e.g. tp_size=4)"
             )
         for name in ("compile", "activation_checkpointing"):
             if not isinstance(getattr(self, name), bool):

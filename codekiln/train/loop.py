@@ -71,6 +71,7 @@ from codekiln.train.parallel import (
     all_gather_objects,
     all_reduce,
     barrier,
+    data_parallel,
     full_model_state,
     full_optimizer_state,
     gradient_sync,
@@ -163,14 +164,17 @@ class _Run:
         self.model_config = model.config
         model.to(device)
         model.train()
-        # Every rank built the same weights from the seed; dropout masks should differ.
-        torch.manual_seed(config.seed + self.dist.rank)
+        # Every rank built the same weights from the seed; dropout masks should differ across
+        # data-parallel replicas, and agree within a tensor-parallel group.
+        self.dp_rank, self.dp_size = data_parallel(self.dist, config.parallel, config.tp_size)
+        torch.manual_seed(config.seed + self.dp_rank)
         self.model = parallelize(
             model,
             self.dist,
             activation_checkpointing=config.activation_checkpointing,
             compile=config.compile,
             parallel=config.parallel,
+            tp_size=config.tp_size,
         )
         self.optimizer = build_optimizer(self.model, config, device)
         self.loader = TokenLoader(
@@ -183,8 +187,8 @@ class _Run:
                 fim_rate=config.fim_rate,
                 fim_spm_rate=config.fim_spm_rate,
             ),
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
+            rank=self.dp_rank,
+            world_size=self.dp_size,
         )
         self.eval_batches = self._eval_batches()
         self.sizes = None
@@ -215,15 +219,15 @@ class _Run:
         if not split:
             return []
         sequences = (int(split["tokens"]) - 1) // config.seq_len
-        batch_size = min(config.batch_size, sequences // self.dist.world_size)
+        batch_size = min(config.batch_size, sequences // self.dp_size)
         if batch_size < 1:
             return []
         loader = TokenLoader(
             self.data,
             None,
             LoaderConfig(config.seq_len, batch_size, seed=config.seed, fim_rate=0.0, split="valid"),
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
+            rank=self.dp_rank,
+            world_size=self.dp_size,
         )
         count = min(config.eval_batches, loader.steps_per_epoch)
         return [self._tensors(loader.batch(0, i)) for i in range(count)]
@@ -246,7 +250,7 @@ class _Run:
         if len(rng_states) == self.dist.world_size:
             set_rng_state(rng_states[self.dist.rank])
         else:  # another world size: fresh, distinct streams per rank
-            seed_everything(self.config.seed + 1_000_003 * state["step"] + self.dist.rank)
+            seed_everything(self.config.seed + 1_000_003 * state["step"] + self.dp_rank)
         self.step = state["step"]
         self.tokens = state["tokens"]
         self.elapsed_before = state["elapsed"]
@@ -259,9 +263,7 @@ class _Run:
 
     def _loop(self) -> None:
         config, device = self.config, self.dist.device
-        tokens_per_step = (
-            config.batch_size * config.seq_len * config.grad_accum * self.dist.world_size
-        )
+        tokens_per_step = config.batch_size * config.seq_len * config.grad_accum * self.dp_size
         from codekiln.model.config import flops_per_token
 
         flops = flops_per_token(self.model_config, config.seq_len)
@@ -446,9 +448,7 @@ class _Run:
                 "steps": self.step,
                 "tokens": self.tokens,
                 "seq_len": config.seq_len,
-                "global_batch_sequences": config.batch_size
-                * config.grad_accum
-                * self.dist.world_size,
+                "global_batch_sequences": config.batch_size * config.grad_accum * self.dp_size,
                 "optimizer": f"AdamW(betas={list(config.betas)}, weight_decay="
                 f"{config.weight_decay})",
                 "lr": f"{config.lr} warmup {config.warmup_steps} cosine to {config.min_lr}",

@@ -63,7 +63,13 @@ def check_memory(
     model_config, config: TrainConfig, distributed: Distributed, dtype: torch.dtype
 ) -> None:
     """A UserError, before anything large is allocated, when the run cannot fit."""
-    shards = distributed.world_size if config.parallel == "fsdp" else 1
+    # Weights, gradients and AdamW state split over every rank under FSDP (and FSDP x TP),
+    # over the tensor-parallel group under TP alone (activations are not split: a bound).
+    shards = {
+        "fsdp": distributed.world_size,
+        "fsdp+tp": distributed.world_size,
+        "tp": distributed.world_size,
+    }.get(config.parallel, 1)
     need = estimate_memory(model_config, config, dtype, shards)
     per_rank = need["states"] + need["activations"]
     total = per_rank
@@ -81,5 +87,5 @@ def check_memory(
         f"at batch_size {config.batch_size} x seq_len {config.seq_len}) but "
         f"{distributed.device.type} has {have / gib:,.1f} GiB available: choose a smaller "
         "preset, lower batch_size or seq_len, set activation_checkpointing, or shard it over "
-        "more GPUs with parallel=fsdp"
+        "more GPUs with parallel=fsdp (or fsdp+tp)"
     )

@@ -1,18 +1,44 @@
 """Everything that turns the single-device model into a training one, applied from here.
 
-`parallelize` applies, in this fixed order (torchtitan's, less tensor parallelism):
+`parallelize` applies, in this fixed order (torchtitan's):
 
-1. activation checkpointing: each block of `model.layer_modules()` recomputes its forward
+1. tensor parallelism (`parallel="tp"` over every rank, or the `tp` dimension of a 2-D
+   (dp, tp) mesh under `"fsdp+tp"`), Megatron-style, with DTensor (see below).
+2. activation checkpointing: each block of `model.layer_modules()` recomputes its forward
    in the backward pass (`torch.utils.checkpoint`, non-reentrant). The block's `forward` is
    wrapped in place, so no wrapper module enters the parameter names and checkpoints and
    exports keep the model's own names.
-2. compile: each block is compiled in place (`nn.Module.compile`), the unit FSDP2 shards
+3. compile: each block is compiled in place (`nn.Module.compile`), the unit FSDP2 shards
    and DDP buckets, again without renaming anything.
-3. FSDP2 (`fully_shard` on every block, then on the root) or DDP, under torchrun only.
+4. FSDP2 (`fully_shard` on every block, then on the root; over the `dp` mesh dimension under
+   `"fsdp+tp"`) or DDP, under torchrun only.
+
+Tensor parallelism keeps activations replicated between blocks (no sequence parallelism) and
+splits each block as Megatron-LM did for StarCoder: the MLP's c_fc by output columns and its
+c_proj by input rows (`ColwiseParallel` / `RowwiseParallel`: one all-reduce forward, one
+backward), and attention by heads. The fused c_attn ([Q | K | V] rows) cannot be sharded as
+one tensor, because a rank needs a block of Q rows *and* its heads' K/V rows, so `ShardedQKV`
+replaces it, holding q/k/v as separate DTensors: Q rows `Shard(0)` (n_head / tp heads each);
+K/V rows `Shard(0)` too when tp divides n_kv_heads, or, under multi-query attention (one K/V
+head), replicated: every rank computes the one K/V head from the replicated input, its local
+heads give only a partial sum of that head's gradient, and `_sum_gradient` all-reduces it over
+the tp group before it reaches the K/V weights. Other head counts are refused
+(`check_tensor_parallel`). The attention's own forward splits its output by the full width,
+so a head-local copy of it (`_head_parallel_attention`) replaces it on each block.
+
+Everything else (embeddings, LayerNorms, the tied output projection, RowwiseParallel's
+biases) stays replicated, as `Replicate()` DTensors, so that every parameter is a DTensor on
+one mesh: clip_grad_norm_, the fused AdamW and the state-dict helpers cannot mix plain
+tensors with DTensors. Replicated modules compute on DTensors and hand plain tensors on;
+their gradients are whole and equal on every rank because every replicated activation's
+gradient is (the all-reduces above make it so).
 
 Checkpoints hold full (unsharded) state dicts on CPU, gathered with
 `torch.distributed.checkpoint.state_dict` (`full_state_dict=True, cpu_offload=True`): every
-rank takes part, rank 0 writes them. They load into any world size and into a plain model.
+rank takes part, rank 0 writes them. Under tensor parallelism q/k/v are fused back into
+`c_attn.weight` / `c_attn.bias` (optimizer moments too) and split again on load, so the
+files have the model's own names and shapes whatever the layout that wrote them: they load
+into any world size and parallel mode, and into a plain model.
 """
 
 from __future__ import annotations
@@ -24,6 +50,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from codekiln.errors import UserError
@@ -82,6 +109,62 @@ def shutdown(distributed: Distributed) -> None:
         dist.destroy_process_group()
 
 
+def mesh_shape(parallel: str, world_size: int, tp_size: int | None = None) -> tuple[int, int]:
+    """(data-parallel size, tensor-parallel size) of `world_size` ranks under `parallel`.
+
+    >>> mesh_shape("fsdp+tp", 8, tp_size=4), mesh_shape("tp", 2), mesh_shape("ddp", 2)
+    ((2, 4), (1, 2), (2, 1))
+    """
+    if parallel == "tp":
+        if tp_size not in (None, world_size):
+            raise UserError(
+                f"parallel=tp shards over all {world_size} processes, so tp_size must be unset "
+                f"or {world_size}, got {tp_size}; use parallel=fsdp+tp for fewer"
+            )
+        return 1, world_size
+    if parallel == "fsdp+tp":
+        if tp_size is None or world_size % tp_size:
+            raise UserError(
+                f"parallel=fsdp+tp needs a tp_size that divides the {world_size} processes "
+                f"(e.g. the GPUs of one node), got {tp_size}"
+            )
+        return world_size // tp_size, tp_size
+    return world_size, 1
+
+
+def data_parallel(
+    distributed: Distributed, parallel: str, tp_size: int | None = None
+) -> tuple[int, int]:
+    """(rank, size) of this process among the data-parallel replicas, which read disjoint
+    batches; the ranks of one tensor-parallel group (consecutive ranks) read the same. One
+    process is rank 0 of 1 whatever the mode, as `parallelize` ignores it there."""
+    if not distributed.active:
+        return 0, 1
+    dp, tp = mesh_shape(parallel, distributed.world_size, tp_size)
+    return distributed.rank // tp, dp
+
+
+def check_tensor_parallel(config, tp: int) -> None:
+    """A UserError unless `config` (a ModelConfig) splits over `tp` ranks: whole heads per
+    rank, and K/V heads either sharded evenly or one head replicated (multi-query)."""
+    if config.n_head % tp:
+        raise UserError(
+            f"tensor parallelism over {tp} ranks needs n_head divisible by {tp}, got "
+            f"{config.n_head}: change tp_size or the number of processes"
+        )
+    if config.n_kv_heads != 1 and config.n_kv_heads % tp:
+        raise UserError(
+            f"tensor parallelism over {tp} ranks needs n_kv_heads of 1 (multi-query, "
+            f"replicated) or a multiple of {tp} (sharded), got {config.n_kv_heads}: change "
+            "tp_size or the number of processes"
+        )
+    if config.inner_dim % tp:
+        raise UserError(
+            f"tensor parallelism over {tp} ranks needs the MLP width divisible by {tp}, got "
+            f"{config.inner_dim}"
+        )
+
+
 def parallelize(
     model: nn.Module,
     distributed: Distributed,
@@ -89,32 +172,207 @@ def parallelize(
     activation_checkpointing: bool = False,
     compile: bool = False,
     parallel: str = "ddp",
+    tp_size: int | None = None,
 ) -> nn.Module:
-    """The module to train: `model` with checkpointing, compile and DDP/FSDP2 applied, in
-    that order. FSDP2 shards `model` in place and returns it; DDP returns a wrapper."""
+    """The module to train: `model` with tensor parallelism, checkpointing, compile and
+    DDP/FSDP2 applied, in that order. All but DDP change `model` in place and return it;
+    DDP returns a wrapper."""
     blocks = list(model.layer_modules())
+    dp_mesh = None
+    if distributed.active and parallel in ("fsdp", "tp", "fsdp+tp"):
+        dp_mesh, tp_mesh = _meshes(distributed, parallel, tp_size)
+        if tp_mesh is not None:
+            check_tensor_parallel(model.config, tp_mesh.size())
+            _tensor_parallel(model, tp_mesh)
     if activation_checkpointing:
         for block in blocks:
             block.forward = _recomputed(block.forward)
     if compile:
         for block in blocks:
             block.compile()
-    if not distributed.active:
+    if not distributed.active or parallel == "tp":
         return model
-    if parallel == "fsdp":
-        from torch.distributed.device_mesh import init_device_mesh
+    if dp_mesh is not None:
         from torch.distributed.fsdp import fully_shard
 
-        mesh = init_device_mesh(distributed.device.type, (distributed.world_size,))
         for block in blocks:
-            fully_shard(block, mesh=mesh)
+            fully_shard(block, mesh=dp_mesh)
         # The root holds what no block does: the (tied) embeddings, the final norm.
-        fully_shard(model, mesh=mesh)
+        fully_shard(model, mesh=dp_mesh)
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [distributed.local_rank] if distributed.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _meshes(distributed: Distributed, parallel: str, tp_size: int | None):
+    """(dp mesh for FSDP or None, tp mesh or None); ranks of one tp group are consecutive,
+    so with tp_size = GPUs per node its all-reduces stay on the node's NVLink."""
+    from torch.distributed.device_mesh import init_device_mesh
+
+    dp, tp = mesh_shape(parallel, distributed.world_size, tp_size)
+    kind = distributed.device.type
+    if parallel == "fsdp":
+        return init_device_mesh(kind, (dp,), mesh_dim_names=("dp",)), None
+    if parallel == "tp":
+        return None, init_device_mesh(kind, (tp,), mesh_dim_names=("tp",))
+    mesh = init_device_mesh(kind, (dp, tp), mesh_dim_names=("dp", "tp"))
+    return mesh["dp"], mesh["tp"]
+
+
+def _tensor_parallel(model: nn.Module, mesh) -> None:
+    """Split every block over `mesh` and replicate the rest (see the module docstring)."""
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    tp = mesh.size()
+    for block in model.layer_modules():
+        attn = block.attn
+        attn.c_attn = ShardedQKV(attn.c_attn, attn.n_kv_heads, mesh)
+        attn.n_head //= tp
+        attn.n_kv_heads = attn.c_attn.local_kv_heads
+        attn.forward = functools.partial(_head_parallel_attention, attn)
+        parallelize_module(attn, mesh, {"c_proj": RowwiseParallel()})
+        parallelize_module(
+            block.mlp, mesh, {"c_fc": ColwiseParallel(), "c_proj": RowwiseParallel()}
+        )
+        _replicate(block.ln_1, mesh)
+        _replicate(block.ln_2, mesh)
+    for module in (model.wte, model.wpe, model.ln_f):
+        if module is not None:
+            _replicate(module, mesh)
+
+
+def _replicate(module: nn.Module, mesh) -> None:
+    """`module`'s own parameters become Replicate() DTensors that read as their local (whole)
+    tensors, so it, and code that reads them directly (the tied output projection reads
+    `wte.weight`), computes on plain tensors; gradients flow back into the DTensors."""
+    from torch.distributed.tensor import Replicate, distribute_tensor
+
+    for name, param in list(module.named_parameters(recurse=False)):
+        replicated = distribute_tensor(param.detach(), mesh, [Replicate()])
+        module.register_parameter(name, nn.Parameter(replicated, param.requires_grad))
+    module.__class__ = _local_view_class(type(module))
+
+
+@functools.cache
+def _local_view_class(cls: type) -> type:
+    return type(f"LocalView{cls.__name__}", (_LocalView, cls), {})
+
+
+class _LocalView:
+    """A mixin for modules: reading a replicated DTensor parameter gives its local (whole)
+    tensor, through `to_local` so autograd reaches the parameter. Names, `named_parameters`
+    and state dicts (which read `_parameters`) still see the DTensors. Under FSDP2 a sharded
+    parameter (Shard(0) over dp) reads as itself, as FSDP2's own bookkeeping expects; in the
+    forward FSDP2 puts the unsharded, replicated one in `_parameters`, which reads local."""
+
+    def __getattr__(self, name: str):
+        from torch.distributed.tensor import DTensor, Replicate
+
+        value = self.__dict__["_parameters"].get(name)
+        if isinstance(value, DTensor) and all(p == Replicate() for p in value.placements):
+            return value.to_local()
+        return super().__getattr__(name)
+
+
+def _as_replicated(tensor: torch.Tensor, mesh):
+    from torch.distributed.tensor import DTensor, Replicate
+
+    return DTensor.from_local(tensor, mesh, [Replicate()], run_check=False)
+
+
+def _sum_gradient(tensor: torch.Tensor, mesh) -> torch.Tensor:
+    """`tensor` unchanged, but its gradient is summed over `mesh` on the way back: for an
+    activation every rank computes whole but whose gradient each rank has only a part of."""
+    from torch.distributed.tensor import DTensor, Partial, Replicate
+
+    replicated = DTensor.from_local(tensor, mesh, [Replicate()], run_check=False)
+    return replicated.to_local(grad_placements=[Partial()])
+
+
+class ShardedQKV(nn.Module):
+    """c_attn split by heads over a tensor-parallel mesh; returns this rank's (q, k, v).
+
+    q_weight/q_bias hold the Q rows as Shard(0) DTensors (n_head / tp heads a rank); k_* and
+    v_* hold the K and V rows, Shard(0) when tp divides n_kv_heads and replicated when there
+    is one K/V head. `_fused` / `_split` map these names to the model's own c_attn.weight /
+    c_attn.bias in state dicts and back.
+    """
+
+    def __init__(self, c_attn: nn.Linear, n_kv_heads: int, mesh):
+        from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+        super().__init__()
+        tp = mesh.size()
+        width = c_attn.in_features
+        kv_width = (c_attn.out_features - width) // 2
+        self.sizes = (width, kv_width, kv_width)
+        self.mesh = mesh
+        self.kv_sharded = n_kv_heads % tp == 0
+        self.local_kv_heads = n_kv_heads // tp if self.kv_sharded else n_kv_heads
+        kv_placement = Shard(0) if self.kv_sharded else Replicate()
+        with torch.no_grad():
+            for kind in ("weight", "bias"):
+                q, k, v = getattr(c_attn, kind).split(self.sizes)
+                for part, tensor, placement in (
+                    ("q", q, Shard(0)),
+                    ("k", k, kv_placement),
+                    ("v", v, kv_placement),
+                ):
+                    # A copy: a view would keep the whole fused weight alive.
+                    local = distribute_tensor(tensor.clone(), mesh, [placement])
+                    setattr(self, f"{part}_{kind}", nn.Parameter(local))
+
+    def forward(self, x_BTC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = _as_replicated(x_BTC, self.mesh)  # the backward all-reduces x's partial gradients
+        q = F.linear(x, self.q_weight, self.q_bias).to_local()  # (B, T, local heads x hd)
+        if self.kv_sharded:
+            k = F.linear(x, self.k_weight, self.k_bias).to_local()
+            v = F.linear(x, self.v_weight, self.v_bias).to_local()
+            return q, k, v
+        # A replicated head: computed whole from a copy of x whose gradient needs no
+        # reduction, because the K/V gradient is summed over the ranks' heads first.
+        weight = torch.cat((self.k_weight, self.v_weight))
+        bias = torch.cat((self.k_bias, self.v_bias))
+        kv = F.linear(_as_replicated(x_BTC, self.mesh), weight, bias).to_local()
+        k, v = _sum_gradient(kv, self.mesh).split(self.sizes[1], dim=-1)
+        return q, k, v
+
+
+def _head_parallel_attention(
+    attn: nn.Module,
+    x: torch.Tensor,
+    rope: tuple[torch.Tensor, torch.Tensor] | None,
+    kv_cache=None,
+) -> torch.Tensor:
+    """`Attention.forward` for a rank's heads: shapes come from the local q/k/v (the model's
+    own forward splits and reshapes by the full width). Training only: no KV cache."""
+    from codekiln.model.gpt import apply_rotary
+
+    if kv_cache is not None:
+        raise UserError("a tensor-parallel model does not decode: export it and load it whole")
+    B, T, _ = x.shape
+    q, k, v = attn.c_attn(x)
+    q = q.view(B, T, -1, attn.head_dim).transpose(1, 2)  # (B, H / tp, T, hd)
+    k = k.view(B, T, -1, attn.head_dim).transpose(1, 2)  # (B, KV local, T, hd)
+    v = v.view(B, T, -1, attn.head_dim).transpose(1, 2)
+    if rope is not None:
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+    y = F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        dropout_p=attn.dropout if attn.training else 0.0,
+        is_causal=T > 1,
+        enable_gqa=k.shape[1] != q.shape[1],
+    )  # (B, H / tp, T, hd)
+    y = y.transpose(1, 2).reshape(B, T, -1)
+    return attn.resid_drop(attn.c_proj(y))
 
 
 def _recomputed(forward):
@@ -171,18 +429,20 @@ def _full_options(**extra):
 
 
 def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The whole model's state dict on CPU under the model's own names; a collective under
-    FSDP2 (every rank must call it)."""
+    """The whole model's state dict on CPU under the model's own names (rank 0's; other
+    ranks may get an empty dict); a collective under FSDP2 and TP (every rank must call it)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    return get_model_state_dict(model, options=_full_options(cpu_offload=True))
+    state = get_model_state_dict(model, options=_full_options(cpu_offload=True))
+    return _fused(state, _sharded_qkv(model))
 
 
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """The optimizer's state keyed by parameter name (not position), on CPU; a collective."""
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    return get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
+    state = get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
+    return _map_optimizer_state(state, _fused, _sharded_qkv(model))
 
 
 def load_full_state(
@@ -191,13 +451,85 @@ def load_full_state(
     optimizer: torch.optim.Optimizer | None = None,
     optimizer_state: dict | None = None,
 ) -> None:
-    """Load full state dicts (as `full_model_state` makes them) into a plain, DDP or FSDP2
-    model and its optimizer; every rank passes the same dicts."""
+    """Load full state dicts (as `full_model_state` makes them) into a plain, DDP, FSDP2 or
+    tensor-parallel model and its optimizer; every rank passes the same dicts."""
     from torch.distributed.checkpoint.state_dict import (
         set_model_state_dict,
         set_optimizer_state_dict,
     )
 
-    set_model_state_dict(model, model_state, options=_full_options())
+    qkv = _sharded_qkv(model)
+    set_model_state_dict(model, _split(model_state, qkv), options=_full_options())
     if optimizer is not None and optimizer_state is not None:
+        optimizer_state = _map_optimizer_state(optimizer_state, _split, qkv)
         set_optimizer_state_dict(model, optimizer, optimizer_state, options=_full_options())
+
+
+def _sharded_qkv(model: nn.Module) -> dict[str, ShardedQKV]:
+    """The ShardedQKV modules of `model` by name (none unless tensor parallel)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, ShardedQKV)}
+
+
+def _fused(state: dict, qkv: dict[str, ShardedQKV]) -> dict:
+    """`state` with each ShardedQKV's q_/k_/v_ entries concatenated into its weight and bias
+    (a full state dict's tensors, or an optimizer state's per-parameter dicts), in place of
+    the q_ entry so the order is the model's own.
+
+    >>> parts = {f"c.{p}_{k}": torch.zeros(1) for k in ("weight", "bias") for p in "qkv"}
+    >>> {name: t.shape[0] for name, t in _fused(parts, {"c": None}).items()}
+    {'c.weight': 3, 'c.bias': 3}
+    """
+    fused: dict = {}
+    skip = {f"{name}.{p}_{kind}" for name in qkv for kind in ("weight", "bias") for p in "kv"}
+    for key, value in state.items():
+        name, _, leaf = key.rpartition(".")
+        if name in qkv and leaf in ("q_weight", "q_bias"):
+            kind = leaf[2:]
+            fused[f"{name}.{kind}"] = _concat([state[f"{name}.{p}_{kind}"] for p in "qkv"])
+        elif key not in skip:
+            fused[key] = value
+    return fused
+
+
+def _split(state: dict, qkv: dict[str, ShardedQKV]) -> dict:
+    """The inverse of `_fused`: each c_attn weight and bias cut into its q_/k_/v_ entries."""
+    split: dict = {}
+    for key, value in state.items():
+        name, _, kind = key.rpartition(".")
+        if name in qkv and kind in ("weight", "bias"):
+            for part, piece in zip("qkv", _cut(value, qkv[name].sizes), strict=True):
+                split[f"{name}.{part}_{kind}"] = piece
+        else:
+            split[key] = value
+    return split
+
+
+def _concat(values: list):
+    """Rows of tensors joined; per-parameter optimizer states joined key by key (a scalar,
+    such as AdamW's step count, is the same for all three and kept once)."""
+    if isinstance(values[0], dict):
+        return {key: _concat([v[key] for v in values]) for key in values[0]}
+    if isinstance(values[0], torch.Tensor) and values[0].ndim > 0:
+        return torch.cat(values)
+    return values[0]
+
+
+def _cut(value, sizes: tuple[int, int, int]) -> list:
+    if isinstance(value, dict):
+        pieces = {key: _cut(v, sizes) for key, v in value.items()}
+        return [{key: pieces[key][i] for key in value} for i in range(3)]
+    if isinstance(value, torch.Tensor) and value.ndim > 0:
+        return [piece.clone() for piece in value.split(sizes)]
+    return [value] * 3
+
+
+def _map_optimizer_state(state: dict, mapping, qkv: dict[str, ShardedQKV]) -> dict:
+    """An optimizer state dict (parameter names as keys) with `mapping` (`_fused` or
+    `_split`) applied to its per-parameter states and to each group's parameter list."""
+    if not qkv or "state" not in state:
+        return state
+    groups = []
+    for group in state["param_groups"]:
+        names = mapping(dict.fromkeys(group["params"]), qkv)
+        groups.append({**group, "params": list(names)})
+    return {"state": mapping(state["state"], qkv), "param_groups": groups}
