@@ -1,0 +1,1 @@
+"""Evaluation: run generated code in a sandbox and score it."""
