@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.codekiln-installed
 DEV_STAMP := $(VENV)/.codekiln-dev-installed
+SYSTEM_STAMP := $(VENV)/.codekiln-system-installed
 
 .PHONY: setup run test lint bench clean
 
@@ -21,16 +22,22 @@ $(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(DEV_STAMP)
 
+# bubblewrap, Chromium, Neovim and the evaluation toolchains, where this machine allows it.
+$(SYSTEM_STAMP): scripts/install-system.sh scripts/install-toolchains.sh | $(STAMP)
+	scripts/install-system.sh
+	touch $(SYSTEM_STAMP)
+
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/codekiln run -w workspace
+	scripts/install-system.sh --sandbox-only
+	$(BIN)/codekiln run -w workspace --allow-code-execution
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint $(SYSTEM_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(DEV_STAMP)

@@ -213,10 +213,18 @@ def run_command(
     force: Annotated[
         bool, typer.Option("--force", help="Redo stages that already finished.")
     ] = False,
+    allow_code_execution: Annotated[
+        bool,
+        typer.Option(
+            "--allow-code-execution",
+            help="Score the trained model by running its code in the sandbox (else the "
+            "evaluation only writes generations).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """The main job: run every stage in one workspace (today: curate, with near-dedup, PII
-    redaction, decontamination and the license policy; tokenizer; pack). `--set` takes
+    """The main job: run every stage in one workspace: curate (near-dedup, PII redaction,
+    decontamination, licenses), tokenizer, pack, train, evaluate. `--set` takes
     `stage.key=value` (curate when no stage is named)."""
     from codekiln.config import split_sets
     from codekiln.run import run_pipeline
@@ -233,6 +241,7 @@ def run_command(
         progress=not quiet,
         executor=executor,
         ray_address=ray_address,
+        allow_code_execution=allow_code_execution,
     )
     if result.curate.skipped:
         console.print("curate: already done with these settings (--force redoes it).")
@@ -240,6 +249,7 @@ def run_command(
     _print_tokenizer_summary(result.tokenizer)
     _print_pack_summary(result.pack)
     _print_train_summary(result.train)
+    _print_eval_summary(result.evaluation, workspace / "eval")
     console.print(f"workspace report: {result.report_path}")
 
 
@@ -320,7 +330,8 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a GPT-BigCode-style model on token shards; export it in Hugging Face format.
-    Under torchrun it trains data-parallel (DDP or FSDP2: `--set parallel=fsdp`)."""
+    Under torchrun: DDP, FSDP2 (`--set parallel=fsdp`), tensor parallel (`parallel=tp`) or
+    both (`parallel=fsdp+tp --set tp_size=N`)."""
     import dataclasses
     import os
 
@@ -342,6 +353,232 @@ def train_command(
     result = train(data, output, cfg, resume=resume, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         _print_train_summary(result)
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[
+        str | None,
+        typer.Argument(help="A model folder (codekiln or Hugging Face) or an endpoint URL."),
+    ] = None,
+    tasks: Annotated[
+        str | None, typer.Option("--tasks", help="Comma-separated: humaneval,humaneval-infill.")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for generations and results.")
+    ] = Path("eval"),
+    samples: Annotated[
+        Path | None,
+        typer.Option("--samples", help="Score this generations file instead of a model."),
+    ] = None,
+    n_samples: Annotated[
+        int | None, typer.Option("--n-samples", min=1, help="Samples per problem.")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", min=0.0)] = None,
+    greedy: Annotated[
+        bool, typer.Option("--greedy", help="Greedy decoding, one sample per problem.")
+    ] = False,
+    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N problems per task.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-j", min=1, help="Programs run at once.")
+    ] = None,
+    allow_code_execution: Annotated[
+        bool,
+        typer.Option(
+            "--allow-code-execution",
+            help="Run model-written code (in the sandbox: see docs/sandbox.md).",
+        ),
+    ] = False,
+    generate_only: Annotated[
+        bool, typer.Option("--generate-only", help="Write generations, run nothing.")
+    ] = False,
+    list_tasks: Annotated[
+        bool, typer.Option("--list-tasks", help="Print every task and exit.")
+    ] = False,
+    config: ConfigFile = None,
+    sets: Sets = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Evaluate a model (or score a generations file) on HumanEval and infilling: generate,
+    run each sample's tests in a sandbox, report pass@k."""
+    import dataclasses
+
+    from codekiln.config import load_config
+    from codekiln.evaluate.config import EvalConfig
+    from codekiln.evaluate.harness import evaluate, score_samples
+    from codekiln.progress import PhaseProgress
+
+    if list_tasks:
+        _print_task_list()
+        return
+    cfg = load_config(EvalConfig, "eval", config, sets)
+    flags = {
+        "tasks": tasks,
+        "n_samples": n_samples,
+        "temperature": temperature,
+        "max_new_tokens": max_new_tokens,
+        "limit": limit,
+        "workers": workers,
+    }
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+    if greedy:
+        cfg = dataclasses.replace(cfg, greedy=True)
+    with PhaseProgress(enabled=not quiet) as progress:
+        if samples is not None:
+            if model is not None:
+                raise UserError("give a model or --samples, not both")
+            results = score_samples(
+                samples,
+                output,
+                cfg,
+                allow_code_execution=allow_code_execution,
+                progress=progress,
+            )
+        else:
+            if model is None:
+                raise UserError("name a model folder or endpoint URL, or pass --samples FILE")
+            results = evaluate(
+                model,
+                output,
+                cfg,
+                allow_code_execution=allow_code_execution,
+                generate_only=generate_only,
+                progress=progress,
+            )
+    _print_eval_summary(results, output)
+
+
+@app.command("leaderboard")
+def leaderboard_command(
+    results: Annotated[
+        list[Path], typer.Argument(help="results.json files, or folders holding them.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the site.")] = Path(
+        "leaderboard"
+    ),
+) -> None:
+    """Build a static leaderboard page (pass@1 per model and task, average, win rate, chart)
+    from evaluation results."""
+    from codekiln.evaluate.leaderboard import build_leaderboard
+
+    index = build_leaderboard(results, output)
+    console.print(f"leaderboard: {index}")
+
+
+attribution_app = typer.Typer(
+    help="Which training files a piece of code overlaps (a Bloom-filter index of the data).",
+    no_args_is_help=True,
+)
+app.add_typer(attribution_app, name="attribution")
+
+
+@attribution_app.command("build")
+def attribution_build_command(
+    data: Annotated[Path, typer.Argument(help="A curated folder (Parquet shards).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the index.")],
+    config: ConfigFile = None,
+    sets: Sets = None,
+    workers: Workers = _default_workers(),
+    force: Annotated[bool, typer.Option("--force", help="Rebuild an existing index.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Index curated data in 50-character grams (width, stride and false-positive rate are
+    settings: --set false_positive_rate=0.0001)."""
+    from codekiln.attribution import AttributionConfig, build_index
+    from codekiln.config import load_config
+
+    cfg = load_config(AttributionConfig, "attribution", config, sets)
+    result = build_index(data, output, cfg, workers=workers, force=force, progress=not quiet)
+    if result.skipped:
+        console.print("attribution: already built with these settings (--force rebuilds).")
+    _print_attribution_summary(result)
+
+
+@attribution_app.command("query")
+def attribution_query_command(
+    file: Annotated[Path, typer.Argument(help="The code to check (a file; - for stdin).")],
+    index: Annotated[Path, typer.Option("--index", help="An attribution index folder.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {spans, sources} as the server's /overlap.")
+    ] = False,
+) -> None:
+    """Spans of FILE found in the training data, with the files they came from."""
+    import json
+
+    from codekiln.attribution import AttributionIndex, describe_spans, overlap_response
+
+    if str(file) == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UserError(f"cannot read {file}: {error}") from None
+    opened = AttributionIndex.open(index)
+    if as_json:
+        print(json.dumps(overlap_response(opened, text)))
+        return
+    spans = opened.query(text)
+    for line in describe_spans(text, spans):
+        console.print(line, markup=False, highlight=False)
+    covered = sum(span.end - span.start for span in spans)
+    console.print(
+        f"{len(spans)} span(s), {covered:,} of {len(text):,} characters found in the training data"
+    )
+
+
+def _print_attribution_summary(result) -> None:
+    def show(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.2%}" if value < 1 else f"{value:,.1f}"
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    counts = ", ".join(f"{k} {show(v)}" for k, v in result.counts.items())
+    console.print(f"attribution index in {result.out_dir}: {counts}")
+    console.print("sizes: " + ", ".join(f"{k} {show(v)}" for k, v in result.sizes.items()))
+
+
+def _print_task_list() -> None:
+    from codekiln.evaluate.tasks import get_task, task_names
+
+    table = Table("task", "problems", "mode", "toolchain")
+    for name in task_names():
+        task = get_task(name)
+        ready, note = task.ready()
+        table.add_row(
+            name,
+            str(len(task.problems())),
+            task.mode,
+            ("ready" if ready else "missing: ") + (f" ({note})" if ready and note else note),
+        )
+    console.print(table)
+
+
+def _print_eval_summary(results: dict, output: Path) -> None:
+    table = Table("task", "problems", "samples", "pass@1", "pass@10", "passed", "failed", "other")
+    for name, result in results.items():
+        if "metrics" not in result:
+            console.print(f"{name}: generations in {result['generations']}")
+            continue
+        outcomes = result["outcomes"]
+        other = sum(v for k, v in outcomes.items() if k not in ("passed", "failed"))
+        metrics = result["metrics"]
+        table.add_row(
+            name,
+            str(result["problems"]),
+            str(result["samples_per_problem"]),
+            f"{metrics.get('pass@1', 0):.2%}",
+            f"{metrics['pass@10']:.2%}" if "pass@10" in metrics else "-",
+            str(outcomes["passed"]),
+            str(outcomes["failed"]),
+            str(other),
+        )
+    if table.row_count:
+        console.print(table)
+    console.print(f"results in {output}/<task>/results.json")
 
 
 def _checkpoint_config(output: Path):

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from codekiln.errors import UserError
 
 T = TypeVar("T")
-STAGES = ("curate", "tokenizer", "pack", "train", "eval", "serve")
+STAGES = ("curate", "tokenizer", "pack", "train", "eval", "serve", "attribution")
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

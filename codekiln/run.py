@@ -6,12 +6,15 @@ Stages are chained through files on disk only; each later issue adds its stage h
     workspace/tokenizer/  tokenizer: a Hugging Face tokenizer folder, fertility report
     workspace/tokens/     pack: train/valid token shards
     workspace/train/      train: checkpoints, metrics.jsonl, loss.png, model/ (HF format)
+    workspace/eval/       evaluate: HumanEval and infilling generations, verdicts, pass@1
+    workspace/attribution/ attribution: Bloom-filter index of the curated data, for serving
     workspace/report.html an index of every stage's outputs
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from html import escape
@@ -23,6 +26,7 @@ from codekiln.curate.config import CurateConfig
 from codekiln.curate.pipeline import CurateResult, curate
 from codekiln.curate.sources import Source, resolve_sources, stdlib_source
 from codekiln.manifest import package_versions, write_atomic, write_manifest
+from codekiln.progress import PhaseProgress
 
 # The main job's settings for a CPU demo: a small vocabulary (StarCoder's is 49,152), a larger
 # validation share (the stdlib has few repositories), and the tiny model for a bounded time, so
@@ -31,6 +35,9 @@ RUN_DEFAULTS = {
     "tokenizer": ["vocab_size=8192", "sample_bytes=50000000"],
     "pack": ["valid_fraction=0.05"],
     "train": ["model=tiny", "max_steps=600", "max_minutes=8", "eval_every=100"],
+    # Greedy pass@1 with short completions: a minutes-trained model writes little of use.
+    "eval": ["tasks=humaneval,humaneval-infill", "greedy=true", "max_new_tokens=128"],
+    "attribution": [],
 }
 
 
@@ -41,6 +48,8 @@ class RunResult:
     tokenizer: Any
     pack: Any
     train: Any
+    evaluation: dict[str, Any]
+    attribution: Any
     report_path: Path
 
 
@@ -55,9 +64,14 @@ def run_pipeline(
     progress: bool = True,
     executor: str = "local",
     ray_address: str | None = None,
+    allow_code_execution: bool = False,
 ) -> RunResult:
     """Curate `sources` (or the running Python's standard library), train a tokenizer on the
-    result and pack it into token shards, all under `workspace`."""
+    result, pack it into token shards, train a model and evaluate it, all under `workspace`.
+    The model's code runs (in the sandbox) only with `allow_code_execution`; without it the
+    evaluation stops at writing the generations."""
+    from codekiln.evaluate.config import EvalConfig
+    from codekiln.evaluate.harness import evaluate
     from codekiln.pack.pack import PackConfig, pack
     from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
     from codekiln.train.config import TrainConfig
@@ -78,6 +92,7 @@ def run_pipeline(
     train_config = dataclasses.replace(
         stage_config(TrainConfig, "train"), tokenizer=str(workspace / "tokenizer")
     )
+    eval_config = stage_config(EvalConfig, "eval")
     workspace.mkdir(parents=True, exist_ok=True)
     curated = curate(
         resolved,
@@ -103,6 +118,28 @@ def run_pipeline(
     )
     trained = train(
         workspace / "tokens", workspace / "train", train_config, resume=not force, progress=progress
+    )
+    if force:
+        shutil.rmtree(workspace / "eval", ignore_errors=True)
+    with PhaseProgress(enabled=progress) as bars:
+        evaluation = evaluate(
+            trained.model_dir,
+            workspace / "eval",
+            eval_config,
+            allow_code_execution=allow_code_execution,
+            generate_only=not allow_code_execution,
+            progress=bars,
+        )
+    from codekiln.attribution import AttributionConfig, build_index
+
+    attribution_config = stage_config(AttributionConfig, "attribution")
+    attribution = build_index(
+        workspace / "curated",
+        workspace / "attribution",
+        attribution_config,
+        workers=workers,
+        force=force,
+        progress=progress,
     )
     report_path = workspace / "report.html"
     totals = curated.report["totals"]
@@ -135,17 +172,45 @@ def run_pipeline(
             + (f", validation loss {trained.val_loss:.3f}" if trained.val_loss is not None else ""),
             "train/loss.png",
         ),
+        ("eval", _eval_summary(evaluation), "eval/report.html"),
+        (
+            "attribution",
+            f"{attribution.counts.get('distinct_grams', 0):,} grams of "
+            f"{attribution_config.width} characters; Bloom filter "
+            f"{attribution.sizes.get('bloom_fraction', 0):.1%} of the corpus",
+            "attribution/manifest.json",
+        ),
     ]
     write_atomic(report_path, _index_page(workspace, rows))
     write_manifest(
         workspace,
         "run",
         sources=[s.describe() for s in resolved],
-        stages={"curate": "curated", "tokenizer": "tokenizer", "pack": "tokens", "train": "train"},
+        stages={
+            "curate": "curated",
+            "tokenizer": "tokenizer",
+            "pack": "tokens",
+            "train": "train",
+            "eval": "eval",
+            "attribution": "attribution",
+        },
         versions=package_versions("pyarrow", "numpy", "tokenizers"),
         timings={"total_s": round(time.time() - started, 3)},
     )
-    return RunResult(workspace, curated, tokenizer, packed, trained, report_path)
+    return RunResult(
+        workspace, curated, tokenizer, packed, trained, evaluation, attribution, report_path
+    )
+
+
+def _eval_summary(evaluation: dict[str, dict[str, Any]]) -> str:
+    parts = []
+    for name, result in evaluation.items():
+        if "metrics" in result:
+            pass1 = result["metrics"].get("pass@1", 0.0)
+            parts.append(f"{name} pass@1 {pass1:.1%} ({result['problems']} problems)")
+        else:
+            parts.append(f"{name}: generations only (no --allow-code-execution)")
+    return "; ".join(parts)
 
 
 def _index_page(workspace: Path, rows: list[tuple[str, str, str]]) -> str:

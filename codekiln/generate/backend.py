@@ -1,0 +1,181 @@
+"""One interface over three ways to generate, and `load_backend` to pick one from a string.
+
+A `Backend` completes prompts (n samples each), fills in the middle between a prefix and a
+suffix, and streams one sample as text deltas. The evaluation harness and the server see
+only this interface; which engine runs the model is the spec's business:
+
+- `http://host:port[/v1]` -> `OpenAIBackend`, any OpenAI-compatible `/v1/completions` server
+  (vLLM, TGI, llama.cpp, `codekiln serve`);
+- a folder whose config.json is gpt_bigcode or starcoder2 -> `CodekilnBackend`, codekiln's
+  own incremental decoding (`engine="transformers"` forces transformers instead);
+- any other Hugging Face causal LM folder -> `TransformersBackend`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from codekiln.errors import UserError
+from codekiln.generate.params import Completion, SamplingParams
+from codekiln.tokenizer.special import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+
+ENGINES = ("auto", "codekiln", "transformers")
+FIM_ORDERS = ("psm", "spm")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    context_length: int  # tokens of prompt + completion the model takes (0: unknown)
+    supports_fim: bool
+
+    def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        """params.n completions per prompt, in prompt order."""
+        ...
+
+    def infill(
+        self, prefixes: Sequence[str], suffixes: Sequence[str], params: SamplingParams
+    ) -> list[list[Completion]]:
+        """params.n middles per (prefix, suffix) pair; UserError without FIM tokens."""
+        ...
+
+    def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> TextStream:
+        """One sample (params.n must be 1) as text deltas; a suffix makes it an infill."""
+        ...
+
+
+class TextStream(Iterator[str]):
+    """Text deltas of one sample; once exhausted, `completion` holds the whole sample.
+
+    Wraps a generator that yields the deltas and returns the `Completion`. `close()` stops
+    generation early (a client that went away), as closing the generator does.
+    """
+
+    def __init__(self, chunks: Generator[str, None, Completion]) -> None:
+        self._chunks = chunks
+        self.completion: Completion | None = None
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._chunks)
+        except StopIteration as done:
+            self.completion = done.value
+            raise
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+def check_infill_args(prefixes: Sequence[str], suffixes: Sequence[str]) -> None:
+    if isinstance(prefixes, str) or isinstance(suffixes, str):
+        raise ValueError("infill takes lists of prefixes and suffixes, not single strings")
+    if len(prefixes) != len(suffixes):
+        raise ValueError(
+            f"infill needs one suffix per prefix, got {len(prefixes)} prefixes and "
+            f"{len(suffixes)} suffixes"
+        )
+
+
+def check_prompts(prompts: Sequence[str]) -> None:
+    if isinstance(prompts, str):
+        raise ValueError("complete takes a list of prompts: write complete([prompt], params)")
+
+
+def check_stream_params(params: SamplingParams) -> None:
+    if params.n != 1:
+        raise ValueError(f"stream gives one sample; got n={params.n}: stream n times instead")
+
+
+def fim_layout(
+    prefix: list[int], suffix: list[int], ids: tuple[int, int, int], order: str = "psm"
+) -> list[int]:
+    """The prompt that asks for the middle, laid out as training's FIM (codekiln.pack.fim).
+
+    ids are (<fim_prefix>, <fim_suffix>, <fim_middle>); P, S, M below. PSM puts the prefix
+    first; SPM is StarCoder's variant, where the middle continues the prefix directly:
+
+        PSM:  P prefix S suffix M   -> the model writes the middle, then <|endoftext|>
+        SPM:  P S suffix M prefix   -> the same
+
+    >>> fim_layout([10, 11], [20], (1, 3, 2))
+    [1, 10, 11, 3, 20, 2]
+    >>> fim_layout([10, 11], [20], (1, 3, 2), "spm")
+    [1, 3, 20, 2, 10, 11]
+    """
+    p, s, m = ids
+    if order == "spm":
+        return [p, s, *suffix, m, *prefix]
+    return [p, *prefix, s, *suffix, m]
+
+
+def fim_ids(token_to_id: Any, model: str) -> tuple[int, int, int]:
+    """(<fim_prefix>, <fim_suffix>, <fim_middle>) ids; UserError naming what is missing."""
+    names = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
+    found = [token_to_id(name) for name in names]
+    missing = [name for name, token_id in zip(names, found, strict=True) if token_id is None]
+    if missing:
+        raise UserError(
+            f"model {model} cannot fill in the middle: its tokenizer has no "
+            f"{', '.join(missing)}; use completion, or a model trained with FIM"
+        )
+    return found[0], found[1], found[2]
+
+
+def check_fim_order(order: str) -> None:
+    if order not in FIM_ORDERS:
+        raise ValueError(f"fim_order must be one of {', '.join(FIM_ORDERS)}, got {order!r}")
+
+
+def load_backend(spec: str | Path, **options: Any) -> Backend:
+    """The backend for a model folder or an OpenAI-compatible URL (see the module docstring).
+
+    options go to the backend's constructor, except `engine` ("auto", "codekiln" or
+    "transformers") for a folder.
+    """
+    text = str(spec)
+    if text.startswith(("http://", "https://")):
+        options.pop("engine", None)
+        from codekiln.generate.openai import OpenAIBackend
+
+        return OpenAIBackend(text, **options)
+    engine = options.pop("engine", "auto")
+    if engine not in ENGINES:
+        raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    folder = Path(spec)
+    if not folder.exists():
+        raise UserError(f"model folder {folder} does not exist")
+    if not folder.is_dir():
+        raise UserError(f"{folder} is not a model folder (a directory with config.json)")
+    if engine == "auto":
+        engine = "codekiln" if _codekiln_reads(folder) else "transformers"
+    if engine == "codekiln":
+        from codekiln.generate.native import CodekilnBackend
+
+        return CodekilnBackend.from_folder(folder, **options)
+    from codekiln.generate.hf import TransformersBackend
+
+    return TransformersBackend(folder, **options)
+
+
+def _codekiln_reads(folder: Path) -> bool:
+    """Whether config.json describes a model CodeGPT computes (else transformers runs it)."""
+    from codekiln.model.hf import config_from_hf
+
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise UserError(f"no config.json in {folder}: give a Hugging Face model folder")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{config_file} is not readable JSON ({exc})") from None
+    try:
+        config_from_hf(config)
+    except UserError:
+        return False
+    return True

@@ -1,0 +1,372 @@
+"""`CodekilnBackend`: incremental decoding of a CodeGPT with a key/value cache.
+
+For each prompt: one forward pass over the prompt (prefill) fills a cache sized once for
+prompt + completion, its rows are copied to the n samples, then each step feeds the n newest
+tokens (one per sample) and samples the next n. Prompts run one after another: CodeGPT's
+positions start at 0 for every row, so prompts of different lengths cannot share a batch
+without left padding, which it does not support; the n samples of a prompt do share one.
+A sample that finishes (end of text, a stop string) leaves the batch, so the rest run on.
+
+Context: a completion stops with finish_reason "length" where prompt + completion fill the
+model's context; a prompt that leaves no room for one token is refused with a UserError,
+never silently cut (callers that build prompts, like the language server, budget them with
+`count_tokens` and `context_length`). An empty prompt starts after <|endoftext|>, as every
+training document does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from codekiln.errors import UserError
+from codekiln.generate.backend import (
+    TextStream,
+    check_fim_order,
+    check_infill_args,
+    check_prompts,
+    check_stream_params,
+    fim_ids,
+    fim_layout,
+)
+from codekiln.generate.params import Completion, SamplingParams, sample_seed
+from codekiln.generate.sampling import next_tokens
+from codekiln.generate.text import IncrementalDecoder, StopMatcher
+from codekiln.model.gpt import CodeGPT
+from codekiln.tokenizer.special import EOS
+
+
+class StaticKVCache:
+    """`KVCache`'s interface (`length`, `update`) over buffers allocated once per layer at
+    (B, n_kv_heads, capacity, head_dim): decoding writes in place and never copies the past.
+    `expand` copies one prompt's cache to n samples; `keep` drops finished samples' rows.
+    """
+
+    def __init__(self, n_layer: int, capacity: int) -> None:
+        self.capacity = capacity
+        self._keys: list[Tensor | None] = [None] * n_layer
+        self._values: list[Tensor | None] = [None] * n_layer
+        self._lengths = [0] * n_layer
+
+    @property
+    def length(self) -> int:
+        return self._lengths[0]
+
+    def update(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Append (B, n_kv_heads, T, head_dim) keys and values; return all of the layer's."""
+        start = self._lengths[layer]
+        end = start + keys.shape[2]
+        assert end <= self.capacity, f"cache of {self.capacity} tokens asked for {end}"
+        if self._keys[layer] is None:
+            shape = (*keys.shape[:2], self.capacity, keys.shape[3])
+            self._keys[layer] = keys.new_empty(shape)
+            self._values[layer] = values.new_empty(shape)
+        cached_k, cached_v = self._keys[layer], self._values[layer]
+        cached_k[:, :, start:end] = keys
+        cached_v[:, :, start:end] = values
+        self._lengths[layer] = end
+        return cached_k[:, :, :end], cached_v[:, :, :end]
+
+    def expand(self, rows: int) -> None:
+        """Copy the single row to `rows` rows."""
+        self._apply(lambda t: t.expand(rows, -1, -1, -1).contiguous())
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the given rows (int64 indices), in that order."""
+        self._apply(lambda t: t.index_select(0, rows))
+
+    def _apply(self, fn) -> None:
+        self._keys = [None if t is None else fn(t) for t in self._keys]
+        self._values = [None if t is None else fn(t) for t in self._values]
+
+
+@dataclass
+class _Sample:
+    """One sample's text as it grows: decoded incrementally, checked for stop strings."""
+
+    decoder: IncrementalDecoder
+    matcher: StopMatcher
+    pending: list[str] = field(default_factory=list)  # deltas not yet streamed
+    finish_reason: str | None = None
+
+    def push(self, token: int, eos_ids: frozenset[int], last: bool) -> None:
+        if token in eos_ids:
+            self._finish("eos")
+            return
+        delta, stopped = self.matcher.feed(self.decoder.push(token))
+        self._emit(delta)
+        if stopped:
+            self.finish_reason = "stop"
+        elif last:
+            self._finish("length")
+
+    def completion(self, prompt_tokens: int) -> Completion:
+        assert self.finish_reason is not None
+        ids = self.decoder.ids
+        return Completion(
+            text=self.matcher.text,
+            tokens=len(ids),
+            finish_reason=self.finish_reason,
+            prompt_tokens=prompt_tokens,
+            token_ids=tuple(ids),
+        )
+
+    def _finish(self, reason: str) -> None:
+        delta, stopped = self.matcher.feed(self.decoder.flush())
+        self._emit(delta)
+        if stopped:
+            self.finish_reason = "stop"
+            return
+        self._emit(self.matcher.flush())
+        self.finish_reason = reason
+
+    def _emit(self, delta: str) -> None:
+        if delta:
+            self.pending.append(delta)
+
+
+class CodekilnBackend:
+    """A CodeGPT and its tokenizer behind the `Backend` interface (see the module docstring).
+
+    `fim_order` is the layout infill prompts use ("psm", or StarCoder's "spm"; training
+    teaches both). Thread-safe: every call keeps its own cache and generator.
+    """
+
+    def __init__(
+        self,
+        model: CodeGPT,
+        tokenizer: Any,
+        eos_ids: Sequence[int] = (),
+        name: str = "codekiln",
+        fim_order: str = "psm",
+    ) -> None:
+        check_fim_order(fim_order)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.fim_order = fim_order
+        self.context_length = model.config.n_positions
+        eos = set(eos_ids)
+        if tokenizer.token_to_id(EOS) is not None:
+            eos.add(tokenizer.token_to_id(EOS))
+        self.eos_ids = frozenset(eos)
+        self.supports_fim = _fim_ids_or_none(tokenizer, name) is not None
+        self._device = next(model.parameters()).device
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | Path,
+        device: str | None = None,
+        dtype: str = "float32",
+        fim_order: str = "psm",
+    ) -> CodekilnBackend:
+        """A gpt_bigcode or starcoder2 folder with tokenizer.json beside the weights.
+
+        device: "cpu", "cuda", ... (default: CUDA when there is one); dtype: "float32" or
+        "bfloat16" (on a GPU, or a CPU with AMX).
+        """
+        from codekiln.model.hf import import_hf
+
+        folder = Path(folder)
+        if dtype not in ("float32", "bfloat16"):
+            raise UserError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = import_hf(folder).to(device=device, dtype=getattr(torch, dtype))
+        return cls(
+            model,
+            _read_tokenizer(folder),
+            eos_ids=_config_eos_ids(folder),
+            name=folder.name,
+            fim_order=fim_order,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the text encodes to (to budget prompts against context_length)."""
+        return len(self._encode(text))
+
+    def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        check_prompts(prompts)
+        prompt_ids = [self.prompt_ids(prompt) for prompt in prompts]
+        return self._generate_all(prompt_ids, params)
+
+    def infill(
+        self, prefixes: Sequence[str], suffixes: Sequence[str], params: SamplingParams
+    ) -> list[list[Completion]]:
+        check_infill_args(prefixes, suffixes)
+        prompt_ids = [self._fim_prompt(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
+        return self._generate_all(prompt_ids, params)
+
+    def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> TextStream:
+        check_stream_params(params)
+        ids = self.prompt_ids(prompt, suffix)
+        self._budget(len(ids), params)  # refuse an overlong prompt now, not at the first next()
+        return TextStream(self._stream(ids, params))
+
+    def prompt_ids(self, prompt: str, suffix: str | None = None) -> list[int]:
+        """The token ids generation starts from: the prompt's, or the FIM layout's."""
+        if suffix is None:
+            return self._encode(prompt) or self._start()
+        return self._fim_prompt(prompt, suffix)
+
+    def _generate_all(
+        self, prompt_ids: list[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        for ids in prompt_ids:  # refuse an overlong prompt before any work
+            self._budget(len(ids), params)
+        return [
+            self._generate(ids, params, sample_seed(params.seed, index))
+            for index, ids in enumerate(prompt_ids)
+        ]
+
+    def _stream(self, ids: list[int], params: SamplingParams):
+        sample = self._new_sample(params)
+        for _ in self._decode(ids, params, sample_seed(params.seed, 0), [sample]):
+            if sample.pending:
+                yield "".join(sample.pending)
+                sample.pending.clear()
+        return sample.completion(len(ids))
+
+    def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
+        rows = 1 if params.is_greedy else params.n  # greedy samples are all the same
+        samples = [self._new_sample(params) for _ in range(rows)]
+        for _ in self._decode(ids, params, seed, samples):
+            for sample in samples:
+                sample.pending.clear()
+        completions = [sample.completion(len(ids)) for sample in samples]
+        return [replace(completions[i % rows]) for i in range(params.n)]
+
+    def _decode(
+        self, prompt: list[int], params: SamplingParams, seed: int, samples: list[_Sample]
+    ) -> Iterator[None]:
+        """Generate until every sample finishes, yielding after each step (for streaming).
+
+        Inference mode is entered per step, not around the loop: the loop is a generator,
+        and a mode held across a yield would leak into the caller's code.
+        """
+        budget = self._budget(len(prompt), params)
+        generator = torch.Generator(self._device).manual_seed(seed)
+        eos_ids = frozenset() if params.ignore_eos else self.eos_ids
+        cache = StaticKVCache(self.model.config.n_layer, len(prompt) + budget)
+        with torch.inference_mode():
+            logits = self._prefill(prompt, cache)  # (1, V)
+            if len(samples) > 1:
+                cache.expand(len(samples))
+                logits = logits.expand(len(samples), -1)
+        active = list(range(len(samples)))  # the sample each batch row belongs to
+        for step in range(budget):
+            with torch.inference_mode():
+                tokens = next_tokens(logits, params, generator).tolist()
+            running = []  # batch rows whose sample goes on
+            for row, (index, token) in enumerate(zip(active, tokens, strict=True)):
+                samples[index].push(token, eos_ids, last=step == budget - 1)
+                if samples[index].finish_reason is None:
+                    running.append(row)
+            yield
+            if not running:
+                return
+            with torch.inference_mode():
+                if len(running) < len(active):
+                    active = [active[row] for row in running]
+                    tokens = [tokens[row] for row in running]
+                    cache.keep(torch.tensor(running, device=self._device))
+                input_ids = torch.tensor(tokens, device=self._device).unsqueeze(1)  # (B, 1)
+                logits = self.model(input_ids, kv_cache=cache)[0][:, -1]  # (B, V)
+
+    def _prefill(self, prompt: list[int], cache: StaticKVCache) -> Tensor:
+        """The last position's logits, (1, V), after filling the cache with the prompt."""
+        with _last_position_logits(self.model):
+            logits, _ = self.model(torch.tensor([prompt], device=self._device), kv_cache=cache)
+        return logits[:, -1]
+
+    def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
+        room = self.context_length - prompt_tokens
+        if room < 1:
+            raise UserError(
+                f"the prompt has {prompt_tokens} tokens but the model's context is "
+                f"{self.context_length}: shorten the prompt to leave room for the completion"
+            )
+        return min(params.max_new_tokens, room)
+
+    def _new_sample(self, params: SamplingParams) -> _Sample:
+        return _Sample(IncrementalDecoder(self._decode_ids), StopMatcher(params.stop))
+
+    def _decode_ids(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def _start(self) -> list[int]:
+        start = self.tokenizer.token_to_id(EOS)
+        if start is None and not self.eos_ids:
+            raise UserError(
+                f"model {self.name} has no end-of-text token to start an empty prompt from: "
+                "give a prompt"
+            )
+        return [start if start is not None else min(self.eos_ids)]
+
+    def _fim_prompt(self, prefix: str, suffix: str) -> list[int]:
+        """Each piece is encoded on its own, as training's FIM encodes it."""
+        ids = fim_ids(self.tokenizer.token_to_id, self.name)
+        pieces = self._encode(prefix, False), self._encode(suffix, False)
+        return fim_layout(*pieces, ids, self.fim_order)
+
+
+@contextmanager
+def _last_position_logits(model: CodeGPT):
+    """Within the block, model(...) computes logits for the last position only.
+
+    A prompt's prefill needs one row of logits, not T: with a 49,152-token vocabulary the
+    other T - 1 rows cost as much as several layers. CodeGPT.forward has no switch for it,
+    so a hook on ln_f keeps the last position before the output projection. Concurrent
+    decode steps on the same model are unaffected: they have one position anyway.
+    """
+    handle = model.ln_f.register_forward_hook(lambda _module, _args, out: out[:, -1:])
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _fim_ids_or_none(tokenizer: Any, name: str) -> tuple[int, int, int] | None:
+    try:
+        return fim_ids(tokenizer.token_to_id, name)
+    except UserError:
+        return None
+
+
+def _read_tokenizer(folder: Path):
+    from tokenizers import Tokenizer
+
+    file = folder / "tokenizer.json"
+    if not file.exists():
+        raise UserError(
+            f"no tokenizer.json in {folder}: export the model with its tokenizer "
+            "(export_hf(..., tokenizer_dir=...)), or copy the tokenizer stage's files there"
+        )
+    try:
+        return Tokenizer.from_file(str(file))
+    except Exception as exc:  # the Rust side raises plain Exceptions
+        raise UserError(f"{file} is not a readable tokenizer.json ({exc})") from None
+
+
+def _config_eos_ids(folder: Path) -> list[int]:
+    """eos_token_id of config.json and generation_config.json (an int or a list each)."""
+    ids: list[int] = []
+    for name in ("config.json", "generation_config.json"):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8")).get("eos_token_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        for token_id in value if isinstance(value, list) else [value]:
+            if isinstance(token_id, int) and not isinstance(token_id, bool):
+                ids.append(token_id)
+    return ids

@@ -1,0 +1,137 @@
+"""The leaderboard site: numbers, win rate, and sorting in a real (headless) browser."""
+
+from __future__ import annotations
+
+import functools
+import html.parser
+import json
+import shutil
+import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from codekiln.errors import UserError
+from codekiln.evaluate.leaderboard import build_leaderboard
+
+SCORES = {
+    "alpha": {"humaneval": 0.30, "humaneval-infill": 0.50, "multiple-js": 0.10},
+    "beta": {"humaneval": 0.20, "humaneval-infill": 0.60},
+    "gamma": {"humaneval": 0.20, "multiple-js": 0.40},
+}
+
+
+def write_results(root: Path) -> Path:
+    for model, tasks in SCORES.items():
+        for task, score in tasks.items():
+            folder = root / model / task
+            folder.mkdir(parents=True)
+            result = {
+                "task": task,
+                "model": {"name": model, "parameters": 5_000_000, "tokens_trained": 1_230_000},
+                "metrics": {"pass@1": score},
+                "generation": {"temperature": 0.2},
+            }
+            (folder / "results.json").write_text(json.dumps(result))
+    return root
+
+
+def test_leaderboard_numbers_and_win_rate(tmp_path):
+    site = tmp_path / "site"
+    index = build_leaderboard([write_results(tmp_path / "results")], site)
+    board = json.loads((site / "leaderboard.json").read_text())
+    assert board["tasks"] == ["humaneval", "humaneval-infill", "multiple-js"]
+    models = {m["name"]: m for m in board["models"]}
+    assert models["alpha"]["average"] == pytest.approx(0.3)
+    assert models["gamma"]["average"] == pytest.approx(0.3)
+    # humaneval: alpha beats both (1), beta ties gamma (0.5 each); infill: beta beats alpha;
+    # js: gamma beats alpha.
+    assert models["alpha"]["win_rate"] == pytest.approx((1 + 0 + 0) / 3)
+    assert models["beta"]["win_rate"] == pytest.approx((0.25 + 1) / 2)
+    assert models["gamma"]["win_rate"] == pytest.approx((0.25 + 1) / 2)
+    link = models["beta"]["results"]["humaneval-infill"]
+    assert json.loads((site / link).read_text())["generation"] == {"temperature": 0.2}
+    page = index.read_text()
+    assert "50.0%" in page and "5.0M" in page and "<svg" in page
+    with pytest.raises(UserError, match="does not exist"):
+        build_leaderboard([tmp_path / "missing"], site)
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(UserError, match="not a codekiln results.json"):
+        build_leaderboard([tmp_path / "bad.json"], site)
+
+
+class Table(html.parser.HTMLParser):
+    """The board's rows as lists of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows, self._cell, self._in_body = [], None, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.rows.append([])
+        elif tag == "td" and self._in_body:
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.rows[-1].append(self._cell.strip())
+            self._cell = None
+        elif tag == "tbody":
+            self._in_body = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_the_page_renders_and_sorts_in_headless_chromium(tmp_path):
+    site = tmp_path / "site"
+    build_leaderboard([write_results(tmp_path / "results")], site)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/index.html"
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    flags += [f"--user-data-dir={tmp_path / 'profile'}"]
+
+    def rows(fragment: str) -> list[list[str]]:
+        dom = subprocess.run(
+            [*flags, "--dump-dom", url + fragment],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        table = Table()
+        table.feed(dom)
+        return table.rows
+
+    try:
+        # As served: ranked by average (alpha and gamma tie at 30%: by name), the numbers shown.
+        shown = rows("")
+        assert [r[0] for r in shown] == ["beta", "alpha", "gamma"]
+        assert shown[1][1:] == ["5.0M", "1.2M", "30.0%", "0.33", "30.0%", "50.0%", "10.0%"]
+        assert shown[0][-1] == "-"  # beta has no js result
+        # Sorted by the browser: infill (column 6) descending, then js (7) ascending.
+        assert [r[0] for r in rows("#sort=6&dir=desc")] == ["beta", "alpha", "gamma"]
+        assert [r[0] for r in rows("#sort=7&dir=asc")] == ["beta", "alpha", "gamma"]
+        assert [r[0] for r in rows("#sort=0&dir=desc")] == ["gamma", "beta", "alpha"]
+        shot = tmp_path / "leaderboard.png"
+        subprocess.run(
+            [*flags, f"--screenshot={shot}", "--window-size=1000,600", url],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        server.shutdown()
