@@ -25,9 +25,9 @@ from codekiln.generate import (
     TransformersBackend,
     load_backend,
 )
-from codekiln.generate.native import StaticKVCache
 from codekiln.generate.text import StopMatcher
 from codekiln.model import CodeGPT, ModelConfig, export_hf
+from codekiln.model.gpt import KVCache
 from codekiln.pack.fim import FimIds, fim_cut_points, fim_tokens
 from codekiln.tokenizer.special import EOS, SPECIAL_TOKENS
 
@@ -126,7 +126,7 @@ def test_kv_cache_decoding_logits_equal_full_recompute(overrides):
     ids = torch.randint(0, VOCAB, (1, 20), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         full = model(ids)[0]  # (1, 20, V)
-        cache = StaticKVCache(model.config.n_layer, capacity=20)
+        cache = KVCache(model.config.n_layer, capacity=20)
         steps = [model(ids[:, :12], kv_cache=cache)[0]]
         for t in range(12, 20):
             steps.append(model(ids[:, t : t + 1], kv_cache=cache)[0])
@@ -135,7 +135,7 @@ def test_kv_cache_decoding_logits_equal_full_recompute(overrides):
     # Three rows from one prefill, then a row dropped: the kept rows decode as alone.
     rows = torch.randint(0, VOCAB, (3, 4), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
-        cache = StaticKVCache(model.config.n_layer, capacity=20)
+        cache = KVCache(model.config.n_layer, capacity=20)
         model(ids[:, :12], kv_cache=cache)
         cache.expand(3)
         model(rows[:, :2], kv_cache=cache)
@@ -146,9 +146,9 @@ def test_kv_cache_decoding_logits_equal_full_recompute(overrides):
 
 
 def test_prefill_keeps_only_last_position_logits(ours):
-    """The prefill's logits equal a full forward's last row, and the hook is gone after."""
+    """The prefill computes one row of logits: the full forward's last."""
     ids = ours.prompt_ids(PROMPT)
-    cache = StaticKVCache(ours.model.config.n_layer, capacity=len(ids))
+    cache = KVCache(ours.model.config.n_layer, capacity=len(ids))
     with torch.inference_mode():
         last = ours._prefill(ids, cache)
         full = ours.model(torch.tensor([ids]))[0]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,52 +38,8 @@ from codekiln.generate.backend import (
 from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.generate.sampling import next_tokens
 from codekiln.generate.text import IncrementalDecoder, StopMatcher
-from codekiln.model.gpt import CodeGPT
+from codekiln.model.gpt import CodeGPT, KVCache
 from codekiln.tokenizer.special import EOS
-
-
-class StaticKVCache:
-    """`KVCache`'s interface (`length`, `update`) over buffers allocated once per layer at
-    (B, n_kv_heads, capacity, head_dim): decoding writes in place and never copies the past.
-    `expand` copies one prompt's cache to n samples; `keep` drops finished samples' rows.
-    """
-
-    def __init__(self, n_layer: int, capacity: int) -> None:
-        self.capacity = capacity
-        self._keys: list[Tensor | None] = [None] * n_layer
-        self._values: list[Tensor | None] = [None] * n_layer
-        self._lengths = [0] * n_layer
-
-    @property
-    def length(self) -> int:
-        return self._lengths[0]
-
-    def update(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-        """Append (B, n_kv_heads, T, head_dim) keys and values; return all of the layer's."""
-        start = self._lengths[layer]
-        end = start + keys.shape[2]
-        assert end <= self.capacity, f"cache of {self.capacity} tokens asked for {end}"
-        if self._keys[layer] is None:
-            shape = (*keys.shape[:2], self.capacity, keys.shape[3])
-            self._keys[layer] = keys.new_empty(shape)
-            self._values[layer] = values.new_empty(shape)
-        cached_k, cached_v = self._keys[layer], self._values[layer]
-        cached_k[:, :, start:end] = keys
-        cached_v[:, :, start:end] = values
-        self._lengths[layer] = end
-        return cached_k[:, :, :end], cached_v[:, :, :end]
-
-    def expand(self, rows: int) -> None:
-        """Copy the single row to `rows` rows."""
-        self._apply(lambda t: t.expand(rows, -1, -1, -1).contiguous())
-
-    def keep(self, rows: Tensor) -> None:
-        """Keep only the given rows (int64 indices), in that order."""
-        self._apply(lambda t: t.index_select(0, rows))
-
-    def _apply(self, fn) -> None:
-        self._keys = [None if t is None else fn(t) for t in self._keys]
-        self._values = [None if t is None else fn(t) for t in self._values]
 
 
 @dataclass
@@ -254,7 +209,7 @@ class CodekilnBackend:
         budget = self._budget(len(prompt), params)
         generator = torch.Generator(self._device).manual_seed(seed)
         eos_ids = frozenset() if params.ignore_eos else self.eos_ids
-        cache = StaticKVCache(self.model.config.n_layer, len(prompt) + budget)
+        cache = KVCache(self.model.config.n_layer, capacity=len(prompt) + budget)
         with torch.inference_mode():
             logits = self._prefill(prompt, cache)  # (1, V)
             if len(samples) > 1:
@@ -280,10 +235,10 @@ class CodekilnBackend:
                 input_ids = torch.tensor(tokens, device=self._device).unsqueeze(1)  # (B, 1)
                 logits = self.model(input_ids, kv_cache=cache)[0][:, -1]  # (B, V)
 
-    def _prefill(self, prompt: list[int], cache: StaticKVCache) -> Tensor:
+    def _prefill(self, prompt: list[int], cache: KVCache) -> Tensor:
         """The last position's logits, (1, V), after filling the cache with the prompt."""
-        with _last_position_logits(self.model):
-            logits, _ = self.model(torch.tensor([prompt], device=self._device), kv_cache=cache)
+        input_ids = torch.tensor([prompt], device=self._device)
+        logits, _ = self.model(input_ids, kv_cache=cache, logits_to_keep=1)
         return logits[:, -1]
 
     def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
@@ -318,22 +273,6 @@ class CodekilnBackend:
         ids = fim_ids(self.tokenizer.token_to_id, self.name)
         pieces = self._encode(prefix, False), self._encode(suffix, False)
         return fim_layout(*pieces, ids, self.fim_order)
-
-
-@contextmanager
-def _last_position_logits(model: CodeGPT):
-    """Within the block, model(...) computes logits for the last position only.
-
-    A prompt's prefill needs one row of logits, not T: with a 49,152-token vocabulary the
-    other T - 1 rows cost as much as several layers. CodeGPT.forward has no switch for it,
-    so a hook on ln_f keeps the last position before the output projection. Concurrent
-    decode steps on the same model are unaffected: they have one position anyway.
-    """
-    handle = model.ln_f.register_forward_hook(lambda _module, _args, out: out[:, -1:])
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def _fim_ids_or_none(tokenizer: Any, name: str) -> tuple[int, int, int] | None:

@@ -24,11 +24,15 @@ class KVCache:
     """The keys and values of the tokens seen so far, per layer, for incremental decoding.
 
     Each layer holds (B, n_kv_heads, S, head_dim) keys and values: under multi-query attention
-    that is one head, n_head times less memory than multi-head attention needs. Storage grows
-    by doubling, so decoding N tokens one by one copies O(N) in all. For inference only.
+    that is one head, n_head times less memory than multi-head attention needs. With a
+    `capacity` the storage is allocated once and decoding writes in place; without one it
+    grows by doubling, so decoding N tokens one by one copies O(N) in all. `expand` copies a
+    one-row cache (a prompt) to n rows (its samples); `keep` drops rows (finished samples).
+    For inference only.
     """
 
-    def __init__(self, n_layer: int):
+    def __init__(self, n_layer: int, capacity: int | None = None):
+        self.capacity = capacity
         self._keys: list[Tensor | None] = [None] * n_layer
         self._values: list[Tensor | None] = [None] * n_layer
         self._lengths = [0] * n_layer
@@ -44,7 +48,9 @@ class KVCache:
         end = start + keys.shape[2]
         cached_k, cached_v = self._keys[layer], self._values[layer]
         if cached_k is None or end > cached_k.shape[2]:
-            capacity = max(end, 2 * start, 16)
+            if self.capacity is not None and end > self.capacity:
+                raise ValueError(f"a KV cache of {self.capacity} tokens cannot hold {end}")
+            capacity = self.capacity or max(end, 2 * start, 16)
             grown_k = keys.new_empty(*keys.shape[:2], capacity, keys.shape[3])
             grown_v = values.new_empty(*values.shape[:2], capacity, values.shape[3])
             if cached_k is not None:
@@ -66,6 +72,18 @@ class KVCache:
         if not 0 <= length <= self.length:
             raise ValueError(f"cannot crop a cache of {self.length} tokens to {length}")
         self._lengths = [min(n, length) for n in self._lengths]
+
+    def expand(self, rows: int) -> None:
+        """Copy the cache's single row to `rows` rows."""
+        self._apply(lambda t: t.expand(rows, -1, -1, -1).contiguous())
+
+    def keep(self, rows: Tensor) -> None:
+        """Keep only the given rows (int64 indices), in that order."""
+        self._apply(lambda t: t.index_select(0, rows))
+
+    def _apply(self, fn) -> None:
+        self._keys = [None if t is None else fn(t) for t in self._keys]
+        self._values = [None if t is None else fn(t) for t in self._values]
 
 
 def rotary_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
@@ -89,6 +107,12 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
+def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout as a call only when it does something: decoding a token makes ~10 fewer
+    calls per step than with nn.Dropout modules."""
+    return F.dropout(x, p, training=True) if p and training else x
+
+
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig, layer: int):
         super().__init__()
@@ -99,14 +123,15 @@ class Attention(nn.Module):
         self.dropout = config.dropout
         self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * config.kv_dim)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
-        self.resid_drop = nn.Dropout(config.dropout)
 
     def forward(
         self, x: Tensor, rope: tuple[Tensor, Tensor] | None, kv_cache: KVCache | None
     ) -> Tensor:
-        B, T, C = x.shape
-        kv_dim = self.n_kv_heads * self.head_dim
-        q, k, v = self.c_attn(x).split((C, kv_dim, kv_dim), dim=-1)
+        B, T, _ = x.shape
+        # Widths from the head counts, not from C: under tensor parallelism a rank holds
+        # n_head / tp query heads and its c_attn yields only theirs (train/parallel.py).
+        q_dim, kv_dim = self.n_head * self.head_dim, self.n_kv_heads * self.head_dim
+        q, k, v = self.c_attn(x).split((q_dim, kv_dim, kv_dim), dim=-1)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
         v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
@@ -129,8 +154,8 @@ class Attention(nn.Module):
             is_causal=S == T and T > 1,
             enable_gqa=self.n_kv_heads != self.n_head,
         )  # (B, H, T, hd)
-        y = y.transpose(1, 2).reshape(B, T, C)
-        return self.resid_drop(self.c_proj(y))
+        y = y.transpose(1, 2).reshape(B, T, q_dim)
+        return _dropout(self.c_proj(y), self.dropout, self.training)
 
 
 class MLP(nn.Module):
@@ -138,13 +163,14 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
         self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
-        self.drop = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
         # "gelu_tanh" is HF's "gelu_pytorch_tanh", the tanh approximation StarCoder and
         # StarCoder2 use; "gelu" is the exact (erf) GELU some BigCode checkpoints name.
         self.approximate = "tanh" if config.activation == "gelu_tanh" else "none"
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
+        h = F.gelu(self.c_fc(x), approximate=self.approximate)
+        return _dropout(self.c_proj(h), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -180,7 +206,7 @@ class CodeGPT(nn.Module):
             if config.position == "learned"
             else None
         )
-        self.drop = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
         self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.init_weights()
@@ -212,13 +238,15 @@ class CodeGPT(nn.Module):
         labels: Tensor | None = None,
         kv_cache: KVCache | None = None,
         position_offset: int = 0,
+        logits_to_keep: int = 0,
     ) -> tuple[Tensor, Tensor | None]:
         """(logits, None) without labels: logits (B, T, V) in float32. (None, loss) with them.
 
         labels are already shifted (labels[:, t] is the target after input_ids[:, t]); the
         loss is the mean cross-entropy over labels != -100 (0 when there are none). With a
         kv_cache, input_ids follow the cached tokens and positions continue after them;
-        position_offset shifts every position further.
+        position_offset shifts every position further. logits_to_keep > 0 computes logits
+        for the last that many positions only (a prompt's prefill needs one row, not T).
         """
         B, T = input_ids.shape
         start = position_offset + (kv_cache.length if kv_cache is not None else 0)
@@ -227,16 +255,18 @@ class CodeGPT(nn.Module):
                 f"positions {start}..{start + T - 1} exceed the model's context of "
                 f"{self.config.n_positions} tokens: shorten the input"
             )
-        positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
         x = self.wte(input_ids)  # (B, T, C)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe(positions)
+            x = x + self.wpe.weight[start : start + T]  # a slice: no index tensor per step
         else:
+            positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
             rope = rotary_tables(positions, self.config.head_dim, self.config.rope_theta)
-        x = self.drop(x)
+        x = _dropout(x, self.dropout, self.training)
         for block in self.blocks:
             x = block(x, rope, kv_cache)
+        if logits_to_keep and labels is None:
+            x = x[:, -logits_to_keep:]
         x = self.ln_f(x)  # (B, T, C)
         if labels is None:
             return F.linear(x, self.wte.weight).float(), None  # (B, T, V)

@@ -23,8 +23,8 @@ K/V rows `Shard(0)` too when tp divides n_kv_heads, or, under multi-query attent
 head), replicated: every rank computes the one K/V head from the replicated input, its local
 heads give only a partial sum of that head's gradient, and `_sum_gradient` all-reduces it over
 the tp group before it reaches the K/V weights. Other head counts are refused
-(`check_tensor_parallel`). The attention's own forward splits its output by the full width,
-so a head-local copy of it (`_head_parallel_attention`) replaces it on each block.
+(`check_tensor_parallel`). `ShardedQKV` returns the rank's [Q | K | V] as one tensor, and
+the model's own attention splits it by its head counts, set to the local ones here.
 
 Everything else (embeddings, LayerNorms, the tied output projection, RowwiseParallel's
 biases) stays replicated, as `Replicate()` DTensors, so that every parameter is a DTensor on
@@ -235,7 +235,6 @@ def _tensor_parallel(model: nn.Module, mesh) -> None:
         attn.c_attn = ShardedQKV(attn.c_attn, attn.n_kv_heads, mesh)
         attn.n_head //= tp
         attn.n_kv_heads = attn.c_attn.local_kv_heads
-        attn.forward = functools.partial(_head_parallel_attention, attn)
         parallelize_module(attn, mesh, {"c_proj": RowwiseParallel()})
         parallelize_module(
             block.mlp, mesh, {"c_fc": ColwiseParallel(), "c_proj": RowwiseParallel()}
@@ -328,51 +327,21 @@ class ShardedQKV(nn.Module):
                     local = distribute_tensor(tensor.clone(), mesh, [placement])
                     setattr(self, f"{part}_{kind}", nn.Parameter(local))
 
-    def forward(self, x_BTC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x_BTC: torch.Tensor) -> torch.Tensor:
+        """This rank's [Q | K | V] (B, T, (local heads + 2 x local kv heads) x hd): the
+        model's own Attention.forward splits it by its (local) head counts."""
         x = _as_replicated(x_BTC, self.mesh)  # the backward all-reduces x's partial gradients
         q = F.linear(x, self.q_weight, self.q_bias).to_local()  # (B, T, local heads x hd)
         if self.kv_sharded:
             k = F.linear(x, self.k_weight, self.k_bias).to_local()
             v = F.linear(x, self.v_weight, self.v_bias).to_local()
-            return q, k, v
+            return torch.cat((q, k, v), dim=-1)
         # A replicated head: computed whole from a copy of x whose gradient needs no
         # reduction, because the K/V gradient is summed over the ranks' heads first.
         weight = torch.cat((self.k_weight, self.v_weight))
         bias = torch.cat((self.k_bias, self.v_bias))
         kv = F.linear(_as_replicated(x_BTC, self.mesh), weight, bias).to_local()
-        k, v = _sum_gradient(kv, self.mesh).split(self.sizes[1], dim=-1)
-        return q, k, v
-
-
-def _head_parallel_attention(
-    attn: nn.Module,
-    x: torch.Tensor,
-    rope: tuple[torch.Tensor, torch.Tensor] | None,
-    kv_cache=None,
-) -> torch.Tensor:
-    """`Attention.forward` for a rank's heads: shapes come from the local q/k/v (the model's
-    own forward splits and reshapes by the full width). Training only: no KV cache."""
-    from codekiln.model.gpt import apply_rotary
-
-    if kv_cache is not None:
-        raise UserError("a tensor-parallel model does not decode: export it and load it whole")
-    B, T, _ = x.shape
-    q, k, v = attn.c_attn(x)
-    q = q.view(B, T, -1, attn.head_dim).transpose(1, 2)  # (B, H / tp, T, hd)
-    k = k.view(B, T, -1, attn.head_dim).transpose(1, 2)  # (B, KV local, T, hd)
-    v = v.view(B, T, -1, attn.head_dim).transpose(1, 2)
-    if rope is not None:
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-    y = F.scaled_dot_product_attention(
-        q,
-        k,
-        v,
-        dropout_p=attn.dropout if attn.training else 0.0,
-        is_causal=T > 1,
-        enable_gqa=k.shape[1] != q.shape[1],
-    )  # (B, H / tp, T, hd)
-    y = y.transpose(1, 2).reshape(B, T, -1)
-    return attn.resid_drop(attn.c_proj(y))
+        return torch.cat((q, _sum_gradient(kv, self.mesh)), dim=-1)
 
 
 def _recomputed(forward):
