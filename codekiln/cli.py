@@ -251,6 +251,11 @@ def run_command(
     _print_train_summary(result.train)
     _print_eval_summary(result.evaluation, workspace / "eval")
     console.print(f"workspace report: {result.report_path}")
+    model_dir, index_dir = result.train.model_dir, result.attribution.out_dir
+    console.print(
+        f"serve the model with attribution:  codekiln serve {model_dir} --attribution {index_dir}"
+    )
+    console.print(f"complete in an editor (LSP):      codekiln lsp --model {model_dir}")
 
 
 tokenizer_app = typer.Typer(
@@ -539,6 +544,79 @@ def _print_attribution_summary(result) -> None:
     counts = ", ".join(f"{k} {show(v)}" for k, v in result.counts.items())
     console.print(f"attribution index in {result.out_dir}: {counts}")
     console.print("sizes: " + ", ".join(f"{k} {show(v)}" for k, v in result.sizes.items()))
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[
+        str,
+        typer.Argument(help="A model folder (Hugging Face format) or an OpenAI-compatible URL."),
+    ],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")
+    ] = 8000,
+    attribution: Annotated[
+        Path | None,
+        typer.Option("--attribution", help="An attribution index folder, for POST /overlap."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="CODEKILN_API_KEY",
+            help="Bearer token every route but /health requires.",
+        ),
+    ] = None,
+    max_concurrent: Annotated[
+        int, typer.Option("--max-concurrent", min=1, help="Generations at once.")
+    ] = 1,
+    engine: Annotated[
+        str, typer.Option("--engine", help="auto, codekiln or transformers.")
+    ] = "auto",
+) -> None:
+    """Serve a model over HTTP: OpenAI /v1/completions (with suffix: fill-in-the-middle), TGI
+    /generate and /generate_stream, /overlap (attribution), /health, /metrics."""
+    from codekiln.serve import ServeConfig
+    from codekiln.serve.http import serve
+
+    serve(
+        model,
+        host=host,
+        port=port,
+        attribution=attribution,
+        api_key=api_key,
+        config=ServeConfig(max_concurrent=max_concurrent),
+        engine=engine,
+    )
+
+
+@app.command("lsp")
+def lsp_command(
+    model: Annotated[str | None, typer.Option("--model", help="A model folder.")] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option("--endpoint", help="An OpenAI-compatible URL (codekiln serve's)."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="CODEKILN_API_KEY", help="Bearer token for --endpoint."),
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 64,
+    context_tokens: Annotated[
+        int, typer.Option("--context-tokens", min=0, help="Prompt budget (0: the model's).")
+    ] = 0,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.2,
+) -> None:
+    """Language server over stdio: textDocument/inlineCompletion, textDocument/completion and
+    llm-ls/getCompletions (llm.nvim, llm-vscode)."""
+    from codekiln.serve import LspConfig
+    from codekiln.serve.lsp import run_lsp
+
+    config = LspConfig(
+        max_new_tokens=max_new_tokens, context_tokens=context_tokens, temperature=temperature
+    )
+    run_lsp(model, endpoint, config, api_key=api_key)
 
 
 def _print_task_list() -> None:

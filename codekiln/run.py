@@ -34,7 +34,7 @@ from codekiln.progress import PhaseProgress
 RUN_DEFAULTS = {
     "tokenizer": ["vocab_size=8192", "sample_bytes=50000000"],
     "pack": ["valid_fraction=0.05"],
-    "train": ["model=tiny", "max_steps=600", "max_minutes=8", "eval_every=100"],
+    "train": ["model=tiny", "max_steps=1200", "max_minutes=8", "eval_every=200"],
     # Greedy pass@1 with short completions: a minutes-trained model writes little of use.
     "eval": ["tasks=humaneval,humaneval-infill", "greedy=true", "max_new_tokens=128"],
     "attribution": [],

@@ -94,7 +94,8 @@ def test_run_main_job_on_given_source(fixture_repo, tmp_path):
         "train.max_steps=3",
     ]
     small += ["--set", "train.eval_every=2", "--set", 'train.model_overrides={"n_layer": 1}']
-    result = cli("run", "-w", str(ws), str(fixture_repo), "-q", *small)
+    small += ["--set", "eval.limit=2", "--set", "eval.max_new_tokens=8"]
+    result = cli("run", "-w", str(ws), str(fixture_repo), "-q", "--allow-code-execution", *small)
     assert result.returncode == 0, result.stderr
     assert (ws / "curated" / "manifest.json").exists()
     assert (ws / "tokenizer" / "tokenizer.json").exists()
@@ -105,7 +106,16 @@ def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     assert "workspace report" in result.stdout
     assert (ws / "train" / "model" / "config.json").exists()
     assert (ws / "train" / "metrics.jsonl").exists() and (ws / "train" / "loss.png").exists()
-    again = cli("run", "-w", str(ws), str(fixture_repo), "-q", *small)
+    for task in ("humaneval", "humaneval-infill"):
+        results = json.loads((ws / "eval" / task / "results.json").read_text())
+        assert results["problems"] == 2 and "pass@1" in results["metrics"]
+    assert "pass@1" in (ws / "report.html").read_text()
+    assert (ws / "eval" / "report.html").exists()
+    assert (ws / "attribution" / "manifest.json").exists()
+    assert f"codekiln serve {ws / 'train' / 'model'} --attribution" in " ".join(
+        result.stdout.split()
+    )
+    again = cli("run", "-w", str(ws), str(fixture_repo), "-q", "--allow-code-execution", *small)
     assert again.returncode == 0 and "already" in again.stdout
 
 
@@ -153,7 +163,7 @@ def test_readme_commands_name_real_commands_and_options():
     commands = _readme_commands()
     assert len(commands) >= 3
     helps: dict[str, str] = {}
-    groups = {"tokenizer", "data"}  # commands with subcommands: `codekiln tokenizer train`
+    groups = {"tokenizer", "data", "attribution"}  # with subcommands: `codekiln tokenizer train`
     for words in commands:
         if words[1].startswith("-"):
             continue

@@ -104,6 +104,9 @@ def test_tasks_are_checked_by_name():
         "humaneval",
         "humaneval-infill",
     ]
+    languages = [t.name for t in parse_tasks("humaneval,multiple")]
+    assert languages[0] == "humaneval" and len(languages) == 12
+    assert len(parse_tasks("all")) == 13
     with pytest.raises(UserError, match="unknown task 'mbpp'"):
         parse_tasks("mbpp")
     with pytest.raises(UserError, match="no task"):
@@ -276,3 +279,27 @@ def test_a_translated_task_runs_through_the_same_harness(tmp_path):
         set(good) & set(outcomes)
     )
     assert result["multiple-js"]["execution"]["limits"]["memory_bytes"] is None
+
+
+def test_a_prompt_too_long_for_the_model_fails_its_problem_not_the_run(tmp_path):
+    from codekiln.errors import PromptTooLong
+
+    class ShortContext(Scripted):
+        def _batch(self, prompts, params):
+            if any("has_close_elements" in p for p in prompts):
+                raise PromptTooLong("the prompt has 600 tokens but the model's context is 512")
+            return super()._batch(prompts, params)
+
+    config = EvalConfig(limit=3, greedy=True, batch_size=3)
+    result = evaluate(ShortContext(canonical), tmp_path, config, allow_code_execution=True)
+    outcomes = [p["outcomes"] for p in result["humaneval"]["per_problem"]]
+    assert outcomes == [["failed"], ["passed"], ["passed"]]
+    rows = [json.loads(line) for line in (tmp_path / "humaneval" / "generations.jsonl").open()]
+    assert rows[0]["completion"] == "" and "context is 512" in rows[0]["error"]
+
+    class Down(Scripted):
+        def _batch(self, prompts, params):
+            raise UserError("endpoint http://localhost:9 failed 4 times")
+
+    with pytest.raises(UserError, match="failed 4 times"):
+        evaluate(Down(), tmp_path / "down", config, allow_code_execution=True)

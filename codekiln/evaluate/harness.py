@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from codekiln.errors import UserError
+from codekiln.errors import PromptTooLong, UserError
 from codekiln.evaluate.config import EvalConfig
 from codekiln.evaluate.passk import pass_at_ks
 from codekiln.evaluate.tasks import Problem, Program, Task, parse_tasks
@@ -192,12 +192,7 @@ def generate(
                 stop=tuple(s for s in task.stop if s != "<|endoftext|>"),
                 greedy=config.is_greedy,
             )
-            if task.mode == "infill":
-                outputs = backend.infill(
-                    [p.prompt for p in batch], [p.suffix or "" for p in batch], params
-                )
-            else:
-                outputs = backend.complete([p.prompt for p in batch], params)
+            outputs = _generate_batch(backend, task, batch, params)
             for problem, samples in zip(batch, outputs, strict=True):
                 completions = [task.postprocess(problem, s.text) for s in samples]
                 done[problem.task_id] = completions
@@ -209,12 +204,50 @@ def generate(
                         "finish_reason": sample.finish_reason,
                         "tokens": sample.tokens,
                     }
+                    if getattr(sample, "error", None):
+                        row["error"] = sample.error
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
             finished += len(batch)
             if progress:
                 progress(f"{task.name}: generate", finished, len(problems))
     return {p.task_id: done[p.task_id] for p in problems}
+
+
+@dataclasses.dataclass
+class _NoCompletion:
+    """The stand-in sample of a problem the model could not take (a prompt longer than its
+    context): scored as an empty completion, which fails, with the reason recorded."""
+
+    error: str
+    text: str = ""
+    tokens: int = 0
+    finish_reason: str = "error"
+
+
+def _generate_batch(backend: Any, task: Task, batch: list[Problem], params: Any) -> list[list]:
+    """The backend's samples for each problem of `batch`. If a prompt is too long for the
+    model's context, each problem is tried alone and the ones too long get empty samples
+    (scored as failures, the reason kept), so one problem cannot stop an evaluation."""
+
+    def call(problems: list[Problem]) -> list[list]:
+        if task.mode == "infill":
+            return backend.infill(
+                [p.prompt for p in problems], [p.suffix or "" for p in problems], params
+            )
+        return backend.complete([p.prompt for p in problems], params)
+
+    try:
+        return call(batch)
+    except PromptTooLong:
+        pass
+    outputs = []
+    for problem in batch:
+        try:
+            outputs.extend(call([problem]))
+        except PromptTooLong as error:
+            outputs.append([_NoCompletion(str(error)) for _ in range(params.n)])
+    return outputs
 
 
 def execute(

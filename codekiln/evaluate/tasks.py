@@ -101,9 +101,18 @@ def task_names() -> list[str]:
 
 
 def parse_tasks(spec: str | list[str]) -> list[Task]:
-    """Tasks from "humaneval,humaneval-infill" (or a list), checked, without duplicates."""
+    """Tasks from "humaneval,humaneval-infill" (or a list), checked, without duplicates;
+    "multiple" stands for every multiple-<lang> task and "all" for every task."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
-    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    expanded = []
+    for name in (n.strip() for n in names if n.strip()):
+        if name == "all":
+            expanded += task_names()
+        elif name == "multiple":
+            expanded += [t for t in task_names() if t.startswith("multiple-")]
+        else:
+            expanded.append(name)
+    names = list(dict.fromkeys(expanded))
     if not names:
         raise UserError("no task named: pass --tasks humaneval (codekiln eval --list-tasks)")
     return [get_task(name) for name in names]

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from codekiln.errors import UserError
+from codekiln.errors import PromptTooLong, UserError
 from codekiln.generate.backend import (
     TextStream,
     check_fim_order,
@@ -250,7 +250,7 @@ class TransformersBackend:
             return params.max_new_tokens
         room = self.context_length - prompt_tokens
         if room < 1:
-            raise UserError(
+            raise PromptTooLong(
                 f"the prompt has {prompt_tokens} tokens but the model's context is "
                 f"{self.context_length}: shorten the prompt to leave room for the completion"
             )

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from codekiln.errors import UserError
+from codekiln.errors import PromptTooLong, UserError
 from codekiln.generate.backend import (
     TextStream,
     check_fim_order,
@@ -244,7 +244,7 @@ class CodekilnBackend:
     def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
         room = self.context_length - prompt_tokens
         if room < 1:
-            raise UserError(
+            raise PromptTooLong(
                 f"the prompt has {prompt_tokens} tokens but the model's context is "
                 f"{self.context_length}: shorten the prompt to leave room for the completion"
             )

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from codekiln.errors import UserError
+from codekiln.errors import PromptTooLong, UserError
 from codekiln.generate.backend import (
     TextStream,
     check_infill_args,
@@ -221,7 +221,10 @@ class OpenAIBackend:
                 if exc.code not in RETRY_STATUS:
                     if quiet_status:
                         raise _HTTPStatus(exc.code) from None
-                    raise UserError(
+                    error = UserError
+                    if exc.code in (400, 422) and _says_too_long(message):
+                        error = PromptTooLong
+                    raise error(
                         f"endpoint {url} refused the request: HTTP {exc.code} {message}"
                     ) from None
                 failure = f"HTTP {exc.code} {message}"
@@ -252,6 +255,18 @@ def _server_sent_events(response: Any, url: str) -> Iterator[Any]:
                 f"endpoint {url} streamed something that is not JSON: {payload[:80]!r}"
             ) from None
         yield event
+
+
+def _says_too_long(message: str) -> bool:
+    """Whether a 400's message is about the prompt's length (vLLM, TGI, OpenAI, ours).
+
+    >>> _says_too_long("This model's maximum context length is 2048 tokens")
+    True
+    """
+    text = message.lower()
+    return (
+        "context" in text or "too long" in text or "input validation" in text and "tokens" in text
+    )
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

@@ -1,0 +1,76 @@
+"""The settings of the HTTP server and the language server, one dataclass each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How `codekiln serve` listens, admits requests and bounds their work.
+
+    Generation is CPU- or GPU-bound, so at most `max_concurrent` generations run at once and
+    at most `max_queue` more wait for a slot; beyond that a request gets 503 at once rather
+    than a long wait. Every other route answers from the request thread, whatever the load.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = field(default=None, repr=False)  # Bearer token; /health stays open
+    model_name: str | None = None  # the name /v1/models lists (default: the backend's)
+    max_concurrent: int = 1
+    max_queue: int = 64
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_new_tokens: int = 4096  # largest max_tokens / max_new_tokens a request may ask for
+    max_n: int = 16  # samples per prompt
+    max_choices: int = 64  # prompts x samples in one request
+    max_document_chars: int = 1_000_000  # what /overlap checks at most
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"serve: port must be in 0..65535 (0: any free port), got {self.port}")
+        for name in ("max_concurrent", "max_body_bytes", "max_new_tokens", "max_n"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"serve: {name} must be at least 1, got {getattr(self, name)}")
+        if self.max_queue < 0:
+            raise ValueError(f"serve: max_queue must be 0 or more, got {self.max_queue}")
+        if self.max_choices < self.max_n:
+            raise ValueError(
+                f"serve: max_choices ({self.max_choices}) must be at least max_n ({self.max_n})"
+            )
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("serve: api_key must not be empty: give a token, or none for no auth")
+        if self.max_document_chars < 1:
+            raise ValueError("serve: max_document_chars must be at least 1")
+
+
+@dataclass(frozen=True)
+class LspConfig:
+    """How `codekiln lsp` builds prompts and samples completions.
+
+    `context_tokens` bounds prompt + completion (0: the model's context, or 2048 where the
+    backend does not know it); `prefix_share` of the prompt budget goes to the text before
+    the cursor, the rest (and whatever the suffix leaves unused) to the text after it.
+    """
+
+    context_tokens: int = 0
+    max_new_tokens: int = 64
+    temperature: float = 0.2
+    top_p: float = 0.95
+    prefix_share: float = 0.75
+    fim: bool = True  # fill in the middle when the model can
+    multiline_stop: tuple[str, ...] = ("\n\n\n",)
+
+    def __post_init__(self) -> None:
+        if self.context_tokens < 0:
+            raise ValueError(
+                f"lsp: context_tokens must be 0 (the model's) or positive, "
+                f"got {self.context_tokens}"
+            )
+        if self.max_new_tokens < 1:
+            raise ValueError(f"lsp: max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        if not 0 < self.prefix_share <= 1:
+            raise ValueError(f"lsp: prefix_share must be in (0, 1], got {self.prefix_share}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("lsp: temperature must be >= 0 and top_p in (0, 1]")
+        object.__setattr__(self, "multiline_stop", tuple(self.multiline_stop))

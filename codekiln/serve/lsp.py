@@ -1,0 +1,410 @@
+"""`codekiln lsp`: a language server over stdio that completes code with the model.
+
+Requests it answers (pygls 2, LSP 3.18):
+
+- `textDocument/inlineCompletion`: ghost text at the cursor (VS Code, Neovim 0.12+, Zed...);
+- `textDocument/completion`: one completion item, for editors without inline completion;
+- `llm-ls/getCompletions`: llm-ls's custom request, `{"request_id", "completions":
+  [{"generated_text"}]}`, so llm.nvim and llm-vscode work unchanged with this server as
+  their `lsp.bin_path` / `llm.lsp.binaryPath` (`llm-ls/acceptCompletion` and
+  `llm-ls/rejectCompletion` are acknowledged and logged).
+
+The server keeps the open documents (didOpen/didChange/didClose, incremental sync) and
+builds each prompt itself (`codekiln.serve.context`): the lines around the cursor within the
+context budget, the suffix as fill-in-the-middle when the model has FIM tokens, one line of
+completion when code follows the cursor on its line and several otherwise. llm-ls's request
+settings apply where they make sense (`fim.enabled`, `contextWindow`, `tokensToClear`,
+`requestBody`'s sampling parameters); its `model`, `backend` and `url` are ignored: the
+model is the one this server was started with (`--model FOLDER`, or `--endpoint URL` for
+`codekiln serve` or any OpenAI-compatible server), and its own FIM tokens are used.
+
+Staleness: one generation runs at a time. A request whose client cancels it
+(`$/cancelRequest`) or that a newer request for the same document supersedes stops between
+two tokens and answers with nothing; handlers are coroutines, so the editor's next request
+is read while a generation runs on a worker thread. Each completion logs one line on
+stderr: document, position, mode, prompt size, milliseconds and outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from codekiln.generate.params import SamplingParams
+from codekiln.serve.config import LspConfig
+from codekiln.serve.context import CursorContext, cursor_context
+
+log = logging.getLogger("codekiln.lsp")
+
+DEFAULT_CONTEXT = 2048  # tokens, for a backend that does not know its context
+GET_COMPLETIONS = "llm-ls/getCompletions"
+ACCEPT_COMPLETION = "llm-ls/acceptCompletion"
+REJECT_COMPLETION = "llm-ls/rejectCompletion"
+LOCK_POLL_SECONDS = 0.02
+
+
+@dataclass
+class Ticket:
+    """One completion request's right to run; `cancelled` is set to stop it."""
+
+    uri: str
+    cancelled: threading.Event
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-request settings: the server's, overridden by an llm-ls request's."""
+
+    params: SamplingParams
+    fim: bool
+    context_tokens: int
+    tokens_to_clear: tuple[str, ...] = ()
+
+
+class Completer:
+    """The model behind the language server: prompts, one generation at a time, staleness.
+
+    Usable without LSP (the IPython extension and the tests call `complete` directly).
+    """
+
+    def __init__(self, backend: Any, config: LspConfig | None = None) -> None:
+        self.backend = backend
+        self.config = config or LspConfig()
+        self._generation = threading.Lock()
+        self._tickets_lock = threading.Lock()
+        self._latest: dict[str, Ticket] = {}
+
+    def default_settings(self) -> Settings:
+        config = self.config
+        params = SamplingParams(
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+        )
+        return Settings(params, config.fim, config.context_tokens)
+
+    def ticket(self, uri: str) -> Ticket:
+        """A new ticket for `uri`, cancelling the document's previous one (superseded)."""
+        ticket = Ticket(uri, threading.Event())
+        with self._tickets_lock:
+            previous = self._latest.get(uri)
+            if previous is not None:
+                previous.cancelled.set()
+            self._latest[uri] = ticket
+        return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        with self._tickets_lock:
+            if self._latest.get(ticket.uri) is ticket:
+                del self._latest[ticket.uri]
+
+    def context(self, text: str, offset: int, settings: Settings) -> CursorContext:
+        budget = self._prompt_budget(settings)
+        return cursor_context(text, offset, budget, self._count, self.config.prefix_share)
+
+    def complete(
+        self, text: str, offset: int, settings: Settings | None = None, ticket: Ticket | None = None
+    ) -> str | None:
+        """The completion at character `offset` of `text`; None when cancelled."""
+        settings = settings or self.default_settings()
+        ticket = ticket or Ticket("", threading.Event())
+        started = time.monotonic()
+        context = self.context(text, offset, settings)
+        fim = settings.fim and self.backend.supports_fim and bool(context.suffix.strip())
+        stop = self.config.multiline_stop if context.multiline else ("\n",)
+        params = _with_stops(settings.params, stop)
+        text_out = self._generate(context, fim, params, ticket)
+        outcome = "cancelled" if text_out is None else f"{len(text_out)} chars"
+        log.info(
+            "completion %s offset %d %s%s: prompt %d+%d chars, %.0f ms, %s",
+            ticket.uri or "-",
+            offset,
+            "multi-line" if context.multiline else "single line",
+            " FIM" if fim else "",
+            len(context.prefix),
+            len(context.suffix) if fim else 0,
+            1000 * (time.monotonic() - started),
+            outcome,
+        )
+        if text_out is None:
+            return None
+        for token in settings.tokens_to_clear:
+            text_out = text_out.replace(token, "")
+        if not context.multiline:
+            text_out = text_out.split("\n", 1)[0]
+        return text_out
+
+    def _generate(
+        self, context: CursorContext, fim: bool, params: SamplingParams, ticket: Ticket
+    ) -> str | None:
+        while not self._generation.acquire(timeout=LOCK_POLL_SECONDS):
+            if ticket.cancelled.is_set():
+                return None
+        try:
+            if ticket.cancelled.is_set():
+                return None
+            suffix = context.suffix if fim else None
+            stream = self.backend.stream(context.prefix, params, suffix)
+            parts = []
+            try:
+                for delta in stream:
+                    parts.append(delta)
+                    if ticket.cancelled.is_set():
+                        return None
+            finally:
+                stream.close()
+            return "".join(parts)
+        finally:
+            self._generation.release()
+
+    def _prompt_budget(self, settings: Settings) -> int:
+        context = int(getattr(self.backend, "context_length", 0) or 0) or DEFAULT_CONTEXT
+        if settings.context_tokens:
+            context = min(context, settings.context_tokens)
+        fim_tokens = 3 if settings.fim else 0
+        return max(1, context - settings.params.max_new_tokens - fim_tokens)
+
+    def _count(self, text: str) -> int:
+        count = getattr(self.backend, "count_tokens", None)
+        if count is None:
+            return -(-len(text) // 3)  # a remote model's tokenizer is unknown: ~3 chars a token
+        return count(text)
+
+
+def llm_ls_settings(params: dict[str, Any], defaults: Settings) -> Settings:
+    """Settings from an `llm-ls/getCompletions` request (its `requestBody` in TGI's shape,
+    `{"parameters": {...}}`, or OpenAI's flat one).
+
+    >>> base = Settings(SamplingParams(max_new_tokens=64), True, 0)
+    >>> body = {"parameters": {"max_new_tokens": 12, "temperature": 0.5}}
+    >>> s = llm_ls_settings({"requestBody": body, "fim": {"enabled": False}}, base)
+    >>> s.params.max_new_tokens, s.params.temperature, s.fim
+    (12, 0.5, False)
+    """
+    body = params.get("requestBody") or {}
+    sampling = body.get("parameters") if isinstance(body.get("parameters"), dict) else body
+    base = defaults.params
+    temperature = _number(sampling.get("temperature"), base.temperature)
+    max_new = sampling.get("max_new_tokens", sampling.get("max_tokens"))
+    stop = sampling.get("stop") or sampling.get("stop_tokens") or ()
+    stop = (stop,) if isinstance(stop, str) else tuple(s for s in stop if isinstance(s, str) and s)
+    do_sample = sampling.get("do_sample")
+    sample_params = SamplingParams(
+        max_new_tokens=max_new if _positive_int(max_new) else base.max_new_tokens,
+        temperature=temperature,
+        top_p=_number(sampling.get("top_p"), base.top_p, upper=1.0),
+        seed=sampling["seed"] if _positive_int(sampling.get("seed")) else base.seed,
+        stop=stop,
+        greedy=temperature == 0 or do_sample is False,
+    )
+    fim = params.get("fim")
+    window = params.get("contextWindow")
+    clear = params.get("tokensToClear") or ()
+    return Settings(
+        params=sample_params,
+        fim=bool(fim.get("enabled", True)) if isinstance(fim, dict) else defaults.fim,
+        context_tokens=window if _positive_int(window) else defaults.context_tokens,
+        tokens_to_clear=tuple(t for t in clear if isinstance(t, str) and t),
+    )
+
+
+def build_lsp_server(completer: Completer) -> Any:
+    """A pygls `LanguageServer` answering completion requests with `completer`."""
+    try:
+        from lsprotocol import types
+        from pygls.lsp.server import LanguageServer
+    except ImportError:
+        from codekiln.errors import UserError
+
+        raise UserError(
+            "the language server needs pygls: pip install 'codekiln[serve]' (or 'pygls>=2')"
+        ) from None
+    import codekiln
+
+    server = LanguageServer("codekiln", codekiln.__version__)
+
+    async def run(uri: str, position: types.Position, settings: Settings) -> str | None:
+        document = server.workspace.get_text_document(uri)
+        text = document.source
+        offset = document.offset_at_position(position)
+        ticket = completer.ticket(uri)
+        try:
+            return await asyncio.to_thread(completer.complete, text, offset, settings, ticket)
+        finally:
+            ticket.cancelled.set()  # a cancelled task leaves its thread: stop it too
+            completer.release(ticket)
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: LanguageServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        uri, position = params.text_document.uri, params.position
+        text = await run(uri, position, completer.default_settings())
+        if not text:
+            return types.InlineCompletionList(items=[])
+        item = types.InlineCompletionItem(
+            insert_text=text, range=types.Range(start=position, end=position)
+        )
+        return types.InlineCompletionList(items=[item])
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
+    async def completion(
+        ls: LanguageServer, params: types.CompletionParams
+    ) -> types.CompletionList:
+        uri, position = params.text_document.uri, params.position
+        lines = server.workspace.get_text_document(uri).lines  # as the request saw them
+        line = list(lines[position.line : position.line + 1])
+        text = await run(uri, position, completer.default_settings())
+        if not text:
+            return types.CompletionList(is_incomplete=True, items=[])
+        return types.CompletionList(
+            is_incomplete=True, items=[_completion_item(types, line, position, text)]
+        )
+
+    @server.feature(GET_COMPLETIONS)
+    async def get_completions(ls: LanguageServer, raw: Any) -> dict[str, Any]:
+        params = _llm_ls_params(_plain(raw))
+        settings = llm_ls_settings(params, completer.default_settings())
+        position = types.Position(**params["position"])
+        text = await run(params["textDocument"]["uri"], position, settings)
+        completions = [] if text is None else [{"generated_text": text}]
+        return {"request_id": str(uuid.uuid4()), "completions": completions}
+
+    @server.feature(ACCEPT_COMPLETION)
+    def accept_completion(ls: LanguageServer, raw: Any) -> None:
+        log.info("completion accepted: %s", _plain(raw).get("requestId"))
+
+    @server.feature(REJECT_COMPLETION)
+    def reject_completion(ls: LanguageServer, raw: Any) -> None:
+        log.info("completion rejected: %s", _plain(raw).get("requestId"))
+
+    return server
+
+
+def run_lsp(
+    model: str | None = None,
+    endpoint: str | None = None,
+    config: LspConfig | None = None,
+    api_key: str | None = None,
+    **backend_options: Any,
+) -> None:
+    """Serve LSP on stdin/stdout until the editor exits; exactly one of `model` (a folder)
+    and `endpoint` (an OpenAI-compatible URL, such as `codekiln serve`'s) names the model."""
+    from codekiln.errors import UserError
+    from codekiln.generate import load_backend
+
+    if (model is None) == (endpoint is None):
+        raise UserError("give exactly one of --model FOLDER and --endpoint URL")
+    if endpoint is not None:
+        if not endpoint.startswith(("http://", "https://")):
+            raise UserError(f"--endpoint must be an http(s) URL, got {endpoint!r}")
+        backend = load_backend(endpoint, api_key=api_key, **backend_options)
+    else:
+        backend = load_backend(model, **backend_options)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
+        )
+    server = build_lsp_server(Completer(backend, config))
+    log.info("codekiln lsp: model %s, FIM %s", backend.name, backend.supports_fim)
+    server.start_io()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m codekiln.serve.lsp (--model FOLDER | --endpoint URL)`, for editors to start
+    where the `codekiln` command is not on their PATH."""
+    parser = argparse.ArgumentParser(prog="codekiln-lsp", description=main.__doc__)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a model folder (Hugging Face format)")
+    source.add_argument("--endpoint", help="an OpenAI-compatible server, e.g. codekiln serve's")
+    parser.add_argument("--api-key", help="Bearer token for --endpoint")
+    parser.add_argument("--max-new-tokens", type=int, default=LspConfig.max_new_tokens)
+    parser.add_argument("--context-tokens", type=int, default=LspConfig.context_tokens)
+    parser.add_argument("--temperature", type=float, default=LspConfig.temperature)
+    args = parser.parse_args(argv)
+    from codekiln.errors import UserError
+
+    try:
+        config = LspConfig(
+            max_new_tokens=args.max_new_tokens,
+            context_tokens=args.context_tokens,
+            temperature=args.temperature,
+        )
+        run_lsp(args.model, args.endpoint, config, api_key=args.api_key)
+    except (UserError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _completion_item(types: Any, line: list[str], position: Any, text: str) -> Any:
+    """An item that replaces the word before the cursor with that word + the completion, so
+    editors that filter items by the typed word keep it."""
+    before = line[0][: position.character] if line else ""
+    start = len(before)
+    while start > 0 and (before[start - 1].isalnum() or before[start - 1] == "_"):
+        start -= 1
+    word = before[start:]
+    first_line = text.split("\n", 1)[0]
+    edit_range = types.Range(
+        start=types.Position(line=position.line, character=start), end=position
+    )
+    return types.CompletionItem(
+        label=(word + first_line).strip()[:80] or text.strip()[:80],
+        kind=types.CompletionItemKind.Text,
+        detail="codekiln",
+        filter_text=word + text,
+        sort_text="0",
+        text_edit=types.TextEdit(range=edit_range, new_text=word + text),
+        insert_text_format=types.InsertTextFormat.PlainText,
+    )
+
+
+def _llm_ls_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The request's params with textDocument and position at the top, where llm-ls reads
+    them; some llm.nvim versions nest them one level down (`table.insert(params, ...)`)."""
+    if "textDocument" in params and "position" in params:
+        return params
+    for value in params.values():
+        if isinstance(value, dict) and "textDocument" in value and "position" in value:
+            return {**params, **value}
+    raise ValueError("llm-ls/getCompletions needs textDocument and position")
+
+
+def _plain(value: Any) -> Any:
+    """pygls hands custom requests' params over as namedtuples: back to dicts and lists."""
+    if hasattr(value, "_asdict"):
+        return {key: _plain(item) for key, item in value._asdict().items()}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _with_stops(params: SamplingParams, stops: tuple[str, ...]) -> SamplingParams:
+    from dataclasses import replace
+
+    return replace(params, stop=tuple(dict.fromkeys((*params.stop, *stops))))
+
+
+def _number(value: Any, default: float, upper: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return default
+    if upper is not None and not 0 < value <= upper:
+        return default
+    return float(value)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+if __name__ == "__main__":
+    main()
