@@ -45,6 +45,9 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/pack.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/execute.py
+	$(BIN)/python bench/attribution.py
 
 clean:
 	rm -rf $(VENV) workspace bench/out .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ Stages are chained through files on disk only; each later issue adds its stage h
     workspace/tokens/     pack: train/valid token shards
     workspace/train/      train: checkpoints, metrics.jsonl, loss.png, model/ (HF format)
     workspace/eval/       evaluate: HumanEval and infilling generations, verdicts, pass@1
+    workspace/leaderboard/ the evaluation as a leaderboard page (add other models' results)
     workspace/attribution/ attribution: Bloom-filter index of the curated data, for serving
     workspace/report.html an index of every stage's outputs
 """
@@ -130,6 +131,11 @@ def run_pipeline(
             generate_only=not allow_code_execution,
             progress=bars,
         )
+    leaderboard = None
+    if allow_code_execution:
+        from codekiln.evaluate.leaderboard import build_leaderboard
+
+        leaderboard = build_leaderboard([workspace / "eval"], workspace / "leaderboard")
     from codekiln.attribution import AttributionConfig, build_index
 
     attribution_config = stage_config(AttributionConfig, "attribution")
@@ -173,6 +179,11 @@ def run_pipeline(
             "train/loss.png",
         ),
         ("eval", _eval_summary(evaluation), "eval/report.html"),
+        *(
+            [("leaderboard", "pass@1 per task, sortable", "leaderboard/index.html")]
+            if leaderboard
+            else []
+        ),
         (
             "attribution",
             f"{attribution.counts.get('distinct_grams', 0):,} grams of "

