@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codekiln.attribution import AttributionConfig, AttributionIndex, build_index
-from codekiln.attribution.build import shard_files
+from codekiln.shards import curated_shards
 
 ROWS_PER_GROUP = 200
 KEYWORDS = "def return if else for in while import from class with as try except not and or"
@@ -79,7 +79,7 @@ def write_corpus(files: list[Path], out_dir: Path) -> None:
 
 def read_texts(data: Path) -> list[str]:
     texts: list[str] = []
-    for path in shard_files(data):
+    for path in curated_shards(data):
         texts += [t for t in pq.read_table(path, columns=["content"])["content"].to_pylist() if t]
     return texts
 

@@ -38,21 +38,7 @@ class StageProgress:
 
     def __enter__(self) -> StageProgress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn(self.label),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn(self.unit + " · {task.fields[rate]}"),
-                TimeElapsedColumn(),
-            )
+            self._bar = _bar(self.label, self.unit + " · {task.fields[rate]}")
             self._bar.__enter__()
             self._task = self._bar.add_task(self.label, total=self.total, rate="")
         return self
@@ -79,20 +65,7 @@ class PhaseProgress:
 
     def __enter__(self) -> PhaseProgress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            )
+            self._bar = _bar("{task.description}")
             self._bar.__enter__()
         return self
 
@@ -106,3 +79,13 @@ class PhaseProgress:
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
             self._bar.__exit__(*exc)
+
+
+def _bar(label: str, after: str | None = None):
+    """A rich bar: label, bar, done/total, then `after` (if any) and the time elapsed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+    if after is not None:
+        columns.append(TextColumn(after))
+    return Progress(*columns, TimeElapsedColumn())

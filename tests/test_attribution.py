@@ -244,7 +244,7 @@ def _no_rows(data):
 @pytest.mark.parametrize(
     "setup, message",
     [
-        (_missing, "no curated data"),
+        (_missing, "no curated records"),
         (_empty, "holds no curated shards"),
         (_corrupt, "not a readable Parquet"),
         (_no_content_column, "no `content` column"),

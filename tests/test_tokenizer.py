@@ -263,7 +263,7 @@ def test_data_without_records_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no curated records in .*missing.*does not exist"):
         train_tokenizer(tmp_path / "missing", out, SMALL)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no curated records in .*empty; run `codekiln curate`"):
+    with pytest.raises(UserError, match="no curated records in .*empty.*run `codekiln curate"):
         train_tokenizer(tmp_path / "empty", out, SMALL)
     no_rows = write_shards(tmp_path / "no_rows", [])
     with pytest.raises(UserError, match="no curated records"):

@@ -47,6 +47,7 @@ from codekiln.manifest import (
     write_manifest,
 )
 from codekiln.progress import StageProgress
+from codekiln.shards import curated_shards
 
 STAGE = "attribution"
 FORMAT_VERSION = 1
@@ -96,25 +97,6 @@ class _Hashed:
     characters: int
     normalised_characters: int
     short: int  # documents too short for one gram
-
-
-def shard_files(data: str | Path) -> list[Path]:
-    """The curated shards of `data` in name order; a UserError says what to do if none."""
-    data = Path(data)
-    if not data.exists():
-        raise UserError(
-            f"no curated data at {data}: run `codekiln curate SRC -o {data}` first, "
-            "or give the folder it wrote"
-        )
-    if not data.is_dir():
-        raise UserError(f"{data} is a file: give the curated folder (part-*.parquet) instead")
-    files = sorted(data.glob("part-*.parquet"))
-    if not files:
-        raise UserError(
-            f"{data} holds no curated shards (part-*.parquet): run `codekiln curate SRC -o "
-            f"{data}` first"
-        )
-    return files
 
 
 def hash_documents(
@@ -291,7 +273,7 @@ def build_index(
     config = config or AttributionConfig()
     data, out_dir = Path(data), Path(out_dir)
     started = time.time()
-    files = shard_files(data)
+    files = curated_shards(data)
     shards = {p.name: file_sha256(p) for p in files}
     request = fingerprint(
         {"format_version": FORMAT_VERSION, "config": config.to_dict(), "shards": shards}

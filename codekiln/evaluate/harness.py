@@ -470,13 +470,8 @@ def _finished_generations(path: Path, samples: int) -> dict[str, list[str]]:
     if not path.exists():
         return {}
     rows: dict[str, dict[int, dict]] = defaultdict(dict)
-    with path.open("rb") as lines:
-        for line in lines:
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                break
-            rows[row["task_id"]][row["sample"]] = row
+    for row in _whole_rows(path)[0]:
+        rows[row["task_id"]][row["sample"]] = row
     complete = {
         task_id: [by_index[i] for i in range(samples)]
         for task_id, by_index in rows.items()
@@ -492,19 +487,24 @@ def _finished_generations(path: Path, samples: int) -> dict[str, list[str]]:
 def _known_verdicts(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
     if not path.exists():
         return {}
-    known = {}
-    good = 0
+    rows, good = _whole_rows(path)
+    with path.open("r+b") as handle:  # drop a torn last line before appending
+        handle.truncate(good)
+    return {(row["task_id"], row["sample"]): row for row in rows}
+
+
+def _whole_rows(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The rows of a JSON-lines file up to the first torn line (a run killed mid-write),
+    and the byte length they take."""
+    rows, good = [], 0
     with path.open("rb") as lines:
         for line in lines:
             try:
-                row = json.loads(line)
+                rows.append(json.loads(line))
             except (json.JSONDecodeError, UnicodeDecodeError):
                 break
-            known[row["task_id"], row["sample"]] = row
             good += len(line)
-    with path.open("r+b") as handle:
-        handle.truncate(good)
-    return known
+    return rows, good
 
 
 def _isolation(requested: str) -> str:

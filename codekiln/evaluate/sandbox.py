@@ -439,12 +439,13 @@ main()
 
 
 def _view_args(extra: Sequence[str]) -> list[str]:
-    """bwrap arguments for a read-only view of the system and of this interpreter."""
+    """bwrap arguments for a read-only view of the system and of this interpreter. They come
+    after the private /tmp is mounted, so an interpreter or venv under /tmp stays visible."""
     paths = [sys.base_prefix, sys.prefix, sys.exec_prefix, *extra]
     paths.append(os.path.dirname(os.path.realpath(sys.executable)))
     args: list[str] = []
     bound: list[str] = []
-    made: set[str] = set()
+    made: set[str] = {"/tmp"}  # the private tmpfs, already there
     for path in [*SYSTEM_DIRS, *sorted({os.path.abspath(p) for p in paths}, key=len)]:
         if any(path == b or path.startswith(b + "/") for b in bound) or not os.path.exists(path):
             continue
@@ -468,10 +469,10 @@ def _bwrap_args(limits: Limits, extra: Sequence[str], tmpfs_size: bool) -> list[
     users = ["--unshare-user-try"] if os.geteuid() != 0 else []
     return [
         "bwrap",
-        *_view_args(extra),
         *size,
         "--tmpfs",
         "/tmp",
+        *_view_args(extra),
         *size,
         "--tmpfs" if tmpfs_size else "--dir",
         SANDBOX_DIR,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from codekiln.errors import UserError
-from codekiln.generate.params import Completion, SamplingParams
+from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.tokenizer.special import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
 ENGINES = ("auto", "codekiln", "transformers")
@@ -45,6 +45,52 @@ class Backend(Protocol):
     def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> TextStream:
         """One sample (params.n must be 1) as text deltas; a suffix makes it an infill."""
         ...
+
+
+class TokenBackend:
+    """What the backends that tokenize and decode themselves (ours, transformers) share:
+    `complete`, `infill` and `stream` over `prompt_ids`, overlong prompts refused before any
+    work, and a seed per prompt. Subclasses give `prompt_ids`, `_budget` (the tokens a prompt
+    leaves room for, or PromptTooLong), `_generate(ids, params, seed)` and `_stream`."""
+
+    def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        check_prompts(prompts)
+        return self._generate_all([self.prompt_ids(prompt) for prompt in prompts], params)
+
+    def infill(
+        self, prefixes: Sequence[str], suffixes: Sequence[str], params: SamplingParams
+    ) -> list[list[Completion]]:
+        check_infill_args(prefixes, suffixes)
+        prompt_ids = [self.prompt_ids(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
+        return self._generate_all(prompt_ids, params)
+
+    def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> TextStream:
+        check_stream_params(params)
+        ids = self.prompt_ids(prompt, suffix)
+        self._budget(len(ids), params)  # refuse an overlong prompt now, not at the first next()
+        return TextStream(self._stream(ids, params))
+
+    def _generate_all(
+        self, prompt_ids: list[list[int]], params: SamplingParams
+    ) -> list[list[Completion]]:
+        for ids in prompt_ids:  # refuse an overlong prompt before any work
+            self._budget(len(ids), params)
+        return [
+            self._generate(ids, params, sample_seed(params.seed, index))
+            for index, ids in enumerate(prompt_ids)
+        ]
+
+    def prompt_ids(self, prompt: str, suffix: str | None = None) -> list[int]:
+        raise NotImplementedError
+
+    def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
+        raise NotImplementedError
+
+    def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
+        raise NotImplementedError
+
+    def _stream(self, ids: list[int], params: SamplingParams) -> Generator:
+        raise NotImplementedError
 
 
 class TextStream(Iterator[str]):

@@ -28,11 +28,8 @@ import torch
 
 from codekiln.errors import PromptTooLong, UserError
 from codekiln.generate.backend import (
-    TextStream,
+    TokenBackend,
     check_fim_order,
-    check_infill_args,
-    check_prompts,
-    check_stream_params,
     fim_ids,
     fim_layout,
 )
@@ -52,7 +49,7 @@ def _transformers():
     return transformers
 
 
-class TransformersBackend:
+class TransformersBackend(TokenBackend):
     """A folder `AutoModelForCausalLM` and `AutoTokenizer` load (see the module docstring)."""
 
     def __init__(
@@ -122,34 +119,9 @@ class TransformersBackend:
             ids = [start]
         return ids
 
-    def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-        check_prompts(prompts)
-        prompt_ids = [self.prompt_ids(prompt) for prompt in prompts]
-        return self._generate_all(prompt_ids, params)
-
-    def infill(
-        self, prefixes: Sequence[str], suffixes: Sequence[str], params: SamplingParams
-    ) -> list[list[Completion]]:
-        check_infill_args(prefixes, suffixes)
-        prompt_ids = [self.prompt_ids(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
-        return self._generate_all(prompt_ids, params)
-
-    def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> TextStream:
-        check_stream_params(params)
-        ids = self.prompt_ids(prompt, suffix)
-        self._budget(len(ids), params)
-        return TextStream(self._stream(ids, params))
-
-    def _generate_all(
-        self, prompt_ids: list[list[int]], params: SamplingParams
-    ) -> list[list[Completion]]:
-        for ids in prompt_ids:  # refuse an overlong prompt before any work
-            self._budget(len(ids), params)
-        return [self._generate(ids, params, index) for index, ids in enumerate(prompt_ids)]
-
-    def _generate(self, ids: list[int], params: SamplingParams, index: int) -> list[Completion]:
+    def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
         rows = 1 if params.is_greedy else params.n  # greedy samples are all the same
-        sequences = self._run(ids, params, sample_seed(params.seed, index), rows)
+        sequences = self._run(ids, params, seed, rows)
         completions = [self._completion(ids, row, params) for row in sequences]
         return [replace(completions[i % rows]) for i in range(params.n)]
 

@@ -27,11 +27,8 @@ from torch import Tensor
 
 from codekiln.errors import PromptTooLong, UserError
 from codekiln.generate.backend import (
-    TextStream,
+    TokenBackend,
     check_fim_order,
-    check_infill_args,
-    check_prompts,
-    check_stream_params,
     fim_ids,
     fim_layout,
 )
@@ -87,7 +84,7 @@ class _Sample:
             self.pending.append(delta)
 
 
-class CodekilnBackend:
+class CodekilnBackend(TokenBackend):
     """A CodeGPT and its tokenizer behind the `Backend` interface (see the module docstring).
 
     `fim_order` is the layout infill prompts use ("psm", or StarCoder's "spm"; training
@@ -147,39 +144,11 @@ class CodekilnBackend:
         """Tokens the text encodes to (to budget prompts against context_length)."""
         return len(self._encode(text))
 
-    def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
-        check_prompts(prompts)
-        prompt_ids = [self.prompt_ids(prompt) for prompt in prompts]
-        return self._generate_all(prompt_ids, params)
-
-    def infill(
-        self, prefixes: Sequence[str], suffixes: Sequence[str], params: SamplingParams
-    ) -> list[list[Completion]]:
-        check_infill_args(prefixes, suffixes)
-        prompt_ids = [self._fim_prompt(p, s) for p, s in zip(prefixes, suffixes, strict=True)]
-        return self._generate_all(prompt_ids, params)
-
-    def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> TextStream:
-        check_stream_params(params)
-        ids = self.prompt_ids(prompt, suffix)
-        self._budget(len(ids), params)  # refuse an overlong prompt now, not at the first next()
-        return TextStream(self._stream(ids, params))
-
     def prompt_ids(self, prompt: str, suffix: str | None = None) -> list[int]:
         """The token ids generation starts from: the prompt's, or the FIM layout's."""
         if suffix is None:
             return self._encode(prompt) or self._start()
         return self._fim_prompt(prompt, suffix)
-
-    def _generate_all(
-        self, prompt_ids: list[list[int]], params: SamplingParams
-    ) -> list[list[Completion]]:
-        for ids in prompt_ids:  # refuse an overlong prompt before any work
-            self._budget(len(ids), params)
-        return [
-            self._generate(ids, params, sample_seed(params.seed, index))
-            for index, ids in enumerate(prompt_ids)
-        ]
 
     def _stream(self, ids: list[int], params: SamplingParams):
         sample = self._new_sample(params)

@@ -46,6 +46,7 @@ from codekiln.manifest import (
 )
 from codekiln.pack.format import FORMAT_VERSION, SPLITS, dtype_for, read_meta, shard_names
 from codekiln.progress import StageProgress
+from codekiln.shards import curated_shards
 from codekiln.tokenizer.special import (
     EOS,
     FILENAME,
@@ -431,21 +432,8 @@ def vocab_size_of(tokenizer) -> int:
 
 
 def data_files(data: str | Path) -> list[Path]:
-    """The curated shards of `data` in name order; a UserError says what to do if none."""
-    data = Path(data)
-    if not data.exists():
-        raise UserError(
-            f"no curated data at {data}: run `codekiln curate SRC -o {data}` first, "
-            "or give the folder it wrote"
-        )
-    if not data.is_dir():
-        raise UserError(f"{data} is a file: give the curated folder (part-*.parquet) instead")
-    files = sorted(data.glob("part-*.parquet"))
-    if not files:
-        raise UserError(
-            f"{data} holds no curated shards (part-*.parquet): run `codekiln curate SRC -o "
-            f"{data}` first"
-        )
+    """The curated shards of `data` in name order, checked for the columns packing reads."""
+    files = curated_shards(data)
     for path in files:
         missing = [c for c in COLUMNS if c not in pq.read_schema(path).names]
         if missing:

@@ -46,6 +46,7 @@ from codekiln.manifest import (
     write_json,
     write_manifest,
 )
+from codekiln.shards import curated_shards
 from codekiln.tokenizer.special import EOS, SPECIAL_TOKENS
 
 BYTE_SYMBOLS = 256
@@ -152,19 +153,6 @@ def _fertility_entry(documents: int, characters: int, size: int, tokens: int) ->
     }
 
 
-def shard_files(data: str | Path) -> list[Path]:
-    """The curated shards of a data directory, or a UserError saying how to make them."""
-    data = Path(data)
-    if not data.exists():
-        raise UserError(f"no curated records in {data}: it does not exist; run `codekiln curate`")
-    if not data.is_dir():
-        raise UserError(f"no curated records in {data}: it is not a directory of part-*.parquet")
-    files = sorted(data.glob("part-*.parquet"))
-    if not files:
-        raise UserError(f"no curated records in {data}; run `codekiln curate` first")
-    return files
-
-
 def sample_records(
     data: str | Path, sample_bytes: int, seed: int, held_out_bytes: int = 2_000_000
 ) -> tuple[list[dict], list[dict]]:
@@ -177,7 +165,7 @@ def sample_records(
     UTF-8 bytes are reached, the record that crosses the limit included. Empty records are left
     out. Ids are unique in curated data, so the result does not depend on the shard files.
     """
-    files = shard_files(data)
+    files = curated_shards(data)
     index = _index_records(files, seed)
     if len(index["key"]) == 0:
         raise UserError(f"no curated records in {data}; run `codekiln curate` first")
@@ -366,7 +354,7 @@ def train_tokenizer(
     """
     config = config or TokenizerConfig()
     data, out_dir = Path(data), Path(out_dir)
-    files = shard_files(data)
+    files = curated_shards(data)
     if out_dir.resolve() == data.resolve():
         raise UserError(
             f"the tokenizer cannot go into its data directory {data} (both have a "
