@@ -636,25 +636,33 @@ def _print_task_list() -> None:
 
 
 def _print_eval_summary(results: dict, output: Path) -> None:
-    table = Table("task", "problems", "samples", "pass@1", "pass@10", "passed", "failed", "other")
+    scored = {name: r for name, r in results.items() if "metrics" in r}
     for name, result in results.items():
-        if "metrics" not in result:
+        if name not in scored:
             console.print(f"{name}: generations in {result['generations']}")
-            continue
-        outcomes = result["outcomes"]
-        other = sum(v for k, v in outcomes.items() if k not in ("passed", "failed"))
-        metrics = result["metrics"]
-        table.add_row(
-            name,
-            str(result["problems"]),
-            str(result["samples_per_problem"]),
-            f"{metrics.get('pass@1', 0):.2%}",
-            f"{metrics['pass@10']:.2%}" if "pass@10" in metrics else "-",
-            str(outcomes["passed"]),
-            str(outcomes["failed"]),
-            str(other),
-        )
-    if table.row_count:
+    if scored:
+        ks = [
+            k
+            for k in ("pass@1", "pass@10", "pass@100")
+            if any(k in r["metrics"] for r in scored.values())
+        ]
+        table = Table()
+        table.add_column("task", no_wrap=True)
+        for header in ("problems", "n", *ks, "passed", "failed", "other"):
+            table.add_column(header, no_wrap=True, justify="right")
+        for name, result in scored.items():
+            outcomes = result["outcomes"]
+            other = sum(v for k, v in outcomes.items() if k not in ("passed", "failed"))
+            metrics = result["metrics"]
+            table.add_row(
+                name,
+                str(result["problems"]),
+                str(result["samples_per_problem"]),
+                *(f"{metrics[k]:.2%}" if k in metrics else "-" for k in ks),
+                str(outcomes["passed"]),
+                str(outcomes["failed"]),
+                str(other),
+            )
         console.print(table)
     console.print(f"results in {output}/<task>/results.json")
 

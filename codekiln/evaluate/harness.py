@@ -409,8 +409,10 @@ def model_info(spec: Any, backend: Any) -> dict[str, Any]:
     if not isinstance(spec, str | Path) or str(spec).startswith(("http://", "https://")):
         info["path"] = str(spec) if isinstance(spec, str | Path) else None
         return info
+    from codekiln.generate.backend import model_name
+
     folder = Path(spec)
-    info["name"] = folder.resolve().name if folder.name != "model" else folder.resolve().parent.name
+    info["name"] = model_name(folder)
     info["path"] = str(folder.resolve())
     config_path = folder / "config.json"
     if config_path.exists():

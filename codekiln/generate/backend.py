@@ -178,6 +178,20 @@ def check_fim_order(order: str) -> None:
         raise ValueError(f"fim_order must be one of {', '.join(FIM_ORDERS)}, got {order!r}")
 
 
+def model_name(folder: str | Path) -> str:
+    """A model folder's display name: the first folder up its path that is not one of the
+    generic names codekiln writes (`model`, `train`), so `runs/demo/train/model` is "demo".
+
+    >>> model_name("runs/demo/train/model"), model_name("checkpoints/santacoder")
+    ('demo', 'santacoder')
+    """
+    path = Path(folder).absolute()
+    for part in (path, *path.parents):
+        if part.name and part.name not in ("model", "train"):
+            return part.name
+    return path.name or "model"
+
+
 def load_backend(spec: str | Path, **options: Any) -> Backend:
     """The backend for a model folder or an OpenAI-compatible URL (see the module docstring).
 

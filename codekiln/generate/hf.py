@@ -32,6 +32,7 @@ from codekiln.generate.backend import (
     check_fim_order,
     fim_ids,
     fim_layout,
+    model_name,
 )
 from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.generate.text import StopMatcher, cut_at_stop
@@ -81,7 +82,7 @@ class TransformersBackend(TokenBackend):
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise UserError(f"transformers cannot load {folder}: {first_line}") from None
         self.model = model.to(device).eval()
-        self.name = folder.name
+        self.name = model_name(folder)
         self.fim_order = fim_order
         self._device = torch.device(device)
         self._lock = threading.Lock()

@@ -31,6 +31,7 @@ from codekiln.generate.backend import (
     check_fim_order,
     fim_ids,
     fim_layout,
+    model_name,
 )
 from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.generate.sampling import next_tokens
@@ -136,7 +137,7 @@ class CodekilnBackend(TokenBackend):
             model,
             _read_tokenizer(folder),
             eos_ids=_config_eos_ids(folder),
-            name=folder.name,
+            name=model_name(folder),
             fim_order=fim_order,
         )
 
