@@ -43,7 +43,8 @@ def write_report(out_dir: str | Path, results: dict[str, dict[str, Any]]) -> Pat
 <style>body {{ font-family: sans-serif; margin: 2em; max-width: 70em; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }}
 table {{ border-collapse: collapse; }} pre {{ background: #f6f6f6; padding: 6px; margin: 0;
-white-space: pre-wrap; }} .passed {{ color: #070; }} .failed, .timeout, .memory {{ color: #a00; }}
+white-space: pre-wrap; }} .context {{ color: #888; }}
+.passed {{ color: #070; }} .failed, .timeout, .memory {{ color: #a00; }}
 </style></head><body>
 <h1>Evaluation of {name}</h1>
 <p>Generation: {escape(json.dumps(settings))}</p>
@@ -59,18 +60,40 @@ white-space: pre-wrap; }} .passed {{ color: #070; }} .failed, .timeout, .memory 
 
 
 def _samples_section(task_dir: Path, name: str) -> str:
+    """A few samples, passing ones first, each under the end of its prompt (and, for
+    infilling, above the start of its suffix), so the completion reads in context."""
+    from codekiln.evaluate.tasks import get_task
+
     generations = _rows(task_dir / GENERATIONS)
     verdicts = {(v["task_id"], v["sample"]): v for v in _rows(task_dir / VERDICTS)}
+    problems = {p.task_id: p for p in get_task(name).problems()}
+
+    def status(row: dict[str, Any]) -> str:
+        return verdicts.get((row["task_id"], row["sample"]), {}).get("status", "not run")
+
+    shown = sorted(generations, key=lambda row: status(row) != "passed")[:SHOWN]
     items = []
-    for row in generations[:SHOWN]:
+    for row in shown:
         verdict = verdicts.get((row["task_id"], row["sample"]), {})
-        status = verdict.get("status", "not run")
-        detail = verdict.get("detail", "")
+        problem = problems.get(row["task_id"])
+        before = _tail(problem.prompt) if problem else ""
+        after = _head(problem.suffix) if problem and problem.suffix else ""
         items.append(
-            f'<h3>{escape(row["task_id"])} <span class="{escape(status)}">{escape(status)}</span>'
-            f"</h3><p>{escape(detail)}</p><pre>{escape(row['completion']) or '(empty)'}</pre>"
+            f'<h3>{escape(row["task_id"])} <span class="{escape(status(row))}">'
+            f"{escape(status(row))}</span></h3><p>{escape(verdict.get('detail', ''))}</p>"
+            f'<pre><span class="context">{escape(before)}</span>'
+            f"<b>{escape(row['completion']) or '(empty)'}</b>"
+            f'<span class="context">{escape(after)}</span></pre>'
         )
-    return f"<h2>{escape(name)}: sample completions</h2>" + "".join(items)
+    return f"<h2>{escape(name)}: sample completions (bold), passing first</h2>" + "".join(items)
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return "".join(text.splitlines(keepends=True)[-lines:])
+
+
+def _head(text: str, lines: int = 4) -> str:
+    return "".join(text.splitlines(keepends=True)[:lines])
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
