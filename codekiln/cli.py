@@ -380,6 +380,8 @@ def eval_command(
         int | None, typer.Option("--n-samples", min=1, help="Samples per problem.")
     ] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", min=0.0)] = None,
+    top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0)] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Sampling seed.")] = None,
     greedy: Annotated[
         bool, typer.Option("--greedy", help="Greedy decoding, one sample per problem.")
     ] = False,
@@ -424,6 +426,8 @@ def eval_command(
         "tasks": tasks,
         "n_samples": n_samples,
         "temperature": temperature,
+        "top_p": top_p,
+        "seed": seed,
         "max_new_tokens": max_new_tokens,
         "limit": limit,
         "workers": workers,

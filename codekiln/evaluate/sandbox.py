@@ -34,6 +34,7 @@ import functools
 import json
 import os
 import queue
+import re
 import secrets
 import selectors
 import shutil
@@ -569,8 +570,20 @@ class _Capture:
 
 
 def _last_line(text: str) -> str:
+    """The line of `text` that says what went wrong: the last one naming an error (node and
+    others print a trailer such as "Node.js v20" after it), else the last line.
+
+    >>> _last_line("  x\\nTypeError: f is not a function\\n    at main.js:3\\n\\nNode.js v20.1.0")
+    'TypeError: f is not a function'
+    """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.search(line):
+            return line[:300]
     return lines[-1][:300] if lines else ""
+
+
+_ERROR_LINE = re.compile(r"(Error|Exception|error)\b|^panicked|failed")
 
 
 def _signal_name(signum: int) -> str:
