@@ -18,7 +18,7 @@ from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from codekiln.errors import UserError
+from codekiln.errors import PromptTooLong, UserError
 from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.tokenizer.special import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
@@ -50,8 +50,8 @@ class Backend(Protocol):
 class TokenBackend:
     """What the backends that tokenize and decode themselves (ours, transformers) share:
     `complete`, `infill` and `stream` over `prompt_ids`, overlong prompts refused before any
-    work, and a seed per prompt. Subclasses give `prompt_ids`, `_budget` (the tokens a prompt
-    leaves room for, or PromptTooLong), `_generate(ids, params, seed)` and `_stream`."""
+    work, and a seed per prompt. Subclasses give `prompt_ids`, `_generate(ids, params, seed)`
+    and `_stream`, and set `context_length`."""
 
     def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         check_prompts(prompts)
@@ -84,7 +84,17 @@ class TokenBackend:
         raise NotImplementedError
 
     def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
-        raise NotImplementedError
+        """New tokens a prompt of this length leaves room for (a context of 0: unknown)."""
+        context = getattr(self, "context_length", 0)
+        if not context:
+            return params.max_new_tokens
+        room = context - prompt_tokens
+        if room < 1:
+            raise PromptTooLong(
+                f"the prompt has {prompt_tokens} tokens but the model's context is "
+                f"{context}: shorten the prompt to leave room for the completion"
+            )
+        return min(params.max_new_tokens, room)
 
     def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
         raise NotImplementedError

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from codekiln.errors import PromptTooLong, UserError
+from codekiln.errors import UserError
 from codekiln.generate.backend import (
     TokenBackend,
     check_fim_order,
@@ -217,17 +217,6 @@ class TransformersBackend(TokenBackend):
         if matcher.stopped:
             completion.text, completion.finish_reason = matcher.text, "stop"
         return completion
-
-    def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
-        if not self.context_length:
-            return params.max_new_tokens
-        room = self.context_length - prompt_tokens
-        if room < 1:
-            raise PromptTooLong(
-                f"the prompt has {prompt_tokens} tokens but the model's context is "
-                f"{self.context_length}: shorten the prompt to leave room for the completion"
-            )
-        return min(params.max_new_tokens, room)
 
     def _encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]

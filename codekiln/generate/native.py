@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from codekiln.errors import PromptTooLong, UserError
+from codekiln.errors import UserError
 from codekiln.generate.backend import (
     TokenBackend,
     check_fim_order,
@@ -210,15 +210,6 @@ class CodekilnBackend(TokenBackend):
         input_ids = torch.tensor([prompt], device=self._device)
         logits, _ = self.model(input_ids, kv_cache=cache, logits_to_keep=1)
         return logits[:, -1]
-
-    def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
-        room = self.context_length - prompt_tokens
-        if room < 1:
-            raise PromptTooLong(
-                f"the prompt has {prompt_tokens} tokens but the model's context is "
-                f"{self.context_length}: shorten the prompt to leave room for the completion"
-            )
-        return min(params.max_new_tokens, room)
 
     def _new_sample(self, params: SamplingParams) -> _Sample:
         return _Sample(IncrementalDecoder(self._decode_ids), StopMatcher(params.stop))

@@ -15,6 +15,7 @@ client leaves gives up its place (`ClientGone`).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -57,6 +58,7 @@ class Engine:
         self._slots = threading.BoundedSemaphore(config.max_concurrent)
         self._lock = threading.Lock()
         self._waiting = 0
+        self._closed = False
 
     @property
     def context_length(self) -> int:
@@ -101,6 +103,19 @@ class Engine:
                     "context_length_exceeded",
                 )
 
+    def close(self, timeout: float = 30.0) -> bool:
+        """Start no new generation and wait (up to `timeout`) for the running ones to end,
+        so no request thread is inside the model when the process exits. True if they did."""
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        taken = 0
+        for _ in range(self.config.max_concurrent):
+            if self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                taken += 1
+        for _ in range(taken):
+            self._slots.release()
+        return taken == self.config.max_concurrent
+
     @contextmanager
     def slot(self, gone: Callable[[], bool]) -> Iterator[None]:
         """Hold a generation slot for the block; wait in line for one if need be."""
@@ -118,6 +133,9 @@ class Engine:
             finally:
                 with self._lock:
                     self._waiting -= 1
+        if self._closed:  # shutting down: no new generation starts
+            self._slots.release()
+            raise Overloaded
         try:
             with self.metrics.gauge("generations_running"):
                 yield

@@ -481,12 +481,42 @@ class Exchange(BaseHTTPRequestHandler):
 
 
 class CodekilnHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+    """A thread per connection. The threads are joined when the server closes (none may be
+    left inside the model when the interpreter exits: that aborts the process), so closing
+    first shuts the connections down, idle keep-alive ones included."""
+
+    daemon_threads = False
+    block_on_close = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, Exchange)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_all(self) -> None:
+        """Stop serving: no new generation, running ones end, connections are shut down and
+        their threads joined."""
+        self.app.engine.close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.server_close()
 
 
 @dataclass
@@ -507,8 +537,8 @@ class RunningServer:
 
     def close(self) -> None:
         self.server.shutdown()
-        self.server.server_close()
         self.thread.join()
+        self.server.close_all()
 
     def __enter__(self) -> RunningServer:
         return self
@@ -585,7 +615,7 @@ def serve(
     try:
         server.serve_forever()
     finally:
-        server.server_close()
+        server.close_all()
 
 
 def _bind(config: ServeConfig, app: App) -> CodekilnHTTPServer:
