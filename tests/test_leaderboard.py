@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import html.parser
 import json
+import os
 import shutil
 import subprocess
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -134,4 +136,114 @@ def test_the_page_renders_and_sorts_in_headless_chromium(tmp_path):
         )
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
+        server.shutdown()
+
+
+class DevTools:
+    """Headless Chromium driven over the DevTools protocol on a pipe (its fds 3 and 4, as
+    `--remote-debugging-pipe` wants them): no websocket library needed."""
+
+    def __init__(self, binary: str, profile: Path) -> None:
+        to_child, self._out = os.pipe()
+        self._in, from_child = os.pipe()
+        os.dup2(to_child, 200)
+        os.dup2(from_child, 201)
+        os.close(to_child)
+        os.close(from_child)
+
+        def wire() -> None:
+            os.dup2(200, 3)
+            os.dup2(201, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe"]
+            + [f"--user-data-dir={profile}", "about:blank"],
+            pass_fds=(3, 4, 200, 201),
+            preexec_fn=wire,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(200)
+        os.close(201)
+        self._id, self._buffer, self.session = 0, b"", None
+
+    def send(self, method: str, **params):
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if self.session:
+            message["sessionId"] = self.session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buffer:
+                chunk = os.read(self._in, 1 << 16)
+                assert chunk, "chromium closed the DevTools pipe"
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._id:
+                assert "error" not in reply, reply["error"]
+                return reply["result"]
+
+    def open(self, url: str) -> None:
+        target = self.send("Target.createTarget", url=url)["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)[
+            "sessionId"
+        ]
+        for _ in range(100):
+            if self.evaluate("document.readyState") == "complete":
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{url} did not load")
+
+    def evaluate(self, expression: str):
+        return self.send("Runtime.evaluate", expression=expression, returnByValue=True)[
+            "result"
+        ].get("value")
+
+    def click(self, selector: str) -> None:
+        """A real mouse click (press and release) at the middle of the element."""
+        box = self.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+            ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send(
+                "Input.dispatchMouseEvent",
+                type=kind,
+                x=box[0],
+                y=box[1],
+                button="left",
+                clickCount=1,
+            )
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_clicking_a_header_sorts_the_table(tmp_path):
+    site = tmp_path / "site"
+    build_leaderboard([write_results(tmp_path / "results")], site)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser = DevTools(CHROMIUM, tmp_path / "profile")
+    order = "Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.dataset.model)"
+    try:
+        browser.open(f"http://127.0.0.1:{server.server_port}/index.html")
+        assert browser.evaluate(order) == ["beta", "alpha", "gamma"]
+        infill = "#board th[data-col='6']"
+        browser.click(infill)  # first click: highest first
+        assert browser.evaluate(order) == ["beta", "alpha", "gamma"]
+        assert browser.evaluate("location.hash") == "#sort=6&dir=desc"
+        browser.click(infill)  # again: lowest first (gamma has no infill result)
+        assert browser.evaluate(order) == ["gamma", "alpha", "beta"]
+        browser.click("#board th[data-col='7']")  # js: alpha 10%, gamma 40%
+        assert browser.evaluate(order) == ["gamma", "alpha", "beta"]
+        browser.click("#board th[data-col='0']")
+        browser.click("#board th[data-col='0']")  # by name, ascending
+        assert browser.evaluate(order) == ["alpha", "beta", "gamma"]
+    finally:
+        browser.close()
         server.shutdown()
