@@ -189,8 +189,10 @@ class DevTools:
         self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)[
             "sessionId"
         ]
-        for _ in range(100):
-            if self.evaluate("document.readyState") == "complete":
+        # The new target starts on about:blank: wait for *this* page to finish loading.
+        loaded = f"location.href === {json.dumps(url)} && document.readyState === 'complete'"
+        for _ in range(200):
+            if self.evaluate(loaded):
                 return
             time.sleep(0.05)
         raise AssertionError(f"{url} did not load")
