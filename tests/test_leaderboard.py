@@ -94,14 +94,21 @@ class Table(html.parser.HTMLParser):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
-def test_the_page_renders_and_sorts_in_headless_chromium(tmp_path):
+@pytest.fixture
+def served_board(tmp_path):
+    """The leaderboard of SCORES, served over HTTP from localhost: its index.html URL."""
     site = tmp_path / "site"
     build_leaderboard([write_results(tmp_path / "results")], site)
     handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/index.html"
+    yield f"http://127.0.0.1:{server.server_port}/index.html"
+    server.shutdown()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_the_page_renders_and_sorts_in_headless_chromium(served_board, tmp_path):
+    url = served_board
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
     flags += [f"--user-data-dir={tmp_path / 'profile'}"]
 
@@ -117,26 +124,23 @@ def test_the_page_renders_and_sorts_in_headless_chromium(tmp_path):
         table.feed(dom)
         return table.rows
 
-    try:
-        # As served: ranked by average (alpha and gamma tie at 30%: by name), the numbers shown.
-        shown = rows("")
-        assert [r[0] for r in shown] == ["beta", "alpha", "gamma"]
-        assert shown[1][1:] == ["5.0M", "1.2M", "30.0%", "0.33", "30.0%", "50.0%", "10.0%"]
-        assert shown[0][-1] == "-"  # beta has no js result
-        # Sorted by the browser: infill (column 6) descending, then js (7) ascending.
-        assert [r[0] for r in rows("#sort=6&dir=desc")] == ["beta", "alpha", "gamma"]
-        assert [r[0] for r in rows("#sort=7&dir=asc")] == ["beta", "alpha", "gamma"]
-        assert [r[0] for r in rows("#sort=0&dir=desc")] == ["gamma", "beta", "alpha"]
-        shot = tmp_path / "leaderboard.png"
-        subprocess.run(
-            [*flags, f"--screenshot={shot}", "--window-size=1000,600", url],
-            capture_output=True,
-            timeout=120,
-            check=True,
-        )
-        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    finally:
-        server.shutdown()
+    # As served: ranked by average (alpha and gamma tie at 30%: by name), the numbers shown.
+    shown = rows("")
+    assert [r[0] for r in shown] == ["beta", "alpha", "gamma"]
+    assert shown[1][1:] == ["5.0M", "1.2M", "30.0%", "0.33", "30.0%", "50.0%", "10.0%"]
+    assert shown[0][-1] == "-"  # beta has no js result
+    # Sorted by the browser: infill (column 6) descending, then js (7) ascending.
+    assert [r[0] for r in rows("#sort=6&dir=desc")] == ["beta", "alpha", "gamma"]
+    assert [r[0] for r in rows("#sort=7&dir=asc")] == ["beta", "alpha", "gamma"]
+    assert [r[0] for r in rows("#sort=0&dir=desc")] == ["gamma", "beta", "alpha"]
+    shot = tmp_path / "leaderboard.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1000,600", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 class DevTools:
@@ -224,16 +228,11 @@ class DevTools:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
-def test_clicking_a_header_sorts_the_table(tmp_path):
-    site = tmp_path / "site"
-    build_leaderboard([write_results(tmp_path / "results")], site)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_clicking_a_header_sorts_the_table(served_board, tmp_path):
     browser = DevTools(CHROMIUM, tmp_path / "profile")
     order = "Array.from(document.querySelectorAll('#board tbody tr')).map(r => r.dataset.model)"
     try:
-        browser.open(f"http://127.0.0.1:{server.server_port}/index.html")
+        browser.open(served_board)
         assert browser.evaluate(order) == ["beta", "alpha", "gamma"]
         infill = "#board th[data-col='6']"
         browser.click(infill)  # first click: highest first
@@ -248,4 +247,3 @@ def test_clicking_a_header_sorts_the_table(tmp_path):
         assert browser.evaluate(order) == ["alpha", "beta", "gamma"]
     finally:
         browser.close()
-        server.shutdown()
