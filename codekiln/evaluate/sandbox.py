@@ -377,6 +377,9 @@ def kill_all(pid):
 
 def run_step(step, argv, spec, last):
     output = None if last else os.memfd_create("output")
+    # Said before the fork: a program that kills this launcher before the "start" record
+    # still leaves word that it had been started (a failure, not a sandbox error).
+    report({"event": "begin", "step": step})
     pid = os.fork()
     if pid == 0:
         child(argv, spec, last, output)
@@ -784,7 +787,7 @@ def _judge(records, timed_out, stdout, stderr, token, nonce, limits, seconds) ->
     if "disk" in events:
         return outcome("failed", f"wrote more than {limits.disk_bytes} bytes of files")
     if "exit" not in events:
-        if "start" in events:
+        if "start" in events or "begin" in events:
             return outcome("failed", "the program killed the sandbox's supervisor")
         return outcome("sandbox_error", "the sandbox did not start: " + (_last_line(stderr) or "?"))
     last = events["exit"]
