@@ -34,8 +34,8 @@ from codekiln.generate import CodekilnBackend, SamplingParams
 from codekiln.model.config import num_parameters, preset
 from codekiln.model.gpt import CodeGPT
 from codekiln.model.hf import export_hf
-from codekiln.tokenizer.special import EOS, SPECIAL_TOKENS
-from codekiln.tokenizer.train import build_tokenizer
+from codekiln.tokenizer.special import EOS
+from codekiln.tokenizer.train import train_bpe
 
 PARITY_TOKENS = 8
 
@@ -53,16 +53,7 @@ def stdlib_text(limit: int = 400_000) -> str:
 
 
 def write_tokenizer(folder: Path, text: str, vocab_size: int) -> Path:
-    from tokenizers import pre_tokenizers, trainers
-
-    tokenizer = build_tokenizer()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(text.split("\n\n"), trainer)
+    tokenizer = train_bpe(text.split("\n\n"), vocab_size, min_frequency=0)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(folder / "tokenizer.json"))
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOS}

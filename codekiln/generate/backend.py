@@ -13,7 +13,6 @@ only this interface; which engine runs the model is the spec's business:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -235,15 +234,9 @@ def load_backend(spec: str | Path, **options: Any) -> Backend:
 
 def _codekiln_reads(folder: Path) -> bool:
     """Whether config.json describes a model CodeGPT computes (else transformers runs it)."""
-    from codekiln.model.hf import config_from_hf
+    from codekiln.model.hf import config_from_hf, read_hf_config
 
-    config_file = folder / "config.json"
-    if not config_file.exists():
-        raise UserError(f"no config.json in {folder}: give a Hugging Face model folder")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{config_file} is not readable JSON ({exc})") from None
+    config = read_hf_config(folder)  # a missing or broken config.json is the user's to fix
     try:
         config_from_hf(config)
     except UserError:

@@ -494,21 +494,26 @@ def _inline(value: Any) -> str:
     return str(value)
 
 
+def read_hf_config(folder: str | Path) -> dict[str, Any]:
+    """A Hugging Face model folder's config.json; a UserError if it is missing or not JSON."""
+    config_file = Path(folder) / "config.json"
+    if not config_file.exists():
+        raise UserError(f"no config.json in {folder}: give a Hugging Face model folder")
+    try:
+        return json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{config_file} is not readable JSON ({exc})") from None
+
+
 def import_hf(folder: str | Path) -> CodeGPT:
     """A CodeGPT from a gpt_bigcode or starcoder2 folder (ours or transformers'), in eval
     mode, weights in the dtype they were saved in (call .float() for float32)."""
     folder = Path(folder)
-    config_file = folder / "config.json"
-    if not config_file.exists():
-        raise UserError(f"no config.json in {folder}: give a Hugging Face model folder")
-    try:
-        hf = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{config_file} is not readable JSON ({exc})") from None
+    hf = read_hf_config(folder)
     try:
         config = config_from_hf(hf)
     except UserError as exc:
-        raise UserError(f"{config_file}: {exc}") from None
+        raise UserError(f"{folder / 'config.json'}: {exc}") from None
     state = from_hf_state_dict(config, _read_weights(folder))
     with torch.device("meta"):
         model = CodeGPT(config)

@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,23 +291,32 @@ def build_tokenizer():
     return tokenizer
 
 
-def _train(records: list[dict], config: TokenizerConfig):
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2, length=None):
+    """StarCoder's byte-level BPE (`build_tokenizer`) trained on `texts`, the special tokens
+    taking ids 0-18 in SPECIAL_TOKENS' order."""
     from tokenizers import pre_tokenizers, trainers
 
     tokenizer = build_tokenizer()
     trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size,
-        min_frequency=config.min_frequency,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
         special_tokens=list(SPECIAL_TOKENS),  # first, so they take ids 0-18 in this order
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(
-        (record["content"] for record in records), trainer, length=len(records)
-    )
+    tokenizer.train_from_iterator(texts, trainer, length=length)
     ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
     assert ids == list(range(len(SPECIAL_TOKENS))), f"special token ids are {ids}"
     return tokenizer
+
+
+def _train(records: list[dict], config: TokenizerConfig):
+    return train_bpe(
+        (record["content"] for record in records),
+        config.vocab_size,
+        config.min_frequency,
+        length=len(records),
+    )
 
 
 def _hf_files(config: TokenizerConfig) -> dict[str, dict[str, Any]]:
