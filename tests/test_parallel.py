@@ -66,6 +66,7 @@ def _model_parity(rank: int, world_size: int, port: int) -> None:
             # Half of them recompute each block in the backward pass, collectives included.
             _check_one_model(ModelConfig(**BASE, **overrides), distributed, index % 2 == 1)
     finally:
+        dist.barrier()  # no rank tears gloo down while its peer still talks to it
         dist.destroy_process_group()
 
 

@@ -106,6 +106,9 @@ def init_distributed() -> Distributed:
 
 def shutdown(distributed: Distributed) -> None:
     if distributed.started_group and dist.is_initialized():
+        # Every rank past its last collective first: a rank that tears gloo down while its
+        # peer still talks to it can make the peer's process abort at exit.
+        dist.barrier()
         dist.destroy_process_group()
 
 
