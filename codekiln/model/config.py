@@ -37,8 +37,15 @@ class ModelConfig:
     position: str = "learned"  # "learned" (StarCoder) | "rotary" (StarCoder2)
     rope_theta: float = 10000.0
     layer_norm_epsilon: float = 1e-5
-    dropout: float = 0.0
+    dropout: float = 0.0  # on the residual branches (attention and MLP outputs)
+    attn_dropout: float | None = None  # on the attention weights; None -> dropout
+    embd_dropout: float | None = None  # on the embeddings; None -> dropout
     init_std: float | None = None  # None -> 1/sqrt(n_embd), as BigCode trained
+    # Attention to the last sliding_window positions only (StarCoder2: 4,096 of a 16,384
+    # context); None: every earlier position.
+    sliding_window: int | None = None
+    tie_embeddings: bool = True  # the output projection is the token embedding
+    bias: bool = True  # biases on the linear layers (StarCoder2's use_bias)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_kv_heads"):
@@ -81,8 +88,24 @@ class ModelConfig:
             raise UserError(
                 f"model config: layer_norm_epsilon must be positive, got {self.layer_norm_epsilon}"
             )
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"model config: dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "attn_dropout", "embd_dropout"):
+            value = getattr(self, name)
+            if value is None and name != "dropout":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+                raise UserError(f"model config: {name} must be in [0, 1), got {value!r}")
+        if self.sliding_window is not None and (
+            isinstance(self.sliding_window, bool)
+            or not isinstance(self.sliding_window, int)
+            or self.sliding_window < 1
+        ):
+            raise UserError(
+                "model config: sliding_window must be a positive number of positions or None "
+                f"(attend to the whole context), got {self.sliding_window!r}"
+            )
+        for name in ("tie_embeddings", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise UserError(f"model config: {name} must be true or false")
         if self.init_std is not None and not self.init_std > 0:
             raise UserError(
                 f"model config: init_std must be positive or None (1/sqrt(n_embd)), "
@@ -101,6 +124,14 @@ class ModelConfig:
     @property
     def inner_dim(self) -> int:
         return self.n_inner if self.n_inner is not None else 4 * self.n_embd
+
+    @property
+    def attention_dropout(self) -> float:
+        return self.dropout if self.attn_dropout is None else self.attn_dropout
+
+    @property
+    def embedding_dropout(self) -> float:
+        return self.dropout if self.embd_dropout is None else self.embd_dropout
 
     @property
     def std(self) -> float:
@@ -142,20 +173,22 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
 
 
 def num_parameters(config: ModelConfig) -> int:
-    """Parameters of CodeGPT(config); the tied input/output embedding counts once.
+    """Parameters of CodeGPT(config); a tied input/output embedding counts once.
 
     Per block: two LayerNorms (2C each), the fused q/k/v projection C x (C + 2 kv_dim) and
-    the attention output C x C, the MLP C x I and I x C, each linear with a bias.
+    the attention output C x C, the MLP C x I and I x C, each linear with a bias unless
+    `bias` is off. An untied output head adds V x C.
 
     >>> num_parameters(PRESETS["small"])  # tiny_starcoder_py's 164M
     164144128
     """
     c, i, kv = config.n_embd, config.inner_dim, config.kv_dim
-    qkv = c * (c + 2 * kv) + (c + 2 * kv)
-    attn_out = c * c + c
-    mlp = (c * i + i) + (i * c + c)
+    b = 1 if config.bias else 0
+    qkv = c * (c + 2 * kv) + b * (c + 2 * kv)
+    attn_out = c * c + b * c
+    mlp = (c * i + b * i) + (i * c + b * c)
     block = 2 * (2 * c) + qkv + attn_out + mlp
-    embeddings = config.vocab_size * c
+    embeddings = config.vocab_size * c * (1 if config.tie_embeddings else 2)
     if config.position == "learned":
         embeddings += config.n_positions * c
     return embeddings + config.n_layer * block + 2 * c
@@ -170,7 +203,8 @@ def flops_per_token(config: ModelConfig, seq_len: int) -> float:
     embedding stays in N because the output projection is a real V x C matmul. 6N counts a
     multiply-add (2) for the forward and twice that for the backward; 12 * L * C * T is the
     same for the attention scores (Q K^T) and the weighted sum over values, counted over the
-    full T x T square as PaLM's MFU does, although causal kernels skip half of it.
+    full T x T square as PaLM's MFU does, although causal kernels skip half of it (and a
+    sliding window more).
 
     >>> flops_per_token(PRESETS["tiny"], 512) == 6 * 4_861_952 + 12 * 4 * 256 * 512
     True
@@ -178,4 +212,6 @@ def flops_per_token(config: ModelConfig, seq_len: int) -> float:
     n = num_parameters(config)
     if config.position == "learned":
         n -= config.n_positions * config.n_embd
+    if not config.tie_embeddings:  # the input embedding is a lookup; the head is counted
+        n -= config.vocab_size * config.n_embd
     return float(6 * n + 12 * config.n_layer * config.n_embd * seq_len)

@@ -87,7 +87,8 @@ class KVCache:
 
 
 def rotary_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
-    """cos and sin, (T, head_dim) each, for rotating pairs (i, i + head_dim/2) of channels.
+    """cos and sin, (T, head_dim) each for (T,) positions or (B, 1, T, head_dim) for (B, T)
+    ones, for rotating pairs (i, i + head_dim/2) of channels.
 
     The half-split pairing (not even/odd) is GPT-NeoX's, which StarCoder2 uses. Angles are
     computed in float32 whatever the autocast dtype: bf16 positions would collide.
@@ -95,8 +96,10 @@ def rotary_tables(positions: Tensor, head_dim: int, theta: float) -> tuple[Tenso
     inv_freq = 1.0 / theta ** (
         torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
     )
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, head_dim/2)
-    angles = torch.cat((angles, angles), dim=-1)  # (T, head_dim)
+    angles = positions.float()[..., None] * inv_freq  # (..., T, head_dim/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (..., T, head_dim)
+    if angles.dim() == 3:
+        angles = angles[:, None]  # (B, 1, T, head_dim): one table per row, shared by heads
     return angles.cos(), angles.sin()
 
 
@@ -121,12 +124,19 @@ class Attention(nn.Module):
         self.n_kv_heads = config.n_kv_heads
         self.head_dim = config.head_dim
         self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * config.kv_dim)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.attn_dropout = config.attention_dropout
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * config.kv_dim, config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, config.bias)
 
     def forward(
-        self, x: Tensor, rope: tuple[Tensor, Tensor] | None, kv_cache: KVCache | None
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor] | None,
+        kv_cache: KVCache | None,
+        mask: Tensor | None = None,
     ) -> Tensor:
+        """mask: True where a query may see a key, (T, S) or (B, 1, T, S); None is plain
+        causal attention (see `attention_mask`)."""
         B, T, _ = x.shape
         # Widths from the head counts, not from C: under tensor parallelism a rank holds
         # n_head / tp query heads and its c_attn yields only theirs (train/parallel.py).
@@ -139,30 +149,57 @@ class Attention(nn.Module):
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)  # (B, KV, S, hd), S = past + T
-        S = k.shape[2]
-        mask = None
-        if S > T and T > 1:
-            # New tokens after cached ones: query i sees keys up to past + i. SDPA's is_causal
-            # aligns the triangle top-left, which would hide the newest cached keys.
-            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=S == T and T > 1,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+            is_causal=mask is None and k.shape[2] == T and T > 1,
             enable_gqa=self.n_kv_heads != self.n_head,
         )  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, q_dim)
         return _dropout(self.c_proj(y), self.dropout, self.training)
 
 
+def attention_mask(
+    T: int,
+    past: int,
+    window: int | None,
+    segment_ids: Tensor | None,
+    device: torch.device,
+) -> Tensor | None:
+    """Which keys each of T new queries sees, after `past` cached positions: a bool (T, S)
+    mask with S = past + T, or (B, 1, T, T) with segments; None where plain causal attention
+    (SDPA's is_causal, or one query that sees everything) is already right.
+
+    Query i sits at position past + i and sees key j when j <= past + i, j > past + i -
+    window under a sliding window (transformers' rule: the window counts the query itself),
+    and, with segment_ids (packed sequences, no cache), only keys of its own segment.
+
+    >>> attention_mask(3, 0, 2, None, torch.device("cpu")).int().tolist()
+    [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
+    """
+    S = past + T
+    banded = window is not None and S > window
+    if segment_ids is None and not banded and (past == 0 or T == 1):
+        return None
+    query = torch.arange(past, S, device=device)[:, None]  # (T, 1)
+    key = torch.arange(S, device=device)[None, :]  # (1, S)
+    mask = key <= query
+    if banded:
+        mask &= key > query - window
+    if segment_ids is not None:
+        same = segment_ids[:, :, None] == segment_ids[:, None, :]  # (B, T, T)
+        mask = (mask & same)[:, None]  # (B, 1, T, T)
+    return mask
+
+
 class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
-        self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
+        self.c_fc = nn.Linear(config.n_embd, config.inner_dim, config.bias)
+        self.c_proj = nn.Linear(config.inner_dim, config.n_embd, config.bias)
         self.dropout = config.dropout
         # "gelu_tanh" is HF's "gelu_pytorch_tanh", the tanh approximation StarCoder and
         # StarCoder2 use; "gelu" is the exact (erf) GELU some BigCode checkpoints name.
@@ -186,15 +223,17 @@ class Block(nn.Module):
         x: Tensor,
         rope: tuple[Tensor, Tensor] | None = None,
         kv_cache: KVCache | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
-        x = x + self.attn(self.ln_1(x), rope, kv_cache)
+        x = x + self.attn(self.ln_1(x), rope, kv_cache, mask)
         return x + self.mlp(self.ln_2(x))
 
 
 class CodeGPT(nn.Module):
-    """The network. The output projection is `wte.weight` itself rather than a second module
-    sharing it, so the tie survives meta-device construction, `to_empty` and FSDP sharding.
-    Build on the meta device and call `init_weights()` after `to_empty` to skip a CPU init.
+    """The network. A tied output projection is `wte.weight` itself rather than a second
+    module sharing it, so the tie survives meta-device construction, `to_empty` and FSDP
+    sharding; an untied one (`tie_embeddings=False`) is `lm_head`. Build on the meta device
+    and call `init_weights()` after `to_empty` to skip a CPU init.
     """
 
     def __init__(self, config: ModelConfig):
@@ -206,10 +245,20 @@ class CodeGPT(nn.Module):
             if config.position == "learned"
             else None
         )
-        self.dropout = config.dropout
+        self.dropout = config.embedding_dropout
         self.blocks = nn.ModuleList(Block(config, layer) for layer in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.lm_head = (
+            None
+            if config.tie_embeddings
+            else nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        )
         self.init_weights()
+
+    @property
+    def head_weight(self) -> Tensor:
+        """The output projection, (V, C): the token embedding, or the untied head."""
+        return self.wte.weight if self.lm_head is None else self.lm_head.weight
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -221,7 +270,8 @@ class CodeGPT(nn.Module):
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0.0, out_std if name.endswith("c_proj") else std)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, 0.0, std)
             elif isinstance(module, nn.LayerNorm):
@@ -239,6 +289,8 @@ class CodeGPT(nn.Module):
         kv_cache: KVCache | None = None,
         position_offset: int = 0,
         logits_to_keep: int = 0,
+        segment_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """(logits, None) without labels: logits (B, T, V) in float32. (None, loss) with them.
 
@@ -247,29 +299,50 @@ class CodeGPT(nn.Module):
         kv_cache, input_ids follow the cached tokens and positions continue after them;
         position_offset shifts every position further. logits_to_keep > 0 computes logits
         for the last that many positions only (a prompt's prefill needs one row, not T).
+
+        Packed sequences (instruction tuning): segment_ids (B, T) keep attention inside each
+        segment, and position_ids (B, T) give each token its position in its own segment.
         """
         B, T = input_ids.shape
-        start = position_offset + (kv_cache.length if kv_cache is not None else 0)
-        if start + T > self.config.n_positions:
+        past = kv_cache.length if kv_cache is not None else 0
+        start = position_offset + past
+        if position_ids is not None:
+            last = int(position_ids.max()) + 1 if position_ids.numel() else 0
+        else:
+            last = start + T
+        if last > self.config.n_positions:
             raise UserError(
-                f"positions {start}..{start + T - 1} exceed the model's context of "
+                f"positions {start}..{last - 1} exceed the model's context of "
                 f"{self.config.n_positions} tokens: shorten the input"
             )
+        if segment_ids is not None and kv_cache is not None:
+            raise ValueError("segment_ids are for packed training sequences, not a KV cache")
         x = self.wte(input_ids)  # (B, T, C)
+        if x.dtype != self.ln_f.weight.dtype:
+            # A frozen low-precision embedding (LoRA over a bf16 base) feeds a residual
+            # stream in the norms' precision.
+            x = x.to(self.ln_f.weight.dtype)
         rope = None
         if self.wpe is not None:
-            x = x + self.wpe.weight[start : start + T]  # a slice: no index tensor per step
+            if position_ids is not None:
+                x = x + self.wpe(position_ids)
+            else:
+                x = x + self.wpe.weight[start : start + T]  # a slice: no index tensor per step
         else:
-            positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
+            if position_ids is None:
+                positions = torch.arange(start, start + T, device=input_ids.device)  # (T,)
+            else:
+                positions = position_ids  # (B, T)
             rope = rotary_tables(positions, self.config.head_dim, self.config.rope_theta)
+        mask = attention_mask(T, past, self.config.sliding_window, segment_ids, x.device)
         x = _dropout(x, self.dropout, self.training)
         for block in self.blocks:
-            x = block(x, rope, kv_cache)
+            x = block(x, rope, kv_cache, mask)
         if logits_to_keep and labels is None:
             x = x[:, -logits_to_keep:]
         x = self.ln_f(x)  # (B, T, C)
         if labels is None:
-            return F.linear(x, self.wte.weight).float(), None  # (B, T, V)
+            return F.linear(x, self.head_weight).float(), None  # (B, T, V)
         # Training needs only the loss: it is computed chunk by chunk, and the (B, T, V)
         # logits, the largest activation of a small model, are never held at once.
-        return None, linear_cross_entropy(x.flatten(0, 1), self.wte.weight, labels.flatten())
+        return None, linear_cross_entropy(x.flatten(0, 1), self.head_weight, labels.flatten())

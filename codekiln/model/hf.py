@@ -17,6 +17,8 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,14 @@ from torch import Tensor
 
 from codekiln.errors import UserError
 from codekiln.manifest import write_atomic, write_json
-from codekiln.model.config import ModelConfig, num_parameters
+from codekiln.model.card import model_card
+from codekiln.model.config import ModelConfig
 from codekiln.model.gpt import CodeGPT
 
 WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
+BIN_WEIGHTS = "pytorch_model.bin"
+BIN_WEIGHTS_INDEX = "pytorch_model.bin.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 MODEL_TYPES = ("gpt_bigcode", "starcoder2")
 # transformers' activation names -> ModelConfig.activation, for the GELUs CodeGPT computes.
@@ -62,6 +67,8 @@ _GPT_BIGCODE_DEFAULTS = {
     "layer_norm_epsilon": 1e-5,
     "activation_function": "gelu_pytorch_tanh",
     "resid_pdrop": 0.1,
+    "embd_pdrop": 0.1,
+    "attn_pdrop": 0.1,
     "initializer_range": 0.02,
 }
 _STARCODER2_DEFAULTS = {
@@ -75,6 +82,8 @@ _STARCODER2_DEFAULTS = {
     "norm_epsilon": 1e-5,
     "hidden_act": "gelu_pytorch_tanh",
     "residual_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "embedding_dropout": 0.0,
     "initializer_range": 0.018042,
 }
 
@@ -89,111 +98,159 @@ def model_type(config: ModelConfig) -> str:
             f"attention only, not {config.n_kv_heads} of {config.n_head} heads: use "
             'position="rotary" to export grouped-query attention as starcoder2'
         )
+    if config.sliding_window is not None or not config.bias:
+        raise UserError(
+            "gpt_bigcode has neither sliding-window attention nor bias-free layers: use "
+            'position="rotary" to export them as starcoder2'
+        )
     return "gpt_bigcode"
 
 
-def to_hf_state_dict(model: CodeGPT) -> dict[str, Tensor]:
-    """The model's weights under transformers' names for its model_type (tied weight once)."""
-    config = model.config
+@dataclass(frozen=True)
+class _Slot:
+    """Where one transformers tensor lives in CodeGPT: a parameter, or a block of its rows
+    (starcoder2's q/k/v share c_attn), reordered per head (`per_head` = n_head) for
+    multi-head gpt_bigcode's interleaved c_attn."""
+
+    name: str
+    rows: tuple[int, int] | None = None
+    per_head: int = 0
+
+
+def weight_slots(config: ModelConfig) -> dict[str, _Slot]:
+    """transformers' tensor name -> its slot in CodeGPT, for the config's model_type.
+
+    >>> slots = weight_slots(ModelConfig(n_embd=8, n_head=2, n_layer=1, position="rotary"))
+    >>> slots["model.layers.0.self_attn.k_proj.weight"]
+    _Slot(name='blocks.0.attn.c_attn.weight', rows=(8, 12), per_head=0)
+    """
     kind = model_type(config)
-    state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
     C, kv = config.n_embd, config.kv_dim
-    out: dict[str, Tensor] = {}
+    linear = ("weight", "bias") if config.bias else ("weight",)
+    norm = ("weight", "bias")
+    slots: dict[str, _Slot] = {}
     if kind == "gpt_bigcode":
-        out["transformer.wte.weight"] = state["wte.weight"]
-        out["transformer.wpe.weight"] = state["wpe.weight"]
+        slots["transformer.wte.weight"] = _Slot("wte.weight")
+        slots["transformer.wpe.weight"] = _Slot("wpe.weight")
+        per_head = config.n_head if config.n_kv_heads > 1 else 0
         for i in range(config.n_layer):
-            ours, theirs = f"blocks.{i}.", f"transformer.h.{i}."
-            for name in _BLOCK_PARAMS:
-                tensor = state[ours + name]
-                if name.startswith("attn.c_attn") and config.n_kv_heads > 1:
-                    tensor = _qkv_to_per_head(tensor, config.n_head)
-                out[theirs + name] = tensor
-        out["transformer.ln_f.weight"] = state["ln_f.weight"]
-        out["transformer.ln_f.bias"] = state["ln_f.bias"]
-        return out
-    out["model.embed_tokens.weight"] = state["wte.weight"]
-    for i in range(config.n_layer):
-        ours, theirs = f"blocks.{i}.", f"model.layers.{i}."
-        for suffix in ("weight", "bias"):
-            q, k, v = state[ours + "attn.c_attn." + suffix].split((C, kv, kv))
-            # clone: safetensors refuses tensors that share storage
-            out[theirs + "self_attn.q_proj." + suffix] = q.clone()
-            out[theirs + "self_attn.k_proj." + suffix] = k.clone()
-            out[theirs + "self_attn.v_proj." + suffix] = v.clone()
+            for module in _BLOCK_MODULES:
+                for leaf in norm if module.startswith("ln") else linear:
+                    mine = f"blocks.{i}.{module}.{leaf}"
+                    heads = per_head if module == "attn.c_attn" else 0
+                    slots[f"transformer.h.{i}.{module}.{leaf}"] = _Slot(mine, per_head=heads)
+        for leaf in norm:
+            slots[f"transformer.ln_f.{leaf}"] = _Slot(f"ln_f.{leaf}")
+    else:
+        slots["model.embed_tokens.weight"] = _Slot("wte.weight")
+        parts = (("q_proj", 0, C), ("k_proj", C, C + kv), ("v_proj", C + kv, C + 2 * kv))
+        for i in range(config.n_layer):
+            ours, theirs = f"blocks.{i}.", f"model.layers.{i}."
+            for leaf in linear:
+                for proj, lo, hi in parts:
+                    name = f"{theirs}self_attn.{proj}.{leaf}"
+                    slots[name] = _Slot(f"{ours}attn.c_attn.{leaf}", (lo, hi))
             for mine, hf in _STARCODER2_NAMES.items():
-                out[theirs + hf + "." + suffix] = state[ours + mine + "." + suffix]
-    out["model.norm.weight"] = state["ln_f.weight"]
-    out["model.norm.bias"] = state["ln_f.bias"]
+                for leaf in norm if mine.startswith("ln") else linear:
+                    slots[f"{theirs}{hf}.{leaf}"] = _Slot(f"{ours}{mine}.{leaf}")
+        for leaf in norm:
+            slots[f"model.norm.{leaf}"] = _Slot(f"ln_f.{leaf}")
+    if not config.tie_embeddings:
+        slots["lm_head.weight"] = _Slot("lm_head.weight")
+    return slots
+
+
+def to_hf_state_dict(model: CodeGPT) -> dict[str, Tensor]:
+    """The model's weights under transformers' names for its model_type (a tied output
+    projection once, as the token embedding)."""
+    state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
+    out: dict[str, Tensor] = {}
+    for hf_name, slot in weight_slots(model.config).items():
+        tensor = state[slot.name]
+        if slot.rows is not None:
+            tensor = tensor[slot.rows[0] : slot.rows[1]].clone()  # safetensors refuses views
+        if slot.per_head:
+            tensor = _qkv_to_per_head(tensor, slot.per_head)
+        out[hf_name] = tensor
     return out
+
+
+class _WeightFiller:
+    """Copies transformers' tensors, one at a time as they are read, into CodeGPT's own
+    tensors (`targets`, by our names), so a checkpoint never sits in memory beside the
+    model; `finish` checks that every slot was filled and nothing was left over."""
+
+    def __init__(self, config: ModelConfig, targets: dict[str, Tensor]):
+        self.config = config
+        self.kind = model_type(config)
+        self.slots = weight_slots(config)
+        self.targets = targets
+        self.seen: set[str] = set()
+        self.unexpected: list[str] = []
+        self.head: Tensor | None = None
+
+    def put(self, name: str, tensor: Tensor) -> None:
+        if name.endswith(_BUFFER_SUFFIXES):
+            return
+        slot = self.slots.get(name)
+        if slot is None:
+            if name == "lm_head.weight":  # a tied head saved anyway: checked in finish()
+                self.head = tensor
+            else:
+                self.unexpected.append(name)
+            return
+        target = self.targets[slot.name]
+        if slot.rows is not None:
+            target = target[slot.rows[0] : slot.rows[1]]
+        _check_shape(name, tensor, tuple(target.shape))
+        if slot.per_head:
+            tensor = _qkv_from_per_head(tensor, slot.per_head)
+        with torch.no_grad():
+            target.copy_(tensor)
+        self.seen.add(name)
+
+    def finish(self) -> None:
+        if self.unexpected:
+            names = sorted(self.unexpected)
+            raise UserError(
+                f"{self.kind} checkpoint has weights codekiln does not know: "
+                + ", ".join(names[:5])
+                + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            )
+        missing = [name for name in self.slots if name not in self.seen]
+        if missing:
+            raise UserError(
+                f"{self.kind} weights lack {missing[0]}"
+                + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                + ": the checkpoint is incomplete"
+            )
+        if self.head is not None:
+            embedding = self.targets["wte.weight"]
+            head = self.head.to(embedding.dtype)
+            if head.shape != embedding.shape or not torch.equal(head, embedding):
+                raise UserError(
+                    "lm_head.weight differs from the token embedding although config.json "
+                    "ties them (tie_word_embeddings is true or unset): set "
+                    '"tie_word_embeddings": false if the model has its own output head'
+                )
 
 
 def from_hf_state_dict(config: ModelConfig, state: dict[str, Tensor]) -> dict[str, Tensor]:
     """transformers' weights (gpt_bigcode names for learned positions, starcoder2 names for
-    rotary) as a CodeGPT state dict. UserError for missing, unexpected or untied weights."""
-    kind = model_type(config)
-    state = {k: v for k, v in state.items() if not k.endswith(_BUFFER_SUFFIXES)}
-    C, kv = config.n_embd, config.kv_dim
-    used: set[str] = set()
-
-    def take(name: str) -> Tensor:
-        if name not in state:
-            raise UserError(f"{kind} weights lack {name}: the checkpoint is incomplete")
-        used.add(name)
-        return state[name]
-
-    out: dict[str, Tensor] = {}
-    if kind == "gpt_bigcode":
-        embedding = out["wte.weight"] = take("transformer.wte.weight")
-        out["wpe.weight"] = take("transformer.wpe.weight")
-        for i in range(config.n_layer):
-            ours, theirs = f"blocks.{i}.", f"transformer.h.{i}."
-            for name in _BLOCK_PARAMS:
-                tensor = take(theirs + name)
-                if name.startswith("attn.c_attn") and config.n_kv_heads > 1:
-                    _check_shape(theirs + name, tensor, (3 * C, C)[: tensor.dim()])
-                    tensor = _qkv_from_per_head(tensor, config.n_head)
-                out[ours + name] = tensor
-        out["ln_f.weight"] = take("transformer.ln_f.weight")
-        out["ln_f.bias"] = take("transformer.ln_f.bias")
-    else:
-        embedding = out["wte.weight"] = take("model.embed_tokens.weight")
-        for i in range(config.n_layer):
-            ours, theirs = f"blocks.{i}.", f"model.layers.{i}."
-            for suffix in ("weight", "bias"):
-                parts = []
-                for proj, rows in (("q_proj", C), ("k_proj", kv), ("v_proj", kv)):
-                    name = theirs + "self_attn." + proj + "." + suffix
-                    tensor = take(name)
-                    _check_shape(name, tensor, (rows, C)[: tensor.dim()])
-                    parts.append(tensor)
-                out[ours + "attn.c_attn." + suffix] = torch.cat(parts)
-                for mine, hf in _STARCODER2_NAMES.items():
-                    out[ours + mine + "." + suffix] = take(theirs + hf + "." + suffix)
-        out["ln_f.weight"] = take("model.norm.weight")
-        out["ln_f.bias"] = take("model.norm.bias")
-    head = state.get("lm_head.weight")
-    if head is not None:
-        used.add("lm_head.weight")
-        if head.shape != embedding.shape or not torch.equal(head, embedding):
-            raise UserError(
-                "lm_head.weight differs from the token embedding: codekiln models tie them, "
-                "so checkpoints with a separate output head cannot be loaded"
-            )
-    unexpected = sorted(set(state) - used)
-    if unexpected:
-        raise UserError(
-            f"{kind} checkpoint has weights codekiln does not know: {', '.join(unexpected[:5])}"
-            + (f" and {len(unexpected) - 5} more" if len(unexpected) > 5 else "")
-        )
-    return out
+    rotary) as a CodeGPT state dict, in their dtype. UserError for missing, unexpected or
+    inconsistent weights."""
+    with torch.device("meta"):
+        shapes = {name: t.shape for name, t in CodeGPT(config).state_dict().items()}
+    dtype = next(iter(state.values())).dtype if state else torch.float32
+    targets = {name: torch.empty(shape, dtype=dtype) for name, shape in shapes.items()}
+    filler = _WeightFiller(config, targets)
+    for name, tensor in state.items():
+        filler.put(name, tensor)
+    filler.finish()
+    return targets
 
 
-_BLOCK_PARAMS = tuple(
-    f"{module}.{suffix}"
-    for module in ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj")
-    for suffix in ("weight", "bias")
-)
+_BLOCK_MODULES = ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj")
 # Our block's names -> starcoder2's, for everything but the fused q/k/v.
 _STARCODER2_NAMES = {
     "ln_1": "input_layernorm",
@@ -223,8 +280,16 @@ def _check_shape(name: str, tensor: Tensor, expected: tuple[int, ...]) -> None:
         )
 
 
-def hf_config(config: ModelConfig, bos_id: int = 0, eos_id: int = 0, dtype: str = "float32"):
-    """config.json for transformers, vLLM and TGI."""
+def hf_config(
+    config: ModelConfig,
+    bos_id: int = 0,
+    eos_id: int = 0,
+    dtype: str = "float32",
+    base: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """config.json for transformers, vLLM and TGI. With `base` (the config.json a model was
+    imported from) every key codekiln does not compute survives as the base had it (its
+    token ids, `mlp_type`, `transformers_version`, ...); the shape and settings are ours."""
     kind = model_type(config)
     common = {
         "architectures": [_ARCHITECTURES[kind]],
@@ -233,12 +298,12 @@ def hf_config(config: ModelConfig, bos_id: int = 0, eos_id: int = 0, dtype: str 
         "bos_token_id": bos_id,
         "eos_token_id": eos_id,
         "initializer_range": config.std,
-        "tie_word_embeddings": True,
+        "tie_word_embeddings": config.tie_embeddings,
         "use_cache": True,
         "torch_dtype": dtype,
     }
     if kind == "gpt_bigcode":
-        return {
+        ours = {
             **common,
             "n_positions": config.n_positions,
             "n_embd": config.n_embd,
@@ -249,49 +314,62 @@ def hf_config(config: ModelConfig, bos_id: int = 0, eos_id: int = 0, dtype: str 
             "activation_function": TO_HF_ACTIVATION[config.activation],
             "layer_norm_epsilon": config.layer_norm_epsilon,
             "resid_pdrop": config.dropout,
-            "embd_pdrop": config.dropout,
-            "attn_pdrop": config.dropout,
+            "embd_pdrop": config.embedding_dropout,
+            "attn_pdrop": config.attention_dropout,
             "scale_attn_weights": True,
             "attention_softmax_in_fp32": True,
             "scale_attention_softmax_in_fp32": True,
         }
-    return {
-        **common,
-        "max_position_embeddings": config.n_positions,
-        "hidden_size": config.n_embd,
-        "intermediate_size": config.inner_dim,
-        "num_hidden_layers": config.n_layer,
-        "num_attention_heads": config.n_head,
-        "num_key_value_heads": config.n_kv_heads,
-        "hidden_act": TO_HF_ACTIVATION[config.activation],
-        "norm_epsilon": config.layer_norm_epsilon,
-        # transformers 5 reads rope_parameters; vLLM and older transformers read rope_theta.
-        "rope_theta": config.rope_theta,
-        "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},
-        "sliding_window": None,
-        "use_bias": True,
-        "attention_dropout": config.dropout,
-        "residual_dropout": config.dropout,
-        "embedding_dropout": config.dropout,
-    }
+    else:
+        ours = {
+            **common,
+            "max_position_embeddings": config.n_positions,
+            "hidden_size": config.n_embd,
+            "intermediate_size": config.inner_dim,
+            "num_hidden_layers": config.n_layer,
+            "num_attention_heads": config.n_head,
+            "num_key_value_heads": config.n_kv_heads,
+            "hidden_act": TO_HF_ACTIVATION[config.activation],
+            "norm_epsilon": config.layer_norm_epsilon,
+            # transformers 5 reads rope_parameters; vLLM and older transformers read rope_theta.
+            "rope_theta": config.rope_theta,
+            "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},
+            "sliding_window": config.sliding_window,
+            "use_bias": config.bias,
+            "attention_dropout": config.attention_dropout,
+            "residual_dropout": config.dropout,
+            "embedding_dropout": config.embedding_dropout,
+        }
+    if not base:
+        return ours
+    merged = {k: v for k, v in base.items() if not k.startswith("_")}  # not _name_or_path
+    kept = {k: base[k] for k in ("bos_token_id", "eos_token_id") if base.get(k) is not None}
+    merged.update(ours)
+    merged.update(kept)
+    if "n_inner" in base and base["n_inner"] is None and config.n_inner is None:
+        merged["n_inner"] = None  # transformers' way of saying 4 x n_embd, as the base said it
+    if "dtype" in base:  # transformers 5 writes `dtype` where 4 wrote `torch_dtype`
+        merged["dtype"] = dtype
+    return merged
 
 
 def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     """The ModelConfig of a gpt_bigcode or starcoder2 config.json; UserError for settings
-    CodeGPT does not compute (non-GELU activation, untied head, cross-attention, scaled RoPE)."""
+    CodeGPT does not compute (non-GELU activation, cross-attention, scaled RoPE)."""
     kind = hf.get("model_type")
     if kind not in MODEL_TYPES:
         raise UserError(
-            f"model_type {kind!r} is not supported: codekiln loads {' and '.join(MODEL_TYPES)} "
-            "models (StarCoder and StarCoder2)"
+            f"model_type {kind!r} is not supported: codekiln loads and trains "
+            f"{' and '.join(MODEL_TYPES)} models (StarCoder, StarCoderBase, SantaCoder, "
+            "tiny_starcoder_py and StarCoder2)"
         )
-    if hf.get("tie_word_embeddings", True) is False:
-        raise UserError(f"{kind} model has an untied output head; codekiln models tie it")
+    tied = hf.get("tie_word_embeddings", True) is not False
     if kind == "gpt_bigcode":
         hf = {**_GPT_BIGCODE_DEFAULTS, **hf}
         activation = _activation(hf["activation_function"])
         if not hf.get("scale_attn_weights", True) or hf.get("add_cross_attention", False):
             raise UserError("gpt_bigcode without scaled attention or with cross-attention")
+        dropout = _number(hf, "resid_pdrop")
         return ModelConfig(
             vocab_size=hf["vocab_size"],
             n_positions=hf["n_positions"],
@@ -303,13 +381,14 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
             activation=activation,
             position="learned",
             layer_norm_epsilon=hf["layer_norm_epsilon"],
-            dropout=hf["resid_pdrop"],
+            dropout=dropout,
+            attn_dropout=_unless_equal(_number(hf, "attn_pdrop", dropout), dropout),
+            embd_dropout=_unless_equal(_number(hf, "embd_pdrop", dropout), dropout),
             init_std=_default_to_none(hf["initializer_range"], hf["n_embd"] ** -0.5),
+            tie_embeddings=tied,
         )
     hf = {**_STARCODER2_DEFAULTS, **hf}
     activation = _activation(hf["hidden_act"])
-    if not hf.get("use_bias", True):
-        raise UserError("starcoder2 model without biases; codekiln's linear layers have them")
     head_dim = hf.get("head_dim")
     if head_dim is not None and head_dim * hf["num_attention_heads"] != hf["hidden_size"]:
         raise UserError(f"starcoder2 head_dim {head_dim} is not hidden_size / heads")
@@ -317,13 +396,10 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if hf.get("rope_scaling") or rope_type != "default" or hf.get("partial_rotary_factor", 1) != 1:
         raise UserError(f"starcoder2 with scaled or partial RoPE ({rope_type}) is not supported")
-    context = hf["max_position_embeddings"]
-    if hf.get("sliding_window"):
-        # Up to the window, sliding-window attention is plain causal attention.
-        context = min(context, hf["sliding_window"])
+    dropout = _number(hf, "residual_dropout")
     return ModelConfig(
         vocab_size=hf["vocab_size"],
-        n_positions=context,
+        n_positions=hf["max_position_embeddings"],
         n_embd=hf["hidden_size"],
         n_layer=hf["num_hidden_layers"],
         n_head=hf["num_attention_heads"],
@@ -333,9 +409,24 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         position="rotary",
         rope_theta=rope.get("rope_theta", hf.get("rope_theta", 10000.0)),
         layer_norm_epsilon=hf["norm_epsilon"],
-        dropout=hf["residual_dropout"],
+        dropout=dropout,
+        attn_dropout=_unless_equal(_number(hf, "attention_dropout", dropout), dropout),
+        embd_dropout=_unless_equal(_number(hf, "embedding_dropout", dropout), dropout),
         init_std=_default_to_none(hf["initializer_range"], hf["hidden_size"] ** -0.5),
+        sliding_window=hf.get("sliding_window") or None,
+        tie_embeddings=tied,
+        bias=bool(hf.get("use_bias", True)),
     )
+
+
+def _number(hf: dict[str, Any], key: str, default: float = 0.0) -> float:
+    """A dropout of a config.json (transformers writes ints such as 0 as well as floats)."""
+    value = hf.get(key, default)
+    return float(default if value is None else value)
+
+
+def _unless_equal(value: float, default: float) -> float | None:
+    return None if value == default else value
 
 
 def _default_to_none(value: Any, default: Any) -> Any:
@@ -360,13 +451,16 @@ def export_hf(
     out_dir: str | Path,
     tokenizer_dir: str | Path | None = None,
     card: dict | None = None,
+    base_config: dict[str, Any] | None = None,
 ) -> Path:
     """Write a folder `transformers.AutoModelForCausalLM.from_pretrained` loads.
 
     config.json, model.safetensors, generation_config.json, the tokenizer's files when
     tokenizer_dir is given (bos = eos = its <|endoftext|> id; 0 without one) and a README.md
     model card from `card` (name, description, license, data, training, evaluation, ...).
-    The weights keep the model's dtype; the model must be whole (gather FSDP shards first).
+    `base_config`, the config.json of the model this one was fine-tuned from, keeps every
+    setting codekiln does not change (see `hf_config`). The weights keep the model's dtype;
+    the model must be whole (gather FSDP shards first).
     """
     config = model.config
     kind = model_type(config)
@@ -397,7 +491,7 @@ def export_hf(
         },
     )
     write_atomic(out / "README.md", model_card(config, kind, card))
-    write_json(out / "config.json", hf_config(config, eos_id, eos_id, dtype))
+    write_json(out / "config.json", hf_config(config, eos_id, eos_id, dtype, base_config))
     return out
 
 
@@ -424,76 +518,6 @@ def _tokenizer_eos(folder: Path, vocab_size: int) -> int:
     return eos_id
 
 
-def model_card(config: ModelConfig, kind: str, card: dict | None = None) -> str:
-    """README.md: YAML front matter for the Hub, then the card's facts, one section a key.
-
-    Values may be text, a dict (a list of `key: value`) or a list (bullets).
-    """
-    card = dict(card or {})
-    name = str(card.pop("name", "codekiln model"))
-    description = card.pop("description", None)
-    license_id = card.pop("license", None)
-    front = [
-        "---",
-        f"license: {json.dumps(str(license_id).lower() if license_id else 'other')}",
-        "library_name: transformers",
-        "pipeline_tag: text-generation",
-        f"tags: [code, codekiln, {kind}]",
-        "---",
-    ]
-    heads = f"{config.n_head} ({config.n_kv_heads} key/value)"
-    model = {
-        "architecture": f"{kind} ({config.position} positions)",
-        "parameters": f"{num_parameters(config):,}",
-        "layers": config.n_layer,
-        "hidden size": config.n_embd,
-        "attention heads": heads,
-        "context": f"{config.n_positions} tokens",
-        "vocabulary": f"{config.vocab_size} tokens",
-    }
-    lines = [*front, "", f"# {name}", ""]
-    lines += [
-        str(description) if description else "A code language model trained with codekiln.",
-        "",
-    ]
-    lines += ["## Model", "", _render(model), ""]
-    lines += [
-        "## Use",
-        "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "",
-        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
-        'model = AutoModelForCausalLM.from_pretrained("path/to/this/folder")',
-        'inputs = tokenizer("def fibonacci(n):", return_tensors="pt")',
-        "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=64)[0]))",
-        "```",
-        "",
-    ]
-    for key in ("data", "training", "evaluation", *[k for k in card if k not in _ORDERED]):
-        if key in card:
-            lines += [f"## {key.replace('_', ' ').capitalize()}", "", _render(card[key]), ""]
-    lines += ["## License", "", str(license_id) if license_id else "Not stated.", ""]
-    return "\n".join(lines)
-
-
-_ORDERED = ("data", "training", "evaluation")
-
-
-def _render(value: Any) -> str:
-    if isinstance(value, dict):
-        return "\n".join(f"- **{k}**: {_inline(v)}" for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return "\n".join(f"- {_inline(v)}" for v in value)
-    return str(value)
-
-
-def _inline(value: Any) -> str:
-    if isinstance(value, dict | list | tuple):
-        return "`" + json.dumps(value, default=str) + "`"
-    return str(value)
-
-
 def read_hf_config(folder: str | Path) -> dict[str, Any]:
     """A Hugging Face model folder's config.json; a UserError if it is missing or not JSON."""
     config_file = Path(folder) / "config.json"
@@ -505,48 +529,94 @@ def read_hf_config(folder: str | Path) -> dict[str, Any]:
         raise UserError(f"{config_file} is not readable JSON ({exc})") from None
 
 
-def import_hf(folder: str | Path) -> CodeGPT:
+def import_hf(folder: str | Path, dtype: torch.dtype | None = None) -> CodeGPT:
     """A CodeGPT from a gpt_bigcode or starcoder2 folder (ours or transformers'), in eval
-    mode, weights in the dtype they were saved in (call .float() for float32)."""
+    mode, its weights in `dtype` (None: the dtype they were saved in).
+
+    The model is allocated once, empty, and each tensor of the checkpoint is copied into it
+    as it is read (shard by shard, tensor by tensor), so the checkpoint is never held in
+    memory beside the model."""
     folder = Path(folder)
     hf = read_hf_config(folder)
     try:
         config = config_from_hf(hf)
     except UserError as exc:
         raise UserError(f"{folder / 'config.json'}: {exc}") from None
-    state = from_hf_state_dict(config, _read_weights(folder))
+    files = weight_files(folder)
+    if dtype is None:
+        dtype = _first_dtype(files[0])
     with torch.device("meta"):
         model = CodeGPT(config)
-    expected = model.state_dict()
-    for name, tensor in state.items():
-        _check_shape(name, tensor, tuple(expected[name].shape))
-    model.load_state_dict(state, strict=True, assign=True)
+    model = model.to(dtype=dtype).to_empty(device="cpu")
+    filler = _WeightFiller(config, dict(model.named_parameters()))
+    for file in files:
+        for name, tensor in _read_tensors(file):
+            filler.put(name, tensor)
+    filler.finish()
     return model.eval()
 
 
-def _read_weights(folder: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a Hugging Face folder: model.safetensors, the shards of
+    model.safetensors.index.json, pytorch_model.bin, or the shards of its index. Every file
+    an index names must be there (checked before anything is read)."""
+    folder = Path(folder)
+    for single, index_name in ((WEIGHTS, WEIGHTS_INDEX), (BIN_WEIGHTS, BIN_WEIGHTS_INDEX)):
+        if (folder / single).is_file():
+            return [folder / single]
+        index = folder / index_name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+                names = sorted(set(weight_map.values()))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError) as exc:
+                raise UserError(f"{index} is not a readable weight index ({exc})") from None
+            except (TypeError, AttributeError):
+                raise UserError(f"{index} is not a readable weight index") from None
+            files = [folder / name for name in names]
+            absent = [f.name for f in files if not f.is_file()]
+            if absent:
+                raise UserError(
+                    f"{index} names shard {absent[0]}, which is not in {folder}"
+                    + (f" ({len(absent)} shards are missing)" if len(absent) > 1 else "")
+                    + ": download the whole model folder"
+                )
+            return files
+    raise UserError(
+        f"no weights in {folder}: a model folder holds {WEIGHTS}, sharded safetensors with "
+        f"{WEIGHTS_INDEX}, or {BIN_WEIGHTS}"
+    )
 
-    index = folder / WEIGHTS_INDEX
-    if (folder / WEIGHTS).exists():
-        files = [folder / WEIGHTS]
-    elif index.exists():
+
+def _read_tensors(file: Path) -> Iterator[tuple[str, Tensor]]:
+    """(name, tensor) of a weight file, one at a time. .bin files are memory-mapped and
+    unpickled with weights_only (no code runs)."""
+    try:
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt") as handle:
+                for name in handle.keys():
+                    yield name, handle.get_tensor(name)
+            return
         try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise UserError(f"{index} is not a readable safetensors index ({exc})") from None
-        files = [folder / name for name in sorted(set(weight_map.values()))]
-    elif (folder / "pytorch_model.bin").exists():
-        raise UserError(
-            f"{folder} holds pytorch_model.bin only: save it as safetensors first "
-            "(transformers: model.save_pretrained(folder, safe_serialization=True))"
-        )
-    else:
-        raise UserError(f"no {WEIGHTS} in {folder}: the model folder has no weights")
-    state: dict[str, Tensor] = {}
-    for file in files:
-        try:
-            state.update(load_file(str(file)))
-        except Exception as exc:  # safetensors raises its own error type, or OSError
-            raise UserError(f"{file} is missing or corrupt ({exc})") from None
-    return state
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            # The legacy (pre-zip) format cannot be memory-mapped.
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise UserError(f"{file} holds no state dict of tensors")
+        yield from state.items()
+    except UserError:
+        raise
+    except Exception as exc:  # safetensors, zip and unpickling errors of many types
+        raise UserError(f"{file} is truncated or corrupt ({str(exc)[:200]})") from None
+
+
+def _first_dtype(file: Path) -> torch.dtype:
+    for _, tensor in _read_tensors(file):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
