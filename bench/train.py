@@ -93,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = preset(args.preset)
-    train_config = TrainConfig(model=args.preset, batch_size=args.batch_size, lr=1e-4)
+    train_config = TrainConfig(model=args.preset, batch_size=args.batch_size, lr=1e-4).resolved()
     cpu = torch.device("cpu")
     default_dtype = compute_dtype(train_config, cpu)  # codekiln's "auto"
     torch.manual_seed(0)

@@ -315,18 +315,71 @@ def pack_command(
 
 @app.command("train")
 def train_command(
-    data: Annotated[Path, typer.Option("--data", help="A pack directory (token shards).")],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for checkpoints, model, metrics.")
     ],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="A pack directory (token shards).")
+    ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Fine-tune this Hugging Face model folder (gpt_bigcode: StarCoder, "
+            "SantaCoder; starcoder2), with its own tokenizer.",
+        ),
+    ] = None,
+    sft: Annotated[
+        Path | None,
+        typer.Option(
+            "--sft",
+            help="Instruction tuning on a JSONL of {prompt, completion} pairs, or a curated "
+            "folder's commit records (loss on completions only).",
+        ),
+    ] = None,
+    lora: Annotated[
+        bool, typer.Option("--lora", help="Train LoRA adapters on the frozen --init-from model.")
+    ] = False,
+    lora_rank: Annotated[int | None, typer.Option("--lora-rank", min=1)] = None,
+    lora_alpha: Annotated[float | None, typer.Option("--lora-alpha", min=0.0)] = None,
+    lora_dropout: Annotated[float | None, typer.Option("--lora-dropout", min=0.0)] = None,
+    lora_targets: Annotated[
+        str | None,
+        typer.Option(
+            "--lora-targets",
+            help="Modules to adapt, as transformers names them (default: every attention "
+            "and MLP projection).",
+        ),
+    ] = None,
+    base_dtype: Annotated[
+        str | None,
+        typer.Option("--base-dtype", help="LoRA: hold the frozen base in float32 or bfloat16."),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option("--merge", help="LoRA: also write the base with the adapter merged in."),
+    ] = False,
+    license_id: Annotated[
+        str | None,
+        typer.Option(
+            "--license",
+            help="The model card's license (a Hub id; default: BigCode OpenRAIL-M, or the "
+            "base model's).",
+        ),
+    ] = None,
     tokenizer: Annotated[
         Path | None,
-        typer.Option("--tokenizer", help="The tokenizer the shards were packed with (for FIM)."),
+        typer.Option("--tokenizer", help="Use this tokenizer folder instead of the pack's copy."),
     ] = None,
     config: ConfigFile = None,
     sets: Sets = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the latest checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from the latest checkpoint with its settings (only max_steps, "
+            "max_minutes and the intervals may change).",
+        ),
     ] = False,
     max_minutes: Annotated[
         float | None,
@@ -334,28 +387,43 @@ def train_command(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train a GPT-BigCode-style model on token shards; export it in Hugging Face format.
-    Under torchrun: DDP, FSDP2 (`--set parallel=fsdp`), tensor parallel (`parallel=tp`) or
-    both (`parallel=fsdp+tp --set tp_size=N`)."""
-    import dataclasses
+    """Train a GPT-BigCode or StarCoder2 model on token shards, from scratch or from a model
+    folder (--init-from; full or --lora), or instruction-tune one (--sft); export it in
+    Hugging Face format. Under torchrun: DDP, FSDP2 (`--set parallel=fsdp`), tensor parallel
+    (`parallel=tp`) or both (`parallel=fsdp+tp --set tp_size=N`)."""
     import os
 
-    from codekiln.config import load_config
+    from codekiln.config import given_settings, load_config
     from codekiln.train.config import TrainConfig
     from codekiln.train.loop import train
 
-    if resume and config is None and not sets:
-        # Continue with the checkpoint's own settings; only the time budget may change.
-        cfg = None
-        if max_minutes is not None:
-            cfg = dataclasses.replace(_checkpoint_config(output), max_minutes=max_minutes)
+    if sft is not None and data is not None:
+        raise UserError("give --data (token shards) or --sft (instruction pairs), not both")
+    source = sft if sft is not None else data
+    if source is None:
+        raise UserError("give --data TOKENS (a pack folder) or --sft PAIRS to train on")
+    flags = {
+        "init_from": None if init_from is None else str(init_from),
+        "sft": True if sft is not None else None,
+        "lora": True if lora else None,
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
+        "lora_dropout": lora_dropout,
+        "lora_targets": lora_targets,
+        "base_dtype": base_dtype,
+        "merge": True if merge else None,
+        "license": license_id,
+        "tokenizer": None if tokenizer is None else str(tokenizer),
+        "max_minutes": max_minutes,
+    }
+    flags = {key: value for key, value in flags.items() if value is not None}
+    if resume:
+        # The checkpoint's settings, with what this invocation gives (checked by the run).
+        given = {**given_settings(TrainConfig, "train", config, sets), **flags}
+        result = train(source, output, None, resume=True, progress=not quiet, changes=given)
     else:
-        cfg = load_config(TrainConfig, "train", config, sets)
-        if max_minutes is not None:
-            cfg = dataclasses.replace(cfg, max_minutes=max_minutes)
-    if tokenizer is not None and cfg is not None:
-        cfg = dataclasses.replace(cfg, tokenizer=str(tokenizer))
-    result = train(data, output, cfg, resume=resume, progress=not quiet)
+        cfg = load_config(TrainConfig, "train", config, sets, extra=flags)
+        result = train(source, output, cfg, progress=not quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
         _print_train_summary(result)
 
@@ -671,23 +739,20 @@ def _print_eval_summary(results: dict, output: Path) -> None:
     console.print(f"results in {output}/<task>/results.json")
 
 
-def _checkpoint_config(output: Path):
-    from codekiln.train.checkpoint import latest_checkpoint, read_checkpoint_state
-    from codekiln.train.config import TrainConfig
-
-    latest = latest_checkpoint(output / "checkpoints")
-    if latest is None:
-        raise UserError(f"{output} has no checkpoint to resume from")
-    return TrainConfig.from_dict(read_checkpoint_state(latest)["config"])
-
-
 def _print_train_summary(result) -> None:
+    if result.skipped:
+        console.print(f"{result.out_dir} already holds this finished run; nothing to do.")
     val = f", validation loss {result.val_loss:.3f}" if result.val_loss is not None else ""
     console.print(
         f"train: {result.steps:,} steps, {result.tokens:,} tokens, "
         f"final loss {result.final_loss:.3f}{val}"
     )
-    console.print(f"checkpoints and metrics: {result.out_dir}  model: {result.model_dir}")
+    outputs = [f"checkpoints and metrics: {result.out_dir}"]
+    if result.model_dir is not None:
+        outputs.append(f"model: {result.model_dir}")
+    if result.adapter_dir is not None:
+        outputs.append(f"adapter (peft): {result.adapter_dir}")
+    console.print("  ".join(outputs))
 
 
 def _print_tokenizer_summary(result) -> None:

@@ -28,9 +28,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(
-    cls: type[T], section: str, path: str | Path | None = None, sets: list[str] | None = None
+    cls: type[T],
+    section: str,
+    path: str | Path | None = None,
+    sets: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> T:
-    """`cls` with defaults, then the file's `[section]` table, then each `key=value`.
+    """`cls` with defaults, then the file's `[section]` table, then each `key=value`, then
+    `extra` (a command's own flags, already typed).
 
     >>> from dataclasses import dataclass
     >>> @dataclass
@@ -40,11 +45,47 @@ def load_config(
     >>> load_config(Demo, "demo", sets=["size=3", "names=a,b"])
     Demo(size=3, names=['a', 'b'])
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        values = read_toml(path)
-        if any(key in values for key in STAGES):
-            values = values.get(section, {})
+    merged = _merged(cls, section, path, sets)
+    merged.update(extra or {})
+    try:
+        return cls(**merged)
+    except TypeError as exc:
+        raise UserError(f"{section} config: {exc}") from None
+
+
+def given_settings(
+    cls: type, section: str, path: str | Path | None = None, sets: list[str] | None = None
+) -> dict[str, Any]:
+    """Only the settings the file's `[section]` table and the `key=value` items give (top
+    level keys), with their values: what a resumed run is asked to change.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Demo:
+    ...     size: int = 1
+    ...     name: str = "a"
+    >>> given_settings(Demo, "demo", sets=["size=3"])
+    {'size': 3}
+    """
+    merged = _merged(cls, section, path, sets)
+    keys = set(_file_values(section, path)) | {
+        item.partition("=")[0].strip().split(".")[0] for item in sets or []
+    }
+    return {key: merged[key] for key in sorted(keys)}
+
+
+def _file_values(section: str, path: str | Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    values = read_toml(path)
+    if any(key in values for key in STAGES):
+        values = values.get(section, {})
+    return values
+
+
+def _merged(cls: type, section: str, path: str | Path | None, sets: list[str] | None) -> dict:
+    """The defaults of `cls`, then the file's table, then the `key=value` items (unvalidated)."""
+    values = _file_values(section, path)
     base = dataclasses.asdict(cls())
     for key in values:
         if key not in base:
@@ -64,10 +105,7 @@ def load_config(
         if not sep:
             raise UserError(f"--set expects key=value, got '{item}'")
         _assign(merged, key.strip(), parse_value(raw.strip()), base, section, cls)
-    try:
-        return cls(**merged)
-    except TypeError as exc:
-        raise UserError(f"{section} config: {exc}") from None
+    return merged
 
 
 def split_sets(sets: list[str] | None, default: str) -> dict[str, list[str]]:

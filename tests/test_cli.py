@@ -139,8 +139,20 @@ def test_tokenizer_and_pack_bad_inputs(fixture_repo, tmp_path):
     plain = Tokenizer(models.WordLevel({"<|endoftext|>": 0, "x": 1}, unk_token="<|endoftext|>"))
     plain.pre_tokenizer = pre_tokenizers.Whitespace()
     plain.save(str(foreign / "tokenizer.json"))
-    no_fim = cli("pack", str(curated), "--tokenizer", str(foreign), "-o", str(tmp_path / "p"))
-    assert_one_line_error(no_fim, "<fim_prefix>")
+    # Any tokenizer folder packs; this one cannot keep text apart from its end-of-text id.
+    unknown = cli("pack", str(curated), "--tokenizer", str(foreign), "-o", str(tmp_path / "p"))
+    assert_one_line_error(unknown, "special-token ids")
+    forced = cli(
+        "pack",
+        str(curated),
+        "--tokenizer",
+        str(foreign),
+        "-o",
+        str(tmp_path / "p"),
+        "--set",
+        "format=starcoder",
+    )
+    assert_one_line_error(forced, "lacks <reponame>")
     tok = tmp_path / "tok"
     trained = cli("tokenizer", "train", str(curated), "-o", str(tok), "--vocab-size", "400")
     assert trained.returncode == 0, trained.stderr

@@ -17,6 +17,7 @@ from codekiln.errors import UserError
 from codekiln.pack.fim import FimIds, apply_fim, fim_tokens, fit_length
 from codekiln.pack.format import FORMAT_VERSION, dtype_for, shard_names
 from codekiln.pack.loader import Batch, LoaderConfig, TokenLoader
+from codekiln.tokenizer.family import FIM_SPELLINGS
 from codekiln.tokenizer.special import EOS, FILENAME, GH_STARS, REPONAME, SPECIAL_TOKENS
 
 UNICODE = "naïve café — 日本語のコード 😀 ünïcödé ∑ λ → ✓\n"
@@ -84,6 +85,15 @@ def write_pack(
     dtype = dtype_for(vocab_size)
     meta = {"format_version": FORMAT_VERSION, "dtype": dtype.name, "vocab_size": vocab_size}
     meta["special_ids"] = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    meta["format"] = {  # as pack records a StarCoder tokenizer's: FIM while training
+        "family": "starcoder",
+        "eos": EOS,
+        "fim": "context",
+        "fim_tokens": FIM_SPELLINGS[0].to_dict(),
+        "fim_rate": 0.0,
+        "repo_metadata_probability": None,
+        "context_length": None,
+    }
     meta["splits"] = {}
     for split, docs in splits.items():
         names, tokens = [], 0

@@ -331,8 +331,16 @@ def test_output_is_the_same_for_any_worker_count(tmp_path, tokenizer_dir, monkey
     pack(data, tokenizer_dir, tmp_path / "w1", config, workers=1, progress=False)
     monkeypatch.setattr(pack_module, "_encode_batch", _first_batch_last)
     pack(data, tokenizer_dir, tmp_path / "w2", config, workers=2, progress=False)
-    names = sorted(p.name for p in (tmp_path / "w1").iterdir() if p.name != "manifest.json")
-    assert names == sorted(p.name for p in (tmp_path / "w2").iterdir() if p.name != "manifest.json")
+
+    def outputs(out: Path) -> list[str]:  # every file, the tokenizer copy's included
+        return sorted(
+            str(p.relative_to(out))
+            for p in out.rglob("*")
+            if p.is_file() and p != out / "manifest.json"
+        )
+
+    names = outputs(tmp_path / "w1")
+    assert names == outputs(tmp_path / "w2") and "tokenizer/tokenizer.json" in names
     assert any(n.startswith("valid-") for n in names) and len(names) > 5
     for name in names:
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes(), name
@@ -422,15 +430,18 @@ def test_a_post_processor_adds_nothing(tmp_path, tokenizer_dir, tok):
     assert documents(tmp_path / "out", "train") == wanted
 
 
-def test_tokenizer_without_fim_tokens_is_refused(tmp_path):
+def test_tokenizer_without_fim_tokens_packs_without_fim(tmp_path):
+    # Packing needs no FIM tokens (any tokenizer packs); asking for FIM without them fails.
     no_fim = [t for t in SPECIAL_TOKENS if "fim" not in t]
     folder = tmp_path / "tok"
     folder.mkdir()
     train_small_tokenizer(no_fim, vocab_size=400).save(str(folder / "tokenizer.json"))
     data = write_data(tmp_path / "data", make_records(5))
     with pytest.raises(UserError, match="<fim_prefix>"):
-        pack(data, folder, tmp_path / "out", progress=False)
+        pack(data, folder, tmp_path / "out", PackConfig(fim_rate=0.5), progress=False)
     assert not (tmp_path / "out").exists()
+    meta = pack(data, folder, tmp_path / "out", progress=False).meta
+    assert (meta["format"]["family"], meta["format"]["fim"]) == ("starcoder", "none")
 
 
 def test_tokenizer_that_makes_special_ids_from_text_is_refused(tmp_path):

@@ -321,12 +321,16 @@ def test_max_minutes_stops_after_one_step_with_checkpoint_and_export(packed, tmp
     assert train(data, out, config, resume=True, progress=False).skipped
 
 
-def test_fim_off_needs_no_tokenizer(packed, tmp_path):
-    data, _ = packed
-    result = train(data, tmp_path / "run", tiny(None, fim_rate=0.0, max_steps=2), progress=False)
+def test_the_pack_s_own_tokenizer_is_found_without_tokenizer(packed, tmp_path):
+    """`codekiln train --data TOKENS` needs nothing else: FIM, val_bpb and the export use
+    the copy of the tokenizer the pack keeps."""
+    data, tokenizer = packed
+    result = train(data, tmp_path / "run", tiny(None, max_steps=2), progress=False)
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert result.steps == 2 and result.val_loss is not None
-    assert not any("val_bpb" in r for r in rows)  # bytes need the tokenizer
+    assert any("val_bpb" in r for r in rows)
+    exported = (tmp_path / "run" / "model" / "tokenizer.json").read_bytes()
+    assert exported == (tokenizer / "tokenizer.json").read_bytes()
 
 
 def losses_of(run: Path) -> list[float]:
@@ -388,9 +392,6 @@ def test_shards_from_another_tokenizer(packed, tmp_path):
     with pytest.raises(UserError, match="not the one .* packed with") as excinfo:
         train(data, tmp_path / "run", tiny(other), progress=False)
     one_line(excinfo)
-    with pytest.raises(UserError, match="--tokenizer") as excinfo:
-        train(data, tmp_path / "run", tiny(None), progress=False)
-    one_line(excinfo)
 
 
 def test_vocabulary_smaller_than_the_shards(packed, tmp_path):
@@ -421,7 +422,7 @@ def test_resume_refuses_another_model(packed, tmp_path):
     out = tmp_path / "run"
     train(data, out, tiny(tokenizer, max_steps=3), progress=False)
     config = tiny(tokenizer, max_steps=5, model_overrides={**TINY, "n_layer": 3})
-    with pytest.raises(UserError, match="another model") as excinfo:
+    with pytest.raises(UserError, match="model_overrides .* cannot change") as excinfo:
         train(data, out, config, resume=True, progress=False)
     one_line(excinfo)
 

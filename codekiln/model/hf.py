@@ -13,6 +13,7 @@ The output projection is tied to the token embedding and saved once, as transfor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -35,7 +36,16 @@ WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 BIN_WEIGHTS = "pytorch_model.bin"
 BIN_WEIGHTS_INDEX = "pytorch_model.bin.index.json"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# What a model folder's tokenizer is made of; an export copies those its source has
+# (chat_template.jinja: where transformers 5 keeps a chat template).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+)
 MODEL_TYPES = ("gpt_bigcode", "starcoder2")
 # transformers' activation names -> ModelConfig.activation, for the GELUs CodeGPT computes.
 # The tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), under every name
@@ -496,20 +506,12 @@ def export_hf(
 
 
 def _tokenizer_eos(folder: Path, vocab_size: int) -> int:
-    from tokenizers import Tokenizer
+    """The id generation ends at: the folder's eos_token (tokenizer_config.json), else
+    <|endoftext|>; a UserError for a tokenizer larger than the model's vocabulary."""
+    from codekiln.tokenizer.family import eos_token, load_any_tokenizer
 
-    from codekiln.tokenizer.special import EOS
-
-    file = folder / "tokenizer.json"
-    if not file.exists():
-        raise UserError(f"no tokenizer.json in {folder}: give the tokenizer stage's folder")
-    try:
-        tokenizer = Tokenizer.from_file(str(file))
-    except Exception as exc:  # the Rust side raises plain Exceptions
-        raise UserError(f"{file} is not a readable tokenizer.json ({exc})") from None
-    eos_id = tokenizer.token_to_id(EOS)
-    if eos_id is None:
-        raise UserError(f"tokenizer {folder} has no {EOS} token to end generation with")
+    tokenizer = load_any_tokenizer(folder)
+    eos_id = tokenizer.token_to_id(eos_token(tokenizer, folder))
     if tokenizer.get_vocab_size() > vocab_size:
         raise UserError(
             f"tokenizer {folder} has {tokenizer.get_vocab_size()} tokens but the model embeds "
@@ -529,9 +531,12 @@ def read_hf_config(folder: str | Path) -> dict[str, Any]:
         raise UserError(f"{config_file} is not readable JSON ({exc})") from None
 
 
-def import_hf(folder: str | Path, dtype: torch.dtype | None = None) -> CodeGPT:
+def import_hf(
+    folder: str | Path, dtype: torch.dtype | None = None, overrides: dict[str, Any] | None = None
+) -> CodeGPT:
     """A CodeGPT from a gpt_bigcode or starcoder2 folder (ours or transformers'), in eval
-    mode, its weights in `dtype` (None: the dtype they were saved in).
+    mode, its weights in `dtype` (None: the dtype they were saved in). `overrides` replace
+    settings that leave the weights' shapes alone (dropouts, for training).
 
     The model is allocated once, empty, and each tensor of the checkpoint is copied into it
     as it is read (shard by shard, tensor by tensor), so the checkpoint is never held in
@@ -542,6 +547,8 @@ def import_hf(folder: str | Path, dtype: torch.dtype | None = None) -> CodeGPT:
         config = config_from_hf(hf)
     except UserError as exc:
         raise UserError(f"{folder / 'config.json'}: {exc}") from None
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
     files = weight_files(folder)
     if dtype is None:
         dtype = _first_dtype(files[0])

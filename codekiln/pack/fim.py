@@ -9,8 +9,9 @@ context, after the context was cut from the token stream ("context-level" FIM).
 A fragment is left as it is when FIM cannot rearrange it faithfully:
 
 - it has fewer than 2 characters (nothing to move);
-- it already holds a FIM sentinel (<fim_prefix>, <fim_middle>, <fim_suffix>, <fim_pad>), which
-  a second layer of sentinels would make ambiguous;
+- it already holds a FIM sentinel (<fim_prefix>, <fim_middle>, <fim_suffix>, <fim_pad>, or
+  the pack's own spelling of them, e.g. SantaCoder's <fim-prefix>), which a second layer of
+  sentinels would make ambiguous;
 - its text does not tokenize back to its own ids. Contexts are cut at token boundaries, so a
   fragment may start or end inside a multi-byte character; decoding turns that piece into
   U+FFFD, and FIM would train on characters the document never had. Skipping keeps the
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from codekiln.errors import UserError
-from codekiln.tokenizer.special import EOS, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
+from codekiln.tokenizer.family import FIM_SPELLINGS, FimTokens
+from codekiln.tokenizer.special import EOS
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,14 @@ class FimIds:
     eos: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> FimIds:
-        names = (FIM_PREFIX, FIM_MIDDLE, FIM_SUFFIX, FIM_PAD, EOS)
+    def from_tokenizer(cls, tokenizer, tokens: FimTokens | None = None, eos: str = EOS) -> FimIds:
+        """The ids of `tokens` (StarCoder's <fim_prefix>... when None; a pack's meta.json
+        names its own) and `eos` in the tokenizer. Without a pad token, padding is the eos:
+        padding is kept out of the loss, so any id does."""
+        tokens = tokens or FIM_SPELLINGS[0]
+        names = [tokens.prefix, tokens.middle, tokens.suffix, eos]
+        if tokens.pad is not None:
+            names.append(tokens.pad)
         found = {name: tokenizer.token_to_id(name) for name in names}
         missing = [name for name, token_id in found.items() if token_id is None]
         if missing:
@@ -55,7 +63,10 @@ class FimIds:
                 "train one with `codekiln tokenizer train`, add StarCoder's special tokens to "
                 "it, or set fim_rate = 0"
             )
-        return cls(*(found[name] for name in names))
+        pad = found[tokens.pad] if tokens.pad is not None else found[eos]
+        return cls(
+            found[tokens.prefix], found[tokens.middle], found[tokens.suffix], pad, found[eos]
+        )
 
     @property
     def sentinels(self) -> tuple[int, int, int, int]:

@@ -3,14 +3,32 @@
 A pack directory holds, per split (`train`, `valid`):
 
     {split}-{NNNNN}.bin   token ids, little-endian uint16 (vocabulary <= 65,536) or uint32,
-                          documents back to back, each ending with <|endoftext|>
+                          documents back to back, each ending with the tokenizer's eos
     {split}-{NNNNN}.idx   a .npy int64 array of len(documents) + 1 offsets into the .bin
                           (in tokens): document i is tokens[idx[i]:idx[i + 1]]
-    meta.json             format_version, dtype, vocab_size, tokenizer_sha256, special_ids
-                          (token -> id), splits {split: shards, tokens, documents, languages
-                          {lang: tokens, documents}}, skipped_records, config (the settings
-                          that made them); a split with no documents is left out
+    tokenizer/            a copy of the tokenizer packed with: tokenizer.json, and
+                          tokenizer_config.json / special_tokens_map.json where it had them
+    meta.json             format_version, dtype, vocab_size, tokenizer_sha256 (of
+                          tokenizer/tokenizer.json), special_ids (every special token -> id),
+                          tokenizer {dir, fingerprint, source}, format {family, eos, fim,
+                          fim_tokens, fim_rate, repo_metadata_probability, context_length},
+                          splits {split: shards, tokens, documents, languages {lang: tokens,
+                          documents}}, skipped_records, config (the settings that made them);
+                          a split with no documents is left out
     manifest.json         written last
+
+meta.json's `format` says how documents are laid out (codekiln.tokenizer.family):
+
+    family      "starcoder" (a file per document, metadata prefix), "starcoder2" (a
+                repository per document) or "plain" (content + eos)
+    eos         the end-of-text token string
+    fim         "context": the loader does Fill-in-the-Middle while training (starcoder and
+                plain, with FIM tokens); "file": pack did it, per file (starcoder2); "none":
+                the tokenizer has no FIM tokens
+    fim_tokens  {prefix, middle, suffix, pad (or null)} token strings, or null
+    fim_rate    the share of files pack put in FIM form (0 unless fim is "file")
+    repo_metadata_probability, context_length
+                starcoder2's settings (null for the other families)
 
 A split may have several shards; the loader concatenates them in name order.
 """
@@ -25,7 +43,7 @@ import numpy as np
 
 from codekiln.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: format, tokenizer and the tokenizer/ copy
 SPLITS = ("train", "valid")
 
 

@@ -14,7 +14,10 @@ How the batches are made:
   permutation drops different ones.
 - FIM runs on the fly with rng np.random.default_rng((seed, epoch, i, 1)): a sequence's
   result depends on nothing but the seed, the epoch and its index, so not on batch size,
-  rank, world size or resumption.
+  rank, world size or resumption. Its sentinels and eos are the ones the pack's meta.json
+  records (`format`), so StarCoder's, SantaCoder's <fim-prefix>... and any eos work. A pack
+  whose format says fim "file" (StarCoder2: FIM done while packing) or "none" (no FIM
+  tokens) takes fim_rate 0 only.
 - Iteration never ends: epochs follow one another, and `state_dict` says where it is. One
   epoch is `itertools.islice(loader, loader.steps_per_epoch)` from a fresh loader.
 """
@@ -30,7 +33,8 @@ import numpy as np
 from codekiln.errors import UserError
 from codekiln.pack.fim import FimIds, apply_fim
 from codekiln.pack.format import open_split, read_meta
-from codekiln.tokenizer.special import special_ids
+from codekiln.tokenizer.family import FimTokens, special_token_ids, tokenizer_fingerprint
+from codekiln.tokenizer.special import EOS
 
 STATE_VERSION = 1
 IGNORE_INDEX = -100  # the label PyTorch's cross_entropy skips by default
@@ -88,7 +92,8 @@ class TokenLoader:
     """Endless, resumable batches of one split of a pack directory for one rank.
 
     `tokenizer` is a `tokenizers.Tokenizer` or a tokenizer folder; it is needed only for
-    FIM (None is fine with fim_rate 0). The loader works on its own copy of it.
+    FIM. None is fine with fim_rate 0, and with FIM it means the pack's own copy
+    (PACK/tokenizer). The loader works on its own copy of it.
     """
 
     def __init__(
@@ -107,11 +112,16 @@ class TokenLoader:
         self.config = config
         self.rank = rank
         self.world_size = world_size
-        self._tokenizer = _own_tokenizer(tokenizer, config.fim_rate)
         self._fim_ids = None
         if config.fim_rate > 0:
-            self._fim_ids = FimIds.from_tokenizer(self._tokenizer)
-            _check_same_special_ids(self.pack_dir, self._tokenizer)
+            meta = read_meta(self.pack_dir)
+            tokens, eos = _fim_tokens(self.pack_dir, meta, config.fim_rate)
+            tokenizer = _pack_tokenizer(self.pack_dir, meta) if tokenizer is None else tokenizer
+            self._tokenizer = _own_tokenizer(tokenizer, config.fim_rate)
+            self._fim_ids = FimIds.from_tokenizer(self._tokenizer, tokens, eos)
+            _check_same_tokenizer(self.pack_dir, meta, self._tokenizer)
+        else:
+            self._tokenizer = _own_tokenizer(tokenizer, config.fim_rate)
         self._open()
         total = int(self._ends[-1]) if len(self._ends) else 0
         if total < config.seq_len + 1:
@@ -264,6 +274,41 @@ class TokenLoader:
         self._open()
 
 
+def _fim_tokens(pack_dir: Path, meta: dict, fim_rate: float) -> tuple[FimTokens, str]:
+    """The FIM sentinels and eos the pack records; a UserError where its layout leaves no
+    FIM for training to do."""
+    layout = meta.get("format")
+    if not isinstance(layout, dict):
+        raise UserError(
+            f"{pack_dir}/meta.json does not say how its documents are laid out (no 'format'): "
+            "pack the data again with this codekiln"
+        )
+    if layout.get("fim") == "file":
+        raise UserError(
+            f"{pack_dir} was packed in the StarCoder2 layout, with FIM applied when packing "
+            f"(its fim_rate {layout.get('fim_rate')}): set fim_rate=0 for training, or pack "
+            "again with the fim_rate you want"
+        )
+    if layout.get("fim") != "context" or not layout.get("fim_tokens"):
+        raise UserError(
+            f"the tokenizer {pack_dir} was packed with has no FIM tokens: set fim_rate=0 "
+            f"(not {fim_rate}), or pack with a tokenizer that has <fim_prefix>, <fim_middle>, "
+            "<fim_suffix>"
+        )
+    return FimTokens.from_dict(layout["fim_tokens"]), layout.get("eos") or EOS
+
+
+def _pack_tokenizer(pack_dir: Path, meta: dict) -> Path:
+    """The pack's own copy of its tokenizer, for FIM when none is passed."""
+    copy = pack_dir / ((meta.get("tokenizer") or {}).get("dir") or "tokenizer")
+    if not (copy / "tokenizer.json").is_file():
+        raise UserError(
+            "Fill-in-the-Middle needs the tokenizer the pack was made with: pass it, "
+            "or set fim_rate = 0"
+        )
+    return copy
+
+
 def _own_tokenizer(tokenizer, fim_rate: float):
     """A private copy (FIM flips a switch on it), loaded from a folder if given a path."""
     if tokenizer is None:
@@ -274,19 +319,24 @@ def _own_tokenizer(tokenizer, fim_rate: float):
             )
         return None
     if isinstance(tokenizer, str | Path):
-        from codekiln.tokenizer.special import load_tokenizer
+        from codekiln.tokenizer.family import load_any_tokenizer
 
-        return load_tokenizer(tokenizer)
+        return load_any_tokenizer(tokenizer)
     from tokenizers import Tokenizer
 
     return Tokenizer.from_str(tokenizer.to_str())
 
 
-def _check_same_special_ids(pack_dir: Path, tokenizer) -> None:
+def _check_same_tokenizer(pack_dir: Path, meta: dict, tokenizer) -> None:
     """FIM with another tokenizer than the pack's would cut documents at the wrong ids and
-    rearrange garbage; the special ids meta.json records (where it does) catch that."""
-    packed = read_meta(pack_dir).get("special_ids") or {}
-    ours = special_ids(tokenizer)
+    rearrange garbage. The special ids meta.json records say which token differs; its
+    fingerprint catches the rest (a different vocabulary or merges)."""
+    packed = meta.get("special_ids") or {}
+    ours = special_token_ids(tokenizer)
+    for token in packed.keys() - ours.keys():  # a token in the vocabulary, not flagged special
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            ours[token] = token_id
     differ = sorted(
         f"{t} is {ours[t]} here, {packed[t]} in the pack"
         for t in ours.keys() & packed.keys()
@@ -296,4 +346,11 @@ def _check_same_special_ids(pack_dir: Path, tokenizer) -> None:
         raise UserError(
             f"the tokenizer is not the one {pack_dir} was packed with ({'; '.join(differ)}): "
             "pass the pack's tokenizer"
+        )
+    expected = (meta.get("tokenizer") or {}).get("fingerprint")
+    if expected and tokenizer_fingerprint(tokenizer) != expected:
+        raise UserError(
+            f"the tokenizer is not the one {pack_dir} was packed with (its vocabulary or "
+            f"merges differ: fingerprint {tokenizer_fingerprint(tokenizer)}, the pack's "
+            f"{expected}): pass the pack's tokenizer ({pack_dir}/tokenizer)"
         )

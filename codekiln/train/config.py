@@ -12,6 +12,30 @@ from codekiln.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16")
 PARALLEL = ("ddp", "fsdp", "tp", "fsdp+tp")
+BASE_DTYPES = ("float32", "bfloat16")
+# What `--resume` may change: how long the run goes on and how often it logs, evaluates and
+# saves. Everything else is the checkpoint's (a changed optimizer setting would silently
+# make the resumed run another run).
+RESUME_SETTINGS = (
+    "max_steps",
+    "max_minutes",
+    "eval_every",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+)
+# The training-only settings of an imported model that model_overrides may change.
+TRAINING_ONLY_MODEL_SETTINGS = ("dropout", "attn_dropout", "embd_dropout")
+# Defaults of the settings left unset (None), by what the run does. Pretraining: nanoGPT's
+# and StarCoder's shape of schedule. Full fine-tuning: a small learning rate with a short
+# warmup, as BigCode's StarCoder fine-tuning scripts. LoRA: peft's usual 2e-4 and no decay of
+# the adapters (StarCoder2's fine-tuning script). min_lr is a tenth of lr in every case;
+# warmup_fraction is of max_steps, at least one step.
+DEFAULTS = {
+    "pretrain": {"lr": 3e-4, "warmup_steps": 20, "weight_decay": 0.1},
+    "finetune": {"lr": 2e-5, "warmup_fraction": 0.05, "weight_decay": 0.01},
+    "lora": {"lr": 2e-4, "warmup_fraction": 0.05, "weight_decay": 0.0},
+}
 
 
 @dataclass
@@ -27,22 +51,35 @@ class TrainConfig:
     """
 
     model: str = "tiny"  # a preset of codekiln.model.config.PRESETS
-    model_overrides: dict = field(default_factory=dict)  # e.g. {"n_layer": 2}
-    init_from: str | None = None  # an HF model folder to continue from (import_hf)
-    tokenizer: str | None = None  # the pack's tokenizer folder: FIM, val_bpb, the export
+    # A preset's settings, e.g. {"n_layer": 2}; with init_from only the dropouts.
+    model_overrides: dict = field(default_factory=dict)
+    init_from: str | None = None  # a Hugging Face model folder to fine-tune (import_hf)
+    tokenizer: str | None = None  # None: the pack's own copy; FIM, val_bpb, the export
+    sft: bool = False  # instruction tuning: data is prompt/completion JSONL or curated commits
     seq_len: int = 256
     batch_size: int = 8
     grad_accum: int = 1
     max_steps: int = 200
     max_minutes: float | None = None  # this invocation's training time; then stop cleanly
-    lr: float = 3e-4
-    min_lr: float = 3e-5
-    warmup_steps: int = 20
-    weight_decay: float = 0.1  # on matrices and embeddings (ndim >= 2), not biases or norms
+    # None: the default of the run's kind (DEFAULTS: pretraining, fine-tuning or LoRA).
+    lr: float | None = None
+    min_lr: float | None = None  # None: lr / 10
+    warmup_steps: int | None = None
+    weight_decay: float | None = None  # on matrices and embeddings (ndim >= 2) only
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
-    fim_rate: float = 0.5
+    # Context-level FIM in the loader; None: 0.5 (StarCoder) where the pack's layout does it,
+    # 0 where the pack did FIM itself (StarCoder2) or its tokenizer has no FIM tokens.
+    fim_rate: float | None = None
     fim_spm_rate: float = 0.5
+    lora: bool = False  # train LoRA adapters on a frozen init_from model
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_targets: list[str] | None = None  # transformers' module names; None: all projections
+    base_dtype: str = "float32"  # the frozen base under LoRA: float32 or bfloat16
+    merge: bool = False  # LoRA: also write the merged full model to DIR/model
+    license: str | None = None  # the model card's license (Hub id); None: see model/card.py
     eval_every: int = 50  # 0: only at the end
     eval_batches: int = 8
     log_every: int = 10
@@ -76,6 +113,7 @@ class TrainConfig:
             "grad_accum": 1,
             "max_steps": 1,
             "warmup_steps": 0,
+            "lora_rank": 1,
             "eval_every": 0,
             "eval_batches": 1,
             "log_every": 1,
@@ -85,28 +123,37 @@ class TrainConfig:
         }
         for name, least in whole.items():
             value = getattr(self, name)
+            if value is None and name == "warmup_steps":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise UserError(
                     f"train config: {name} must be a whole number >= {least}, got {value!r}"
                 )
         if self.seed >= 2**32:
             raise UserError(f"train config: seed must be below 2**32, got {self.seed}")
-        for name in ("lr", "min_lr", "weight_decay", "grad_clip", "fim_rate", "fim_spm_rate"):
+        numbers = ("lr", "min_lr", "weight_decay", "grad_clip", "fim_rate", "fim_spm_rate")
+        for name in (*numbers, "lora_alpha", "lora_dropout"):
             value = getattr(self, name)
+            if value is None and name in ("lr", "min_lr", "weight_decay", "fim_rate"):
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise UserError(f"train config: {name} must be a number, got {value!r}")
             if not math.isfinite(value) or value < 0:
                 raise UserError(f"train config: {name} must be finite and >= 0, got {value!r}")
             setattr(self, name, float(value))
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise UserError(f"train config: lr must be positive (e.g. 3e-4), got {self.lr}")
-        if self.min_lr > self.lr:
+        if self.lr is not None and self.min_lr is not None and self.min_lr > self.lr:
             raise UserError(
                 f"train config: min_lr ({self.min_lr}) must not exceed lr ({self.lr}); "
                 "the cosine decays from lr down to min_lr"
             )
+        if not self.lora_alpha > 0:
+            raise UserError(f"train config: lora_alpha must be positive, got {self.lora_alpha}")
+        if self.lora_dropout >= 1:
+            raise UserError(f"train config: lora_dropout must be below 1, got {self.lora_dropout}")
         for name in ("fim_rate", "fim_spm_rate"):
-            if getattr(self, name) > 1:
+            if getattr(self, name) is not None and getattr(self, name) > 1:
                 raise UserError(
                     f"train config: {name} is a probability in [0, 1] (StarCoder: 0.5), "
                     f"got {getattr(self, name)}"
@@ -154,9 +201,39 @@ class TrainConfig:
                 "train config: parallel=fsdp+tp needs tp_size, the tensor-parallel ranks of "
                 "each data-parallel replica (e.g. tp_size=4)"
             )
-        for name in ("compile", "activation_checkpointing"):
+        for name in ("compile", "activation_checkpointing", "lora", "merge", "sft"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"train config: {name} must be true or false")
+        if self.lora_targets is not None:
+            if isinstance(self.lora_targets, str):
+                self.lora_targets = [t.strip() for t in self.lora_targets.split(",") if t.strip()]
+            if not self.lora_targets or not all(isinstance(t, str) for t in self.lora_targets):
+                raise UserError(
+                    'train config: lora_targets names modules, e.g. ["q_proj", "v_proj"], '
+                    f"got {self.lora_targets!r}"
+                )
+        if self.base_dtype not in BASE_DTYPES:
+            raise UserError(
+                f"train config: base_dtype must be one of {', '.join(BASE_DTYPES)}, "
+                f"got {self.base_dtype!r}"
+            )
+        if self.lora and self.init_from is None:
+            raise UserError(
+                "train config: LoRA adapts an existing model: give --init-from MODEL_DIR "
+                "(a gpt_bigcode or starcoder2 folder)"
+            )
+        if (self.merge or self.base_dtype != "float32") and not self.lora:
+            what = "merge" if self.merge else f"base_dtype={self.base_dtype}"
+            raise UserError(f"train config: {what} is a LoRA setting: add --lora")
+        if self.lora and self.parallel in ("tp", "fsdp+tp"):
+            raise UserError(
+                f"train config: LoRA runs under ddp or fsdp, not parallel={self.parallel}"
+            )
+        if self.license is not None and (not isinstance(self.license, str) or not self.license):
+            raise UserError(
+                "train config: license is a Hub license id (e.g. bigcode-openrail-m, "
+                f"apache-2.0), got {self.license!r}"
+            )
         if self.peak_flops is not None:
             ok = isinstance(self.peak_flops, int | float) and not isinstance(self.peak_flops, bool)
             if not ok or not self.peak_flops > 0:
@@ -169,6 +246,51 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def kind(self) -> str:
+        """What the run does: pretrain (from a preset), finetune (all of init_from's
+        weights) or lora (adapters on a frozen init_from)."""
+        if self.lora:
+            return "lora"
+        return "finetune" if self.init_from is not None else "pretrain"
+
+    def resolved(self, fim: str = "context") -> TrainConfig:
+        """This config with every unset (None) setting given its default for the run's kind
+        (DEFAULTS) and for the pack's FIM (`fim`: context, file or none, from its meta.json).
+
+        >>> TrainConfig(max_steps=100, init_from="base").resolved().warmup_steps
+        5
+        >>> TrainConfig().resolved(fim="file").fim_rate
+        0.0
+        """
+        defaults = DEFAULTS[self.kind]
+        lr = self.lr if self.lr is not None else defaults["lr"]
+        warmup = self.warmup_steps
+        if warmup is None:
+            warmup = defaults.get("warmup_steps")
+            if warmup is None:
+                warmup = max(1, round(defaults["warmup_fraction"] * self.max_steps))
+        fim_rate = self.fim_rate
+        if fim_rate is None:
+            fim_rate = 0.5 if fim == "context" and not self.sft else 0.0
+        elif fim_rate > 0 and (fim != "context" or self.sft):
+            why = {
+                "file": "the pack applied FIM itself, at the file level (StarCoder2's "
+                "layout): set the pack's fim_rate instead",
+                "none": "the pack's tokenizer has no FIM tokens",
+            }.get(fim, "instruction tuning trains on prompt/completion pairs as they are")
+            raise UserError(f"train config: fim_rate {fim_rate} cannot apply ({why}); set it to 0")
+        return dataclasses.replace(
+            self,
+            lr=lr,
+            min_lr=self.min_lr if self.min_lr is not None else lr / 10,
+            warmup_steps=warmup,
+            weight_decay=(
+                self.weight_decay if self.weight_decay is not None else defaults["weight_decay"]
+            ),
+            fim_rate=fim_rate,
+        )
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """A config saved by `to_dict` (a checkpoint's); unknown keys are a UserError."""
@@ -179,6 +301,53 @@ class TrainConfig:
         return cls(**values)
 
 
+def resume_config(
+    saved: TrainConfig, given: dict[str, Any]
+) -> tuple[TrainConfig, dict[str, tuple[Any, Any]]]:
+    """The settings a resumed run continues with: the checkpoint's (`saved`), with the run
+    length and cadence settings of `given` (what this invocation set) applied, and no time
+    limit but one given now. Returns it and {setting: (old, new)} for what changed; any other
+    changed setting is a UserError naming it.
+
+    >>> saved = TrainConfig(max_steps=100, max_minutes=5.0, lr=1e-3).resolved()
+    >>> config, changed = resume_config(saved, {"max_steps": 300, "lr": 1e-3})
+    >>> config.max_steps, config.max_minutes, config.lr, changed
+    (300, None, 0.001, {'max_steps': (100, 300)})
+    """
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise UserError(f"train config: unknown setting(s) {', '.join(unknown)}")
+    # The tokenizer is a path: another path to the same tokenizer is fine (its fingerprint
+    # is checked against the pack's when the run starts).
+    changed = {
+        key: (getattr(saved, key), value)
+        for key, value in given.items()
+        if key != "tokenizer" and _differs(getattr(saved, key), value)
+    }
+    refused = [key for key in changed if key not in RESUME_SETTINGS]
+    if refused:
+        shown = ", ".join(f"{k} ({changed[k][0]!r} -> {changed[k][1]!r})" for k in refused)
+        raise UserError(
+            f"--resume continues with the checkpoint's settings, and {shown} cannot change: "
+            f"only {', '.join(RESUME_SETTINGS)} can. Drop the setting, or start a new run in "
+            "another output folder"
+        )
+    values = {key: value for key, value in given.items() if key in RESUME_SETTINGS}
+    values.setdefault("max_minutes", None)  # an earlier invocation's limit is not this one's
+    if "tokenizer" in given:
+        values["tokenizer"] = given["tokenizer"]
+    return dataclasses.replace(saved, **values), changed
+
+
+def _differs(old: Any, new: Any) -> bool:
+    if isinstance(old, tuple) and isinstance(new, list):  # TOML gives lists
+        new = tuple(new)
+    if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
+        new = float(new)
+    return old != new
+
+
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -186,5 +355,7 @@ class TrainResult:
     tokens: int  # training tokens seen in all (every rank)
     final_loss: float  # the mean training loss of the last logged interval
     val_loss: float | None  # the last evaluation's, None without a valid split
-    model_dir: Path | None  # the exported Hugging Face folder
+    model_dir: Path | None  # the exported Hugging Face folder (a LoRA run's: when merged)
     skipped: bool = False  # a finished run with the same settings was already there
+    adapter_dir: Path | None = None  # a LoRA run's peft adapter folder
+    resumed_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)

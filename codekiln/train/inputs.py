@@ -1,11 +1,20 @@
-"""What a run starts from: the pack's tokenizer, checked by hash, and the model to train.
+"""What a run starts from: its tokenizer, checked by fingerprint, and the model to train.
 
-The model's vocabulary is the pack's meta.json vocab_size unless model_overrides sets one
-(which must then be at least the pack's); init_from's must be at least the pack's too.
+- The tokenizer: `--tokenizer` when given, else the pack's own copy (meta.json's tokenizer
+  folder), else, for instruction tuning, the init_from model's. Whatever folder it comes
+  from, its fingerprint (vocabulary, merges, special tokens) must be the pack's, and an
+  init_from model's own tokenizer must be the pack's too: the same vocabulary size with other
+  ids would train on garbage without a word.
+- The model: the checkpoint's architecture when resuming, else init_from's weights (streamed
+  into float32 master weights, or into a frozen bfloat16 base under LoRA), else a fresh
+  preset. Its vocabulary must cover the pack's, and the memory it needs is checked before
+  anything large is allocated.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,99 +22,192 @@ import torch
 from torch import nn
 
 from codekiln.errors import UserError
-from codekiln.manifest import file_sha256
 from codekiln.train.checkpoint import seed_everything
-from codekiln.train.config import TrainConfig
+from codekiln.train.config import TRAINING_ONLY_MODEL_SETTINGS, TrainConfig
 from codekiln.train.memory import check_memory
 from codekiln.train.parallel import Distributed
 
 
-def load_checked_tokenizer(config: TrainConfig, data: Path, meta: dict):
-    """The tokenizer of the pack, checked by hash; None when none is given (and none is
-    needed)."""
-    from codekiln.tokenizer.special import load_tokenizer
+@dataclass
+class RunTokenizer:
+    """The run's tokenizer and the folder its files (and chat template) are read from."""
 
-    if config.tokenizer is None:
-        if config.fim_rate > 0:
-            raise UserError(
-                f"Fill-in-the-Middle (fim_rate {config.fim_rate}) needs the tokenizer {data} "
-                "was packed with: pass --tokenizer DIR, or set fim_rate=0"
-            )
-        return None
-    path = Path(config.tokenizer)
-    file = path / "tokenizer.json" if path.is_dir() else path
-    tokenizer = load_tokenizer(path)  # a UserError if it is missing or not a tokenizer
-    expected = meta.get("tokenizer_sha256")
-    if expected and file_sha256(file) != expected:
+    tokenizer: Any  # tokenizers.Tokenizer
+    folder: Path
+    fingerprint: str
+
+
+def pack_tokenizer(config: TrainConfig, data: Path, meta: dict) -> RunTokenizer:
+    """The tokenizer of a pack run (see the module docstring); UserError on a mismatch."""
+    from codekiln.tokenizer.family import load_any_tokenizer, tokenizer_fingerprint
+
+    packed = meta.get("tokenizer") or {}
+    expected = packed.get("fingerprint")
+    if config.tokenizer is not None:
+        folder = Path(config.tokenizer)
+    elif packed.get("dir"):
+        folder = data / packed["dir"]
+    else:
         raise UserError(
-            f"tokenizer {path} is not the one {data} was packed with (its sha256 differs "
-            "from meta.json's tokenizer_sha256): pass the pack's tokenizer, or pack the data "
-            "again with this one"
+            f"{data} keeps no copy of its tokenizer: pass --tokenizer DIR (the folder it was "
+            "packed with), or pack the data again with this codekiln"
         )
-    return tokenizer
+    tokenizer = load_any_tokenizer(folder)
+    found = tokenizer_fingerprint(tokenizer)
+    if expected and found != expected:
+        raise UserError(
+            f"tokenizer {folder} is not the one {data} was packed with (its vocabulary, merges "
+            "or special tokens differ): drop --tokenizer to use the pack's own copy, or pack "
+            "the data again with this tokenizer"
+        )
+    if config.init_from is not None:
+        _check_model_tokenizer(Path(config.init_from), found, f"{data} was packed with")
+    return RunTokenizer(tokenizer, folder, found)
+
+
+def sft_tokenizer(config: TrainConfig) -> RunTokenizer:
+    """The tokenizer of an instruction-tuning run: --tokenizer, else init_from's own."""
+    from codekiln.tokenizer.family import load_any_tokenizer, tokenizer_fingerprint
+
+    if config.tokenizer is None and config.init_from is None:
+        raise UserError(
+            "instruction tuning needs a tokenizer: give --init-from MODEL_DIR (its tokenizer "
+            "is used) or --tokenizer DIR"
+        )
+    folder = Path(config.tokenizer or config.init_from)
+    tokenizer = load_any_tokenizer(folder)
+    found = tokenizer_fingerprint(tokenizer)
+    if config.init_from is not None and config.tokenizer is not None:
+        _check_model_tokenizer(Path(config.init_from), found, f"{folder} is")
+    return RunTokenizer(tokenizer, folder, found)
+
+
+def _check_model_tokenizer(model_dir: Path, expected: str, what: str) -> None:
+    """A UserError when the model folder has a tokenizer other than the run's."""
+    from codekiln.tokenizer.family import load_any_tokenizer, tokenizer_fingerprint
+
+    if not (model_dir / "tokenizer.json").is_file() and not (model_dir / "vocab.json").is_file():
+        return  # no tokenizer of its own: the vocabulary-size check is all there is
+    if tokenizer_fingerprint(load_any_tokenizer(model_dir)) != expected:
+        raise UserError(
+            f"the model in {model_dir} has another tokenizer than the one {what}: pack the "
+            f"curated data with the model's own (`codekiln pack CURATED --tokenizer "
+            f"{model_dir} -o TOKENS`)"
+        )
+
+
+@dataclass
+class BuiltModel:
+    """The model to train, and what its export needs to say the same as its base."""
+
+    model: nn.Module
+    export_config: Any  # the ModelConfig written out: the base's, but for the user's changes
+    base_config: dict | None  # init_from's config.json, for the keys codekiln does not compute
+    kind: str  # gpt_bigcode or starcoder2
+    memory: dict[str, int]
 
 
 def build_model(
     config: TrainConfig,
-    meta: dict,
+    vocab_size: int,
     state: dict[str, Any] | None,
     distributed: Distributed,
     dtype: torch.dtype,
-) -> nn.Module:
-    """The float32 model to train, on the CPU: the checkpoint's architecture when resuming
-    (`state`), else init_from's weights, else a fresh preset. Each is checked against the pack
-    and against the memory there is before it is allocated."""
+) -> BuiltModel:
+    """The model to train, on the CPU: the checkpoint's architecture when resuming (`state`;
+    a LoRA run's base comes from init_from again), else init_from's weights, else a fresh
+    preset. Each is checked against the data's vocabulary and the memory there is before it
+    is allocated."""
     from codekiln.model.config import ModelConfig
     from codekiln.model.gpt import CodeGPT
+    from codekiln.model.hf import config_from_hf, model_type, read_hf_config
 
-    if state is not None:
-        saved = TrainConfig.from_dict(state["config"])
-        keys = ("model", "model_overrides", "init_from")
-        changed = [
-            f"{k} {getattr(saved, k)!r} -> {getattr(config, k)!r}"
-            for k in keys
-            if getattr(saved, k) != getattr(config, k)
-        ]
+    base_config = None
+    if config.init_from is not None:
+        base_config = read_hf_config(config.init_from)
+        try:
+            imported = config_from_hf(base_config)
+        except UserError as exc:
+            raise UserError(f"{Path(config.init_from) / 'config.json'}: {exc}") from None
+        changed = sorted(set(config.model_overrides) - set(TRAINING_ONLY_MODEL_SETTINGS))
         if changed:
             raise UserError(
-                "cannot resume: the checkpoint holds another model ("
-                + ", ".join(changed)
-                + "); resume with its model settings or start a new run"
+                f"model_overrides cannot change {', '.join(changed)} of a model loaded with "
+                f"init_from: only its training settings ({', '.join(TRAINING_ONLY_MODEL_SETTINGS)})"
             )
-        model_config = ModelConfig(**state["model_config"])
-        _check_context(model_config, config)
-        check_memory(model_config, config, distributed, dtype)
-        seed_everything(config.seed)
-        return CodeGPT(model_config)  # the checkpoint's weights replace these
-    if config.init_from is not None:
-        from codekiln.model.hf import import_hf
+        try:
+            export_config = dataclasses.replace(imported, **config.model_overrides)
+            # Fine-tuning trains without dropout unless asked for it, whatever the base's
+            # config says (its values are kept for the export).
+            model_config = dataclasses.replace(
+                imported,
+                **{"dropout": 0.0, "attn_dropout": None, "embd_dropout": None},
+                **config.model_overrides,
+            )
+        except TypeError as exc:
+            raise UserError(f"model_overrides: {exc}") from None
+        _check_vocab(model_config.vocab_size, vocab_size, config.init_from)
+    elif state is not None:
+        model_config = export_config = ModelConfig(**state["model_config"])
+    else:
+        model_config = export_config = _model_config(config, vocab_size)
+    if state is not None and config.init_from is not None and not config.lora:
+        model_config = ModelConfig(**state["model_config"])  # the weights come from the state
+    kind = model_type(model_config)
+    _check_context(model_config, config)
+    trainable = None
+    if config.lora:
+        from codekiln.model.lora import lora_parameter_count
 
-        if config.model_overrides:
-            raise UserError(
-                "model_overrides cannot change a model loaded with init_from; drop them"
-            )
-        seed_everything(config.seed)
-        model = import_hf(config.init_from).float()  # float32 master weights
-        _check_vocab(model.config.vocab_size, int(meta["vocab_size"]), config.init_from)
-        _check_context(model.config, config)
-        check_memory(model.config, config, distributed, dtype)
-        return model
-    model_config = _model_config(config, meta)
-    check_memory(model_config, config, distributed, dtype)
+        trainable = lora_parameter_count(model_config, kind, _lora_spec(config))
+    memory = check_memory(model_config, config, distributed, dtype, trainable)
     seed_everything(config.seed)
-    return CodeGPT(model_config)
+    if config.init_from is None or (state is not None and not config.lora):
+        model = CodeGPT(model_config)  # fresh, or the checkpoint's weights replace these
+        return BuiltModel(model, export_config, base_config, kind, memory)
+    from codekiln.model.hf import import_hf
+
+    base_dtype = torch.bfloat16 if config.base_dtype == "bfloat16" else torch.float32
+    overrides = {k: getattr(model_config, k) for k in ("dropout", "attn_dropout", "embd_dropout")}
+    model = import_hf(config.init_from, dtype=base_dtype, overrides=overrides)
+    if config.lora:
+        from codekiln.model.lora import add_lora
+
+        _norms_in_float32(model)
+        seed_everything(config.seed)  # the adapters' A are drawn from the run's seed
+        add_lora(model, kind, _lora_spec(config))
+    return BuiltModel(model, export_config, base_config, kind, memory)
 
 
-def _model_config(config: TrainConfig, meta: dict):
-    """The preset with the overrides, its vocabulary the pack's unless overridden."""
+def _lora_spec(config: TrainConfig):
+    from codekiln.model.lora import LoraSpec
+
+    return LoraSpec(config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_targets)
+
+
+def lora_spec(config: TrainConfig):
+    """The LoraSpec of a LoRA run's settings."""
+    return _lora_spec(config)
+
+
+def _norms_in_float32(model: nn.Module) -> None:
+    """LayerNorms and the position table of a bfloat16 base in float32: they are small, and
+    the model keeps its residual stream in the norms' precision (model/gpt.py)."""
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.float()
+    if getattr(model, "wpe", None) is not None:
+        model.wpe.float()
+
+
+def _model_config(config: TrainConfig, vocab_size: int):
+    """The preset with the overrides, its vocabulary the data's unless overridden."""
     from codekiln.model.config import preset
 
     overrides = dict(config.model_overrides)
-    vocab = int(meta["vocab_size"])
-    overrides.setdefault("vocab_size", vocab)
+    overrides.setdefault("vocab_size", vocab_size)
     model_config = preset(config.model, **overrides)
-    _check_vocab(model_config.vocab_size, vocab, f"model '{config.model}'")
-    _check_context(model_config, config)
+    _check_vocab(model_config.vocab_size, vocab_size, f"model '{config.model}'")
     return model_config
 
 

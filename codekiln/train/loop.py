@@ -5,6 +5,9 @@
     DIR/metrics.jsonl         one JSON object per log step, and one per evaluation (metrics.py)
     DIR/loss.png              the loss curves
     DIR/model/                export_hf: config.json, safetensors, tokenizer, README.md
+                              (a LoRA run: only with merge, the adapter merged in)
+    DIR/adapter/              a LoRA run: adapter_config.json + adapter_model.safetensors
+                              (peft's format), its tokenizer and README.md
     DIR/manifest.json         written last: the run finished
 
 This module is the run itself: set-up, the loop of optimizer steps with its logging,
@@ -22,6 +25,13 @@ checkpoint.py (atomic writes, resuming) and metrics.py (MFU):
 - `max_minutes` bounds one invocation: the run stops after the step that crosses it with a
   checkpoint, an export and a manifest; `--resume` continues it. A run is finished (a re-run
   is a no-op) only when it reached max_steps.
+- `--resume` continues with the checkpoint's settings; only run length and cadence may
+  change (`resume_config`), and a previous invocation's max_minutes is not applied again.
+- A fine-tuning run (init_from) exports with its base's config.json keys and dropouts; a
+  LoRA run checkpoints only the adapters (the frozen base is read from init_from again, and
+  must be the same files) and exports them in peft's format.
+- Instruction tuning (`sft`): the data is prompt/completion pairs (train/sft.py), packed
+  several to a row with attention kept inside each pair; the loss is on completions only.
 """
 
 from __future__ import annotations
@@ -42,7 +52,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from codekiln.errors import UserError
-from codekiln.manifest import fingerprint, package_versions, read_manifest, write_manifest
+from codekiln.manifest import (
+    fingerprint,
+    package_versions,
+    read_manifest,
+    write_atomic,
+    write_manifest,
+)
 from codekiln.pack.format import read_meta
 from codekiln.pack.loader import IGNORE_INDEX, LoaderConfig, TokenLoader
 from codekiln.train.checkpoint import (
@@ -56,8 +72,13 @@ from codekiln.train.checkpoint import (
     set_rng_state,
     write_checkpoint,
 )
-from codekiln.train.config import TrainConfig, TrainResult
-from codekiln.train.inputs import build_model, load_checked_tokenizer
+from codekiln.train.config import TrainConfig, TrainResult, resume_config
+from codekiln.train.inputs import (
+    build_model,
+    lora_spec,
+    pack_tokenizer,
+    sft_tokenizer,
+)
 from codekiln.train.metrics import (
     TrainProgress,
     append_metrics,
@@ -89,17 +110,22 @@ def train(
     config: TrainConfig | None = None,
     resume: bool = False,
     progress: bool = True,
+    changes: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train on the pack directory `data` into `out_dir`; export to `out_dir/model`.
+    """Train on `data` (a pack directory; with `config.sft`, a JSONL of prompt/completion
+    pairs or a curated folder of commits) into `out_dir`; export to `out_dir/model` (and a
+    LoRA run's adapter to `out_dir/adapter`).
 
     Re-running a finished run with the same data and settings does nothing (`skipped`).
     With `resume`, training continues from the newest checkpoint exactly as if it had not
-    stopped (a finished run continues to a larger max_steps); `config` None then means the
-    checkpoint's own settings. Under torchrun every process calls this.
+    stopped (a finished run continues to a larger max_steps), with the checkpoint's settings:
+    `changes` (the settings this invocation gives) or the differences of `config` from them
+    may only be run length and cadence. Under torchrun every process calls this.
     """
     distributed = init_distributed()
     try:
-        return _Run(Path(data), Path(out_dir), config, resume, progress, distributed).run()
+        run = _Run(Path(data), Path(out_dir), config, resume, progress, distributed, changes)
+        return run.run()
     finally:
         shutdown(distributed)
 
@@ -115,10 +141,12 @@ class _Run:
         resume: bool,
         progress: bool,
         distributed: Distributed,
+        changes: dict[str, Any] | None = None,
     ) -> None:
         self.data = data
         self.out_dir = out_dir
         self.config = config
+        self.changes = changes
         self.resume = resume
         self.progress = progress
         self.dist = distributed
@@ -128,15 +156,36 @@ class _Run:
     def run(self) -> TrainResult:
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise UserError(f"output path {self.out_dir} is a file; choose a folder")
-        meta = read_meta(self.data)
-        if "train" not in meta.get("splits", {}):
-            raise UserError(f"{self.data} has no train split; pack some data into it")
-        self.meta = meta
         checkpoint = latest_checkpoint(self.root)
         state = read_checkpoint_state(checkpoint) if checkpoint and self.resume else None
-        if self.config is None:
-            self.config = TrainConfig.from_dict(state["config"]) if state else TrainConfig()
+        saved = TrainConfig.from_dict(state["config"]) if state else None
+        draft = saved or self.config or TrainConfig()
+        self.sft = draft.sft
+        meta = None
+        if not self.sft:
+            meta = read_meta(self.data)
+            if "train" not in meta.get("splits", {}):
+                raise UserError(f"{self.data} has no train split; pack some data into it")
+        fim = "none" if self.sft else (meta.get("format") or {}).get("fim", "context")
+        self.changed: dict[str, tuple[Any, Any]] = {}
+        if saved is not None:
+            given = self.changes
+            if given is None and self.config is not None:
+                # A whole config: what differs, and its time limit (this invocation's).
+                given = _differences(saved, self.config.resolved(fim))
+                given["max_minutes"] = self.config.max_minutes
+            given = given or {}
+            self.config, self.changed = resume_config(saved, given)
+        else:
+            self.config = draft.resolved(fim)
         config = self.config
+        if self.sft:
+            self.tok = sft_tokenizer(config)
+            self.pairs = _SftData(self.data, self.tok, config)
+            meta = self.pairs.meta
+        else:
+            self.tok = pack_tokenizer(config, self.data, meta)
+        self.meta = meta
         finished = read_manifest(self.out_dir)
         if finished is not None and finished.get("stage") != "train":
             raise UserError(
@@ -155,13 +204,21 @@ class _Run:
                 + (f" (checkpoint {checkpoint.name})" if checkpoint else "")
                 + ": pass --resume to continue it, or choose another output folder"
             )
-
-        self.tokenizer = load_checked_tokenizer(config, self.data, meta)
+        if state is not None and config.lora and state.get("base") != _base_fingerprint(config):
+            raise UserError(
+                f"{config.init_from} is not the model this LoRA run started from (its config "
+                "or weight files changed since the checkpoint was written): resume with the "
+                "same base folder"
+            )
+        self.tokenizer = self.tok.tokenizer
         device = self.dist.device
         self.dtype = compute_dtype(config, device)
         self.autocast = _autocast(device, self.dtype)
-        model = build_model(config, meta, state, self.dist, self.dtype)
+        built = build_model(config, int(meta["vocab_size"]), state, self.dist, self.dtype)
+        self.built = built
+        model = built.model
         self.model_config = model.config
+        self._say_plan(state)
         model.to(device)
         model.train()
         # Every rank built the same weights from the seed; dropout masks should differ across
@@ -177,22 +234,25 @@ class _Run:
             tp_size=config.tp_size,
         )
         self.optimizer = build_optimizer(self.model, config, device)
-        self.loader = TokenLoader(
-            self.data,
-            self.tokenizer,
-            LoaderConfig(
-                seq_len=config.seq_len,
-                batch_size=config.batch_size,
-                seed=config.seed,
-                fim_rate=config.fim_rate,
-                fim_spm_rate=config.fim_spm_rate,
-            ),
-            rank=self.dp_rank,
-            world_size=self.dp_size,
-        )
+        if self.sft:
+            self.loader = self.pairs.loader("train", config.batch_size, self.dp_rank, self.dp_size)
+        else:
+            self.loader = TokenLoader(
+                self.data,
+                self.tokenizer,
+                LoaderConfig(
+                    seq_len=config.seq_len,
+                    batch_size=config.batch_size,
+                    seed=config.seed,
+                    fim_rate=config.fim_rate,
+                    fim_spm_rate=config.fim_spm_rate,
+                ),
+                rank=self.dp_rank,
+                world_size=self.dp_size,
+            )
         self.eval_batches = self._eval_batches()
         self.sizes = None
-        if self.tokenizer is not None and self.eval_batches:
+        if self.eval_batches:
             sizes = token_bytes(self.tokenizer, self.model_config.vocab_size)
             self.sizes = torch.from_numpy(sizes).to(device)
 
@@ -212,40 +272,81 @@ class _Run:
         self._loop()
         return self._finish()
 
-    def _eval_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _say_plan(self, state: dict | None) -> None:
+        """One line on what the run resumes with, and one on the memory it needs."""
+        if not (self.progress and self.dist.is_main):
+            return
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
+        if state is not None:
+            changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in self.changed.items())
+            console.print(
+                f"resuming from step {state['step']} with the checkpoint's settings"
+                + (f"; changed: {changes}" if changes else ""),
+                markup=False,
+            )
+        memory = self.built.memory
+        gib = 1 << 30
+        trainable = memory["trainable"]
+        console.print(
+            f"{self.config.kind}: {memory['params'] / 1e6:,.1f}M parameters, "
+            f"{trainable / 1e6:,.2f}M trained; about {memory['total'] / gib:,.2f} GiB "
+            f"({memory['states'] / gib:,.2f} weights and optimizer state, "
+            f"{memory['activations'] / gib:,.2f} activations)"
+            + (f" of {memory['available'] / gib:,.1f} available" if memory["available"] else ""),
+            markup=False,
+        )
+
+    def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
         """This rank's share of the fixed validation batches; [] without a valid split."""
         config = self.config
-        split = self.meta["splits"].get("valid")
-        if not split:
-            return []
-        sequences = (int(split["tokens"]) - 1) // config.seq_len
-        batch_size = min(config.batch_size, sequences // self.dp_size)
-        if batch_size < 1:
-            return []
-        loader = TokenLoader(
-            self.data,
-            None,
-            LoaderConfig(config.seq_len, batch_size, seed=config.seed, fim_rate=0.0, split="valid"),
-            rank=self.dp_rank,
-            world_size=self.dp_size,
-        )
+        if self.sft:
+            loader = self.pairs.valid_loader(config.batch_size, self.dp_rank, self.dp_size)
+            if loader is None:
+                return []
+        else:
+            split = self.meta["splits"].get("valid")
+            if not split:
+                return []
+            sequences = (int(split["tokens"]) - 1) // config.seq_len
+            batch_size = min(config.batch_size, sequences // self.dp_size)
+            if batch_size < 1:
+                return []
+            loader = TokenLoader(
+                self.data,
+                None,
+                LoaderConfig(
+                    config.seq_len, batch_size, seed=config.seed, fim_rate=0.0, split="valid"
+                ),
+                rank=self.dp_rank,
+                world_size=self.dp_size,
+            )
         count = min(config.eval_batches, loader.steps_per_epoch)
         return [self._tensors(loader.batch(0, i)) for i in range(count)]
 
-    def _tensors(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tensors(self, batch) -> dict[str, torch.Tensor]:
+        """A batch on the device, as the model's keyword arguments."""
         device = self.dist.device
         pin = device.type == "cuda"
-        x = torch.from_numpy(batch.input_ids)
-        y = torch.from_numpy(batch.labels)
-        if pin:
-            x, y = x.pin_memory(), y.pin_memory()
-        return x.to(device, non_blocking=pin), y.to(device, non_blocking=pin)
+        fields = {"input_ids": batch.input_ids, "labels": batch.labels}
+        if getattr(batch, "segment_ids", None) is not None:
+            fields["segment_ids"] = batch.segment_ids
+            fields["position_ids"] = batch.position_ids
+        tensors = {}
+        for name, array in fields.items():
+            tensor = torch.from_numpy(array)
+            if pin:
+                tensor = tensor.pin_memory()
+            tensors[name] = tensor.to(device, non_blocking=pin)
+        return tensors
 
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
         model_state = load_checkpoint_file(checkpoint, "model.pt", state)
         optimizer_state = load_checkpoint_file(checkpoint, "optimizer.pt", state)
         rng_states = load_checkpoint_file(checkpoint, "rng.pt", state)
-        load_full_state(self.model, model_state, self.optimizer, optimizer_state)
+        strict = not self.config.lora  # a LoRA checkpoint holds the adapters only
+        load_full_state(self.model, model_state, self.optimizer, optimizer_state, strict)
         self.loader.load_state_dict(state["loader"])
         if len(rng_states) == self.dist.world_size:
             set_rng_state(rng_states[self.dist.rank])
@@ -356,8 +457,11 @@ class _Run:
         self._log(**row)
 
     def _checkpoint(self, started: float, interval_loss: torch.Tensor, steps: int) -> None:
+        weights = full_model_state(self.model)  # collectives: every rank
+        if self.config.lora:
+            weights = {k: v for k, v in weights.items() if ".lora_A." in k or ".lora_B." in k}
         payloads = {
-            "model.pt": full_model_state(self.model),  # collectives: every rank
+            "model.pt": weights,
             "optimizer.pt": full_optimizer_state(self.model, self.optimizer),
             "rng.pt": all_gather_objects(rng_state()),  # one per rank
         }
@@ -375,28 +479,29 @@ class _Run:
                 "world_size": self.dist.world_size,
                 "config": self.config.to_dict(),
                 "model_config": dataclasses.asdict(self.model_config),
+                "base": _base_fingerprint(self.config) if self.config.lora else None,
             }
             write_checkpoint(self.root, self.step, payloads, state, self.config.keep_checkpoints)
         barrier()
 
     def _finish(self) -> TrainResult:
-        from codekiln.model.gpt import CodeGPT
-        from codekiln.model.hf import export_hf
-
         config = self.config
         weights = full_model_state(self.model)  # a collective under FSDP
         model_dir = self.out_dir / "model"
+        adapter_dir = self.out_dir / "adapter" if config.lora else None
+        exported = None
         if self.dist.is_main:
-            with torch.random.fork_rng(devices=[]):
-                export_model = CodeGPT(self.model_config)
-            export_model.load_state_dict(weights)
-            export_model.eval()
-            tmp = self.out_dir / "model.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            export_hf(export_model, tmp, tokenizer_dir=config.tokenizer, card=self._card())
-            shutil.rmtree(model_dir, ignore_errors=True)
-            os.replace(tmp, model_dir)
+            exported = self._export(weights, model_dir, adapter_dir)
             plot_losses(self.metrics_path, self.out_dir / "loss.png")
+            outputs = {
+                "checkpoint": latest_checkpoint(self.root).name,
+                "metrics": "metrics.jsonl",
+                "plot": "loss.png",
+            }
+            if exported is not None:
+                outputs["model"] = "model"
+            if adapter_dir is not None:
+                outputs["adapter"] = "adapter"
             write_manifest(
                 self.out_dir,
                 "train",
@@ -406,17 +511,12 @@ class _Run:
                 inputs={
                     "data": {"path": str(self.data), "meta": fingerprint(self.meta)},
                     "tokenizer": {
-                        "path": config.tokenizer,
-                        "sha256": self.meta.get("tokenizer_sha256"),
+                        "path": str(self.tok.folder),
+                        "fingerprint": self.tok.fingerprint,
                     },
                     "init_from": config.init_from,
                 },
-                outputs={
-                    "checkpoint": latest_checkpoint(self.root).name,
-                    "model": "model",
-                    "metrics": "metrics.jsonl",
-                    "plot": "loss.png",
-                },
+                outputs=outputs,
                 steps=self.step,
                 tokens=self.tokens,
                 final_loss=self.last_loss,
@@ -427,24 +527,109 @@ class _Run:
                 versions=package_versions("torch", "numpy", "tokenizers", "safetensors"),
             )
         barrier()
+        has_model = not config.lora or config.merge
         return TrainResult(
-            self.out_dir, self.step, self.tokens, self.last_loss, self.val_loss, model_dir
+            self.out_dir,
+            self.step,
+            self.tokens,
+            self.last_loss,
+            self.val_loss,
+            model_dir if has_model else None,
+            adapter_dir=adapter_dir,
+            resumed_changes=self.changed,
         )
 
+    def _export(
+        self, weights: dict[str, torch.Tensor], model_dir: Path, adapter_dir: Path | None
+    ) -> Path | None:
+        """Rank 0: the Hugging Face folder (and a LoRA run's adapter), each written to a
+        temporary name and renamed. Returns the model folder, None when there is none."""
+        from codekiln.model.gpt import CodeGPT
+        from codekiln.model.hf import export_hf
+
+        config, built = self.config, self.built
+        card = self._card()
+        tokenizer_dir = self._export_tokenizer()
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            export_model = CodeGPT(built.export_config)
+        if config.lora:
+            from codekiln.model.lora import add_lora, merge_lora, save_adapter
+
+            spec = lora_spec(config)
+            add_lora(export_model, built.kind, spec)
+        export_model = export_model.to_empty(device="cpu")
+        export_model.load_state_dict(weights)
+        export_model.eval()
+        if config.lora:
+            tmp = self.out_dir / "adapter.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_adapter(
+                export_model,
+                built.kind,
+                spec,
+                tmp,
+                base_model=str(config.init_from),
+                metadata={"codekiln_base": _base_fingerprint(config)},
+            )
+            _copy_tokenizer(tokenizer_dir, tmp)
+            from codekiln.model.card import model_card
+
+            description = (
+                f"A LoRA adapter (rank {spec.rank}) for `{config.init_from}`, trained with "
+                "`codekiln train --lora`; load it with peft or `codekiln eval`/`serve`."
+            )
+            adapter_card = model_card(
+                built.export_config, built.kind, {**card, "description": description}
+            )
+            write_atomic(tmp / "README.md", adapter_card)
+            shutil.rmtree(adapter_dir, ignore_errors=True)
+            os.replace(tmp, adapter_dir)
+            if not config.merge:
+                shutil.rmtree(model_dir, ignore_errors=True)  # an older run's, now stale
+                return None
+            export_model = merge_lora(export_model)  # float32: the update survives rounding
+        tmp = self.out_dir / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        export_hf(
+            export_model, tmp, tokenizer_dir=tokenizer_dir, card=card, base_config=built.base_config
+        )
+        shutil.rmtree(model_dir, ignore_errors=True)
+        os.replace(tmp, model_dir)
+        return model_dir
+
+    def _export_tokenizer(self) -> Path:
+        """Where the export's tokenizer files come from: the base model's folder when it
+        has the run's tokenizer (it may hold a chat template the pack's copy lacks)."""
+        init_from = self.config.init_from
+        if init_from is not None and (Path(init_from) / "tokenizer.json").is_file():
+            return Path(init_from)
+        return self.tok.folder
+
     def _card(self) -> dict[str, Any]:
+        from codekiln.model.card import curate_summary, read_base_license
+
         config = self.config
         splits = self.meta.get("splits", {})
-        return {
-            "name": f"codekiln {config.model if config.init_from is None else 'fine-tune'}",
+        data: dict[str, Any] = {
+            ("pairs" if self.sft else "pack"): str(self.data),
+            "train_tokens": splits.get("train", {}).get("tokens"),
+            "valid_tokens": splits.get("valid", {}).get("tokens"),
+            "tokenizer_fingerprint": self.tok.fingerprint,
+        }
+        if not self.sft:
+            data["languages"] = sorted(splits.get("train", {}).get("languages", {}))
+            data["document_format"] = (self.meta.get("format") or {}).get("family")
+        curated = _curated_folder(self.data, self.sft)
+        summary = curate_summary(curated) if curated is not None else None
+        if summary:
+            data["curated"] = summary
+        what = {"pretrain": config.model, "finetune": "fine-tune", "lora": "LoRA fine-tune"}
+        card: dict[str, Any] = {
+            "name": f"codekiln {what[config.kind]}",
             "description": "A code language model trained with `codekiln train`.",
-            "data": {
-                "pack": str(self.data),
-                "train_tokens": splits.get("train", {}).get("tokens"),
-                "valid_tokens": splits.get("valid", {}).get("tokens"),
-                "languages": sorted(splits.get("train", {}).get("languages", {})),
-                "tokenizer_sha256": self.meta.get("tokenizer_sha256"),
-            },
+            "data": data,
             "training": {
+                "kind": config.kind + (" (instruction tuning)" if self.sft else ""),
                 "steps": self.step,
                 "tokens": self.tokens,
                 "seq_len": config.seq_len,
@@ -458,6 +643,20 @@ class _Run:
                 "init_from": config.init_from,
             },
         }
+        if config.lora:
+            targets = ", ".join(config.lora_targets or []) or "every attention and MLP projection"
+            card["training"]["lora"] = (
+                f"rank {config.lora_rank}, alpha {config.lora_alpha}, dropout "
+                f"{config.lora_dropout}, on {targets}; base in {config.base_dtype}"
+            )
+        if config.license is not None:
+            card["license"] = config.license
+        if config.init_from is not None:
+            base = self.built.base_config or {}
+            name = base.get("_name_or_path")
+            card["base_model"] = name if _is_hub_id(name) else str(config.init_from)
+            card["base_license"] = read_base_license(config.init_from)
+        return card
 
 
 def _result_from_manifest(out_dir: Path, manifest: dict[str, Any]) -> TrainResult:
@@ -480,17 +679,20 @@ def optimizer_step(
     grad_clip: float,
     autocast=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step over `micro_batches` (input_ids, labels): forward and backward
+    """One optimizer step over `micro_batches` ((input_ids, labels), or the model's keyword
+    arguments with segment and position ids of packed pairs): forward and backward
     each (gradients reduced across ranks on the last only), clip, AdamW. Returns the mean
     loss and the gradient norm before clipping, as tensors (reading them syncs a GPU)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     total = None
     count = len(micro_batches)
-    for index, (input_ids, labels) in enumerate(micro_batches):
+    for index, batch in enumerate(micro_batches):
+        if not isinstance(batch, dict):
+            batch = {"input_ids": batch[0], "labels": batch[1]}
         with gradient_sync(model, index == count - 1):
             with autocast or nullcontext():
-                _, loss = model(input_ids, labels=labels)
+                _, loss = model(**batch)
             (loss / count).backward()
         total = loss.detach() if total is None else total + loss.detach()
     params = [p for p in model.parameters() if p.grad is not None]
@@ -527,19 +729,21 @@ def token_bytes(tokenizer, vocab_size: int) -> np.ndarray:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    batches: list[dict[str, torch.Tensor]],
     sizes: torch.Tensor | None,
     autocast=None,
 ) -> tuple[float, float | None]:
-    """(mean loss in nats over the targets, bits per byte or None) on `batches`, summed over
-    every rank's batches."""
+    """(mean loss in nats over the targets, bits per byte or None) on `batches` (the
+    model's keyword arguments with labels), summed over every rank's batches."""
     was_training = model.training
     model.eval()
-    device = batches[0][0].device
+    device = batches[0]["input_ids"].device
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # nats, targets, nats, bytes
-    for input_ids, labels in batches:
+    for batch in batches:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        labels = batch["labels"]
         with autocast or nullcontext():
-            logits, _ = model(input_ids)
+            logits, _ = model(**inputs)
         nats = F.cross_entropy(
             logits.float().flatten(0, 1),
             labels.flatten(),
@@ -564,7 +768,15 @@ def evaluate(
 def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
     """bfloat16 autocast when asked, or under "auto" where bfloat16 matmuls are fast: CUDA,
     and CPUs with AMX tiles (Sapphire Rapids on), whose bf16 GEMMs run about 6x faster than
-    float32 ones. float32 elsewhere. Weights and optimizer state stay float32 either way."""
+    float32 ones. float32 elsewhere. Weights and optimizer state stay float32 either way,
+    but for a LoRA run's frozen bfloat16 base, which computes in bfloat16."""
+    if config.base_dtype == "bfloat16":
+        if config.dtype == "float32":
+            raise UserError(
+                "a bfloat16 base (base_dtype=bfloat16) computes in bfloat16: set dtype=auto or "
+                "bfloat16, or keep the base in float32"
+            )
+        return torch.bfloat16
     if config.dtype == "bfloat16":
         return torch.bfloat16
     if config.dtype == "auto" and (device.type == "cuda" or cpu_has_amx(device)):
@@ -586,6 +798,102 @@ def _autocast(device: torch.device, dtype: torch.dtype):
 
 def _request(config: TrainConfig, meta: dict) -> str:
     """What a finished run's manifest must match for a re-run to be a no-op (the time limit
-    of one invocation is not part of the run)."""
-    settings = {k: v for k, v in config.to_dict().items() if k != "max_minutes"}
+    of one invocation is not part of the run, nor where its tokenizer folder is)."""
+    skip = ("max_minutes", "tokenizer")
+    settings = {k: v for k, v in config.to_dict().items() if k not in skip}
     return fingerprint({"config": settings, "meta": meta})
+
+
+def _differences(saved: TrainConfig, given: TrainConfig) -> dict[str, Any]:
+    """The settings of `given` that differ from `saved` (what a resume asks to change)."""
+    old, new = saved.to_dict(), given.to_dict()
+    return {key: value for key, value in new.items() if old.get(key) != value}
+
+
+def _base_fingerprint(config: TrainConfig) -> str:
+    """A cheap identity of init_from's model: its config.json and the names, sizes and
+    modification times of its weight files (hashing many GB on every resume would not be)."""
+    from codekiln.model.hf import weight_files
+
+    folder = Path(config.init_from)
+    files = weight_files(folder)
+    return fingerprint(
+        {
+            "config": (folder / "config.json").read_text(encoding="utf-8"),
+            "weights": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+        }
+    )
+
+
+def _copy_tokenizer(source: Path, target: Path) -> None:
+    from codekiln.model.hf import TOKENIZER_FILES
+
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+
+
+def _curated_folder(data: Path, sft: bool) -> Path | None:
+    """The curated folder the data came from: itself (commit records) or the pack's input."""
+    if sft:
+        return data if data.is_dir() else None
+    manifest = read_manifest(data) or {}
+    path = ((manifest.get("inputs") or {}).get("data") or {}).get("path")
+    return Path(path) if path and Path(path).is_dir() else None
+
+
+def _is_hub_id(name: Any) -> bool:
+    """Whether a config's _name_or_path names a Hub model (owner/name), not a local folder."""
+    if not isinstance(name, str) or name.count("/") != 1 or name.startswith((".", "/", "~")):
+        return False
+    return not Path(name).exists()
+
+
+class _SftData:
+    """Instruction-tuning pairs read, laid out and tokenized once, and the loaders over
+    them (train/sft.py). `meta` stands in for a pack's meta.json: what the run's identity,
+    vocabulary check and card read."""
+
+    def __init__(self, source: Path, tok, config: TrainConfig) -> None:
+        from codekiln.manifest import file_sha256
+        from codekiln.train.sft import encode_pairs, load_chat_format, read_pairs
+
+        self.config = config
+        pairs = read_pairs(source)
+        chat = load_chat_format(tok.folder)
+        self.pad_id = chat.eos_id(tok.tokenizer)
+        self.encoded = encode_pairs(pairs, tok.tokenizer, chat)
+        train = self.loader("train", 1, 0, 1)
+        largest = max(tok.tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
+        counts = train.counts
+        self.meta = {
+            "sft": {
+                "source": str(source),
+                "sha256": file_sha256(source) if source.is_file() else None,
+                "pairs_sha256": train.pairs_sha256,
+                "pairs": len(pairs),
+                "train_pairs": counts.train_pairs,
+                "valid_pairs": counts.valid_pairs,
+                "truncated_pairs": counts.truncated_pairs,
+                "chat_template": chat.template is not None,
+            },
+            "tokenizer": {"fingerprint": tok.fingerprint},
+            "vocab_size": max(tok.tokenizer.get_vocab_size(with_added_tokens=True), largest + 1),
+            "splits": {"train": {"tokens": counts.tokens, "documents": counts.pairs}},
+        }
+
+    def loader(self, split: str, batch_size: int, rank: int, world_size: int):
+        from codekiln.train.sft import SftLoader, SftLoaderConfig
+
+        config = self.config
+        settings = SftLoaderConfig(config.seq_len, batch_size, seed=config.seed, split=split)
+        return SftLoader(self.encoded, self.pad_id, settings, rank, world_size)
+
+    def valid_loader(self, batch_size: int, rank: int, world_size: int):
+        """The valid split's loader at the largest batch size it fills; None if none."""
+        for size in range(batch_size, 0, -1):
+            try:
+                return self.loader("valid", size, rank, world_size)
+            except UserError:
+                continue
+        return None

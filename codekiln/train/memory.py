@@ -17,10 +17,16 @@ from codekiln.train.parallel import Distributed
 
 
 def estimate_memory(
-    model_config, config: TrainConfig, dtype: torch.dtype, shards: int = 1
+    model_config,
+    config: TrainConfig,
+    dtype: torch.dtype,
+    shards: int = 1,
+    trainable: int | None = None,
 ) -> dict[str, int]:
     """Bytes one rank needs: fp32 weights, gradients and AdamW's two moments (16 per
     parameter, divided over `shards` under FSDP), plus activations of one micro-batch.
+    Under LoRA (`trainable` adapter parameters) the frozen base needs its weights only (4
+    bytes a parameter, 2 in bfloat16) and the adapters the 16.
 
     Activations per block and token are taken as ~18 x n_embd values (LayerNorm inputs,
     q/k/v, attention output, the 4x MLP's input and GELU output) in the compute dtype, plus
@@ -30,7 +36,11 @@ def estimate_memory(
     from codekiln.model.config import num_parameters
 
     params = num_parameters(model_config)
-    states = params * 16 // shards
+    if trainable is None:
+        states = params * 16 // shards
+    else:
+        base = 2 if config.base_dtype == "bfloat16" else 4
+        states = params * base // shards + trainable * 16
     tokens = config.batch_size * config.seq_len
     width = 2 if dtype == torch.bfloat16 else 4
     per_block = tokens * model_config.n_embd * 18 * width
@@ -39,7 +49,12 @@ def estimate_memory(
     else:
         blocks = model_config.n_layer * per_block
     logits = 3 * tokens * model_config.vocab_size * 4
-    return {"params": params, "states": states, "activations": blocks + logits}
+    return {
+        "params": params,
+        "trainable": params if trainable is None else trainable,
+        "states": states,
+        "activations": blocks + logits,
+    }
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -60,9 +75,14 @@ def available_memory(device: torch.device) -> int | None:
 
 
 def check_memory(
-    model_config, config: TrainConfig, distributed: Distributed, dtype: torch.dtype
-) -> None:
-    """A UserError, before anything large is allocated, when the run cannot fit."""
+    model_config,
+    config: TrainConfig,
+    distributed: Distributed,
+    dtype: torch.dtype,
+    trainable: int | None = None,
+) -> dict[str, int]:
+    """The estimate (with `total`, this machine's need, and `available`); a UserError,
+    before anything large is allocated, when the run cannot fit."""
     # Weights, gradients and AdamW state split over every rank under FSDP (and FSDP x TP),
     # over the tensor-parallel group under TP alone (activations are not split: a bound).
     shards = {
@@ -70,22 +90,35 @@ def check_memory(
         "fsdp+tp": distributed.world_size,
         "tp": distributed.world_size,
     }.get(config.parallel, 1)
-    need = estimate_memory(model_config, config, dtype, shards)
+    need = estimate_memory(model_config, config, dtype, shards, trainable)
     per_rank = need["states"] + need["activations"]
     total = per_rank
     if distributed.device.type == "cpu":
         # CPU ranks on one machine share its RAM.
         total *= int(os.environ.get("LOCAL_WORLD_SIZE", distributed.world_size))
     have = available_memory(distributed.device)
+    need = {**need, "total": total, "available": have or 0}
     if have is None or total <= have:
-        return
+        return need
     gib = 1 << 30
+    states = (
+        "weights, gradients and AdamW state"
+        if trainable is None
+        else f"frozen {config.base_dtype} weights and the adapters' training state"
+    )
+    advice = (
+        "lower lora_rank, set base_dtype=bfloat16 or activation_checkpointing, or lower "
+        "batch_size or seq_len"
+        if trainable is not None
+        else "choose a smaller preset (or --lora for an init_from model), lower batch_size "
+        "or seq_len, set activation_checkpointing, or shard it over more GPUs with "
+        "parallel=fsdp (or fsdp+tp)"
+    )
+    what = f"model '{config.model}'" if config.init_from is None else f"{config.init_from}"
     raise UserError(
-        f"model '{config.model}' ({need['params'] / 1e6:,.0f}M parameters) needs about "
-        f"{total / gib:,.1f} GiB to train here ({need['states'] / gib:,.1f} GiB of weights, "
-        f"gradients and AdamW state + {need['activations'] / gib:,.1f} GiB of activations "
-        f"at batch_size {config.batch_size} x seq_len {config.seq_len}) but "
-        f"{distributed.device.type} has {have / gib:,.1f} GiB available: choose a smaller "
-        "preset, lower batch_size or seq_len, set activation_checkpointing, or shard it over "
-        "more GPUs with parallel=fsdp (or fsdp+tp)"
+        f"{what} ({need['params'] / 1e6:,.0f}M parameters) needs about "
+        f"{total / gib:,.1f} GiB to train here ({need['states'] / gib:,.1f} GiB of {states} "
+        f"+ {need['activations'] / gib:,.1f} GiB of activations at batch_size "
+        f"{config.batch_size} x seq_len {config.seq_len}) but {distributed.device.type} has "
+        f"{have / gib:,.1f} GiB available: {advice}"
     )

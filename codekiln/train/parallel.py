@@ -161,6 +161,11 @@ def check_tensor_parallel(config, tp: int) -> None:
             f"replicated) or a multiple of {tp} (sharded), got {config.n_kv_heads}: change "
             "tp_size or the number of processes"
         )
+    if not config.bias:
+        raise UserError(
+            "tensor parallelism shards the linear layers' biases too: a bias-free model "
+            "trains under parallel=ddp or fsdp"
+        )
     if config.inner_dim % tp:
         raise UserError(
             f"tensor parallelism over {tp} ranks needs the MLP width divisible by {tp}, got "
@@ -244,7 +249,7 @@ def _tensor_parallel(model: nn.Module, mesh) -> None:
         )
         _replicate(block.ln_1, mesh)
         _replicate(block.ln_2, mesh)
-    for module in (model.wte, model.wpe, model.ln_f):
+    for module in (model.wte, model.wpe, model.ln_f, getattr(model, "lm_head", None)):
         if module is not None:
             _replicate(module, mesh)
 
@@ -422,16 +427,18 @@ def load_full_state(
     model_state: dict,
     optimizer: torch.optim.Optimizer | None = None,
     optimizer_state: dict | None = None,
+    strict: bool = True,
 ) -> None:
     """Load full state dicts (as `full_model_state` makes them) into a plain, DDP, FSDP2 or
-    tensor-parallel model and its optimizer; every rank passes the same dicts."""
+    tensor-parallel model and its optimizer; every rank passes the same dicts. `strict`
+    False loads a part of the model (a LoRA run's adapters) and leaves the rest."""
     from torch.distributed.checkpoint.state_dict import (
         set_model_state_dict,
         set_optimizer_state_dict,
     )
 
     qkv = _sharded_qkv(model)
-    set_model_state_dict(model, _split(model_state, qkv), options=_full_options())
+    set_model_state_dict(model, _split(model_state, qkv), options=_full_options(strict=strict))
     if optimizer is not None and optimizer_state is not None:
         optimizer_state = _map_optimizer_state(optimizer_state, _split, qkv)
         set_optimizer_state_dict(model, optimizer, optimizer_state, options=_full_options())
