@@ -233,6 +233,30 @@ def test_lora_adapter_loads_in_peft_and_merges(workspace, tmp_path, kind, layout
     checkpoint = next((tmp_path / "run" / "checkpoints").glob("step_*")) / "model.pt"
     saved = torch.load(checkpoint, weights_only=True)
     assert saved and all(".lora_" in name for name in saved)  # adapters only
+    # eval and serve take the adapter folder: it is merged onto its base as it loads.
+    from codekiln.generate.backend import load_backend
+
+    backend = load_backend(adapter, engine="auto")
+    torch.testing.assert_close(logits(backend.model, tokens_in), theirs, atol=1e-4, rtol=0)
+
+
+def test_an_adapter_for_another_base_is_one_line(workspace, tmp_path):
+    model_dir, tokens = model_and_pack(workspace, "starcoder2", "sharded")
+    other, _ = model_and_pack(workspace, "gpt_bigcode", "single")
+    config = TrainConfig(init_from=str(model_dir), lora=True, max_steps=1, **SMALL)
+    adapter = train(tokens, tmp_path / "run", config, progress=False).adapter_dir
+    settings = json.loads((adapter / "adapter_config.json").read_text())
+    settings["base_model_name_or_path"] = str(other)
+    (adapter / "adapter_config.json").write_text(json.dumps(settings))
+    done = subprocess.run(
+        [sys.executable, "-m", "codekiln", "eval", str(adapter), "--tasks", "humaneval"]
+        + ["--limit", "1", "--generate-only", "-o", str(tmp_path / "eval")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "another base model" in lines[0], done.stderr
 
 
 def test_lora_resumes_exactly(workspace, tmp_path):

@@ -417,13 +417,18 @@ def model_info(spec: Any, backend: Any) -> dict[str, Any]:
         return info
     from codekiln.generate.backend import model_name
     from codekiln.model.hf import read_hf_config
+    from codekiln.model.lora import adapter_base, is_adapter
 
     folder = Path(spec)
     info["name"] = model_name(folder)
     info["path"] = str(folder.resolve())
-    info["model_type"] = read_hf_config(folder).get("model_type")
+    weights = folder
+    if is_adapter(folder):  # the base's facts, the adapter merged in
+        weights = adapter_base(folder)
+        info["base"] = str(weights.resolve())
+    info["model_type"] = read_hf_config(weights).get("model_type")
     info["context"] = getattr(backend, "context_length", None) or None
-    info["parameters"] = _safetensors_parameters(folder)
+    info["parameters"] = _safetensors_parameters(weights)
     train = read_manifest(folder.parent)  # a codekiln training run's, beside its export
     if train and train.get("stage") == "train":
         info["tokens_trained"] = train.get("tokens")

@@ -170,7 +170,14 @@ def fim_layout(
 
 
 def fim_ids(token_to_id: Any, model: str) -> tuple[int, int, int]:
-    """(<fim_prefix>, <fim_suffix>, <fim_middle>) ids; UserError naming what is missing."""
+    """(<fim_prefix>, <fim_suffix>, <fim_middle>) ids, in StarCoder's spelling or
+    SantaCoder's (<fim-prefix>, ...); UserError naming what is missing."""
+    from codekiln.tokenizer.family import FIM_SPELLINGS
+
+    for spelling in FIM_SPELLINGS:
+        ids = [token_to_id(t) for t in (spelling.prefix, spelling.suffix, spelling.middle)]
+        if None not in ids:
+            return ids[0], ids[1], ids[2]
     names = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
     found = [token_to_id(name) for name in names]
     missing = [name for name, token_id in zip(names, found, strict=True) if token_id is None]
@@ -227,15 +234,26 @@ def load_backend(spec: str | Path, **options: Any) -> Backend:
         from codekiln.generate.native import CodekilnBackend
 
         return CodekilnBackend.from_folder(folder, **options)
+    from codekiln.model.lora import is_adapter
+
+    if is_adapter(folder):
+        raise UserError(
+            f"{folder} is a LoRA adapter: the codekiln engine merges it onto its base (drop "
+            "--engine transformers), or merge it first (`codekiln train ... --lora --merge`)"
+        )
     from codekiln.generate.hf import TransformersBackend
 
     return TransformersBackend(folder, **options)
 
 
 def _codekiln_reads(folder: Path) -> bool:
-    """Whether config.json describes a model CodeGPT computes (else transformers runs it)."""
+    """Whether config.json describes a model CodeGPT computes (else transformers runs it);
+    a LoRA adapter folder is codekiln's to merge onto its base."""
     from codekiln.model.hf import config_from_hf, read_hf_config
+    from codekiln.model.lora import is_adapter
 
+    if is_adapter(folder):
+        return True
     config = read_hf_config(folder)  # a missing or broken config.json is the user's to fix
     try:
         config_from_hf(config)

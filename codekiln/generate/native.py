@@ -121,22 +121,31 @@ class CodekilnBackend(TokenBackend):
         dtype: str = "float32",
         fim_order: str = "psm",
     ) -> CodekilnBackend:
-        """A gpt_bigcode or starcoder2 folder with tokenizer.json beside the weights.
+        """A gpt_bigcode or starcoder2 folder with tokenizer.json beside the weights, or a
+        LoRA adapter folder (peft's format) whose base folder is on this machine: the
+        adapter is merged into the base as it loads.
 
         device: "cpu", "cuda", ... (default: CUDA when there is one); dtype: "float32" or
         "bfloat16" (on a GPU, or a CPU with AMX).
         """
         from codekiln.model.hf import import_hf
+        from codekiln.model.lora import import_adapter, is_adapter
 
         folder = Path(folder)
         if dtype not in ("float32", "bfloat16"):
             raise UserError(f"dtype must be float32 or bfloat16, got {dtype!r}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = import_hf(folder).to(device=device, dtype=getattr(torch, dtype))
+        base = folder
+        if is_adapter(folder):
+            model, base = import_adapter(folder)
+        else:
+            model = import_hf(folder)
+        model = model.to(device=device, dtype=getattr(torch, dtype))
+        tokenizer_folder = folder if (folder / "tokenizer.json").is_file() else base
         return cls(
             model,
-            _read_tokenizer(folder),
-            eos_ids=_config_eos_ids(folder),
+            _read_tokenizer(tokenizer_folder),
+            eos_ids=_config_eos_ids(base),
             name=model_name(folder),
             fim_order=fim_order,
         )

@@ -384,6 +384,37 @@ def load_adapter(model: nn.Module, kind: str, adapter_dir: str | Path) -> LoraSp
     return spec
 
 
+def is_adapter(folder: str | Path) -> bool:
+    """Whether a folder holds a peft adapter rather than a whole model."""
+    folder = Path(folder)
+    return (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
+
+
+def adapter_base(adapter_dir: str | Path) -> Path:
+    """The base model folder an adapter names (base_model_name_or_path), as given or
+    relative to the adapter; a UserError when it is not a model folder on this machine."""
+    folder = Path(adapter_dir)
+    named = read_adapter_config(folder).get("base_model_name_or_path")
+    for candidate in (Path(str(named)), folder / str(named)) if named else ():
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise UserError(
+        f"{folder} adapts {named!r}, which is no model folder here: put the base model's "
+        "folder there, or load the adapter with peft onto the base"
+    )
+
+
+def import_adapter(adapter_dir: str | Path):
+    """(a CodeGPT of the adapter's base with the adapter merged in, in float32 and eval
+    mode; the base folder)."""
+    from codekiln.model.hf import import_hf, model_type
+
+    base = adapter_base(adapter_dir)
+    model = import_hf(base).float()
+    load_adapter(model, model_type(model.config), adapter_dir)
+    return merge_lora(model).eval(), base
+
+
 def read_adapter_config(folder: Path) -> dict[str, Any]:
     path = Path(folder) / ADAPTER_CONFIG
     if not path.is_file():

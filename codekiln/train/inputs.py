@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,11 +114,12 @@ def build_model(
     state: dict[str, Any] | None,
     distributed: Distributed,
     dtype: torch.dtype,
+    announce: Callable[[dict[str, int]], None] | None = None,
 ) -> BuiltModel:
     """The model to train, on the CPU: the checkpoint's architecture when resuming (`state`;
     a LoRA run's base comes from init_from again), else init_from's weights, else a fresh
     preset. Each is checked against the data's vocabulary and the memory there is before it
-    is allocated."""
+    is allocated; `announce` is given the memory estimate then."""
     from codekiln.model.config import ModelConfig
     from codekiln.model.gpt import CodeGPT
     from codekiln.model.hf import config_from_hf, model_type, read_hf_config
@@ -161,6 +163,8 @@ def build_model(
 
         trainable = lora_parameter_count(model_config, kind, _lora_spec(config))
     memory = check_memory(model_config, config, distributed, dtype, trainable)
+    if announce is not None:
+        announce(memory)
     seed_everything(config.seed)
     if config.init_from is None or (state is not None and not config.lora):
         model = CodeGPT(model_config)  # fresh, or the checkpoint's weights replace these

@@ -214,11 +214,13 @@ class _Run:
         device = self.dist.device
         self.dtype = compute_dtype(config, device)
         self.autocast = _autocast(device, self.dtype)
-        built = build_model(config, int(meta["vocab_size"]), state, self.dist, self.dtype)
+        self._say_resume(state)
+        built = build_model(
+            config, int(meta["vocab_size"]), state, self.dist, self.dtype, self._say_memory
+        )
         self.built = built
         model = built.model
         self.model_config = model.config
-        self._say_plan(state)
         model.to(device)
         model.train()
         # Every rank built the same weights from the seed; dropout masks should differ across
@@ -272,30 +274,31 @@ class _Run:
         self._loop()
         return self._finish()
 
-    def _say_plan(self, state: dict | None) -> None:
-        """One line on what the run resumes with, and one on the memory it needs."""
-        if not (self.progress and self.dist.is_main):
-            return
-        from rich.console import Console
+    def _say(self, line: str) -> None:
+        if self.progress and self.dist.is_main:
+            from rich.console import Console
 
-        console = Console(stderr=True, highlight=False)
-        if state is not None:
-            changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in self.changed.items())
-            console.print(
-                f"resuming from step {state['step']} with the checkpoint's settings"
-                + (f"; changed: {changes}" if changes else ""),
-                markup=False,
-            )
-        memory = self.built.memory
+            Console(stderr=True, highlight=False).print(line, markup=False)
+
+    def _say_resume(self, state: dict | None) -> None:
+        """What a resumed run continues with (the checkpoint's settings, and what changed)."""
+        if state is None:
+            return
+        changes = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in self.changed.items())
+        self._say(
+            f"resuming from step {state['step']} with the checkpoint's settings"
+            + (f"; changed: {changes}" if changes else "")
+        )
+
+    def _say_memory(self, memory: dict[str, int]) -> None:
+        """The memory estimate, before the model is allocated."""
         gib = 1 << 30
-        trainable = memory["trainable"]
-        console.print(
+        self._say(
             f"{self.config.kind}: {memory['params'] / 1e6:,.1f}M parameters, "
-            f"{trainable / 1e6:,.2f}M trained; about {memory['total'] / gib:,.2f} GiB "
-            f"({memory['states'] / gib:,.2f} weights and optimizer state, "
-            f"{memory['activations'] / gib:,.2f} activations)"
-            + (f" of {memory['available'] / gib:,.1f} available" if memory["available"] else ""),
-            markup=False,
+            f"{memory['trainable'] / 1e6:,.2f}M trained; needs about "
+            f"{memory['total'] / gib:,.2f} GiB ({memory['states'] / gib:,.2f} weights and "
+            f"optimizer state, {memory['activations'] / gib:,.2f} activations)"
+            + (f" of {memory['available'] / gib:,.1f} available" if memory["available"] else "")
         )
 
     def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
@@ -568,7 +571,7 @@ class _Run:
                 built.kind,
                 spec,
                 tmp,
-                base_model=str(config.init_from),
+                base_model=str(Path(config.init_from).resolve()),
                 metadata={"codekiln_base": _base_fingerprint(config)},
             )
             _copy_tokenizer(tokenizer_dir, tmp)
