@@ -283,7 +283,12 @@ def test_lora_resumes_exactly(workspace, tmp_path):
 def test_bfloat16_base_trains_adapters_in_float32(workspace, tmp_path):
     model_dir, tokens = model_and_pack(workspace, "gpt_bigcode", "single")
     config = TrainConfig(
-        init_from=str(model_dir), lora=True, base_dtype="bfloat16", max_steps=2, **SMALL
+        init_from=str(model_dir),
+        lora=True,
+        base_dtype="bfloat16",
+        activation_checkpointing=True,
+        max_steps=2,
+        **SMALL,
     )
     result = train(tokens, tmp_path / "run", config, progress=False)
     reference = peft.PeftModel.from_pretrained(
@@ -454,3 +459,53 @@ def test_bad_model_folders_and_architectures_are_one_line(workspace, tmp_path):
     one_line(excinfo)
     with pytest.raises(UserError, match="LoRA adapts an existing model"):
         TrainConfig(lora=True)
+
+
+SCRIPT = """
+import json, sys
+from codekiln.train.config import TrainConfig
+from codekiln.train.loop import train
+train(sys.argv[1], sys.argv[2], TrainConfig(**json.loads(sys.argv[3])), progress=False)
+"""
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_lora_on_two_processes_matches_one(workspace, tmp_path, parallel):
+    """Two gloo ranks of batch 1 train the same adapters as one process of batch 2 (the same
+    sequences per step, the frozen base replicated under DDP and sharded under FSDP2)."""
+    model_dir, tokens = model_and_pack(workspace, "starcoder2", "sharded")
+    settings = {
+        **SMALL,
+        "init_from": str(model_dir),
+        "lora": True,
+        "lora_dropout": 0.0,
+        "max_steps": 3,
+        "dtype": "float32",
+        "parallel": parallel,
+    }
+    single = train(
+        tokens, tmp_path / "one", TrainConfig(**{**settings, "batch_size": 2}), progress=False
+    )
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        + [str(script), str(tokens), str(tmp_path / "two")]
+        + [json.dumps({**settings, "batch_size": 1})],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    def losses(folder):
+        return [r["loss"] for r in read_metrics(folder / "metrics.jsonl") if "loss" in r]
+
+    assert len(losses(tmp_path / "two")) == single.steps == 3
+    torch.testing.assert_close(
+        losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5, atol=0
+    )
+    assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").exists()

@@ -21,17 +21,16 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 import codekiln.pack.pack as pack_module
 from codekiln.curate.pipeline import RECORD_SCHEMA
 from codekiln.errors import UserError
-from codekiln.pack.format import dtype_for, open_split, read_meta
-from codekiln.pack.pack import (
-    PackConfig,
+from codekiln.pack.documents import (
     document_text,
     metadata_prefix,
-    pack,
     repo_hash,
     split_of,
     star_bucket,
     valid_repositories,
 )
+from codekiln.pack.format import dtype_for, open_split, read_meta
+from codekiln.pack.pack import PackConfig, pack
 from codekiln.tokenizer.special import (
     EOS,
     FILENAME,

@@ -21,18 +21,17 @@ from tokenizers import Tokenizer
 
 from codekiln.curate.pipeline import RECORD_SCHEMA
 from codekiln.errors import UserError
-from codekiln.pack.fim import FimIds
-from codekiln.pack.format import open_split
-from codekiln.pack.loader import LoaderConfig, TokenLoader
-from codekiln.pack.pack import (
-    PackConfig,
+from codekiln.pack.documents import (
     document_text,
     file_fim_cuts,
-    pack,
     repository_has_metadata,
     repository_order,
     valid_repositories,
 )
+from codekiln.pack.fim import FimIds
+from codekiln.pack.format import open_split
+from codekiln.pack.loader import LoaderConfig, TokenLoader
+from codekiln.pack.pack import PackConfig, pack
 from codekiln.tokenizer.family import (
     detect_format,
     load_any_tokenizer,

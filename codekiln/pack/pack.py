@@ -1,30 +1,18 @@
 """The pack stage: curated shards + a tokenizer -> train/valid token shards (`format.py`).
 
 The tokenizer's special tokens decide the layout (codekiln.tokenizer.family), or the `format`
-setting does. StarCoder's (`starcoder`) makes every curated record one document:
-
-    [<reponame>REPO][<filename>PATH][<gh_stars>BUCKET]["\\n" if any of them]CONTENT<|endoftext|>
-
-Each metadata field is kept on its own with `metadata_probability`, drawn from a hash of
-(seed, record id), so a record's document depends neither on the number of workers nor on the
-order records are read in. `plain` is CONTENT<eos>. StarCoder2's (`starcoder2`) makes every
-repository one document, its files in a seeded random order (see `repository_documents`):
-
-    <repo_name>REPO<file_sep>PATH\\nCODE<file_sep>PATH\\nCODE...<|endoftext|>   (with metadata)
-    <file_sep>CODE<file_sep>CODE...<|endoftext|>                             (without)
-
-with some files in Fill-in-the-Middle form, and a repository longer than `context_length`
-tokens split at file boundaries.
+setting does (`PackConfig`, `resolve_layout`). What a document is in each layout, and which
+split a repository goes to, is `documents.py`; this module encodes those documents and
+writes them.
 
 The text pieces are encoded with special-token matching off: a file that contains the text
 "<|endoftext|>" gets the ids of that text, never the end-of-text id, so no file can fake a
 document boundary or a FIM sentinel. The special ids are put in by pack.
 
-A record goes to `valid` or `train` by a seeded hash of its repository, so no repository is in
-both. Workers encode fixed batches in input order (shard files by name, rows in order; for
+Workers encode fixed batches in input order (shard files by name, rows in order; for
 starcoder2, whole repositories in order of their first record, located by a first pass over
-the `repo` column); the main process appends each batch's tokens in batch order, so the bytes
-written do not depend on the number of workers.
+the `repo` column: `repositories.py`); the main process appends each batch's tokens in batch
+order (`_SplitWriter`), so the bytes written do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -33,8 +21,7 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -58,15 +44,28 @@ from codekiln.manifest import (
     write_json,
     write_manifest,
 )
-from codekiln.pack.fim import fim_cut_points
+from codekiln.pack.documents import (
+    Layout,
+    metadata_prefix,
+    repository_documents,
+    repository_fields,
+    valid_repositories,
+)
 from codekiln.pack.format import FORMAT_VERSION, SPLITS, dtype_for, read_meta, shard_names
+from codekiln.pack.repositories import (
+    COLUMNS,
+    ROW_GROUPS,
+    RepoBatch,
+    index_repositories,
+    read_rows,
+    repository_names,
+)
 from codekiln.progress import StageProgress
 from codekiln.shards import curated_shards
 from codekiln.tokenizer.family import (
     FAMILIES,
     TOKENIZER_FILES,
     DocumentFormat,
-    FimTokens,
     detect_format,
     load_any_tokenizer,
     model_context_length,
@@ -74,17 +73,6 @@ from codekiln.tokenizer.family import (
     tokenizer_files,
     tokenizer_fingerprint,
 )
-from codekiln.tokenizer.special import (
-    EOS,
-    FILE_SEP,
-    FILENAME,
-    GH_STARS,
-    REPO_NAME,
-    REPONAME,
-)
-
-# The columns of a curated record (curate/pipeline.py RECORD_SCHEMA) that packing reads.
-COLUMNS = ("id", "content", "repo", "path", "lang", "stars")
 
 _PARALLELISM = "TOKENIZERS_PARALLELISM"
 TOKENIZER_DIR = "tokenizer"  # the pack's copy of its tokenizer
@@ -165,31 +153,6 @@ class PackConfig:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class Layout:
-    """How documents are laid out for one tokenizer and config: what meta.json's `format`
-    records. `fim` is "context" (the loader does FIM while training), "file" (pack did it,
-    StarCoder2) or "none" (no FIM tokens); `fim_rate` is pack's own share of FIM files."""
-
-    format: DocumentFormat
-    fim: str
-    fim_rate: float
-    repo_metadata_probability: float | None
-    context_length: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        tokens = self.format.fim
-        return {
-            "family": self.format.family,
-            "eos": self.format.eos,
-            "fim": self.fim,
-            "fim_tokens": tokens.to_dict() if tokens is not None else None,
-            "fim_rate": self.fim_rate,
-            "repo_metadata_probability": self.repo_metadata_probability,
-            "context_length": self.context_length,
-        }
-
-
 def resolve_layout(config: PackConfig, tokenizer, folder: str | Path | None = None) -> Layout:
     """The layout `config` asks of this tokenizer (and its folder: eos, context length); a
     UserError (one line) where the tokenizer cannot do it or a setting does not apply."""
@@ -233,221 +196,6 @@ class PackResult:
     skipped: bool = False
 
 
-def star_bucket(stars: int | None) -> str:
-    """The text after <gh_stars>: a repository's star count in StarCoder's buckets.
-
-    None or less than 1 -> "0"; 1-9 -> "1-10"; 10-99 -> "10-100"; 100-999 -> "100-1000";
-    1000 or more -> "1000+". Each bucket includes its lower bound and excludes its upper one.
-
-    >>> [star_bucket(s) for s in (None, 0, 1, 9, 10, 99, 100, 999, 1000)]
-    ['0', '0', '1-10', '1-10', '10-100', '10-100', '100-1000', '100-1000', '1000+']
-    """
-    if stars is None or stars < 1:
-        return "0"
-    if stars < 10:
-        return "1-10"
-    if stars < 100:
-        return "10-100"
-    if stars < 1000:
-        return "100-1000"
-    return "1000+"
-
-
-def _uniforms(key: str, count: int) -> list[float]:
-    """`count` (at most 4) numbers in [0, 1) from SHA-256 of `key`, 64 bits each: the same on
-    every machine and Python version, unlike hash() or a process-seeded RNG."""
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-    return [int.from_bytes(digest[8 * i : 8 * i + 8], "big") / 2**64 for i in range(count)]
-
-
-def repo_hash(repo: str, seed: int) -> float:
-    """The repository's place in [0, 1) that decides its split.
-
-    >>> round(repo_hash("octo/demo", 42), 6)
-    0.260829
-    """
-    return _uniforms(f"split\0{seed}\0{repo}", 1)[0]
-
-
-def split_of(repo: str, seed: int, valid_fraction: float) -> str:
-    """A repository's split: "valid" when its seeded hash is below `valid_fraction`.
-
-    >>> split_of("octo/demo", 42, 0.01), split_of("octo/demo", 42, 0.5)
-    ('train', 'valid')
-    """
-    return "valid" if repo_hash(repo, seed) < valid_fraction else "train"
-
-
-def valid_repositories(repos: Iterable[str], seed: int, valid_fraction: float) -> set[str]:
-    """The repositories of the validation split: those `split_of` puts there, with two fixes
-    for small corpora. If it puts none of two or more repositories there, the one with the
-    smallest hash goes (the first to enter as the fraction grows), so a tiny corpus still has a
-    validation split; if it puts all of them there, the one with the largest hash stays in
-    train. valid_fraction 0 means no validation split at all.
-
-    >>> sorted(valid_repositories(["a", "b", "c"], 42, 0.01))  # none by hash: the smallest
-    ['a']
-    >>> valid_repositories(["a"], 42, 0.01), valid_repositories(["a", "b"], 42, 0.0)
-    (set(), set())
-    """
-    if valid_fraction <= 0:
-        return set()
-    ranked = sorted((repo_hash(r, seed), r) for r in set(repos))
-    valid = {r for h, r in ranked if h < valid_fraction}
-    if not valid and len(ranked) >= 2:
-        valid = {ranked[0][1]}
-    if ranked and len(valid) == len(ranked):
-        valid.discard(ranked[-1][1])
-    return valid
-
-
-def metadata_prefix(
-    record: Mapping[str, Any], seed: int, probability: float
-) -> list[tuple[str, str]]:
-    """The (special token, text) fields that go before a record's content, in StarCoder's
-    order. Each of <reponame>, <filename>, <gh_stars> is kept with `probability`, by its own
-    64 bits of SHA-256 of (seed, record id): a record always gets the same prefix. A field
-    whose value is missing (no repo or path) is left out.
-
-    >>> record = {"id": "f00d", "repo": "octo/demo", "path": "src/app.py", "stars": 42}
-    >>> metadata_prefix(record, seed=42, probability=1.0)
-    [('<reponame>', 'octo/demo'), ('<filename>', 'src/app.py'), ('<gh_stars>', '10-100')]
-    >>> metadata_prefix(record, seed=42, probability=0.0)
-    []
-    """
-    draws = _uniforms(f"meta\0{seed}\0{record.get('id') or ''}", 3)
-    values = (record.get("repo"), record.get("path"), star_bucket(record.get("stars")))
-    return [
-        (token, value)
-        for token, value, draw in zip((REPONAME, FILENAME, GH_STARS), values, draws, strict=True)
-        if value and draw < probability
-    ]
-
-
-def document_text(record: Mapping[str, Any], seed: int, probability: float) -> str:
-    """The text a record's document decodes to (special tokens kept).
-
-    >>> record = {"id": "f00d", "repo": "octo/demo", "path": "a.py", "stars": 0, "content": "x"}
-    >>> document_text(record, 42, 1.0)
-    '<reponame>octo/demo<filename>a.py<gh_stars>0\\nx<|endoftext|>'
-    """
-    fields = metadata_prefix(record, seed, probability)
-    prefix = "".join(token + text for token, text in fields) + ("\n" if fields else "")
-    return prefix + (record.get("content") or "") + EOS
-
-
-def repository_has_metadata(repo: str, seed: int, probability: float) -> bool:
-    """Whether a StarCoder2 repository document carries <repo_name> and the paths: drawn with
-    `probability` from a hash of (seed, repository), so every split piece of it agrees. A
-    record without a repository never does.
-
-    >>> repository_has_metadata("octo/demo", 42, 1.0), repository_has_metadata("", 42, 1.0)
-    (True, False)
-    """
-    return bool(repo) and _uniforms(f"repo-meta\0{seed}\0{repo}", 1)[0] < probability
-
-
-def repository_order(file_ids: list[str | None], repo: str, seed: int) -> list[int]:
-    """The order of a repository's files in its document, as positions into `file_ids`: by
-    a seeded hash of (repository, file id), so the order is random but depends neither on
-    the order the files were read in nor on the workers. Equal ids keep their input order.
-
-    >>> repository_order(["1", "2", "3", "4"], "octo/demo", 42)
-    [2, 1, 0, 3]
-    """
-    keys = [_uniforms(f"order\0{seed}\0{repo}\0{i or ''}", 1)[0] for i in file_ids]
-    return sorted(range(len(file_ids)), key=lambda k: (keys[k], k))
-
-
-def file_fim_cuts(file_id: str | None, length: int, seed: int, rate: float):
-    """The two cut points (characters) of a file put in FIM form while packing, or None for a
-    file left as it is. The file is drawn with `rate` from a hash of (seed, file id); the cut
-    points are `fim.fim_cut_points` (uniform over 0..length) from an rng seeded the same way.
-
-    >>> file_fim_cuts("beef", 10, 42, 1.0), file_fim_cuts("beef", 10, 42, 0.0)
-    ((1, 9), None)
-    """
-    if not _uniforms(f"fim\0{seed}\0{file_id or ''}", 1)[0] < rate:
-        return None
-    digest = hashlib.sha256(f"fim-cuts\0{seed}\0{file_id or ''}".encode("utf-8", "surrogatepass"))
-    rng = np.random.default_rng(int.from_bytes(digest.digest()[:16], "big"))
-    return fim_cut_points(length, rng)
-
-
-def file_fields(
-    path: str, content: str, metadata: bool, cuts: tuple[int, int] | None, fim: FimTokens | None
-) -> list[tuple[str, str]]:
-    """One file of a StarCoder2 repository document as (special token, text) pairs: each
-    special token is followed by its text. With metadata the path and a newline come first;
-    a file with cut points is in FIM form (PSM), the path going with the prefix.
-
-    >>> fim = FimTokens("<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>")
-    >>> file_fields("a.py", "x = 1\\n", True, None, fim)
-    [('<file_sep>', 'a.py\\nx = 1\\n')]
-    >>> file_fields("a.py", "x = 1\\n", False, (2, 4), fim)
-    [('<file_sep>', ''), ('<fim_prefix>', 'x '), ('<fim_suffix>', '1\\n'), ('<fim_middle>', '= ')]
-    """
-    head = f"{path}\n" if metadata else ""
-    if cuts is None:
-        return [(FILE_SEP, head + content)]
-    assert fim is not None, "cut points without FIM tokens"
-    lo, hi = cuts
-    return [
-        (FILE_SEP, ""),
-        (fim.prefix, head + content[:lo]),
-        (fim.suffix, content[hi:]),
-        (fim.middle, content[lo:hi]),
-    ]
-
-
-def repository_fields(
-    repo: str, records: list[Mapping[str, Any]], seed: int, layout: Layout
-) -> tuple[list[tuple[str, str]], list[tuple[int, list[tuple[str, str]]]]]:
-    """A StarCoder2 repository document before encoding: the header's (special token, text)
-    pairs (<repo_name> and the name, where the repository has metadata) and, in document
-    order, (position in `records`, the file's pairs). Each record needs id, path, content.
-
-    >>> layout = Layout(DocumentFormat("starcoder2", EOS, None), "none", 0.0, 1.0, 4096)
-    >>> files = [{"id": i, "path": f"{i}.py", "content": i * 2} for i in "12"]
-    >>> header, ordered = repository_fields("octo/demo", files, 42, layout)
-    >>> header
-    [('<repo_name>', 'octo/demo')]
-    >>> ordered
-    [(1, [('<file_sep>', '2.py\\n22')]), (0, [('<file_sep>', '1.py\\n11')])]
-    """
-    metadata = repository_has_metadata(repo, seed, layout.repo_metadata_probability or 0.0)
-    header = [(REPO_NAME, repo)] if metadata else []
-    fim = layout.format.fim
-    files = []
-    for position in repository_order([r.get("id") for r in records], repo, seed):
-        record = records[position]
-        content = record.get("content") or ""
-        cuts = file_fim_cuts(record.get("id"), len(content), seed, layout.fim_rate)
-        path = record.get("path") or ""
-        files.append((position, file_fields(path, content, metadata, cuts, fim)))
-    return header, files
-
-
-def repository_documents(file_tokens: list[int], header: int, context_length: int) -> list:
-    """A repository's files (their token counts, in document order) grouped into documents
-    of at most `context_length` tokens, each the header, its files and the eos: greedily, in
-    order, splitting only between files; a file too long for a document with no other file
-    is a document of its own.
-
-    >>> repository_documents([3, 4, 5, 20], header=2, context_length=12)
-    [[0, 1], [2], [3]]
-    """
-    documents: list[list[int]] = [[]]
-    size = header + 1
-    for k, tokens in enumerate(file_tokens):
-        if documents[-1] and size + tokens > context_length:
-            documents.append([])
-            size = header + 1
-        documents[-1].append(k)
-        size += tokens
-    return documents
-
-
 @dataclass(frozen=True)
 class _Settings:
     """What a worker needs besides its records (small: sent with every batch)."""
@@ -467,16 +215,6 @@ class _Batch:
     index: int
     columns: dict[str, list[Any]]  # COLUMNS -> one value per record
     valid: list[bool]
-
-
-@dataclass
-class _RepoBatch:
-    """Whole repositories, as the locations of their records (starcoder2)."""
-
-    index: int
-    where: np.ndarray  # (3, n): shard, row group and row of each record
-    keys: np.ndarray  # (n,): the record's repository; one repository's records are adjacent
-    valid: np.ndarray  # (n,) bool
 
 
 @dataclass
@@ -539,10 +277,10 @@ def _on_own_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return thread.submit(fn, *args, **kwargs).result()
 
 
-def _encode_batch(job: tuple[_Settings, _Batch | _RepoBatch]) -> _Encoded:
+def _encode_batch(job: tuple[_Settings, _Batch | RepoBatch]) -> _Encoded:
     """Worker side: one batch -> per split, its documents' ids back to back."""
     settings, batch = job
-    if isinstance(batch, _RepoBatch):
+    if isinstance(batch, RepoBatch):
         return _encode_repositories(settings, batch)
     encoder = _encoder(settings.tokenizer_file, settings.tokenizer_sha256, settings.layout.format)
     special = encoder.ids
@@ -618,76 +356,11 @@ def _special_from_text(settings: _Settings) -> None:
     )
 
 
-class _RowGroups:
-    """The row groups a process read last, up to `budget` bytes, and its open shards.
-
-    A repository's records are usually together (curate writes a source's files in order),
-    so consecutive batches mostly need the same row groups; where repositories are spread
-    over the shards, a batch needs many, and keeping them saves reading them again for the
-    next batch. Open shards keep their parsed footers. The sha256 in each key makes a
-    rewritten shard a miss."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self._tables: OrderedDict[tuple[str, str, int], pa.Table] = OrderedDict()
-        self._files: OrderedDict[tuple[str, str], pq.ParquetFile] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, path: str, sha256: str, group: int) -> pa.Table:
-        key = (path, sha256, group)
-        table = self._tables.get(key)
-        if table is not None:
-            self._tables.move_to_end(key)
-            return table
-        table = self._file(path, sha256).read_row_group(group, columns=list(COLUMNS))
-        self._tables[key] = table
-        self._bytes += table.nbytes
-        while self._bytes > self.budget and len(self._tables) > 1:
-            self._bytes -= self._tables.popitem(last=False)[1].nbytes
-        return table
-
-    def _file(self, path: str, sha256: str) -> pq.ParquetFile:
-        key = (path, sha256)
-        if key not in self._files:
-            self._files[key] = pq.ParquetFile(path)
-            if len(self._files) > 64:  # open files are few: a batch touches a handful
-                self._files.popitem(last=False)[1].close()
-        self._files.move_to_end(key)
-        return self._files[key]
-
-    def clear(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        self._tables.clear()
-        self._files.clear()
-        self._bytes = 0
-
-
-_ROW_GROUPS = _RowGroups(budget=256 << 20)  # per process: each worker has its own
-
-
-def _read_rows(shards: tuple[tuple[str, str], ...], where: np.ndarray) -> dict[str, list]:
-    """COLUMNS -> one value per located record, in the order of `where`, reading only the
-    row groups that hold them."""
-    columns: dict[str, list[Any]] = {name: [None] * where.shape[1] for name in COLUMNS}
-    groups = where[0].astype(np.int64) << 32 | where[1].astype(np.int64)
-    for key in dict.fromkeys(groups.tolist()):
-        positions = np.flatnonzero(groups == key)
-        shard, group = key >> 32, key & 0xFFFFFFFF
-        table = _ROW_GROUPS.get(*shards[shard], group).take(where[2, positions])
-        for name in COLUMNS:
-            values = columns[name]
-            found = table.column(name).to_pylist()
-            for position, value in zip(positions.tolist(), found, strict=True):
-                values[position] = value
-    return columns
-
-
-def _encode_repositories(settings: _Settings, batch: _RepoBatch) -> _Encoded:
+def _encode_repositories(settings: _Settings, batch: RepoBatch) -> _Encoded:
     """Worker side, starcoder2: whole repositories -> their documents' ids, per split."""
     layout = settings.layout
     encoder = _encoder(settings.tokenizer_file, settings.tokenizer_sha256, layout.format)
-    columns = _read_rows(settings.shards, batch.where)
+    columns = read_rows(settings.shards, batch.where)
     starts = np.flatnonzero(np.r_[True, batch.keys[1:] != batch.keys[:-1]]).tolist()
     texts: list[str] = []  # every plain piece of the batch, encoded in one call
     repositories = []  # (valid, header pairs, [(language, file pairs)]) in batch order
@@ -891,93 +564,6 @@ def _batches(
         yield take(len(buffer["content"]))
 
 
-def _repositories(files: list[Path]) -> set[str]:
-    repos: set[str] = set()
-    for path in files:
-        column = pq.read_table(path, columns=["repo"])["repo"]
-        repos.update(r or "" for r in pc.unique(column).to_pylist())
-    return repos
-
-
-@dataclass
-class _RepoIndex:
-    """Where every record is, and its repository, without the records (starcoder2)."""
-
-    where: np.ndarray  # (3, n) int32: shard, row group, row
-    keys: np.ndarray  # (n,) int64: the input position of the repository's first record
-    codes: np.ndarray  # (n,) int32: the repository's name, as a position in `names`
-    names: list[str]  # "" for records without a repository
-
-    def batches(self, batch_records: int, valid: set[str]) -> list[_RepoBatch]:
-        """Batches of whole repositories, in order of their first record, of at least
-        `batch_records` records (but the last); a repository is never split. Sorting by
-        the first record's position groups a repository's records wherever they are."""
-        order = np.argsort(self.keys, kind="stable")
-        keys = self.keys[order]
-        flags = np.array([name in valid for name in self.names], dtype=bool)[self.codes[order]]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]).tolist()
-        bounds = [0]
-        for end in [*starts[1:], len(keys)]:
-            if end - bounds[-1] >= batch_records or end == len(keys):
-                bounds.append(end)
-        return [
-            _RepoBatch(i, self.where[:, order[a:b]], keys[a:b], flags[a:b])
-            for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
-        ]
-
-
-def _index_repositories(files: list[Path]) -> _RepoIndex:
-    """One pass over the `repo` column, a row group at a time. A record without a
-    repository is a repository of its own (keyed by its own position)."""
-    first_seen: dict[str, int] = {}
-    code_of: dict[str, int] = {}
-    where, keys, codes = [], [], []
-    offset = 0
-    for file_index, path in enumerate(files):
-        shard = pq.ParquetFile(path)
-        try:
-            for group in range(shard.num_row_groups):
-                column = shard.read_row_group(group, columns=["repo"]).column("repo")
-                count = len(column)
-                if not count:
-                    continue
-                encoded = pc.dictionary_encode(pc.fill_null(column.combine_chunks(), ""))
-                indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-                values = encoded.dictionary.to_pylist()
-                # Every dictionary value occurs, so np.unique's k-th first index is value k's.
-                first = np.unique(indices, return_index=True)[1]
-                value_keys = [
-                    first_seen.setdefault(value, offset + int(position))
-                    for value, position in zip(values, first, strict=True)
-                ]
-                row_keys = np.array(value_keys, dtype=np.int64)[indices]
-                if "" in values:
-                    alone = np.flatnonzero(indices == values.index(""))
-                    row_keys[alone] = offset + alone
-                value_codes = [code_of.setdefault(v, len(code_of)) for v in values]
-                codes.append(np.array(value_codes, dtype=np.int32)[indices])
-                keys.append(row_keys)
-                rows = np.arange(count, dtype=np.int32)
-                where.append(
-                    np.stack(
-                        [
-                            np.full(count, file_index, np.int32),
-                            np.full(count, group, np.int32),
-                            rows,
-                        ]
-                    )
-                )
-                offset += count
-        finally:
-            shard.close()
-    return _RepoIndex(
-        np.concatenate(where, axis=1) if where else np.zeros((3, 0), np.int32),
-        np.concatenate(keys) if keys else np.zeros(0, np.int64),
-        np.concatenate(codes) if codes else np.zeros(0, np.int32),
-        list(code_of),
-    )
-
-
 def _clear_outputs(out_dir: Path) -> None:
     """Remove what an earlier pack wrote here (and nothing else)."""
     for split in SPLITS:
@@ -1075,8 +661,8 @@ def pack(
 
     clock = time.time()
     by_repository = layout.format.family == "starcoder2"
-    index = _index_repositories(files) if by_repository else None
-    repos = set(index.names) if index is not None else _repositories(files)
+    index = index_repositories(files) if by_repository else None
+    repos = set(index.names) if index is not None else repository_names(files)
     valid = valid_repositories(repos, config.seed, config.valid_fraction)
     timings["split_s"] = time.time() - clock
 
@@ -1128,7 +714,7 @@ def pack(
                     skipped[0] += done.skipped
                     bar.advance(done.records, records=done.records, tokens=done.tokens)
     finally:
-        _ROW_GROUPS.clear()  # the last row groups read: no use after this pack
+        ROW_GROUPS.clear()  # the last row groups read: no use after this pack
     timings["encode_s"] = time.time() - clock
 
     splits = {s: w.finish() for s, w in writers.items()}

@@ -102,6 +102,7 @@ from codekiln.train.parallel import (
     shutdown,
     total_norm,
 )
+from codekiln.train.sft import SftData
 
 
 def train(
@@ -181,7 +182,9 @@ class _Run:
         config = self.config
         if self.sft:
             self.tok = sft_tokenizer(config)
-            self.pairs = _SftData(self.data, self.tok, config)
+            self.pairs = SftData(
+                self.data, self.tok.tokenizer, self.tok.folder, self.tok.fingerprint, config
+            )
             meta = self.pairs.meta
         else:
             self.tok = pack_tokenizer(config, self.data, meta)
@@ -850,53 +853,3 @@ def _is_hub_id(name: Any) -> bool:
     if not isinstance(name, str) or name.count("/") != 1 or name.startswith((".", "/", "~")):
         return False
     return not Path(name).exists()
-
-
-class _SftData:
-    """Instruction-tuning pairs read, laid out and tokenized once, and the loaders over
-    them (train/sft.py). `meta` stands in for a pack's meta.json: what the run's identity,
-    vocabulary check and card read."""
-
-    def __init__(self, source: Path, tok, config: TrainConfig) -> None:
-        from codekiln.manifest import file_sha256
-        from codekiln.train.sft import encode_pairs, load_chat_format, read_pairs
-
-        self.config = config
-        pairs = read_pairs(source)
-        chat = load_chat_format(tok.folder)
-        self.pad_id = chat.eos_id(tok.tokenizer)
-        self.encoded = encode_pairs(pairs, tok.tokenizer, chat)
-        train = self.loader("train", 1, 0, 1)
-        largest = max(tok.tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
-        counts = train.counts
-        self.meta = {
-            "sft": {
-                "source": str(source),
-                "sha256": file_sha256(source) if source.is_file() else None,
-                "pairs_sha256": train.pairs_sha256,
-                "pairs": len(pairs),
-                "train_pairs": counts.train_pairs,
-                "valid_pairs": counts.valid_pairs,
-                "truncated_pairs": counts.truncated_pairs,
-                "chat_template": chat.template is not None,
-            },
-            "tokenizer": {"fingerprint": tok.fingerprint},
-            "vocab_size": max(tok.tokenizer.get_vocab_size(with_added_tokens=True), largest + 1),
-            "splits": {"train": {"tokens": counts.tokens, "documents": counts.pairs}},
-        }
-
-    def loader(self, split: str, batch_size: int, rank: int, world_size: int):
-        from codekiln.train.sft import SftLoader, SftLoaderConfig
-
-        config = self.config
-        settings = SftLoaderConfig(config.seq_len, batch_size, seed=config.seed, split=split)
-        return SftLoader(self.encoded, self.pad_id, settings, rank, world_size)
-
-    def valid_loader(self, batch_size: int, rank: int, world_size: int):
-        """The valid split's loader at the largest batch size it fills; None if none."""
-        for size in range(batch_size, 0, -1):
-            try:
-                return self.loader("valid", size, rank, world_size)
-            except UserError:
-                continue
-        return None

@@ -798,3 +798,50 @@ class SftLoader:
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 20 else text[:17] + "..."
+
+
+class SftData:
+    """A training run's instruction-tuning data: the pairs read, laid out and tokenized once,
+    and the loaders over them. `meta` stands in for a pack's meta.json: what the run's identity,
+    vocabulary check and card read."""
+
+    def __init__(self, source: Path, tokenizer, folder: Path, fingerprint: str, config) -> None:
+        from codekiln.manifest import file_sha256
+
+        self.config = config  # a TrainConfig: seq_len and seed
+        pairs = read_pairs(source)
+        chat = load_chat_format(folder)
+        self.pad_id = chat.eos_id(tokenizer)
+        self.encoded = encode_pairs(pairs, tokenizer, chat)
+        train = self.loader("train", 1, 0, 1)
+        largest = max(tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
+        counts = train.counts
+        self.meta = {
+            "sft": {
+                "source": str(source),
+                "sha256": file_sha256(source) if source.is_file() else None,
+                "pairs_sha256": train.pairs_sha256,
+                "pairs": len(pairs),
+                "train_pairs": counts.train_pairs,
+                "valid_pairs": counts.valid_pairs,
+                "truncated_pairs": counts.truncated_pairs,
+                "chat_template": chat.template is not None,
+            },
+            "tokenizer": {"fingerprint": fingerprint},
+            "vocab_size": max(tokenizer.get_vocab_size(with_added_tokens=True), largest + 1),
+            "splits": {"train": {"tokens": counts.tokens, "documents": counts.pairs}},
+        }
+
+    def loader(self, split: str, batch_size: int, rank: int, world_size: int) -> SftLoader:
+        config = self.config
+        settings = SftLoaderConfig(config.seq_len, batch_size, seed=config.seed, split=split)
+        return SftLoader(self.encoded, self.pad_id, settings, rank, world_size)
+
+    def valid_loader(self, batch_size: int, rank: int, world_size: int) -> SftLoader | None:
+        """The valid split's loader at the largest batch size it fills; None if none."""
+        for size in range(batch_size, 0, -1):
+            try:
+                return self.loader("valid", size, rank, world_size)
+            except UserError:
+                continue
+        return None
