@@ -67,3 +67,23 @@ def test_execute_bench_checks_every_canonical_solution(tmp_path):
 def test_attribution_bench_reports_size_and_speed(tmp_path):
     figures = run_bench("attribution", tmp_path, "--queries", "20", "--fresh-kb", "100")
     assert 0 < figures["bloom_fraction"] < 0.1 and figures["covered_training"] > 0.5
+
+
+def test_finetune_bench_compares_both_engines(tmp_path):
+    args = ("--small", "--modes", "full,lora-bf16-base", "--batch-size", "2", "--seq-len", "64")
+    figures = run_bench(
+        "finetune", tmp_path, *args, "--threads", "1", "--steps", "1", "--repeat", "1"
+    )
+    assert [(r["mode"], r["precision"]) for r in figures["rows"]] == [
+        ("full", "float32"),
+        ("full", "bfloat16"),
+        ("lora-bf16-base", "bfloat16"),
+    ]
+    for row in figures["rows"]:
+        assert row["speedup"] > 0 and row["memory_ratio"] > 0
+        assert row["codekiln"]["trainable"] == row["transformers"]["trainable"]
+        # Same weights and batch: equal in float32, bfloat16's rounding apart otherwise.
+        tolerance = 1e-5 if row["precision"] == "float32" else 2e-3
+        assert row["codekiln"]["first_loss"] == pytest.approx(
+            row["transformers"]["first_loss"], abs=tolerance
+        )

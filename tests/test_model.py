@@ -414,6 +414,18 @@ def test_chunked_linear_cross_entropy_matches_the_plain_loss_and_gradients(autoc
         scale = reference.abs().max().item()
         torch.testing.assert_close(ours, reference, atol=tolerance * scale, rtol=0)
 
+    # A frozen head (LoRA): the input's gradient alone, the same, with the default chunks.
+    frozen = weight.detach()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        (only_x,) = torch.autograd.grad(linear_cross_entropy(x, frozen, labels) * 3, (x,))
+    scale = grads[0].abs().max().item()
+    torch.testing.assert_close(only_x, grads[0], atol=tolerance * scale, rtol=0)
+    # Its gradients are scaled in place: a second backward through the graph is refused.
+    loss = linear_cross_entropy(x, frozen, labels)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="only once"):
+        loss.backward()
+
 
 def test_embeddings_are_tied():
     model = random_model(tiny())

@@ -292,11 +292,30 @@ def _license_lines(
     return lines
 
 
-def _render(value: Any) -> str:
+def _render(value: Any, depth: int = 0) -> str:
+    """Markdown for a card value: text as it is, a dict as `- **key**: value` bullets and a
+    list as bullets; a dict of scalars inside a dict (counts per language, say) becomes
+    indented bullets, anything deeper one line of JSON.
+
+    >>> print(_render({"steps": 3, "languages": {"Python": 2, "Go": 1}}))
+    - **steps**: 3
+    - **languages**:
+      - **Python**: 2
+      - **Go**: 1
+    """
+    indent = "  " * depth
     if isinstance(value, dict):
-        return "\n".join(f"- **{k}**: {_inline(v)}" for k, v in value.items())
+        lines = []
+        for key, item in value.items():
+            flat = isinstance(item, dict) and item and depth == 0
+            flat = flat and not any(isinstance(v, dict | list | tuple) for v in item.values())
+            if flat:
+                lines.append(f"{indent}- **{key}**:\n{_render(item, depth + 1)}")
+            else:
+                lines.append(f"{indent}- **{key}**: {_inline(item)}")
+        return "\n".join(lines)
     if isinstance(value, list | tuple):
-        return "\n".join(f"- {_inline(v)}" for v in value)
+        return "\n".join(f"{indent}- {_inline(v)}" for v in value)
     return str(value)
 
 

@@ -59,7 +59,7 @@ class LoraSpec:
 
     rank: int = 8
     alpha: float = 16.0
-    dropout: float = 0.05
+    dropout: float = 0.0
     targets: list[str] | None = None
 
     def __post_init__(self) -> None:
@@ -179,6 +179,11 @@ class LoraLinear(nn.Linear):
             nn.init.zeros_(self.lora_B[name])
 
     def forward(self, x: Tensor) -> Tensor:
+        device = x.device.type
+        if torch.is_autocast_enabled(device) and x.dtype == torch.float32:
+            # Cast once: autocast would cast x for the base's matmul and again for the
+            # adapter's, and each copy would be kept for the backward pass.
+            x = x.to(torch.get_autocast_dtype(device))
         y = F.linear(x, self.weight, self.bias)
         h = F.dropout(x, self.lora_dropout, self.training) if self.lora_dropout else x
         names = list(self.parts)
@@ -195,7 +200,7 @@ class LoraLinear(nn.Linear):
         if position < self.out_features:
             pieces.append(a.new_zeros(*a.shape[:-1], self.out_features - position))
         delta = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
-        return y + self.scale * delta.to(y.dtype)
+        return torch.add(y, delta.to(y.dtype), alpha=self.scale)
 
     @torch.no_grad()
     def delta_weight(self) -> Tensor:

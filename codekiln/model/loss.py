@@ -24,6 +24,23 @@ from torch import Tensor
 IGNORE_INDEX = -100
 
 
+# The logits of one chunk in float32 take at most about this many bytes: large chunks keep
+# the weight gradient's matmul (whose inner dimension is the chunk's rows) efficient.
+CHUNK_BYTES = 128 << 20
+
+
+def chunk_rows(vocab_size: int, budget: int = CHUNK_BYTES) -> int:
+    """Rows per chunk: a power of two whose float32 logits fit `budget`, from 256 to 4096.
+
+    >>> chunk_rows(49152), chunk_rows(8192), chunk_rows(256_000)
+    (512, 4096, 256)
+    """
+    rows = 256
+    while rows < 4096 and 2 * rows * vocab_size * 4 <= budget:
+        rows *= 2
+    return rows
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, labels: Tensor, chunk: int) -> Tensor:
@@ -32,45 +49,72 @@ class _LinearCrossEntropy(torch.autograd.Function):
             dtype = torch.get_autocast_dtype(device)
         else:
             dtype = torch.promote_types(x.dtype, weight.dtype)
-        needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        # A frozen head (LoRA, or a frozen embedding) needs no weight gradient: skipping it
+        # saves a third of the head's work and a (V, C) float32 buffer.
+        needs_x, needs_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         with torch.autocast(device, enabled=False):
             w = weight.to(dtype)  # (V, C)
             h = x.to(dtype)  # (N, C)
             valid = labels != IGNORE_INDEX  # (N,)
             count = valid.sum().clamp(min=1)
             total = torch.zeros((), dtype=torch.float32, device=x.device)
-            grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device) if needs_grad else None
-            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
+            grad_x = torch.empty(x.shape, dtype=x.dtype, device=x.device) if needs_x else None
+            grad_w = None
+            if needs_w:
+                grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
             for start in range(0, h.shape[0], chunk):
                 rows = slice(start, start + chunk)
                 logits = (h[rows] @ w.t()).float()  # (n, V)
                 target = labels[rows].clamp(min=0)
                 keep = valid[rows]
-                lse = torch.logsumexp(logits, dim=-1)  # (n,)
-                picked = logits.gather(1, target[:, None]).squeeze(1)
-                total += ((lse - picked) * keep).sum()
-                if not needs_grad:
+                # One fused pass for the log-probabilities (logsumexp, then subtracting and
+                # exponentiating, would read and write the chunk three more times).
+                logp = torch.log_softmax(logits, dim=-1)  # (n, V)
+                del logits
+                picked = logp.gather(1, target[:, None]).squeeze(1)  # (n,)
+                total -= (picked * keep).sum()
+                if not (needs_x or needs_w):
                     continue
                 # d(mean loss)/d(logits) = (softmax - one_hot) / count on kept rows, else 0.
-                grad = logits.sub_(lse[:, None]).exp_()
+                grad = logp.exp_()
                 grad.scatter_add_(1, target[:, None], -torch.ones_like(picked[:, None]))
                 grad.mul_((keep / count).to(grad.dtype)[:, None])
                 grad = grad.to(dtype)
-                grad_x[rows] = grad @ w
-                grad_w += (grad.t() @ h[rows]).float()
-        if needs_grad:
-            ctx.save_for_backward(grad_x, grad_w.to(weight.dtype))
+                if needs_x:
+                    grad_x[rows] = grad @ w
+                if needs_w:
+                    if dtype == torch.float32:
+                        grad_w.addmm_(grad.t(), h[rows])  # in place: no (V, C) temporary
+                    else:  # a bfloat16 product added into float32: no float32 temporary
+                        grad_w.add_(grad.t() @ h[rows])
+        ctx.save_for_backward(
+            grad_x if needs_x else None,
+            grad_w.to(weight.dtype) if needs_w else None,
+        )
+        ctx.used = False
         return total / count
 
     @staticmethod
     def backward(ctx, grad_output: Tensor):
+        # The gradients were computed in the forward pass and are scaled in place here, so
+        # a second backward through the same graph (retain_graph) would scale them twice.
+        if ctx.used:
+            raise RuntimeError("linear_cross_entropy's backward can run only once")
+        ctx.used = True
         grad_x, grad_w = ctx.saved_tensors
-        return grad_x * grad_output, grad_w * grad_output, None, None
+        if grad_x is not None:
+            grad_x = grad_x.mul_(grad_output.to(grad_x.dtype))
+        if grad_w is not None:
+            grad_w = grad_w.mul_(grad_output.to(grad_w.dtype))
+        return grad_x, grad_w, None, None
 
 
-def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor, chunk: int = 256) -> Tensor:
+def linear_cross_entropy(
+    x: Tensor, weight: Tensor, labels: Tensor, chunk: int | None = None
+) -> Tensor:
     """Mean cross-entropy of `x @ weight.T` against `labels` over labels != -100 (0 when
-    none), without materialising all the logits.
+    none), without materialising all the logits (`chunk` rows at a time; None: as many as
+    `CHUNK_BYTES` of float32 logits hold).
 
     x is (N, C) hidden states, weight (V, C), labels (N,) already shifted.
 
@@ -78,4 +122,9 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, labels: Tensor, chunk: int =
     >>> round(linear_cross_entropy(x, w, torch.tensor([1, -100])).item(), 4)
     1.3863
     """
+    if chunk is None:
+        # Large chunks keep the weight gradient's matmul efficient; a frozen head (LoRA) has
+        # none, and smaller chunks keep less memory.
+        budget = CHUNK_BYTES if weight.requires_grad else CHUNK_BYTES // 4
+        chunk = chunk_rows(weight.shape[0], budget)
     return _LinearCrossEntropy.apply(x, weight, labels, chunk)

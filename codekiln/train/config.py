@@ -75,7 +75,7 @@ class TrainConfig:
     lora: bool = False  # train LoRA adapters on a frozen init_from model
     lora_rank: int = 8
     lora_alpha: float = 16.0
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0  # peft's default: no dropout unless asked
     lora_targets: list[str] | None = None  # transformers' module names; None: all projections
     base_dtype: str = "float32"  # the frozen base under LoRA: float32 or bfloat16
     merge: bool = False  # LoRA: also write the merged full model to DIR/model

@@ -79,6 +79,7 @@ from codekiln.train.inputs import (
     pack_tokenizer,
     sft_tokenizer,
 )
+from codekiln.train.memory import reuse_freed_memory
 from codekiln.train.metrics import (
     TrainProgress,
     append_metrics,
@@ -215,6 +216,8 @@ class _Run:
             )
         self.tokenizer = self.tok.tokenizer
         device = self.dist.device
+        if device.type == "cpu":
+            reuse_freed_memory()  # a training step's large buffers are reused, not re-faulted
         self.dtype = compute_dtype(config, device)
         self.autocast = _autocast(device, self.dtype)
         self._say_resume(state)
