@@ -45,6 +45,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/pack.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/finetune.py
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/execute.py
 	$(BIN)/python bench/attribution.py

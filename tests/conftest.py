@@ -203,3 +203,76 @@ def write_fixture_repo(root: Path) -> Path:
 @pytest.fixture
 def fixture_repo(tmp_path: Path) -> Path:
     return write_fixture_repo(tmp_path / "fixture")
+
+
+# -- transformers models made here (random weights), for import, fine-tuning and export ----
+
+TINY_STARCODER2 = {
+    "vocab_size": 300,
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 16384,
+    "sliding_window": 8,
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+}
+TINY_GPT_BIGCODE = {
+    "vocab_size": 300,
+    "n_embd": 64,
+    "n_layer": 2,
+    "n_head": 4,
+    "n_positions": 128,
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+}
+
+
+def hf_starcoder2(seed: int = 0, noise: float = 0.0, **overrides):
+    """A small transformers Starcoder2ForCausalLM in eval mode, StarCoder2's shape in small
+    (grouped-query attention, a 16K context, a sliding window); `noise` perturbs every
+    weight so zero biases and unit norms are tested too."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.Starcoder2Config(**{**TINY_STARCODER2, **overrides})
+    return _perturbed(transformers.Starcoder2ForCausalLM(config), seed, noise)
+
+
+def hf_gpt_bigcode(seed: int = 0, noise: float = 0.0, **overrides):
+    """A small transformers GPTBigCodeForCausalLM (multi-query unless multi_query=False)."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.GPTBigCodeConfig(**{**TINY_GPT_BIGCODE, **overrides})
+    return _perturbed(transformers.GPTBigCodeForCausalLM(config), seed, noise)
+
+
+def _perturbed(model, seed: int, noise: float):
+    import torch
+
+    if noise:
+        generator = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for param in model.parameters():
+                param.add_(torch.randn(param.shape, generator=generator) * noise)
+    return model.eval()
+
+
+def save_hf_tokenizer(tokenizer, folder: Path) -> Path:
+    """A `tokenizers` tokenizer saved as transformers saves a model's (tokenizer.json and
+    tokenizer_config.json with <|endoftext|> as bos, eos and unk)."""
+    import transformers
+
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|endoftext|>",
+        bos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.save_pretrained(folder)
+    return folder

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import small_bpe
+from conftest import hf_gpt_bigcode, hf_starcoder2, save_hf_tokenizer, small_bpe
 
 from codekiln.errors import UserError
 from codekiln.model.hf import import_hf
@@ -78,51 +78,24 @@ def curated(folder: Path) -> Path:
 
 def tokenizer_folder(folder: Path, kind: str, vocab_size: int = 400, seed_text: str = "") -> Path:
     """A byte-level BPE with the family's real special tokens, saved as transformers saves a
-    model's tokenizer (tokenizer.json, tokenizer_config.json with the eos token)."""
+    model's tokenizer."""
     tokenizer = small_bpe([seed_text + s for s in SNIPPETS * 4], FAMILY_TOKENS[kind], vocab_size)
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|endoftext|>",
-        bos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-    )
-    fast.save_pretrained(folder)
-    return folder
+    return save_hf_tokenizer(tokenizer, folder)
 
 
 def base_model(folder: Path, kind: str, layout: str, vocab_size: int) -> Path:
-    """A random transformers model of the family in `layout`, with its tokenizer."""
-    torch.manual_seed(0)
+    """A random transformers model of the family in `layout`, with its tokenizer and a card
+    that names BigCode OpenRAIL-M."""
     if kind == "starcoder2":
-        config = transformers.Starcoder2Config(
+        dropouts = ("attention_dropout", "residual_dropout", "embedding_dropout")
+        model = hf_starcoder2(
             vocab_size=vocab_size,
-            hidden_size=64,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=16384,
             sliding_window=16,
             rope_theta=999999.4420358813,
-            residual_dropout=0.1,
-            embedding_dropout=0.1,
-            attention_dropout=0.1,
-            bos_token_id=0,
-            eos_token_id=0,
+            **dict.fromkeys(dropouts, 0.1),
         )
-        model = transformers.Starcoder2ForCausalLM(config)
     else:
-        config = transformers.GPTBigCodeConfig(
-            vocab_size=vocab_size,
-            n_embd=64,
-            n_layer=2,
-            n_head=4,
-            n_positions=128,
-            bos_token_id=0,
-            eos_token_id=0,
-        )
-        model = transformers.GPTBigCodeForCausalLM(config)
-    model.eval()
+        model = hf_gpt_bigcode(vocab_size=vocab_size)
     if layout == "single":
         model.save_pretrained(folder)
     elif layout == "sharded":
@@ -457,6 +430,7 @@ def test_bad_model_folders_and_architectures_are_one_line(workspace, tmp_path):
     with pytest.raises(UserError, match="gpt_bigcode and starcoder2") as excinfo:
         train(tokens, tmp_path / "run", TrainConfig(init_from=str(llama), **SMALL))
     one_line(excinfo)
+    assert not (tmp_path / "run").exists()  # nothing half-written
     with pytest.raises(UserError, match="LoRA adapts an existing model"):
         TrainConfig(lora=True)
 

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from conftest import hf_gpt_bigcode, hf_starcoder2
 
 from codekiln.errors import UserError
 from codekiln.model.gpt import CodeGPT, attention_mask
@@ -22,49 +23,13 @@ VOCAB = 300
 
 
 def starcoder2(**overrides):
-    settings = {
-        "vocab_size": VOCAB,
-        "hidden_size": 64,
-        "intermediate_size": 256,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 16384,
-        "sliding_window": 8,
-        "rope_theta": 999999.4420358813,
-        "attention_dropout": 0.1,
-        "residual_dropout": 0.1,
-        "embedding_dropout": 0.1,
-        "bos_token_id": 0,
-        "eos_token_id": 0,
-        **overrides,
-    }
-    torch.manual_seed(0)
-    model = transformers.Starcoder2ForCausalLM(transformers.Starcoder2Config(**settings))
-    return _perturbed(model)
+    settings = {"rope_theta": 999999.4420358813, "vocab_size": VOCAB, **overrides}
+    dropouts = ("attention_dropout", "residual_dropout", "embedding_dropout")
+    return hf_starcoder2(noise=0.05, **dict.fromkeys(dropouts, 0.1), **settings)
 
 
 def bigcode(**overrides):
-    settings = {
-        "vocab_size": VOCAB,
-        "n_embd": 64,
-        "n_layer": 2,
-        "n_head": 4,
-        "n_positions": 64,
-        "bos_token_id": 0,
-        "eos_token_id": 0,
-        **overrides,
-    }
-    torch.manual_seed(0)
-    return _perturbed(transformers.GPTBigCodeForCausalLM(transformers.GPTBigCodeConfig(**settings)))
-
-
-@torch.no_grad()
-def _perturbed(model):
-    generator = torch.Generator().manual_seed(1)
-    for param in model.parameters():
-        param.add_(torch.randn(param.shape, generator=generator) * 0.05)
-    return model.eval()
+    return hf_gpt_bigcode(noise=0.05, **{"vocab_size": VOCAB, "n_positions": 64, **overrides})
 
 
 def save(model, folder, layout: str):

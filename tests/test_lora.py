@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from conftest import hf_gpt_bigcode, hf_starcoder2
 
 from codekiln.errors import UserError
 from codekiln.model.hf import import_hf
@@ -29,31 +30,12 @@ VOCAB = 300
 
 
 def base_model(kind: str, tmp_path, multi_query: bool = True):
-    torch.manual_seed(0)
     if kind == "starcoder2":
-        config = transformers.Starcoder2Config(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            sliding_window=16,
-        )
-        model = transformers.Starcoder2ForCausalLM(config)
+        model = hf_starcoder2(max_position_embeddings=128, sliding_window=16)
     else:
-        config = transformers.GPTBigCodeConfig(
-            vocab_size=VOCAB,
-            n_embd=64,
-            n_layer=2,
-            n_head=4,
-            n_positions=64,
-            multi_query=multi_query,
-        )
-        model = transformers.GPTBigCodeForCausalLM(config)
+        model = hf_gpt_bigcode(n_positions=64, multi_query=multi_query)
     folder = tmp_path / f"base-{kind}-{multi_query}"
-    model.eval().save_pretrained(folder)
+    model.save_pretrained(folder)
     return folder
 
 
@@ -158,17 +140,7 @@ def test_adapters_for_another_base_are_one_line(tmp_path):
     with pytest.raises(UserError, match="q_proj, v_proj.*not modules of a gpt_bigcode|targets"):
         load_adapter(import_hf(base_model("gpt_bigcode", tmp_path)), "gpt_bigcode", adapter)
 
-    torch.manual_seed(0)
-    wider = transformers.Starcoder2ForCausalLM(
-        transformers.Starcoder2Config(
-            vocab_size=VOCAB,
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        )
-    )
+    wider = hf_starcoder2(hidden_size=128)
     wider.save_pretrained(tmp_path / "wider")
     with pytest.raises(UserError, match="made for another base model"):
         load_adapter(import_hf(tmp_path / "wider"), "starcoder2", adapter)

@@ -17,8 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import MIT_LICENSE, small_bpe
+from conftest import MIT_LICENSE, hf_starcoder2, save_hf_tokenizer, small_bpe
 
 from codekiln.tokenizer.special import STARCODER2_SPECIAL_TOKENS
 
@@ -52,29 +51,13 @@ def project(folder: Path) -> Path:
 
 
 def starcoder2_folder(folder: Path) -> Path:
+    """What `starcoder2-3b` stands for: a StarCoder2 folder with sharded safetensors, its
+    tokenizer (StarCoder2's special tokens) and a card naming its license."""
     texts = [p.read_text() for p in (ROOT / "codekiln" / "model").glob("*.py")]
     tokenizer = small_bpe(texts, STARCODER2_SPECIAL_TOKENS, vocab_size=800)
-    fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|endoftext|>",
-        bos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-    )
-    torch.manual_seed(0)
-    config = transformers.Starcoder2Config(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=16384,
-        sliding_window=4096,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    transformers.Starcoder2ForCausalLM(config).save_pretrained(folder, max_shard_size="200KB")
-    fast.save_pretrained(folder)
+    model = hf_starcoder2(vocab_size=tokenizer.get_vocab_size(), sliding_window=4096)
+    model.save_pretrained(folder, max_shard_size="200KB")
+    save_hf_tokenizer(tokenizer, folder)
     (folder / "README.md").write_text("---\nlicense: bigcode-openrail-m\n---\n# StarCoder2\n")
     assert (folder / "model.safetensors.index.json").exists()
     return folder

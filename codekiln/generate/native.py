@@ -253,18 +253,14 @@ def _fim_ids_or_none(tokenizer: Any, name: str) -> tuple[int, int, int] | None:
 
 
 def _read_tokenizer(folder: Path):
-    from tokenizers import Tokenizer
+    from codekiln.tokenizer.family import load_any_tokenizer
 
-    file = folder / "tokenizer.json"
-    if not file.exists():
+    if not (folder / "tokenizer.json").exists() and not (folder / "vocab.json").exists():
         raise UserError(
             f"no tokenizer.json in {folder}: export the model with its tokenizer "
             "(export_hf(..., tokenizer_dir=...)), or copy the tokenizer stage's files there"
         )
-    try:
-        return Tokenizer.from_file(str(file))
-    except Exception as exc:  # the Rust side raises plain Exceptions
-        raise UserError(f"{file} is not a readable tokenizer.json ({exc})") from None
+    return load_any_tokenizer(folder)
 
 
 def _config_eos_ids(folder: Path) -> list[int]:

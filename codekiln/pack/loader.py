@@ -24,9 +24,10 @@ How the batches are made:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -236,27 +237,14 @@ class TokenLoader:
         The world size may change as long as the global batch (batch_size x world_size)
         does not: the global batches are the same, just split over other ranks.
         """
-        if state.get("version") != STATE_VERSION:
-            raise UserError(
-                f"loader state version {state.get('version')!r} is not {STATE_VERSION}; "
-                "it was saved by another codekiln"
-            )
-        changed = [
-            f"{key} {state.get(key)!r} -> {self._setting(key)!r}"
-            for key in _STATE_KEYS
-            if state.get(key) != self._setting(key)
-        ]
-        if changed:
-            raise UserError(
-                "cannot resume the data loader: the saved position belongs to other settings ("
-                + ", ".join(changed)
-                + "); resume with the settings and pack it was saved with"
-            )
-        epoch, step = state.get("epoch"), state.get("step")
-        whole = isinstance(epoch, int) and isinstance(step, int) and epoch >= 0
-        if not whole or not 0 <= step < self.steps_per_epoch:
-            raise UserError(f"loader state has an impossible position: {state!r}")
-        self.epoch, self.step = epoch, step
+        self.epoch, self.step = restore_position(
+            state,
+            STATE_VERSION,
+            {key: self._setting(key) for key in _STATE_KEYS},
+            lambda epoch: self.steps_per_epoch,
+            "the data loader",
+            "the settings and pack it was saved with",
+        )
 
     def _setting(self, key: str):
         if key in ("global_batch_size", "num_sequences"):
@@ -307,6 +295,52 @@ def _pack_tokenizer(pack_dir: Path, meta: dict) -> Path:
             "or set fim_rate = 0"
         )
     return copy
+
+
+def restore_position(
+    state: dict,
+    version: int,
+    settings: dict[str, Any],
+    steps_in_epoch: Callable[[int], int],
+    what: str,
+    advice: str,
+) -> tuple[int, int]:
+    """(epoch, step) of a loader's saved state, once it is checked: its version, the
+    settings the position is only valid under (a UserError naming each that changed, and
+    `advice`), and a position the loader has (`steps_in_epoch(epoch)` steps in an epoch).
+
+    >>> restore_position({"version": 1, "epoch": 2, "step": 3, "seed": 7}, 1, {"seed": 7},
+    ...                  lambda epoch: 10, "the loader", "")
+    (2, 3)
+    """
+    if state.get("version") != version:
+        raise UserError(
+            f"{what}'s saved state has version {state.get('version')!r}, not {version}: it "
+            "was saved by another codekiln"
+        )
+    changed = [
+        f"{key} {_short(state.get(key))} -> {_short(value)}"
+        for key, value in settings.items()
+        if state.get(key) != value
+    ]
+    if changed:
+        raise UserError(
+            f"cannot resume {what}: the saved position belongs to other settings "
+            f"({', '.join(changed)}); resume with {advice}"
+        )
+    epoch, step = state.get("epoch"), state.get("step")
+    whole = isinstance(epoch, int) and isinstance(step, int) and epoch >= 0
+    if not whole or not 0 <= step < steps_in_epoch(epoch):
+        raise UserError(
+            f"{what}'s saved state has an impossible position: epoch {epoch!r}, step {step!r}"
+        )
+    return epoch, step
+
+
+def _short(value: Any) -> str:
+    """A value for one line: long reprs (a hash) cut to 20 characters."""
+    text = repr(value)
+    return text if len(text) <= 20 else text[:17] + "..."
 
 
 def _own_tokenizer(tokenizer, fim_rate: float):

@@ -54,7 +54,7 @@ import numpy as np
 
 from codekiln.curate.commits import COMMIT_AFTER, COMMIT_BEFORE, COMMIT_MSG
 from codekiln.errors import UserError
-from codekiln.pack.loader import IGNORE_INDEX
+from codekiln.pack.loader import IGNORE_INDEX, restore_position
 from codekiln.tokenizer.special import EOS
 
 STATE_VERSION = 1
@@ -765,39 +765,19 @@ class SftLoader:
     def load_state_dict(self, state: dict) -> None:
         """Continue where `state` was taken. The world size may change as long as the
         global batch (batch_size x world_size) does not."""
-        if state.get("version") != STATE_VERSION:
-            raise UserError(
-                f"sft loader state version {state.get('version')!r} is not {STATE_VERSION}; "
-                "it was saved by another codekiln"
-            )
-        changed = [
-            f"{key} {_short(state.get(key))} -> {_short(self._setting(key))}"
-            for key in _STATE_KEYS
-            if state.get(key) != self._setting(key)
-        ]
-        if changed:
-            raise UserError(
-                "cannot resume the instruction data: the saved position belongs to other "
-                f"settings or pairs ({', '.join(changed)}); resume with the pairs, tokenizer "
-                "and settings it was saved with"
-            )
-        epoch, step = state.get("epoch"), state.get("step")
-        whole = isinstance(epoch, int) and isinstance(step, int) and epoch >= 0
-        if not whole or not 0 <= step < self.steps_in_epoch(epoch):
-            raise UserError(
-                f"sft loader state has an impossible position: epoch {epoch!r}, step {step!r}"
-            )
-        self.epoch, self.step = epoch, step
+        self.epoch, self.step = restore_position(
+            state,
+            STATE_VERSION,
+            {key: self._setting(key) for key in _STATE_KEYS},
+            self.steps_in_epoch,
+            "the instruction data",
+            "the pairs, tokenizer and settings it was saved with",
+        )
 
     def _setting(self, key: str):
         if key in ("global_batch_size", "num_pairs", "pairs_sha256"):
             return getattr(self, key)
         return getattr(self.config, key)
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 20 else text[:17] + "..."
 
 
 class SftData:
