@@ -2,6 +2,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -70,6 +71,36 @@ def small_bpe(texts, special_tokens, vocab_size: int = 600):
     )
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer
+
+
+def write_curated(
+    directory: Path, records: list[dict], per_file: int = 40, row_group_size: int | None = None
+) -> Path:
+    """Curated shards (the curate stage's RECORD_SCHEMA) holding `records` (id, content,
+    repo, path, lang, stars at least), `per_file` rows to a part file; any part files
+    already there are replaced."""
+    from codekiln.curate.pipeline import RECORD_SCHEMA
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("part-*.parquet"):
+        old.unlink()
+    rows = [
+        {
+            "license": "MIT",
+            "kind": "file",
+            "source": "test",
+            "size": len((r["content"] or "").encode()),
+            "max_line_length": 0,
+            "avg_line_length": 0.0,
+            "alphanum_fraction": 0.5,
+            **r,
+        }
+        for r in records
+    ]
+    for n, start in enumerate(range(0, max(len(rows), 1), per_file)):
+        table = pa.Table.from_pylist(rows[start : start + per_file], schema=RECORD_SCHEMA)
+        pq.write_table(table, directory / f"part-{n:05d}.parquet", row_group_size=row_group_size)
+    return directory
 
 
 def git(repo: Path, *args: str) -> str:

@@ -13,11 +13,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import hf_gpt_bigcode, hf_starcoder2, save_hf_tokenizer, small_bpe
+from conftest import (
+    hf_gpt_bigcode,
+    hf_starcoder2,
+    save_hf_tokenizer,
+    small_bpe,
+    write_curated,
+)
 
 from codekiln.errors import UserError
 from codekiln.model.hf import import_hf
@@ -51,29 +55,18 @@ def one_line(excinfo) -> str:
 
 def curated(folder: Path) -> Path:
     """A curated folder: 40 Python files in 8 repositories."""
-    rows = []
-    for i in range(40):
-        content = SNIPPETS[i % 5] * 4 + SNIPPETS[(i + 2) % 5]
-        rows.append(
-            {
-                "id": f"{i:08x}",
-                "content": content,
-                "repo": f"owner/repo{i % 8}",
-                "path": f"pkg/mod{i}.py",
-                "lang": "Python",
-                "license": "MIT",
-                "stars": i,
-                "kind": "file",
-                "source": "fixture",
-                "size": len(content),
-                "max_line_length": 60,
-                "avg_line_length": 20.0,
-                "alphanum_fraction": 0.7,
-            }
-        )
-    folder.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(rows), folder / "part-00000.parquet")
-    return folder
+    records = [
+        {
+            "id": f"{i:08x}",
+            "content": SNIPPETS[i % 5] * 4 + SNIPPETS[(i + 2) % 5],
+            "repo": f"owner/repo{i % 8}",
+            "path": f"pkg/mod{i}.py",
+            "lang": "Python",
+            "stars": i,
+        }
+        for i in range(40)
+    ]
+    return write_curated(folder, records)
 
 
 def tokenizer_folder(folder: Path, kind: str, vocab_size: int = 400, seed_text: str = "") -> Path:
@@ -181,6 +174,23 @@ def test_full_fine_tuning_exports_a_model_transformers_loads_with_our_logits(
     assert not torch.allclose(logits(ours, tokens_in), logits(import_hf(model_dir), tokens_in))
     card = (result.model_dir / "README.md").read_text()
     assert 'license: "bigcode-openrail-m"' in card and str(model_dir) in card
+
+
+def test_model_overrides_may_set_the_dropouts_of_an_imported_model(workspace, tmp_path):
+    model_dir, tokens = model_and_pack(workspace, "starcoder2", "sharded")
+    config = TrainConfig(
+        init_from=str(model_dir), model_overrides={"dropout": 0.05}, max_steps=1, **SMALL
+    )
+    state = json.loads(
+        (
+            train(tokens, tmp_path / "run", config, progress=False).out_dir / "manifest.json"
+        ).read_text()
+    )["model_config"]
+    assert (state["dropout"], state["attn_dropout"], state["embd_dropout"]) == (0.05, None, None)
+    exported = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    # `dropout` is every dropout that is not set on its own (ModelConfig), trained and exported.
+    assert exported["residual_dropout"] == exported["attention_dropout"] == 0.05
+    assert exported["embedding_dropout"] == 0.05
 
 
 @pytest.mark.parametrize("kind,layout", [("starcoder2", "sharded"), ("gpt_bigcode", "single")])

@@ -137,31 +137,26 @@ def build_model(
                 f"model_overrides cannot change {', '.join(changed)} of a model loaded with "
                 f"init_from: only its training settings ({', '.join(TRAINING_ONLY_MODEL_SETTINGS)})"
             )
-        try:
-            export_config = dataclasses.replace(imported, **config.model_overrides)
-            # Fine-tuning trains without dropout unless asked for it, whatever the base's
-            # config says (its values are kept for the export).
-            model_config = dataclasses.replace(
-                imported,
-                **{"dropout": 0.0, "attn_dropout": None, "embd_dropout": None},
-                **config.model_overrides,
-            )
-        except TypeError as exc:
-            raise UserError(f"model_overrides: {exc}") from None
+        # Fine-tuning trains without dropout unless asked for it, whatever the base's config
+        # says; the export keeps the base's values but for the ones the user set.
+        no_dropout = {"dropout": 0.0, "attn_dropout": None, "embd_dropout": None}
+        export_config = dataclasses.replace(imported, **config.model_overrides)
+        model_config = dataclasses.replace(imported, **{**no_dropout, **config.model_overrides})
         _check_vocab(model_config.vocab_size, vocab_size, config.init_from)
-    elif state is not None:
-        model_config = export_config = ModelConfig(**state["model_config"])
     else:
         model_config = export_config = _model_config(config, vocab_size)
-    if state is not None and config.init_from is not None and not config.lora:
-        model_config = ModelConfig(**state["model_config"])  # the weights come from the state
+    if state is not None and not config.lora:
+        # The checkpoint's weights replace the model's: its architecture is the one built.
+        model_config = ModelConfig(**state["model_config"])
+        if config.init_from is None:
+            export_config = model_config
     kind = model_type(model_config)
     _check_context(model_config, config)
     trainable = None
     if config.lora:
         from codekiln.model.lora import lora_parameter_count
 
-        trainable = lora_parameter_count(model_config, kind, _lora_spec(config))
+        trainable = lora_parameter_count(model_config, kind, lora_spec(config))
     memory = check_memory(model_config, config, distributed, dtype, trainable)
     if announce is not None:
         announce(memory)
@@ -179,19 +174,15 @@ def build_model(
 
         _norms_in_float32(model)
         seed_everything(config.seed)  # the adapters' A are drawn from the run's seed
-        add_lora(model, kind, _lora_spec(config))
+        add_lora(model, kind, lora_spec(config))
     return BuiltModel(model, export_config, base_config, kind, memory)
-
-
-def _lora_spec(config: TrainConfig):
-    from codekiln.model.lora import LoraSpec
-
-    return LoraSpec(config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_targets)
 
 
 def lora_spec(config: TrainConfig):
     """The LoraSpec of a LoRA run's settings."""
-    return _lora_spec(config)
+    from codekiln.model.lora import LoraSpec
+
+    return LoraSpec(config.lora_rank, config.lora_alpha, config.lora_dropout, config.lora_targets)
 
 
 def _norms_in_float32(model: nn.Module) -> None:
