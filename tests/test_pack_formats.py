@@ -13,13 +13,10 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from conftest import small_bpe
+from conftest import small_bpe, write_curated
 from tokenizers import Tokenizer
 
-from codekiln.curate.pipeline import RECORD_SCHEMA
 from codekiln.errors import UserError
 from codekiln.pack.documents import (
     document_text,
@@ -100,26 +97,7 @@ def make_records(count: int = 60, repos: int = 9) -> list[dict]:
 
 
 def write_data(directory: Path, records: list[dict], per_file: int = 11) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob("part-*.parquet"):
-        old.unlink()
-    rows = [
-        {
-            **r,
-            "license": "MIT",
-            "kind": "file",
-            "source": "test",
-            "size": len((r["content"] or "").encode()),
-            "max_line_length": 0,
-            "avg_line_length": 0.0,
-            "alphanum_fraction": 0.5,
-        }
-        for r in records
-    ]
-    for n, start in enumerate(range(0, max(len(rows), 1), per_file)):
-        table = pa.Table.from_pylist(rows[start : start + per_file], schema=RECORD_SCHEMA)
-        pq.write_table(table, directory / f"part-{n:05d}.parquet", row_group_size=4)
-    return directory
+    return write_curated(directory, records, per_file, row_group_size=4)
 
 
 def documents(out_dir: Path, split: str = "train") -> list[list[int]]:

@@ -487,10 +487,7 @@ def export_hf(
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, out / WEIGHTS)
     if tokenizer_dir is not None:
-        for name in TOKENIZER_FILES:
-            source = Path(tokenizer_dir) / name
-            if source.exists():
-                shutil.copyfile(source, out / name)
+        copy_tokenizer(Path(tokenizer_dir), out)
     write_json(
         out / "generation_config.json",
         {
@@ -503,6 +500,13 @@ def export_hf(
     write_atomic(out / "README.md", model_card(config, kind, card))
     write_json(out / "config.json", hf_config(config, eos_id, eos_id, dtype, base_config))
     return out
+
+
+def copy_tokenizer(source: Path, target: Path) -> None:
+    """Copy the tokenizer files (TOKENIZER_FILES) that `source` has into `target`."""
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
 
 
 def _tokenizer_eos(folder: Path, vocab_size: int) -> int:

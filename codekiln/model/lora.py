@@ -460,10 +460,8 @@ def lora_parameter_count(config: ModelConfig, kind: str, spec: LoraSpec) -> int:
     >>> lora_parameter_count(config, "starcoder2", LoraSpec(rank=2, targets=["q_proj"]))
     32
     """
-    return sum(
-        spec.rank * (config.n_embd + hi - lo)
-        if not t.ours.endswith("mlp.c_proj")
-        else spec.rank * (config.inner_dim + hi - lo)
-        for t in lora_targets(config, kind, spec.targets)
-        for lo, hi in [t.rows]
-    )
+    total = 0
+    for target in lora_targets(config, kind, spec.targets):
+        fan_in = config.inner_dim if target.ours.endswith("mlp.c_proj") else config.n_embd
+        total += spec.rank * (fan_in + target.rows[1] - target.rows[0])
+    return total

@@ -174,7 +174,8 @@ def tokenizer_files(path: str | Path, tokenizer) -> dict[str, bytes]:
     return files
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A tokenizer folder's JSON file (tokenizer_config.json, ...); one-line UserError."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -184,7 +185,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _token_text(value: Any) -> str | None:
+def token_text(value: Any) -> str | None:
     """A token as tokenizer_config.json writes it: a string, or an AddedToken's dict."""
     if isinstance(value, dict):
         value = value.get("content")
@@ -206,7 +207,7 @@ def eos_token(tokenizer, folder: str | Path | None = None) -> str:
         path = Path(folder) / name if folder is not None else None
         if path is None or not path.is_file():
             continue
-        token = _token_text(_read_json(path).get("eos_token"))
+        token = token_text(read_json_object(path).get("eos_token"))
         if token is None:
             continue
         if tokenizer.token_to_id(token) is None:
@@ -323,7 +324,7 @@ def model_context_length(folder: str | Path | None) -> int | None:
     n_positions), or None when the folder is not a model folder."""
     if folder is None or not (Path(folder) / "config.json").is_file():
         return None
-    config = _read_json(Path(folder) / "config.json")
+    config = read_json_object(Path(folder) / "config.json")
     for key in ("max_position_embeddings", "n_positions"):
         value = config.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:

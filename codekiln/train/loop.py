@@ -554,7 +554,7 @@ class _Run:
         """Rank 0: the Hugging Face folder (and a LoRA run's adapter), each written to a
         temporary name and renamed. Returns the model folder, None when there is none."""
         from codekiln.model.gpt import CodeGPT
-        from codekiln.model.hf import export_hf
+        from codekiln.model.hf import copy_tokenizer, export_hf
 
         config, built = self.config, self.built
         card = self._card()
@@ -580,7 +580,7 @@ class _Run:
                 base_model=str(Path(config.init_from).resolve()),
                 metadata={"codekiln_base": _base_fingerprint(config)},
             )
-            _copy_tokenizer(tokenizer_dir, tmp)
+            copy_tokenizer(tokenizer_dir, tmp)
             from codekiln.model.card import model_card
 
             description = (
@@ -832,14 +832,6 @@ def _base_fingerprint(config: TrainConfig) -> str:
             "weights": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
         }
     )
-
-
-def _copy_tokenizer(source: Path, target: Path) -> None:
-    from codekiln.model.hf import TOKENIZER_FILES
-
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, target / name)
 
 
 def _curated_folder(data: Path, sft: bool) -> Path | None:

@@ -277,22 +277,12 @@ def load_chat_format(tokenizer_dir: str | Path | None) -> ChatFormat:
         raise UserError(f"no tokenizer at {folder}: give the tokenizer folder")
     if not folder.is_dir():
         folder = folder.parent
-    config: dict = {}
+    from codekiln.tokenizer.family import read_json_object, token_text
+
     config_file = folder / "tokenizer_config.json"
-    if config_file.exists():
-        try:
-            config = json.loads(config_file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{config_file} is not readable JSON ({exc})") from None
-        if not isinstance(config, dict):
-            raise UserError(f"{config_file} is not a JSON object")
-    tokens = {}
-    for name in _TEMPLATE_TOKENS:
-        value = config.get(name)
-        if isinstance(value, dict):  # an AddedToken saved whole
-            value = value.get("content")
-        if isinstance(value, str) and value:
-            tokens[name] = value
+    config = read_json_object(config_file) if config_file.exists() else {}
+    tokens = {name: token_text(config.get(name)) for name in _TEMPLATE_TOKENS}
+    tokens = {name: value for name, value in tokens.items() if value}
     tokens.setdefault("eos_token", EOS)
     template_file = folder / "chat_template.jinja"
     if template_file.exists():
