@@ -340,9 +340,17 @@ def train_command(
     lora: Annotated[
         bool, typer.Option("--lora", help="Train LoRA adapters on the frozen --init-from model.")
     ] = False,
-    lora_rank: Annotated[int | None, typer.Option("--lora-rank", min=1)] = None,
-    lora_alpha: Annotated[float | None, typer.Option("--lora-alpha", min=0.0)] = None,
-    lora_dropout: Annotated[float | None, typer.Option("--lora-dropout", min=0.0)] = None,
+    lora_rank: Annotated[
+        int | None, typer.Option("--lora-rank", min=1, help="LoRA rank (default 8).")
+    ] = None,
+    lora_alpha: Annotated[
+        float | None,
+        typer.Option("--lora-alpha", min=0.0, help="LoRA scale numerator (default 16)."),
+    ] = None,
+    lora_dropout: Annotated[
+        float | None,
+        typer.Option("--lora-dropout", min=0.0, help="Dropout on the adapters' input (0)."),
+    ] = None,
     lora_targets: Annotated[
         str | None,
         typer.Option(
