@@ -442,8 +442,28 @@ def eval_command(
         str | None,
         typer.Argument(help="A model folder (codekiln or Hugging Face) or an endpoint URL."),
     ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="The model's name in results.json and on the leaderboard "
+            "(default: the model folder's name, see docs/leaderboard.md).",
+        ),
+    ] = None,
     tasks: Annotated[
-        str | None, typer.Option("--tasks", help="Comma-separated: humaneval,humaneval-infill.")
+        str | None,
+        typer.Option(
+            "--tasks", help="Comma-separated: humaneval,humaneval-infill-single,multiple-lua..."
+        ),
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--data",
+            metavar="[TASK=]PATH",
+            help="Official benchmark rows: PATH for every task that reads data, or TASK=PATH "
+            "(MultiPL-E rows, human-eval-infilling files, EvalPlus's HumanEvalPlus). Repeatable.",
+        ),
     ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for generations and results.")
@@ -461,7 +481,18 @@ def eval_command(
     greedy: Annotated[
         bool, typer.Option("--greedy", help="Greedy decoding, one sample per problem.")
     ] = False,
-    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", min=1)] = None,
+    max_length_generation: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length-generation",
+            min=1,
+            help="Prompt + generated tokens, as the BigCode harness counts (default 512).",
+        ),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option("--max-new-tokens", min=1, help="Generated tokens only (instead)."),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Only the first N problems per task.")
     ] = None,
@@ -505,9 +536,22 @@ def eval_command(
         "top_p": top_p,
         "seed": seed,
         "max_new_tokens": max_new_tokens,
+        "max_length_generation": max_length_generation,
         "limit": limit,
         "workers": workers,
     }
+    if max_new_tokens is not None and max_length_generation is not None:
+        raise UserError(
+            "give --max-length-generation (prompt + generation, as the BigCode harness) or "
+            "--max-new-tokens (generation only), not both"
+        )
+    if max_new_tokens is not None:  # a flag replaces the other rule from a config file
+        flags["max_length_generation"] = None
+        cfg = dataclasses.replace(cfg, max_length_generation=None)
+    elif max_length_generation is not None:
+        cfg = dataclasses.replace(cfg, max_new_tokens=None)
+    if data:
+        flags["data"] = {**cfg.data, **_data_flags(data)}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     if greedy:
         cfg = dataclasses.replace(cfg, greedy=True)
@@ -521,6 +565,7 @@ def eval_command(
                 cfg,
                 allow_code_execution=allow_code_execution,
                 progress=progress,
+                name=name,
             )
         else:
             if model is None:
@@ -532,8 +577,23 @@ def eval_command(
                 allow_code_execution=allow_code_execution,
                 generate_only=generate_only,
                 progress=progress,
+                name=name,
             )
     _print_eval_summary(results, output)
+
+
+def _data_flags(values: list[str]) -> dict[str, str]:
+    """{task: path} from --data values: "TASK=PATH" binds one task, "PATH" every task that
+    reads data (key ""). A path that itself holds "=" is taken whole when it exists."""
+    data: dict[str, str] = {}
+    for value in values:
+        task, sep, path = value.partition("=")
+        if not sep or Path(value).exists() or "/" in task or not task:
+            task, path = "", value
+        if task in data:
+            raise UserError(f"--data given twice for {task or 'every task'}: {value}")
+        data[task] = path
+    return data
 
 
 @app.command("leaderboard")
@@ -544,12 +604,26 @@ def leaderboard_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the site.")] = Path(
         "leaderboard"
     ),
+    with_published: Annotated[
+        bool,
+        typer.Option(
+            "--with-published",
+            help="Add the published pass@1 of StarCoder, StarCoder2, SantaCoder, Code Llama... "
+            "on the same tasks, marked as published, with their sources.",
+        ),
+    ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", help="Name the (one) model these results are of, instead of its own name."
+        ),
+    ] = None,
 ) -> None:
     """Build a static leaderboard page (pass@1 per model and task, average, win rate, chart)
-    from evaluation results."""
+    from evaluation results; docs/leaderboard.md says what it shows."""
     from codekiln.evaluate.leaderboard import build_leaderboard
 
-    index = build_leaderboard(results, output)
+    index = build_leaderboard(results, output, with_published=with_published, name=name)
     console.print(f"leaderboard: {index}")
 
 
@@ -706,9 +780,12 @@ def _print_task_list() -> None:
     for name in task_names():
         task = get_task(name)
         ready, note = task.ready()
+        problems = "needs --data" if task.needs_data else str(len(task.problems()))
+        if task.reads_data and not task.needs_data:
+            problems += " (or --data)"
         table.add_row(
             name,
-            str(len(task.problems())),
+            problems,
             task.mode,
             ("ready" if ready else "missing: ") + (f" ({note})" if ready and note else note),
         )
@@ -718,7 +795,9 @@ def _print_task_list() -> None:
 def _print_eval_summary(results: dict, output: Path) -> None:
     scored = {name: r for name, r in results.items() if "metrics" in r}
     for name, result in results.items():
-        if name not in scored:
+        if "not_run" in result:
+            console.print(f"{name}: not run ({result['not_run']})")
+        elif name not in scored:
             console.print(f"{name}: generations in {result['generations']}")
     if scored:
         ks = [

@@ -37,7 +37,7 @@ RUN_DEFAULTS = {
     "pack": ["valid_fraction=0.05"],
     "train": ["model=tiny", "max_steps=1200", "max_minutes=8", "eval_every=200"],
     # Greedy pass@1 with short completions: a minutes-trained model writes little of use.
-    "eval": ["tasks=humaneval,humaneval-infill", "greedy=true", "max_new_tokens=128"],
+    "eval": ["tasks=humaneval,humaneval-infill-single", "greedy=true", "max_new_tokens=128"],
     "attribution": [],
 }
 

@@ -106,12 +106,12 @@ def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     assert "workspace report" in result.stdout
     assert (ws / "train" / "model" / "config.json").exists()
     assert (ws / "train" / "metrics.jsonl").exists() and (ws / "train" / "loss.png").exists()
-    for task in ("humaneval", "humaneval-infill"):
+    for task in ("humaneval", "humaneval-infill-single"):
         results = json.loads((ws / "eval" / task / "results.json").read_text())
         assert results["problems"] == 2 and "pass@1" in results["metrics"]
     assert "pass@1" in (ws / "report.html").read_text()
     assert (ws / "eval" / "report.html").exists()
-    assert "humaneval-infill" in (ws / "leaderboard" / "index.html").read_text()
+    assert "humaneval-infill-single" in (ws / "leaderboard" / "index.html").read_text()
     assert (ws / "attribution" / "manifest.json").exists()
     assert f"codekiln serve {ws / 'train' / 'model'} --attribution" in " ".join(
         result.stdout.split()

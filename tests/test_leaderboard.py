@@ -14,13 +14,17 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from codekiln.cli import app
 from codekiln.errors import UserError
-from codekiln.evaluate.leaderboard import build_leaderboard
+from codekiln.evaluate.harness import model_info
+from codekiln.evaluate.leaderboard import build_leaderboard, display_name
+from codekiln.evaluate.published import PUBLISHED
 
 SCORES = {
-    "alpha": {"humaneval": 0.30, "humaneval-infill": 0.50, "multiple-js": 0.10},
-    "beta": {"humaneval": 0.20, "humaneval-infill": 0.60},
+    "alpha": {"humaneval": 0.30, "humaneval-infill-single": 0.50, "multiple-js": 0.10},
+    "beta": {"humaneval": 0.20, "humaneval-infill-single": 0.60},
     "gamma": {"humaneval": 0.20, "multiple-js": 0.40},
 }
 
@@ -44,7 +48,7 @@ def test_leaderboard_numbers_and_win_rate(tmp_path):
     site = tmp_path / "site"
     index = build_leaderboard([write_results(tmp_path / "results")], site)
     board = json.loads((site / "leaderboard.json").read_text())
-    assert board["tasks"] == ["humaneval", "humaneval-infill", "multiple-js"]
+    assert board["tasks"] == ["humaneval", "humaneval-infill-single", "multiple-js"]
     models = {m["name"]: m for m in board["models"]}
     assert models["alpha"]["average"] == pytest.approx(0.3)
     assert models["gamma"]["average"] == pytest.approx(0.3)
@@ -53,7 +57,7 @@ def test_leaderboard_numbers_and_win_rate(tmp_path):
     assert models["alpha"]["win_rate"] == pytest.approx((1 + 0 + 0) / 3)
     assert models["beta"]["win_rate"] == pytest.approx((0.25 + 1) / 2)
     assert models["gamma"]["win_rate"] == pytest.approx((0.25 + 1) / 2)
-    link = models["beta"]["results"]["humaneval-infill"]
+    link = models["beta"]["results"]["humaneval-infill-single"]
     assert json.loads((site / link).read_text())["generation"] == {"temperature": 0.2}
     page = index.read_text()
     assert "50.0%" in page and "5.0M" in page and "<svg" in page
@@ -62,6 +66,216 @@ def test_leaderboard_numbers_and_win_rate(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UserError, match="not a codekiln results.json"):
         build_leaderboard([tmp_path / "bad.json"], site)
+
+
+def write_result(folder: Path, task: str, score: float, model: dict | None = None) -> Path:
+    """A results.json for `task` in `folder` (created), with `model` as its model facts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    result = {"task": task, "metrics": {"pass@1": score}}
+    if model is not None:
+        result["model"] = model
+    (folder / "results.json").write_text(json.dumps(result))
+    return folder / "results.json"
+
+
+def test_published_rows_appear_only_with_the_flag(tmp_path):
+    write_result(tmp_path / "r/mine/humaneval", "humaneval", 0.34, {"name": "mine"})
+    write_result(tmp_path / "r/mine/multiple-lua", "multiple-lua", 0.05, {"name": "mine"})
+    plain = build_leaderboard([tmp_path / "r"], tmp_path / "plain")
+    board = json.loads((tmp_path / "plain/leaderboard.json").read_text())
+    assert [m["name"] for m in board["models"]] == ["mine"]
+    assert board["ranked_by"] == "average"
+    page = plain.read_text()
+    assert 'class="published"' not in page and "Published rows" not in page
+
+    index = build_leaderboard([tmp_path / "r"], tmp_path / "site", with_published=True)
+    board = json.loads((tmp_path / "site/leaderboard.json").read_text())
+    # Only the user's tasks are columns; published numbers on other tasks stay out.
+    assert board["tasks"] == ["humaneval", "multiple-lua"]
+    models = {m["name"]: m for m in board["models"]}
+    expected = {
+        "StarCoder",
+        "StarCoderBase",
+        "SantaCoder",
+        "tiny_starcoder_py",
+        "StarCoder2-3B",
+        "StarCoder2-7B",
+        "StarCoder2-15B",
+        "Code Llama 7B",
+    }
+    assert set(models) == expected | {"mine"}
+    assert not models["mine"]["published"] and "sources" not in models["mine"]
+    assert models["StarCoder"]["scores"] == {"humaneval": 0.336, "multiple-lua": 0.2389}
+    assert models["tiny_starcoder_py"]["scores"] == {"humaneval": 0.0784}
+    assert models["StarCoder2-3B"]["parameters"] == 3e9
+    for model in expected:
+        assert models[model]["published"]
+        for task in models[model]["scores"]:
+            source = models[model]["sources"][task]
+            assert source["url"].startswith("https://") and source["source"]
+            assert source["metric"].startswith("pass@1") and source["sampling"]
+
+    # Each published cell names its source: a reference into the list under the table,
+    # which gives the citation, the metric and the sampling.
+    page = index.read_text()
+    table = Table()
+    table.feed(page)
+    rows = {row[0].split(" published")[0]: row for row in table.rows}
+    assert rows["mine"][0] == "mine" and rows["StarCoder"][0] == "StarCoder published"
+    assert rows["StarCoder"][-2].startswith("33.6%[")
+    assert rows["tiny_starcoder_py"][-2].startswith("7.84%[")  # the digits the card printed
+    reference = rows["tiny_starcoder_py"][-2].split("[")[1].rstrip("]")
+    assert (
+        f'<li id="src-{reference}"><a href="https://huggingface.co/bigcode/tiny_starcoder_py"'
+        in (page)
+    )
+    assert page.count('<tr data-model="StarCoder2-15B" class="published">') == 1
+    assert '<tr data-model="mine">' in page
+    for item in PUBLISHED:
+        if item.task in board["tasks"]:
+            assert item.source.url in page and item.sampling in page
+
+
+def test_the_users_model_is_ranked_among_published_rows_by_the_first_task(tmp_path):
+    # mine: 34% on HumanEval sits between StarCoder (33.6%) and StarCoder2-7B (35.4%), even
+    # though its average over two tasks is lower than theirs would be.
+    write_result(tmp_path / "r/mine/humaneval", "humaneval", 0.34, {"name": "mine"})
+    write_result(tmp_path / "r/mine/multiple-lua", "multiple-lua", 0.01, {"name": "mine"})
+    index = build_leaderboard([tmp_path / "r"], tmp_path / "site", with_published=True)
+    board = json.loads((tmp_path / "site/leaderboard.json").read_text())
+    assert board["ranked_by"] == "humaneval"
+    order = [m["name"] for m in board["models"]]
+    assert order[:4] == ["StarCoder2-15B", "StarCoder2-7B", "mine", "StarCoder"]
+    assert order[-1] == "tiny_starcoder_py"
+    humaneval = [m["scores"]["humaneval"] for m in board["models"]]
+    assert humaneval == sorted(humaneval, reverse=True)
+    table = Table()
+    table.feed(index.read_text())
+    assert [row[0].split(" published")[0] for row in table.rows] == order
+    assert "ranked by pass@1 on humaneval" in index.read_text()
+
+
+def test_columns_follow_humaneval_then_infilling_then_multiple(tmp_path):
+    tasks = ["multiple-sh", "humaneval-infill-quick", "multiple-cpp", "humaneval-infill-multi"]
+    tasks += ["humaneval-plus", "humaneval-infill-random-light", "humaneval"]
+    tasks += ["humaneval-infill-random", "humaneval-infill-single"]
+    for task in tasks:
+        write_result(tmp_path / "r" / task, task, 0.1, {"name": "m"})
+    build_leaderboard([tmp_path / "r"], tmp_path / "site")
+    assert json.loads((tmp_path / "site/leaderboard.json").read_text())["tasks"] == [
+        "humaneval",
+        "humaneval-plus",
+        "humaneval-infill-single",
+        "humaneval-infill-multi",
+        "humaneval-infill-random",
+        "humaneval-infill-random-light",
+        "humaneval-infill-quick",
+        "multiple-cpp",
+        "multiple-sh",
+    ]
+
+
+def test_published_table_is_well_formed():
+    """Each number is a fraction on a task codekiln runs, once per model and task, with a
+    citation; infilling has none (the papers' FIM numbers are exact match, not pass@1)."""
+    tasks = {"humaneval", "humaneval-plus"} | {
+        f"multiple-{lang}"
+        for lang in ("js", "ts", "cpp", "java", "rs", "go", "php", "rb", "lua", "pl", "sh")
+    }
+    seen = set()
+    for item in PUBLISHED:
+        assert item.task in tasks, item
+        assert 0 < item.pass_at_1 < 1, item
+        assert (item.model, item.task) not in seen, item
+        seen.add((item.model, item.task))
+        assert item.source.url.startswith("https://") and item.source.citation
+    assert {item.model for item in PUBLISHED} == {
+        "StarCoder",
+        "StarCoderBase",
+        "SantaCoder",
+        "tiny_starcoder_py",
+        "StarCoder2-3B",
+        "StarCoder2-7B",
+        "StarCoder2-15B",
+        "Code Llama 7B",
+    }
+
+
+def test_names_come_from_the_model_folder_or_name_never_a_generic_folder(tmp_path):
+    assert display_name(tmp_path / "runs/demo/train/model") == "demo"
+    assert display_name(tmp_path / "checkpoints/santacoder") == "santacoder"
+    hub = tmp_path / "hub/models--bigcode--starcoder2-3b/snapshots/0123abcd"
+    assert display_name(hub) == "bigcode/starcoder2-3b"
+    # A workspace's eval folder with no model facts: the workspace, not "eval".
+    write_result(tmp_path / "ws/eval/humaneval", "humaneval", 0.1)
+    # An old results.json that recorded the generic "model": its model folder's name.
+    old = {"name": "model", "path": str(tmp_path / "runs/demo/train/model")}
+    write_result(tmp_path / "old/humaneval", "humaneval", 0.2, old)
+    # A scored samples file recorded the file's name.
+    write_result(tmp_path / "scored/out/humaneval", "humaneval", 0.3, {"name": "gen.jsonl"})
+    site = tmp_path / "site"
+    build_leaderboard([tmp_path / "ws", tmp_path / "old", tmp_path / "scored"], site)
+    names = {m["name"] for m in json.loads((site / "leaderboard.json").read_text())["models"]}
+    assert names == {"ws", "demo", "scored"}
+
+    build_leaderboard([tmp_path / "ws"], site, name="my-model")
+    board = json.loads((site / "leaderboard.json").read_text())
+    assert [m["name"] for m in board["models"]] == ["my-model"]
+    with pytest.raises(UserError, match="--name names one model, but the results hold 3"):
+        build_leaderboard([tmp_path / "ws", tmp_path / "old", tmp_path / "scored"], site, name="x")
+
+
+def test_model_info_names_a_folder_by_name_or_its_folder(tmp_path):
+    folder = tmp_path / "runs/demo/train/model"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt_bigcode"}))
+    backend = object()
+    assert model_info(folder, backend)["name"] == "demo"
+    assert model_info(folder, backend, name="demo-v2")["name"] == "demo-v2"
+    assert model_info(backend, backend, name="served")["name"] == "served"
+
+
+def test_eval_records_the_folder_name_or_name(tmp_path):
+    """`codekiln eval` names a run workspace's model after the workspace, or `--name`."""
+    from test_generate import export, write_tokenizer
+
+    folder = export(tmp_path / "demo/train/model", write_tokenizer(tmp_path / "tokenizer"))
+    runner = CliRunner()
+    args = ["eval", str(folder), "--tasks", "humaneval", "--limit", "1", "--greedy", "-q"]
+    args += ["--max-new-tokens", "2", "--generate-only"]
+    for extra, expected in (([], "demo"), (["--name", "demo-v2"], "demo-v2")):
+        out = tmp_path / f"out-{expected}"
+        result = runner.invoke(app, [*args, *extra, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "manifest.json").read_text())["model"]["name"] == expected
+
+
+def test_leaderboard_command_flags(tmp_path):
+    write_result(tmp_path / "ws/eval/humaneval", "humaneval", 0.2, {"name": "model"})
+    runner = CliRunner()
+    args = ["leaderboard", str(tmp_path / "ws"), "-o", str(tmp_path / "site")]
+    result = runner.invoke(app, [*args, "--with-published", "--name", "tiny-run"])
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "site/leaderboard.json").read_text())
+    names = [m["name"] for m in board["models"]]
+    assert "tiny-run" in names and "StarCoder2-15B" in names
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "site/leaderboard.json").read_text())
+    assert [m["name"] for m in board["models"]] == ["ws"]
+
+
+def test_docs_commands_use_real_options():
+    """docs/leaderboard.md's commands name options the commands have."""
+    text = (Path(__file__).parent.parent / "docs" / "leaderboard.md").read_text()
+    block = text.split("```console\n", 1)[1].split("```", 1)[0]
+    runner = CliRunner()
+    for line in block.splitlines():
+        words = line.split("#")[0].split()
+        usage = runner.invoke(app, [words[1], "--help"], terminal_width=200).output
+        for word in words[2:]:
+            if word.startswith("--"):
+                assert word in usage, f"docs use {word} that `codekiln {words[1]}` lacks"
 
 
 class Table(html.parser.HTMLParser):

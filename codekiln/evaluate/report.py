@@ -14,8 +14,11 @@ from codekiln.manifest import write_atomic
 SHOWN = 6  # sample completions per task
 
 
-def write_report(out_dir: str | Path, results: dict[str, dict[str, Any]]) -> Path:
-    """Write `out_dir/report.html` from the tasks' results (as `evaluate` returns them)."""
+def write_report(
+    out_dir: str | Path, results: dict[str, dict[str, Any]], tasks: dict[str, Any] | None = None
+) -> Path:
+    """Write `out_dir/report.html` from the tasks' results (as `evaluate` returns them);
+    `tasks` are the run's Task objects (their problems, loaded from --data where given)."""
     out = Path(out_dir)
     sections = []
     rows = []
@@ -34,7 +37,7 @@ def write_report(out_dir: str | Path, results: dict[str, dict[str, Any]]) -> Pat
             f"<td>{escape(outcomes)}</td><td>{escape(breakdown)}</td>"
             f'<td><a href="{escape(name)}/{RESULTS}">{RESULTS}</a></td></tr>'
         )
-        sections.append(_samples_section(out / name, name))
+        sections.append(_samples_section(out / name, name, (tasks or {}).get(name)))
     settings = next((r["generation"] for r in results.values() if "generation" in r), {})
     model = next((r["model"] for r in results.values() if "model" in r), {})
     name = escape(str(model.get("name")))
@@ -59,14 +62,18 @@ white-space: pre-wrap; }} .context {{ color: #888; }}
     return path
 
 
-def _samples_section(task_dir: Path, name: str) -> str:
+def _samples_section(task_dir: Path, name: str, task: Any = None) -> str:
     """A few samples, passing ones first, each under the end of its prompt (and, for
     infilling, above the start of its suffix), so the completion reads in context."""
+    from codekiln.errors import UserError
     from codekiln.evaluate.tasks import get_task
 
     generations = _rows(task_dir / GENERATIONS)
     verdicts = {(v["task_id"], v["sample"]): v for v in _rows(task_dir / VERDICTS)}
-    problems = {p.task_id: p for p in get_task(name).problems()}
+    try:
+        problems = {p.task_id: p for p in (task or get_task(name)).problems()}
+    except UserError:  # a task whose problems come from --data it was not given here
+        problems = {}
 
     def status(row: dict[str, Any]) -> str:
         return verdicts.get((row["task_id"], row["sample"]), {}).get("status", "not run")

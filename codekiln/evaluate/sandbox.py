@@ -46,7 +46,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from codekiln.errors import UserError
@@ -114,17 +114,30 @@ class Outcome:
 @dataclass(frozen=True)
 class Job:
     """One program: files written into the working directory, an optional compile command,
-    the command that runs it, its stdin, and whether a pass needs the completion token."""
+    the command that runs it, its stdin, and whether a pass needs the completion token.
+
+    Two rules of other harnesses that judge by more than the exit status:
+    ``fails_if_output_contains`` ({"stdout" or "stderr": texts}) fails a run that exited 0
+    but printed one of the texts on that stream (MultiPL-E's Go, Perl and PHP rules), and
+    ``run_timeout`` gives the run step its own wall-clock limit after a compile step (the
+    compile keeps ``Limits.timeout``)."""
 
     files: Mapping[str, str | bytes]
     command: Sequence[str]
     compile: Sequence[str] | None = None
     stdin: bytes = b""
     completion_token: bool = False
+    fails_if_output_contains: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    run_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.command:
             raise ValueError("Job.command is empty: give the program's argv")
+        streams = set(self.fails_if_output_contains) - {"stdout", "stderr"}
+        if streams:
+            raise ValueError(f"Job.fails_if_output_contains keys are stdout/stderr, not {streams}")
+        if self.run_timeout is not None and not self.run_timeout > 0:
+            raise ValueError(f"Job.run_timeout must be positive seconds, got {self.run_timeout}")
         for name in self.files:
             path = PurePosixPath(name)
             if path.is_absolute() or ".." in path.parts or not path.parts:
@@ -661,13 +674,18 @@ class _Cell:
         except OSError:
             pass  # the launcher died before its job: its stderr says why
         self.groups = []
-        stdout, stderr, token, records, timed_out = self._watch(limits)
+        stdout, stderr, token, records, timed_out = self._watch(limits, job.run_timeout)
         if timed_out or not records or records[-1] != {"event": "done", "reusable": True}:
             self.discard()
         seconds = time.monotonic() - start
-        return _judge(records, timed_out, stdout, stderr, token, nonce, limits, seconds)
+        outcome = _judge(records, timed_out, stdout, stderr, token, nonce, limits, seconds)
+        if outcome.status == "timeout" and job.run_timeout is not None and _compiled(records):
+            outcome.detail = f"killed after {job.run_timeout:g} s (wall-clock limit)"
+        if outcome.passed:
+            _judge_output(outcome, job.fails_if_output_contains)
+        return outcome
 
-    def _watch(self, limits: Limits):
+    def _watch(self, limits: Limits, run_timeout: float | None = None):
         """Read the cell's pipes until the job is done (or the deadline): the outputs, the
         token, the launcher's records, and whether it timed out."""
         out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
@@ -707,7 +725,8 @@ class _Cell:
                     if records[-1]["event"] == "start" and not self.pidns:
                         self.groups.append(records[-1]["pid"])
                     if records[-1]["event"] == "exit" and not records[-1]["last"]:
-                        deadline = time.monotonic() + limits.timeout  # the run's own budget
+                        # The run's own budget.
+                        deadline = time.monotonic() + (run_timeout or limits.timeout)
                 if records and records[-1]["event"] == "done":
                     # Every process of the job is dead: what they wrote is in the pipes now.
                     _drain(selector, sinks)
@@ -771,6 +790,22 @@ def _remove_tree(path: str) -> None:
         shutil.rmtree(path, onerror=retry)
     except OSError:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _compiled(records: list[dict]) -> bool:
+    """Whether a compile step finished (so a timeout was the run step's)."""
+    return any(r["event"] == "exit" and not r["last"] for r in records)
+
+
+def _judge_output(outcome: Outcome, rules: Mapping[str, Sequence[str]]) -> None:
+    """Turn a pass into a failure if its output holds a text the job's rules forbid."""
+    for stream, texts in rules.items():
+        output = outcome.stdout if stream == "stdout" else outcome.stderr
+        for text in texts:
+            if text in output:
+                outcome.status = "failed"
+                outcome.detail = f"exit status 0, but {stream} contains {text!r}"
+                return
 
 
 def _judge(records, timed_out, stdout, stderr, token, nonce, limits, seconds) -> Outcome:
@@ -861,10 +896,15 @@ class Sandbox:
         compile: Sequence[str] | None = None,
         stdin: bytes = b"",
         completion_token: bool = False,
+        fails_if_output_contains: Mapping[str, Sequence[str]] | None = None,
+        run_timeout: float | None = None,
     ) -> Outcome:
         """Run one program in a fresh cell: write ``files``, run ``compile`` (if any) then
         ``command`` in the working directory."""
-        return self.execute(Job(files, command, compile, stdin, completion_token))
+        rules = fails_if_output_contains or {}
+        return self.execute(
+            Job(files, command, compile, stdin, completion_token, rules, run_timeout)
+        )
 
     def execute(self, job: Job) -> Outcome:
         """Run one job in a fresh cell."""

@@ -9,8 +9,9 @@ class registered here, without touching the harness.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
@@ -30,12 +31,17 @@ class Problem:
 @dataclass(frozen=True)
 class Program:
     """A sandbox job: files written into a fresh folder, an optional compile command, and
-    the command whose exit status (with the completion token) is the verdict."""
+    the command whose exit status (with the completion token) is the verdict. For the
+    harnesses that read output too, `fails_if_output_contains` ({"stdout"|"stderr": texts})
+    fails a run that printed one of them; `run_timeout` is the run step's own limit after a
+    compile (see sandbox.Job)."""
 
     files: dict[str, str]
     command: list[str]
     compile: list[str] | None = None
     completion_token: bool = True  # a pass must prove the tests ran to their end
+    fails_if_output_contains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    run_timeout: float | None = None
 
 
 class Task:
@@ -50,6 +56,18 @@ class Task:
     language: str = "python"
     limits: Any = None  # sandbox Limits of its own (compilers want more); None: the config's
     ro_paths: tuple[str, ...] = ()  # folders outside the system the sandbox must show
+    reads_data: bool = False  # takes official benchmark rows from `codekiln eval --data`
+    needs_data: bool = False  # has no problems without them
+
+    def load_data(self, path: Path) -> None:
+        """Use the official rows in `path` (a file or a folder); a wrong schema is a
+        UserError naming the file. Called before `problems`."""
+        raise UserError(f"task {self.name} reads no --data: drop --data for it")
+
+    def info(self) -> dict[str, Any]:
+        """Facts for results.json beyond the settings: where the problems came from (file
+        and hash, dataset and revision, or our own generator), toolchain versions..."""
+        return {}
 
     def problems(self) -> list[Problem]:
         raise NotImplementedError
@@ -102,14 +120,21 @@ def task_names() -> list[str]:
     return sorted(TASKS)
 
 
-def parse_tasks(spec: str | list[str]) -> list[Task]:
-    """Tasks from "humaneval,humaneval-infill" (or a list), checked, without duplicates;
-    "multiple" stands for every multiple-<lang> task and "all" for every task."""
+def parse_tasks(spec: str | list[str], data: Mapping[str, str | Path] | None = None) -> list[Task]:
+    """Tasks from "humaneval,humaneval-infill-single" (or a list), checked, without
+    duplicates; "multiple" stands for every multiple-<lang> task and "all" for every task.
+
+    `data` maps a task name to official rows on disk, or "" to rows for every task that
+    reads data (a folder of MultiPL-E files serves every multiple-<lang> task); each task
+    loads its rows here, so a wrong file stops the run before any generation."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
+    data = dict(data or {})
     expanded = []
     for name in (n.strip() for n in names if n.strip()):
-        if name == "all":
-            expanded += task_names()
+        if name == "all":  # every task that can run: one that needs data, where it has some
+            expanded += [
+                t for t in task_names() if not get_task(t).needs_data or t in data or "" in data
+            ]
         elif name == "multiple":
             expanded += [t for t in task_names() if t.startswith("multiple-")]
         else:
@@ -117,9 +142,30 @@ def parse_tasks(spec: str | list[str]) -> list[Task]:
     names = list(dict.fromkeys(expanded))
     if not names:
         raise UserError("no task named: pass --tasks humaneval (codekiln eval --list-tasks)")
-    return [get_task(name) for name in names]
+    tasks = [get_task(name) for name in names]
+    unknown = sorted(set(data) - {""} - set(names))
+    if unknown:
+        raise UserError(
+            f"--data names task(s) {', '.join(unknown)} that are not in --tasks "
+            f"({', '.join(names)})"
+        )
+    for task in tasks:
+        path = data.get(task.name, data.get("") if task.reads_data else None)
+        if path is not None:
+            source = Path(path).expanduser()
+            if not source.exists():
+                raise UserError(f"--data for {task.name}: {source} does not exist")
+            task.load_data(source)
+        elif task.needs_data:
+            raise UserError(
+                f"task {task.name} needs the official benchmark file: pass "
+                f"--data {task.name}=PATH (see codekiln eval --list-tasks)"
+            )
+    if "" in data and not any(t.reads_data for t in tasks):
+        raise UserError(f"--data was given, but none of {', '.join(names)} reads data")
+    return tasks
 
 
 def _load_builtin() -> None:
     """Import the modules that register tasks (lazily, so importing this one is cheap)."""
-    from codekiln.evaluate import humaneval, multiple  # noqa: F401
+    from codekiln.evaluate import evalplus, humaneval, infilling, multiple  # noqa: F401

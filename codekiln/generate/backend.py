@@ -52,6 +52,8 @@ class TokenBackend:
     work, and a seed per prompt. Subclasses give `prompt_ids`, `_generate(ids, params, seed)`
     and `_stream`, and set `context_length`."""
 
+    counts_prompt_tokens = True  # max_length (prompt + completion) can be applied
+
     def complete(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         check_prompts(prompts)
         return self._generate_all([self.prompt_ids(prompt) for prompt in prompts], params)
@@ -66,34 +68,44 @@ class TokenBackend:
     def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> TextStream:
         check_stream_params(params)
         ids = self.prompt_ids(prompt, suffix)
-        self._budget(len(ids), params)  # refuse an overlong prompt now, not at the first next()
+        # Refuse an overlong prompt now, not at the first next().
+        if self._budget(len(ids), params) == 0:
+            return TextStream(_nothing(len(ids)))
         return TextStream(self._stream(ids, params))
 
     def _generate_all(
         self, prompt_ids: list[list[int]], params: SamplingParams
     ) -> list[list[Completion]]:
-        for ids in prompt_ids:  # refuse an overlong prompt before any work
-            self._budget(len(ids), params)
+        budgets = [self._budget(len(ids), params) for ids in prompt_ids]  # refuse early
         return [
             self._generate(ids, params, sample_seed(params.seed, index))
-            for index, ids in enumerate(prompt_ids)
+            if budget
+            else [Completion("", 0, "length", prompt_tokens=len(ids)) for _ in range(params.n)]
+            for index, (ids, budget) in enumerate(zip(prompt_ids, budgets, strict=True))
         ]
 
     def prompt_ids(self, prompt: str, suffix: str | None = None) -> list[int]:
         raise NotImplementedError
 
     def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
-        """New tokens a prompt of this length leaves room for (a context of 0: unknown)."""
+        """New tokens a prompt of this length leaves room for (a context of 0: unknown):
+        `max_new_tokens`, less where `max_length` (prompt + completion) or the context is
+        reached first; 0 when the prompt alone reaches `max_length`."""
+        wanted = params.max_new_tokens
+        if params.max_length is not None:
+            wanted = min(wanted, max(0, params.max_length - prompt_tokens))
+            if wanted == 0:
+                return 0
         context = getattr(self, "context_length", 0)
         if not context:
-            return params.max_new_tokens
+            return wanted
         room = context - prompt_tokens
         if room < 1:
             raise PromptTooLong(
                 f"the prompt has {prompt_tokens} tokens but the model's context is "
                 f"{context}: shorten the prompt to leave room for the completion"
             )
-        return min(params.max_new_tokens, room)
+        return min(wanted, room)
 
     def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
         raise NotImplementedError
@@ -260,3 +272,9 @@ def _codekiln_reads(folder: Path) -> bool:
     except UserError:
         return False
     return True
+
+
+def _nothing(prompt_tokens: int) -> Generator[str, None, Completion]:
+    """The stream of a prompt that leaves no room under max_length: no text."""
+    return Completion("", 0, "length", prompt_tokens=prompt_tokens)
+    yield ""  # a generator that yields nothing

@@ -67,6 +67,7 @@ class OpenAIBackend:
         self.backoff = backoff
         self.timeout = timeout
         self.supports_fim = True  # the server decides; one that cannot says so in its error
+        self.counts_prompt_tokens = False  # max_length falls back to max_new_tokens
         self.model = model
         self.context_length = context_length or 0
         if model is None or context_length is None:

@@ -23,6 +23,14 @@ class SamplingParams:
     text ends before the first stop string. `ignore_eos` keeps decoding past the end-of-text
     token (for benchmarks that need exactly max_new_tokens tokens).
 
+    `max_length`, when set, caps prompt plus completion in tokens, as transformers'
+    `max_length` and the BigCode harness's `max_length_generation` do: a prompt of p tokens
+    gets at most `max_length - p` new tokens (and still at most `max_new_tokens`); a prompt
+    of `max_length` tokens or more gets none, an empty completion, as in the harness (which
+    truncates such a prompt to `max_length` tokens, and keeps the input as the generation
+    when transformers refuses to extend it). Backends that cannot count prompt tokens (an
+    HTTP endpoint) use `max_new_tokens` alone.
+
     >>> SamplingParams(temperature=0).is_greedy, SamplingParams(stop=["\\ndef"]).stop
     (True, ('\\ndef',))
     """
@@ -36,6 +44,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     greedy: bool = False
     ignore_eos: bool = False
+    max_length: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -48,6 +57,10 @@ class SamplingParams:
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"sampling: {name} must be a positive integer, got {value!r}")
+        if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 1):
+            raise ValueError(
+                f"sampling: max_length must be a positive integer, got {self.max_length!r}"
+            )
         if not _is_int(self.top_k) or self.top_k < 0:
             raise ValueError(
                 f"sampling: top_k must be a non-negative integer (0 turns it off), "
