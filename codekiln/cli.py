@@ -822,7 +822,21 @@ def _print_eval_summary(results: dict, output: Path) -> None:
                 str(outcomes["failed"]),
                 str(other),
             )
+            for metric, values in result.get("by_metric", {}).items():  # EvalPlus: both
+                table.add_row(
+                    f"  {metric}",
+                    "",
+                    "",
+                    *(f"{values[k]:.2%}" if k in values else "-" for k in ks),
+                    "",
+                    "",
+                    "",
+                )
         console.print(table)
+        for name, result in scored.items():
+            others = {k: v for k, v in result["metrics"].items() if not k.startswith("pass@")}
+            if others:
+                console.print(f"{name}: " + ", ".join(f"{k} {v:.2%}" for k, v in others.items()))
     console.print(f"results in {output}/<task>/results.json")
 
 

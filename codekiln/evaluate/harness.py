@@ -302,11 +302,9 @@ def execute(
             else:
                 jobs.append((problem.task_id, index, completion))
     by_id = {p.task_id: p for p in problems}
-    prepare = getattr(task, "prepare", None)
-    if prepare is not None and jobs:
-        prepare([by_id[tid] for tid in dict.fromkeys(tid for tid, _, _ in jobs)], config)
+    if jobs:
+        task.prepare([by_id[tid] for tid in dict.fromkeys(tid for tid, _, _ in jobs)], config)
     programs = [task.program(by_id[tid], completion) for tid, _, completion in jobs]
-    judge = getattr(task, "verdict", None)
     total = sum(len(v) for v in verdicts.values())
     done = total - len(jobs)
     if progress:
@@ -314,9 +312,7 @@ def execute(
     with path.open("a", encoding="utf-8") as out:
         for job_index, outcome in run_programs(programs, task, config):
             task_id, index, completion = jobs[job_index]
-            fields = {"status": outcome.status, "detail": outcome.detail}
-            if judge is not None:
-                fields = judge(by_id[task_id], outcome)
+            fields = task.verdict(by_id[task_id], outcome)
             verdict = {
                 "task_id": task_id,
                 "sample": index,
@@ -447,9 +443,7 @@ def write_results(
         "files": {"generations": GENERATIONS, "verdicts": VERDICTS},
         "per_problem": per_problem,
     }
-    extra = getattr(task, "extra_metrics", None)  # e.g. exact match of infilled middles
-    if extra is not None:
-        results["metrics"].update(extra(problems, generations))
+    results["metrics"].update(task.extra_metrics(problems, generations))
     write_json(task_dir / RESULTS, results)
     return results
 

@@ -26,6 +26,8 @@ def write_report(
         if "metrics" not in result:
             continue
         metrics = ", ".join(f"{k} {v:.2%}" for k, v in result["metrics"].items())
+        for metric, values in result.get("by_metric", {}).items():  # EvalPlus: base and plus
+            metrics += f"; {metric}: " + ", ".join(f"{k} {v:.2%}" for k, v in values.items())
         outcomes = ", ".join(f"{k} {v}" for k, v in result["outcomes"].items() if v)
         breakdown = "; ".join(
             f"{kind}: {b.get('pass@1', 0):.2%} of {b['problems']}"

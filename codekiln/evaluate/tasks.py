@@ -75,6 +75,21 @@ class Task:
     def program(self, problem: Problem, completion: str) -> Program:
         raise NotImplementedError
 
+    def prepare(self, problems: list[Problem], config: Any) -> None:
+        """Once-per-problem work before any program is built (EvalPlus: the reference
+        solution's outputs); nothing by default."""
+
+    def verdict(self, problem: Problem, outcome: Any) -> dict[str, Any]:
+        """A sandbox outcome as a verdict's fields: "status" and "detail", and "metrics"
+        ({name: passed}) for a task that judges a sample more than one way."""
+        return {"status": outcome.status, "detail": outcome.detail}
+
+    def extra_metrics(
+        self, problems: list[Problem], generations: dict[str, list[str]]
+    ) -> dict[str, float]:
+        """Metrics beside pass@k that need no execution (infilling: exact match)."""
+        return {}
+
     def postprocess(self, problem: Problem, text: str) -> str:
         """The completion to score: `text` up to the first stop sequence."""
         return cut_at_stop(text, self.stop)
