@@ -9,6 +9,10 @@ from typing import Any
 from codekiln.errors import UserError
 
 ISOLATION = ("auto", "bwrap", "none")
+# MultiPL-E generator versions the translator reproduces (see docs/multiple.md): "3" is
+# what the BigCode harness runs now, "2.1.0" what it ran for the StarCoder and StarCoder2
+# papers, "2023-09" the rows in MultiPL-E's repository (prompts not valid code).
+MULTIPLE_VERSIONS = ("3", "2.1.0", "2023-09")
 HARNESS_MAX_LENGTH = 512  # the BigCode harness's max_length_generation default
 
 
@@ -46,6 +50,7 @@ class EvalConfig:
     memory_mb: int = 2048  # address space per program
     isolation: str = "auto"  # auto: bubblewrap when present, else rlimits only (warned)
     data: dict[str, str] = field(default_factory=dict)  # task ("" = any) -> official rows
+    multiple_version: str = "3"  # the MultiPL-E rows our translator reproduces (docs/multiple.md)
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -71,6 +76,11 @@ class EvalConfig:
             isinstance(k, str) and isinstance(v, str) for k, v in self.data.items()
         ):
             raise UserError(f"eval config: data must map task names to paths, got {self.data!r}")
+        if self.multiple_version not in MULTIPLE_VERSIONS:
+            raise UserError(
+                f"eval config: multiple_version must be one of {', '.join(MULTIPLE_VERSIONS)}, "
+                f"got {self.multiple_version!r}"
+            )
         if self.limit is not None and (
             isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
         ):

@@ -60,6 +60,8 @@ def evaluate(
     tasks; returns each task's results (without per-problem rows when only generating)."""
     _check_execution_allowed(allow_code_execution, generate_only)
     tasks = parse_tasks(config.tasks, config.data)
+    for task in tasks:
+        task.configure(config)
     backend = model
     if isinstance(model, str | Path):
         from codekiln.generate import load_backend
@@ -125,6 +127,8 @@ def score_samples(
     config's single task, without a model."""
     _check_execution_allowed(allow_code_execution, False)
     tasks = parse_tasks(config.tasks, config.data)
+    for task in tasks:
+        task.configure(config)
     if len(tasks) != 1:
         raise UserError("scoring a samples file needs exactly one task: --tasks humaneval")
     task = tasks[0]

@@ -2,8 +2,8 @@
 
 Each entry is one number as its source printed it (as a fraction), on one of codekiln's task
 names, with what exactly was measured, how the samples were drawn where the source says so,
-and the citation. A cell that could not be traced to a paper or a model card is left out,
-never estimated: the table is short on purpose.
+and the citation. A cell that could not be traced to a paper, a model card or a leaderboard's
+data file is left out, never estimated: the table is short on purpose.
 
 MultiPL-E numbers are what `multiple-<lang>` measures: MultiPL-E's HumanEval-<lang> rows
 (161 or fewer problems per language). `humaneval` is OpenAI's 164-problem HumanEval.
@@ -53,7 +53,9 @@ STARCODER_CARD = Source(
     "https://huggingface.co/bigcode/starcoder",
 )
 # The StarCoder paper's HumanEval comparison table (StarCoderBase 30.4, StarCoder 33.6,
-# SantaCoder 18.0); the StarCoderBase model card's model-index repeats 0.304.
+# SantaCoder 18.0, as Papers with Code lists the paper's results); the StarCoderBase model
+# card's model-index (bigcode/starcoderbase-megatron) repeats 0.304, and an early BigCode
+# leaderboard CSV (below) has 30.35 and 18.12 unrounded.
 STARCODER_PAPER = Source(
     "starcoder-paper",
     "'StarCoder: may the source be with you!' (Li et al., 2023), HumanEval pass@1 table",
@@ -73,8 +75,10 @@ TINY_STARCODER_CARD = Source(
     "tiny_starcoder_py model card (model-index)",
     "https://huggingface.co/bigcode/tiny_starcoder_py",
 )
-# The StarCoder2 paper's HumanEval / HumanEval+ table, greedy decoding (EvalPlus); the same
-# numbers are in each model card's model-index (3B: 31.7 / 27.4).
+# The StarCoder2 paper's HumanEval / HumanEval+ numbers as each model card's model-index gives
+# them (3B 31.7 / 27.4, 7B 35.4 / 29.9, 15B 46.3 / 37.8). The EvalPlus leaderboard
+# (evalplus.github.io results.json) lists the same six numbers and ranks "by pass@1 using
+# greedy decoding".
 STARCODER2_PAPER = Source(
     "starcoder2-paper",
     "'StarCoder 2 and The Stack v2: The Next Generation' (Lozhkov et al., 2024), "
@@ -91,11 +95,25 @@ STARCODER2_MULTIPLE = Source(
     "https://huggingface.co/datasets/bigcode/starcoder2-evaluation",
 )
 # The Code Llama paper's HumanEval table: pass@1 with greedy decoding (pass@10 and pass@100
-# were sampled at temperature 0.8).
+# were sampled at temperature 0.8). A paper author confirms 33.5% for Code Llama 7B with greedy
+# decoding and the unstripped HumanEval prompt (meta-llama/codellama issue 104).
 CODE_LLAMA_PAPER = Source(
     "code-llama-paper",
     "'Code Llama: Open Foundation Models for Code' (Roziere et al., 2023), HumanEval / MBPP table",
     "https://arxiv.org/abs/2308.12950",
+)
+
+# An early data file of the BigCode Models Leaderboard. Its StarCoder row is the StarCoder
+# model card's MultiPL-E numbers digit for digit and its StarCoderBase C++ (30.56) is the
+# StarCoderBase(-megatron) card's 0.3056, so these are the StarCoder paper's MultiPL-E numbers
+# as BigCode released them. The leaderboard states its setup for all models:
+# bigcode-evaluation-harness, 50 samples per problem, temperature 0.2, top-p 0.95, 512 tokens.
+BIGCODE_LEADERBOARD = Source(
+    "bigcode-leaderboard",
+    "BigCode Models Leaderboard (Hugging Face Space bigcode/bigcode-models-leaderboard), "
+    "code_eval_board.csv at commit fb80349f",
+    "https://huggingface.co/spaces/bigcode/bigcode-models-leaderboard/blob/"
+    "fb80349f58f38204e0d047cc7f42c9dc961ef79b/code_eval_board.csv",
 )
 
 HUMANEVAL = "pass@1 on HumanEval (164 problems)"
@@ -142,6 +160,24 @@ def _starcoder_multiple() -> list[Published]:
     ]
 
 
+def _starcoderbase_multiple() -> list[Published]:
+    # The leaderboard has no TypeScript, Go, Perl or Bash column: those cells stay empty.
+    scores = {
+        "multiple-cpp": 0.3056,
+        "multiple-java": 0.2853,
+        "multiple-js": 0.317,
+        "multiple-lua": 0.2661,
+        "multiple-php": 0.2675,
+        "multiple-rb": 0.1725,
+        "multiple-rs": 0.2446,
+    }
+    sampling = "50 samples per problem at temperature 0.2, top-p 0.95 (as the leaderboard states)"
+    return [
+        Published("StarCoderBase", task, score, _multiple(task), sampling, BIGCODE_LEADERBOARD)
+        for task, score in scores.items()
+    ]
+
+
 def _starcoder2_multiple(model: str, score: float, completions: int) -> Published:
     sampling = f"{completions} completions per problem at temperature 0.2"
     return Published(
@@ -153,6 +189,7 @@ PUBLISHED: list[Published] = [
     Published("StarCoder", "humaneval", 0.336, HUMANEVAL, NOT_RECORDED, STARCODER_CARD),
     *_starcoder_multiple(),
     Published("StarCoderBase", "humaneval", 0.304, HUMANEVAL, NOT_RECORDED, STARCODER_PAPER),
+    *_starcoderbase_multiple(),
     Published("SantaCoder", "humaneval", 0.18, HUMANEVAL, NOT_RECORDED, STARCODER_PAPER),
     Published(
         "SantaCoder", "multiple-js", 0.16, _multiple("multiple-js"), NOT_RECORDED, SANTACODER_CARD
@@ -178,8 +215,8 @@ PUBLISHED: list[Published] = [
     Published("StarCoder2-15B", "humaneval-plus", 0.378, HUMANEVAL_PLUS, GREEDY, STARCODER2_PAPER),
     _starcoder2_multiple("StarCoder2-15B", 0.4144, 50),
     Published("Code Llama 7B", "humaneval", 0.335, HUMANEVAL, GREEDY, CODE_LLAMA_PAPER),
-    # The StarCoder2 authors' MultiPL-E run of Code Llama 7B (the Code Llama paper's own
-    # multilingual table is not reproduced here).
+    # The StarCoder2 authors' MultiPL-E run of Code Llama 7B. The Code Llama paper's own
+    # multilingual table (C++, Java, PHP, TS, C#, Bash) could not be read, so it is not here.
     _starcoder2_multiple("Code Llama 7B", 0.2635, 50),
 ]
 

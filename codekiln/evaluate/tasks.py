@@ -75,6 +75,10 @@ class Task:
     def program(self, problem: Problem, completion: str) -> Program:
         raise NotImplementedError
 
+    def configure(self, config: Any) -> None:
+        """Take the eval settings this task reads (MultiPL-E: which generator version the
+        translator reproduces); called once before `problems`. Nothing by default."""
+
     def prepare(self, problems: list[Problem], config: Any) -> None:
         """Once-per-problem work before any program is built (EvalPlus: the reference
         solution's outputs); nothing by default."""
