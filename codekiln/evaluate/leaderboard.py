@@ -320,7 +320,8 @@ def _sources_section(items: list[Published], refs: dict[str, int]) -> str:
         )
     return (
         '<h2 id="published">Published rows and their sources</h2>\n<p>Rows marked '
-        "<em>published</em> are numbers copied from papers, model cards and the BigCode leaderboard, not run here: "
+        "<em>published</em> are numbers copied from papers, model cards and the BigCode "
+        "leaderboard, not run here: "
         "each was measured with its source's prompts, sampling and sandbox, listed below."
         f'</p>\n<ol class="sources">{"".join(blocks)}</ol>'
     )
