@@ -1,27 +1,37 @@
-"""MultiPL-E-style HumanEval in other languages: one ``multiple-<lang>`` task per language.
+"""MultiPL-E's HumanEval in other languages: one ``multiple-<lang>`` task per language.
 
 StarCoder's multilingual claim was measured with MultiPL-E (Cassano et al. 2022): the
 HumanEval problems translated into many languages by a compiler from Python's prompts and
-tests. This subpackage is our own such translator and its tasks:
+tests. The tasks run MultiPL-E's rows (the user's files, the pinned dataset, or our own
+translator's, which reproduce them) as MultiPL-E's evaluators run them:
 
-- :mod:`.infer` types Python values and annotations (``list[int]``, ``optional[str]``...);
-- :mod:`.translate` reads a problem (signature, docstring, the ``assert candidate(...) ==
-  value`` lines) into a language-neutral ``Spec`` and renders it through a ``Language``;
+- :mod:`.official` reads the rows and says where they came from;
+- :mod:`.runners` is how each language is compiled, run and judged;
+- :mod:`.translate` writes MultiPL-E's rows from MultiPL-E's copies of the problems
+  (:mod:`.cleaned`), reworded with its table of terms (:mod:`.terms`), in one of three versions;
 - :mod:`.base` is what a language provides; :mod:`.js`, :mod:`.cpp`, :mod:`.java`,
   :mod:`.rust`, :mod:`.go`, :mod:`.scripting` (PHP, Ruby, Lua, Perl) and :mod:`.bash`
   are the languages;
 - :mod:`.task` makes each language a task of the evaluation harness.
 
-Importing this package registers every task and translates nothing; a task translates all
-164 problems the first time its problems are asked for (a fraction of a second).
+Importing this package registers every task and reads nothing; a task reads or translates
+its rows the first time its problems are asked for.
 """
 
+from codekiln.evaluate.multiple.runners import RUNNERS, Runner, runner
 from codekiln.evaluate.multiple.task import (
     LANGUAGES,
     MultipleTask,
     language,
     translation_report,
-    translations,
 )
 
-__all__ = ["LANGUAGES", "MultipleTask", "language", "translation_report", "translations"]
+__all__ = [
+    "LANGUAGES",
+    "RUNNERS",
+    "MultipleTask",
+    "Runner",
+    "language",
+    "runner",
+    "translation_report",
+]

@@ -1,174 +1,145 @@
-"""Bash: a shell function that gets its arguments as words and prints its result.
-
-Bash has strings only, so values travel as text, the way MultiPL-E's Bash does it: a
-number or a string is one argument; ``true``/``false`` for booleans; a list is one
-argument of space-separated items; a list of lists is one argument of newline-separated
-rows. The result is what the function prints, compared line by line and item by item (with
-awk: numbers within the tolerance, anything else exactly). A problem is dropped when its
-values do not fit that scheme: dicts, ``None`` inside lists, list items that are empty or
-contain whitespace (a space-separated list could not tell them apart).
-
-The candidate runs in a command substitution, a subshell: its ``exit`` ends only that
-subshell, and the test main, which holds the completion token, goes on to compare.
+"""Bash as MultiPL-E's rows write it: every value is a double-quoted word (``"3"``,
+``"true"``, ``"None"``); a list is carried as its items' words until a call or a test writes
+it, as one word of space-separated items (``"1 2 3"``), of rows joined by a backslash-n
+(``"1 2\\n3 4"``), or, for a dict, of ``key,value`` rows. An item with whitespace in it cannot
+be written (the problem is dropped; version 2023-09 leaves the test out). A test compares the
+call's output as text, ``[[ $(candidate ...) = "..." ]]``; the prompt ends with a note per
+argument on how it is encoded. A doctest's result is shown as Python prints the carried value
+(``['"1"', '"2"']`` for a list).
 """
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
-from codekiln.evaluate.multiple.base import TOLERANCE, Language, escape
-from codekiln.evaluate.multiple.infer import Type, Unexpressible, settle, type_of
-from codekiln.evaluate.multiple.translate import Spec
-from codekiln.evaluate.sandbox import Limits
-from codekiln.evaluate.tasks import Program
-
-HARNESS = r"""
-ck_equal() {
-  [[ "$1" == "$2" ]] && return 0
-  CK_A="$1" CK_B="$2" awk 'BEGIN {
-    number = "^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$"
-    na = split(ENVIRON["CK_A"], la, "\n"); nb = split(ENVIRON["CK_B"], lb, "\n")
-    if (na != nb) exit 1
-    for (i = 1; i <= na; i++) {
-      nf = split(la[i], fa, / /); ng = split(lb[i], fb, / /)
-      if (nf != ng) exit 1
-      for (j = 1; j <= nf; j++) {
-        if (fa[j] == fb[j]) continue
-        if (fa[j] !~ number || fb[j] !~ number) exit 1
-        d = fa[j] - fb[j]; if (d < 0) d = -d
-        s = fb[j] < 0 ? -fb[j] : fb[j]; if (s < 1) s = 1
-        if (d > TOLERANCE * s) exit 1
-      }
-    }
-    exit 0
-  }'
-}
-
-ck_check() {
-  if ! ck_equal "$2" "$3"; then
-    printf 'case %s failed: got %q, expected %q\n' "$1" "$2" "$3" >&2
-    exit 1
-  fi
-}
-
-ck_nonce=""
-ck_out=""
-if [[ -n "${CODEKILN_TOKEN_IN:-}" && -n "${CODEKILN_TOKEN_OUT:-}" ]]; then
-  IFS= read -r -d '' ck_nonce <&"$CODEKILN_TOKEN_IN"
-  exec {CODEKILN_TOKEN_IN}<&-
-  ck_out="$CODEKILN_TOKEN_OUT"
-fi
-unset CODEKILN_TOKEN_IN CODEKILN_TOKEN_OUT
-""".replace("TOLERANCE", repr(TOLERANCE))
-
-FOOTER = """
-if [[ -n "$ck_out" ]]; then
-  printf '%s' "$ck_nonce" >&"$ck_out"
-fi
-"""
-
-_DESCRIPTIONS = {
-    "int": "an integer",
-    "float": "a floating point",
-    "bool": "true or false",
-    "str": "a string",
-}
+from codekiln.evaluate.multiple.base import Language
+from codekiln.evaluate.multiple.infer import Unexpressible
 
 
 class Bash(Language):
     key = "sh"
     name = "Bash"
-    extension = "sh"
-    comment = "#"
-    stop = ("\n}", "\n```")
-    binaries = ("bash", "awk")
-    null = ""
-    limits = Limits(timeout=10.0, cpu_seconds=10, memory_bytes=2 << 30, processes=64)
+    stop_tokens = ("\n}",)
 
-    def check_type(self, t: Type) -> None:
-        if not _flat(t):
-            raise Unexpressible(f"Bash passes only scalars, lists and lists of lists, not {t}")
+    def translate_prompt(
+        self, name: str, args: list[ast.arg], returns: ast.expr | None, description: str
+    ) -> str:
+        notes = "".join(_argument_note(arg.annotation, i) for i, arg in enumerate(args, 1))
+        comment = "#!/bin/bash\n" + self.line_comments(description, "# ")
+        return comment + ("#\n" + notes if notes else "") + f"{name}() {{\n"
 
-    def render(self, value: Any, t: Type, depth: int = 0) -> str:
-        """The text of a value: an argument's word, or what the function prints."""
-        if t.kind in ("union", "unknown"):
-            t = settle(type_of(value))
-        if t.kind == "optional":
-            return "" if value is None else self.render(value, t.args[0], depth)
-        if value is None:
-            return ""
-        if t.kind == "bool":
-            return "true" if value else "false"
-        if t.kind == "int":
-            return str(value)
-        if t.kind == "float":
-            return repr(float(value))
-        if t.kind == "str":
-            if depth and (not value or any(c.isspace() for c in value)):
-                raise Unexpressible(f"the list item {value!r} is empty or has whitespace")
-            return value
-        if t.kind in ("list", "tuple"):
-            types = t.args if t.kind == "tuple" else (t.args[0],) * len(value)
-            items = [self.render(v, e, depth + 1) for v, e in zip(value, types, strict=True)]
-            rows = any(e.kind in ("list", "tuple") for e in types)
-            return ("\n" if rows else " ").join(items)
-        raise Unexpressible(f"a value of type {t}")
+    def gen_literal(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return _word("true" if value else "false")
+        if isinstance(value, str):
+            for char, escaped in (
+                ("\\", "\\\\"),
+                ("\n", "\\n"),
+                ('"', '\\"'),
+                ("$", "\\$"),
+                ("!", "\\!"),
+            ):
+                value = value.replace(char, escaped)
+            return _word(value)
+        return _word("None" if value is None else repr(value))
 
-    def literal(self, value: Any, t: Type) -> str:
-        return _quote(self.render(value, t))
+    def gen_list(self, items: list[Any]) -> list[Any]:
+        if any(isinstance(item, str) and _has_space(item) for item in items):
+            raise Unexpressible("a Bash list item cannot hold whitespace")
+        return list(items)
 
-    def call(self, spec: Spec, args: list[str]) -> str:
-        return " ".join([spec.name, *args])
+    def gen_tuple(self, items: list[Any]) -> list[Any]:
+        return self.gen_list(items)
 
-    def doc_lines(self, spec: Spec) -> list[str]:
-        lines = super().doc_lines(spec)
-        notes = [f"${i} is {_describe(p.type)}" for i, p in enumerate(spec.params, 1)]
-        return [*lines, "", *notes] if notes else lines
+    def gen_dict(self, keys: list[Any], values: list[Any]) -> dict[Any, Any]:
+        if any(isinstance(x, str) and _has_space(x) for x in [*keys, *values]):
+            raise Unexpressible("a Bash CSV row cannot hold whitespace")
+        return dict(zip(keys, values, strict=True))
 
-    def prompt(self, spec: Spec) -> str:
-        return "#!/bin/bash\n" + self.doc_comment(spec) + f"{spec.name}() {{\n"
+    def gen_call(self, function: str, args: list[Any]) -> str:
+        return f"$({function} " + " ".join(_text(arg) for arg in args) + ")"
 
-    def harness(self, spec: Spec) -> str:
-        checks = "".join(
-            f'ck_check {n} "$({call})" {expected}\n'
-            for n, (call, expected) in enumerate(self.cases(spec), 1)
-        )
-        return self.close + HARNESS + "\n" + checks + FOOTER
+    def test_suite_prefix_lines(self, entry_point: str) -> list[str]:
+        # The prompt's function is closed here: its "}" was the stop token.
+        return [
+            "}",
+            "",
+            "candidate() {",
+            f'    {entry_point} "$@"',
+            "}",
+            "",
+            "set -e",
+            "run_test() {",
+        ]
 
-    def program(self, source: str) -> Program:
-        return Program(files={"main.sh": source}, command=["bash", "main.sh"])
+    def test_suite_suffix_lines(self) -> list[str]:
+        return ["}", "", "run_test"]
 
-
-def _flat(t: Type, depth: int = 0) -> bool:
-    """Whether values of `t` fit Bash's text scheme: scalars, and lists two levels deep."""
-    if t.is_scalar or t.kind == "unknown":
-        return True
-    if t.kind == "union":
-        return all(a.is_scalar for a in t.args)
-    if t.kind == "optional":
-        return depth == 0 and t.args[0].is_scalar
-    if t.kind in ("list", "tuple"):
-        return depth < 2 and all(_flat(a, depth + 1) for a in t.args)
-    return False
+    def deep_equality(self, left: Any, right: Any) -> str:
+        return f"    [[ {_text(left)} = {_text(right)} ]]"
 
 
-def _describe(t: Type) -> str:
-    if t.kind in _DESCRIPTIONS:
-        return _DESCRIPTIONS[t.kind]
-    if t.kind in ("list", "tuple"):
-        if all(a.is_scalar for a in t.args):
-            return "a space-separated list"
-        return "a newline-separated list of space-separated lists"
-    return "a string"
+def _word(text: str) -> str:
+    """`text` in double quotes, unless it already begins and ends with one."""
+    return text if _quoted(text) else f'"{text}"'
 
 
-def _quote(text: str) -> str:
-    """A Bash word for `text`, in ANSI-C quotes when it has special characters.
+def _quoted(text: str) -> bool:
+    return text[:1] == '"' and text[-1:] == '"'
 
-    >>> _quote("a b"), _quote("it's\\n")
-    ('"a b"', "$'it\\\\'s\\\\n'")
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if _quoted(text) else text
+
+
+def _has_space(text: str) -> bool:
+    return any(char in text for char in " \t\n\r")
+
+
+def _text(value: Any) -> str:
+    """A carried value as the one word MultiPL-E's Bash writes for it.
+
+    >>> _text(['"1"', '"2"']), _text([['"1"', '"2"'], ['"3"']]), _text([]), _text({'"a"': '"1"'})
+    ('"1 2"', '"1 2\\\\n3"', '""', '"a,1"')
     """
-    if all(c.isalnum() or c in " .,_-+:/=" for c in text):
-        return f'"{text}"'
-    specials = {"'": "\\'", "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-    return "$'" + escape(text, specials, lambda c: f"\\U{c:08x}") + "'"
+    if isinstance(value, list):
+        if not value:
+            return '""'
+        if all(isinstance(v, dict) for v in value):
+            raise Unexpressible("a Bash list cannot hold dicts")
+        # Iterating each item (a word's characters, a list's items, a dict's keys): when all
+        # are lists, the value is nested three deep (or holds only empty lists).
+        if all(isinstance(inner, list) for v in value for inner in v):
+            raise Unexpressible("a Bash list cannot be nested three deep")
+        if all(isinstance(v, list) for v in value):
+            return _word("\\n".join(_unquote(_text(v)) for v in value))
+        return _word(" ".join(_unquote(_text(v)) for v in value))
+    if isinstance(value, dict):
+        if any(not isinstance(v, str) for v in value.values()):
+            raise Unexpressible("a Bash CSV cannot hold lists or dicts")
+        return _word("\\n".join(f"{_unquote(k)},{_unquote(v)}" for k, v in value.items()))
+    return value
+
+
+def _argument_note(annotation: ast.expr | None, position: int) -> str:
+    """The prompt's comment on how argument `position` is encoded, from its annotation."""
+    head = f"# ${position} is"
+    if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name):
+        outer, inner = annotation.value.id, annotation.slice
+        if (
+            outer == "List"
+            and isinstance(inner, ast.Subscript)
+            and isinstance(inner.value, ast.Name)
+        ):
+            return f"{head} a newline-separated, space-separated list\n"
+        if outer in ("List", "Tuple"):
+            return f"{head} a space-separated list\n"
+        if outer == "Dict":
+            return f"{head} a two column CSV in key,value order\n"
+        return f"{head} an argument\n"
+    if isinstance(annotation, ast.Name):
+        known = {"int": "an integer", "float": "a floating point", "str": "a string"}
+        # Any other name is written with a dollar sign: "$1 is a $bool".
+        return f"{head} {known.get(annotation.id, 'a $' + annotation.id)}\n"
+    return f"{head} an argument\n"

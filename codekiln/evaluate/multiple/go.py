@@ -1,187 +1,207 @@
-"""Go (go build, then the binary): ``int``, ``float64``, ``bool``, ``string``, slices, maps;
-``None`` is a nil pointer (``*int``), tuples of one element type are slices (Go has
-multiple results but no tuple values) and tuples of mixed types are dropped.
+"""Go: MultiPL-E's rows (the hooks translate.translate_row calls).
 
-The prompt imports the packages a body commonly needs (fmt, math, sort, strings, strconv)
-and those the harness needs (io, os, reflect): Go wants every import before the first
-declaration and rejects unused ones, so the harness uses each of them. The comparison walks
-values with ``reflect``, floats within the tolerance.
+The prompt is a test package (``package <name>_test``) importing only ``testing`` and ``fmt``,
+the docstring as ``//`` comments and the function with the signature's types (``[]int``,
+``map[string]int``, a tuple is ``[]interface{}``; Optional and Union have no Go form and drop
+the problem); the tests are a ``TestName(t *testing.T)`` table of ``{ actual, expected }`` pairs
+compared through their ``%v`` text. Literals carry their Go type, read from the literals
+themselves as MultiPL-E reads them (see `element_type`).
 """
 
 from __future__ import annotations
 
-from codekiln.evaluate.multiple.base import C_ESCAPES, TOLERANCE, Language, escape
-from codekiln.evaluate.multiple.infer import Type, Unexpressible
-from codekiln.evaluate.multiple.translate import Spec
-from codekiln.evaluate.sandbox import Limits
-from codekiln.evaluate.tasks import Program
+import ast
+import re
+from typing import Any
 
-PREAMBLE = """package main
+from codekiln.evaluate.multiple.base import Language
+from codekiln.evaluate.multiple.infer import Unexpressible
+
+ROW_HEADER = """package {name}_test
 
 import (
-\t"fmt"
-\t"io"
-\t"math"
-\t"os"
-\t"reflect"
-\t"sort"
-\t"strconv"
-\t"strings"
+    "testing"
+    "fmt"
 )
 
 """
 
-HARNESS = """
-var _ = fmt.Sprint
-var _ = math.Abs
-var _ = sort.Ints
-var _ = strconv.Itoa
-var _ = strings.Split
+ROW_TEST_START = (
+    "\ttype test struct {",
+    "\t\tactual   interface{}",
+    "\t\texpected interface{}",
+    "\t}",
+    "   tests := []test{",
+)
 
-func ckPtr[T any](v T) *T { return &v }
+ROW_TEST_END = (
+    "   }\n",
+    "\tfor i, tc := range tests {",
+    '\t\tt.Run(fmt.Sprintf("test num % d", i), func(t *testing.T) {',
+    '\t\t\tif fmt.Sprintf("%v", tc.actual) != fmt.Sprintf("%v", tc.expected) {',
+    "\t\t\t\tt.Errorf(\"expected '%s', got '%s'\", tc.expected, tc.actual)",
+    "\t\t\t}",
+    "\t\t})",
+    "\t}",
+    "}\n",
+)
 
-func ckEq(a, b reflect.Value) bool {
-\tif a.Kind() != b.Kind() {
-\t\treturn false
-\t}
-\tswitch a.Kind() {
-\tcase reflect.Float64:
-\t\treturn math.Abs(a.Float()-b.Float()) <= TOLERANCE*math.Max(1, math.Abs(b.Float()))
-\tcase reflect.Pointer:
-\t\tif a.IsNil() || b.IsNil() {
-\t\t\treturn a.IsNil() && b.IsNil()
-\t\t}
-\t\treturn ckEq(a.Elem(), b.Elem())
-\tcase reflect.Slice:
-\t\tif a.Len() != b.Len() {
-\t\t\treturn false
-\t\t}
-\t\tfor i := 0; i < a.Len(); i++ {
-\t\t\tif !ckEq(a.Index(i), b.Index(i)) {
-\t\t\t\treturn false
-\t\t\t}
-\t\t}
-\t\treturn true
-\tcase reflect.Map:
-\t\tif a.Len() != b.Len() {
-\t\t\treturn false
-\t\t}
-\t\tfor _, key := range b.MapKeys() {
-\t\t\tvalue := a.MapIndex(key)
-\t\t\tif !value.IsValid() || !ckEq(value, b.MapIndex(key)) {
-\t\t\t\treturn false
-\t\t\t}
-\t\t}
-\t\treturn true
-\t}
-\treturn a.Interface() == b.Interface()
-}
+# An empty list or dict has no element type to read: it stays this placeholder until the
+# parameter or result it is (a whole argument, a whole expected value) gives it one.
+PATCH_LIST, PATCH_DICT = "PATCH list", "PATCH dict"
+SLICE_LITERAL = re.compile(r"^\[\].*{.*\}$")
+# Parameter names that are Go's predeclared types get another name (others stay as they are).
+RENAMED = {"string": "myString", "int": "myInt", "float": "myFloat", "bool": "myBool"}
 
-func ckCheck[T any](n int, actual T, expected T) {
-\tif !ckEq(reflect.ValueOf(&actual).Elem(), reflect.ValueOf(&expected).Elem()) {
-\t\tfmt.Fprintf(os.Stderr, "case %d failed: got %v, expected %v\\n", n, actual, expected)
-\t\tos.Exit(1)
-\t}
-}
 
-func ckTokenBegin() ([]byte, *os.File) {
-\tin, out := os.Getenv("CODEKILN_TOKEN_IN"), os.Getenv("CODEKILN_TOKEN_OUT")
-\tos.Unsetenv("CODEKILN_TOKEN_IN")
-\tos.Unsetenv("CODEKILN_TOKEN_OUT")
-\tfdIn, errIn := strconv.Atoi(in)
-\tfdOut, errOut := strconv.Atoi(out)
-\tif errIn != nil || errOut != nil {
-\t\treturn nil, nil
-\t}
-\tpipe := os.NewFile(uintptr(fdIn), "token-in")
-\tnonce, err := io.ReadAll(pipe)
-\tif err != nil {
-\t\tos.Exit(3)
-\t}
-\tpipe.Close()
-\treturn nonce, os.NewFile(uintptr(fdOut), "token-out")
-}
+def go_type(annotation: ast.expr | str | None) -> str:
+    """A Python annotation as MultiPL-E's Go rows write it: ``List[T]`` is ``[]T``, any
+    ``Tuple`` is ``[]interface{}``, ``Dict[K, V]`` is ``map[K]V``, float is ``float64``,
+    ``Any`` is ``interface{}``. Optional, Union, a missing annotation and a dict whose key or
+    value is a float or a bool (read by name, where only ``int`` and ``str`` are known) raise
+    Unexpressible.
 
-func ckTokenEnd(nonce []byte, out *os.File) {
-\tif out != nil {
-\t\tout.Write(nonce)
-\t\tout.Close()
-\t}
-}
-""".replace("TOLERANCE", repr(TOLERANCE))
+    >>> types = ("List[Tuple[int, str]]", "Dict[str, int]")
+    >>> [go_type(ast.parse(t, mode="eval").body) for t in types]
+    ['[][]interface{}', 'map[string]int']
+    """
+    if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name):
+        generic, inner = annotation.value.id, annotation.slice
+        if generic == "List":
+            return "[]" + go_type(inner)
+        if generic == "Tuple":
+            return "[]interface{}"
+        if generic == "Dict" and isinstance(inner, ast.Tuple) and len(inner.elts) == 2:
+            key, value = inner.elts
+            if isinstance(key, ast.Name) and isinstance(value, ast.Name):
+                return f"map[{go_type(key.id)}]{go_type(value.id)}"
+        raise Unexpressible(f"Go has no type for {ast.unparse(annotation)}")
+    if isinstance(annotation, str):  # a dict's key or value type, by name
+        if annotation in ("int", "str"):
+            return {"int": "int", "str": "string"}[annotation]
+    elif isinstance(annotation, ast.Name):
+        simple = {"int": "int", "float": "float64", "bool": "bool", "str": "string"}
+        if annotation.id in simple:
+            return simple[annotation.id]
+        if annotation.id == "Any":
+            return "interface{}"
+    if annotation is None:
+        raise Unexpressible("a parameter or the result has no annotation")
+    text = annotation if isinstance(annotation, str) else ast.unparse(annotation)
+    raise Unexpressible(f"Go has no type for {text}")
+
+
+def element_type(literals: list[str]) -> str:
+    """The element type MultiPL-E gives a Go slice or map from its elements' texts, each
+    read as a Python literal (int, bool, string, float64; a slice literal counts as ``[]int``,
+    anything else as ``UNKNOWN``): the type they all have; else ``float64`` when every element
+    after the first is a number (so ``"a", 3.14, 5`` makes ``[]float64``); else ``interface{}``.
+
+    >>> element_type(["1", "2.5"]), element_type(['"a"', "1"]), element_type(["1", '"a"'])
+    ('float64', 'float64', 'interface{}')
+    """
+    first = _literal_type(literals[0])
+    rest = [_literal_type(text) for text in literals[1:]]
+    if all(kind == first for kind in rest):
+        return first
+    if all(kind in ("int", "float64") for kind in rest):
+        return "float64"
+    return "interface{}"
+
+
+def _literal_type(text: str) -> str:
+    try:
+        value: Any = ast.literal_eval(text)
+    except Exception:  # noqa: BLE001 - Go's own literals (nil, []int{...}) are not Python's
+        value = None
+    kind = {int: "int", bool: "bool", str: "string", float: "float64"}.get(type(value))
+    if kind is not None:
+        return kind
+    return "[]int" if SLICE_LITERAL.match(text) else "UNKNOWN"
 
 
 class Go(Language):
     key = "go"
     name = "Go"
-    extension = "go"
-    stop = ("\n}", "\nfunc ", "\n//", "\n```")
-    binaries = ("go",)
-    unions = False
     null = "nil"
-    # Keywords, predeclared names and the imported packages (a parameter would hide one).
-    reserved = frozenset(
-        {"string", "len", "map", "type", "func", "range", "go", "chan", "select",
-         "int", "float64", "bool", "byte", "rune", "error", "copy", "append", "new", "make",
-         "fmt", "io", "math", "os", "reflect", "sort", "strconv", "strings"}
-    )  # fmt: skip
-    # The go command and its compiler reserve address space and run many threads; a fresh
-    # build cache per program (HOME is the sandbox's folder) makes the first build slow.
-    limits = Limits(timeout=30.0, cpu_seconds=30, memory_bytes=None, processes=512)
 
-    def type_name(self, t: Type) -> str:
-        simple = {"int": "int", "float": "float64", "bool": "bool", "str": "string"}
-        if t.kind in simple:
-            return simple[t.kind]
-        if t.kind == "list":
-            return "[]" + self.type_name(t.args[0])
-        if t.kind == "tuple":
-            if len(set(t.args)) != 1:
-                raise Unexpressible(f"Go has no type for the mixed tuple {t}")
-            return "[]" + self.type_name(t.args[0])
-        if t.kind == "dict" and t.args[0].is_scalar:
-            return f"map[{self.type_name(t.args[0])}]{self.type_name(t.args[1])}"
-        if t.kind == "optional" and t.args[0].is_scalar:
-            return "*" + self.type_name(t.args[0])
-        raise Unexpressible(f"Go has no type for {t}")
+    stop_tokens = ("\nfunc", "struct", "\n// ")
+    row_language = "go_test.go"
+    # The signature's annotations, kept by translate_prompt for the problem at hand.
+    _annotations: list[ast.expr | None]
+    _returns: ast.expr | None
 
-    def check_type(self, t: Type) -> None:
-        super().check_type(t)
-        self.type_name(t)
+    def translate_prompt(
+        self, name: str, args: list[ast.arg], returns: ast.expr | None, description: str
+    ) -> str:
+        """The test package's header, the description as comments and ``func name(a T) R {``;
+        keeps the signature's annotations, which type the empty lists and dicts."""
+        self._annotations = [arg.annotation for arg in args]
+        self._returns = returns
+        params = ", ".join(f"{RENAMED.get(a.arg, a.arg)} {go_type(a.annotation)}" for a in args)
+        header = f"func {name}({params}) {go_type(returns)} {{\n"
+        return ROW_HEADER.format(name=name) + self.line_comments(description, "// ") + header
 
-    def float_literal(self, value: float) -> str:
-        return repr(value)
+    def test_suite_prefix_lines(self, entry_point: str) -> list[str]:
+        # str.title(): "minSubArraySum" names TestMinsubarraysum, as in the rows.
+        return [
+            f"func Test{entry_point.title()}(t *testing.T) {{",
+            f"  candidate := {entry_point}",
+            *ROW_TEST_START,
+        ]
 
-    def str_literal(self, value: str) -> str:
-        return '"' + escape(value, C_ESCAPES, lambda c: f"\\U{c:08x}") + '"'
+    def test_suite_suffix_lines(self) -> list[str]:
+        return list(ROW_TEST_END)
 
-    def some_literal(self, text: str, t: Type) -> str:
-        return f"ckPtr[{self.type_name(t)}]({text})"
+    def deep_equality(self, left: Any, right: Any) -> str:
+        return f"     {{ actual: {left}, expected: {right} }},"
 
-    def list_literal(self, items: list[str], t: Type) -> str:
-        return f"{self.type_name(t)}{{{', '.join(items)}}}"
+    def gen_literal(self, value: Any) -> str:
+        """The base's (None is ``nil`` here), except that a newline inside a string is
+        written ``\\n`` (nothing else is escaped)."""
+        if isinstance(value, str):
+            value = value.replace("\n", "\\n")
+        return super().gen_literal(value)
 
-    def dict_literal(self, pairs: list[tuple[str, str]], t: Type) -> str:
-        return f"{self.type_name(t)}{{{', '.join(f'{k}: {v}' for k, v in pairs)}}}"
+    def gen_var(self, name: str) -> str:
+        return RENAMED.get(name, name)
 
-    def prompt(self, spec: Spec) -> str:
-        params = ", ".join(f"{self.ident(p.name)} {self.type_name(p.type)}" for p in spec.params)
-        header = f"func {self.ident(spec.name)}({params}) {self.type_name(spec.returns)} {{\n"
-        return PREAMBLE + self.doc_comment(spec) + header
+    def gen_list(self, items: list[Any]) -> str:
+        """``[]T{...}`` with T read from the items (see `element_type`); an empty list waits
+        for its type (`PATCH_LIST`)."""
+        if not items:
+            return PATCH_LIST
+        patched = ", ".join(self.patch_empty(item, None) for item in items)
+        return f"[]{element_type(items)}{{{patched}}}"
 
-    def harness(self, spec: Spec) -> str:
-        returns = self.type_name(spec.returns)
-        checks = "".join(
-            f"\tckCheck[{returns}]({n}, {call}, {expected})\n"
-            for n, (call, expected) in enumerate(self.cases(spec), 1)
+    def gen_tuple(self, items: list[Any]) -> str:
+        return "[]interface{}{" + ", ".join(self.patch_empty(i, None) for i in items) + "}"
+
+    def gen_dict(self, keys: list[Any], values: list[Any]) -> str:
+        if not keys:
+            return PATCH_DICT
+        pairs = ", ".join(
+            f"{self.patch_empty(k, None)}: {self.patch_empty(v, None)}"
+            for k, v in zip(keys, values, strict=True)
         )
-        main = f"\nfunc main() {{\n\tnonce, out := ckTokenBegin()\n{checks}"
-        main += "\tckTokenEnd(nonce, out)\n}\n"
-        return self.close + HARNESS + main
+        return f"map[{element_type(keys)}]{element_type(values)}{{{pairs}}}"
 
-    def program(self, source: str) -> Program:
-        return Program(
-            files={"main.go": source},
-            compile=["go", "build", "-o", "main", "main.go"],
-            command=["./main"],
-        )
+    def gen_call(self, function: Any, args: list[Any]) -> str:
+        """A call; an empty list or dict argument takes its parameter's type (a call with
+        more arguments than the signature has parameters raises)."""
+        patched = [self.patch_empty(a, self._annotations[i]) for i, a in enumerate(args)]
+        return f"{function}(" + ", ".join(patched) + ")"
+
+    def finalize(self, expr: Any, side: str) -> str:
+        """The expected value (right side) takes the result's type when it is empty."""
+        return self.patch_empty(expr, self._returns) if side == "rhs" else expr
+
+    def patch_empty(self, text: str, annotation: ast.expr | None) -> str:
+        """An empty list or dict placeholder as the literal of `annotation`'s type, or of
+        ``[]interface{}`` / ``map[interface{}]interface{}`` without one; other texts as
+        they are."""
+        if text not in (PATCH_LIST, PATCH_DICT):
+            return text
+        if annotation is None:
+            return "[]interface{}{}" if text == PATCH_LIST else "map[interface{}]interface{}{}"
+        return go_type(annotation) + "{}"

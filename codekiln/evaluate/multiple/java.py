@@ -1,207 +1,126 @@
-"""Java 17 (javac, then java): a static method of ``class Problem``.
-
-Types: ``long``, ``double``, ``boolean``, ``String`` (boxed inside generics), ``ArrayList``,
-``HashMap``, ``Optional`` and, for pairs, a ``record Pair<A, B>(A first, B second)``
-declared in the prompt (Java has no tuples; longer tuples are dropped). Literals spell their
-types out (``new ArrayList<Long>(Arrays.asList(1L, 2L))``) so no inference is needed.
-
-Java cannot open a file descriptor by number through its public API, and opening
-``/proc/self/fd/N`` of the harness's pipe fails for the unprivileged sandbox user, so the
-test main reaches the completion token's pipes through ``FileDescriptor``'s private ``fd``
-field; ``java --add-opens java.base/java.io=ALL-UNNAMED`` allows exactly that.
+"""Java as MultiPL-E's rows write it: its C++ rules
+(:class:`~codekiln.evaluate.multiple.cpp.CppRows`) with Java's vocabulary: ``long`` and
+``float``, ``ArrayList``, ``HashMap``, ``Optional``, javatuples' ``Pair`` for every tuple, a
+static method of ``class Problem`` named in camelCase, and tests that ``assert`` in ``main``
+(``==`` where the result is primitive, ``.equals`` otherwise; ``java -ea`` turns them on).
 """
 
 from __future__ import annotations
 
-from codekiln.evaluate.multiple.base import C_ESCAPES, TOLERANCE, Language, escape
-from codekiln.evaluate.multiple.infer import Type, Unexpressible
-from codekiln.evaluate.multiple.translate import Spec
-from codekiln.evaluate.sandbox import Limits
-from codekiln.evaluate.tasks import Program
+import ast
+import re
 
-PREAMBLE = "import java.util.*;\nimport java.util.stream.*;\n\n"
-PAIR = "record Pair<A, B>(A first, B second) {}\n\n"
+from codekiln.evaluate.multiple.base import Language
+from codekiln.evaluate.multiple.cpp import CppRows, Typed
+from codekiln.evaluate.multiple.infer import Unexpressible
 
-HARNESS = """
-    static boolean ckEq(Object a, Object b) {
-        if (a == null || b == null) return a == b;
-        if (a instanceof Double || b instanceof Double) {
-            if (!(a instanceof Number) || !(b instanceof Number)) return false;
-            double x = ((Number) a).doubleValue(), y = ((Number) b).doubleValue();
-            return Math.abs(x - y) <= TOLERANCE * Math.max(1.0, Math.abs(y));
-        }
-        if (a instanceof List<?> x && b instanceof List<?> y) {
-            if (x.size() != y.size()) return false;
-            for (int i = 0; i < x.size(); i++) if (!ckEq(x.get(i), y.get(i))) return false;
-            return true;
-        }
-        if (a instanceof Map<?, ?> x && b instanceof Map<?, ?> y) {
-            if (x.size() != y.size()) return false;
-            for (Map.Entry<?, ?> e : y.entrySet()) {
-                Object key = e.getKey();
-                if (!x.containsKey(key) || !ckEq(x.get(key), e.getValue())) return false;
-            }
-            return true;
-        }
-        if (a instanceof Optional<?> x && b instanceof Optional<?> y) {
-            return x.isPresent() == y.isPresent() && (x.isEmpty() || ckEq(x.get(), y.get()));
-        }
-        PAIR_CASE
-        return a.equals(b);
-    }
-
-    static byte[] ckNonce = null;
-    static java.io.FileOutputStream ckOut = null;
-
-    static java.io.FileDescriptor ckFd(String number) throws Exception {
-        java.io.FileDescriptor fd = new java.io.FileDescriptor();
-        java.lang.reflect.Field field = java.io.FileDescriptor.class.getDeclaredField("fd");
-        field.setAccessible(true);
-        field.setInt(fd, Integer.parseInt(number));
-        return fd;
-    }
-
-    static void ckTokenBegin() throws Exception {
-        String in = System.getenv("CODEKILN_TOKEN_IN"), out = System.getenv("CODEKILN_TOKEN_OUT");
-        if (in == null || out == null) return;
-        // Not readAllBytes: on JDK 17 it asks a pipe for its position and fails.
-        java.io.ByteArrayOutputStream nonce = new java.io.ByteArrayOutputStream();
-        try (java.io.FileInputStream stream = new java.io.FileInputStream(ckFd(in))) {
-            byte[] buffer = new byte[256];
-            for (int n; (n = stream.read(buffer)) > 0; ) nonce.write(buffer, 0, n);
-        }
-        ckNonce = nonce.toByteArray();
-        ckOut = new java.io.FileOutputStream(ckFd(out));
-    }
-
-    static void ckTokenEnd() throws Exception {
-        if (ckOut == null) return;
-        ckOut.write(ckNonce);
-        ckOut.close();
-    }
-
-    static void ckCheck(int n, Object actual, Object expected) {
-        if (!ckEq(actual, expected)) {
-            System.err.println("case " + n + " failed: got " + actual + ", expected " + expected);
-            System.exit(1);
-        }
-    }
-""".replace("TOLERANCE", repr(TOLERANCE))
-
-PAIR_CASE = (
-    "if (a instanceof Pair<?, ?> x && b instanceof Pair<?, ?> y) "
-    "return ckEq(x.first(), y.first()) && ckEq(x.second(), y.second());"
+ROW_IMPORTS = (
+    "java.util.*",
+    "java.lang.reflect.*",
+    "org.javatuples.*",
+    "java.security.*",
+    "java.math.*",
+    "java.io.*",
+    "java.util.stream.*",
 )
-JVM = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-Xshare:auto"]
+BOXES = {"long": "Long", "float": "Float", "boolean": "Boolean"}
 
 
-class Java(Language):
+def camel_case(name: str) -> str:
+    """A snake_case name in camelCase, as MultiPL-E's Java rows write the entry point
+    (``str.title`` on each later part: ``x_or_y`` -> ``xOrY``)."""
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+class Java(CppRows, Language):
     key = "java"
     name = "Java"
-    extension = "java"
-    stop = ("\n    }", "\n}", "\n    public static void main", "\n```")
-    close = "\n    }\n"
-    binaries = ("javac", "java")
-    unions = False
-    reserved = frozenset(
-        {"char", "int", "long", "new", "class", "default", "package", "final", "static",
-         "this", "short", "byte", "double", "float", "boolean", "switch", "case", "native"}
-    )  # fmt: skip
-    # The JVM sizes its heap from the machine and reserves address space for it, and runs a
-    # dozen threads: no address-space limit, -Xmx bounds the heap instead.
-    limits = Limits(timeout=20.0, cpu_seconds=20, memory_bytes=None, processes=512)
+    stop_tokens = ("\n    }\n",)
+    # --- MultiPL-E's rows: C++'s rules, Java's vocabulary ---------------------------------
 
-    def type_name(self, t: Type, boxed: bool = False) -> str:
-        if t.kind in ("int", "float", "bool"):
-            primitive = {"int": "long", "float": "double", "bool": "boolean"}[t.kind]
-            boxes = {"long": "Long", "double": "Double", "boolean": "Boolean"}
-            return boxes[primitive] if boxed else primitive
-        if t.kind == "str":
-            return "String"
-        args = [self.type_name(a, boxed=True) for a in t.args]
-        if t.kind == "list":
-            return f"ArrayList<{args[0]}>"
-        if t.kind == "tuple" and len(args) == 2:
-            return f"Pair<{args[0]}, {args[1]}>"
-        if t.kind == "dict":
-            return f"HashMap<{args[0]}, {args[1]}>"
-        if t.kind == "optional":
-            return f"Optional<{args[0]}>"
-        raise Unexpressible(f"Java has no type for {t}")
+    string_type, float_type, int_type, bool_type = "String", "float", "long", "boolean"
+    none_type, any_type, optional_type = "Optional.empty()", "Object", "Optional"
+    list_type, tuple_type, dict_type = "ArrayList", "Pair", "HashMap"
+    make_tuple = "Pair.with"
+    comment_start = "    //"
+    imports = "".join(f"import {module};\n" for module in ROW_IMPORTS)
 
-    def check_type(self, t: Type) -> None:
-        super().check_type(t)
-        self.type_name(t)
+    def box(self, type_text: str) -> str:
+        return BOXES.get(type_text, type_text)
 
-    def int_literal(self, value: int) -> str:
-        return f"{value}L"
+    def list_of(self, element: str) -> str:
+        return f"ArrayList<{self.box(element)}>"
 
-    def str_literal(self, value: str) -> str:
-        return '"' + escape(value, C_ESCAPES, _java_unicode) + '"'
+    def tuple_of(self, elements: list[str]) -> str:
+        return f"Pair<{', '.join(self.box(e) for e in elements)}>"
 
-    def none_literal(self, t: Type) -> str:
-        return "Optional.empty()"
+    def dict_of(self, key: str, value: str) -> str:
+        return f"HashMap<{self.box(key)},{self.box(value)}>"
 
-    def some_literal(self, text: str, t: Type) -> str:
+    def optional_of(self, inner: str) -> str:
+        return f"Optional<{self.box(inner)}>"
+
+    def union_of(self, members: list[str]) -> str:
+        raise Unexpressible("Java has no union type")
+
+    def row_prompt(self, name: str, params: str, description: str) -> str:
+        self._entry_point = camel_case(name)
+        header = f"    public static {self._returns} {self._entry_point}({params}) {{\n"
+        return self.imports + "class Problem {\n" + self.row_comment(description) + header
+
+    def gen_literal(self, value: object) -> Typed:
+        if isinstance(value, float):
+            return repr(value) + "f", ast.Name(id="float")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return repr(value) + "l", ast.Name(id="int")
+        return super().gen_literal(value)
+
+    def make_list(self, element: str, literal: str) -> str:
+        return f"new {self.list_of(element)}(Arrays.asList{literal or '()'})"
+
+    def array_literal(self, items: str) -> str:
+        return f"({items})"
+
+    def wrap_optional(self, inner: str, text: str) -> str:
         return f"Optional.of({text})"
 
-    def list_literal(self, items: list[str], t: Type) -> str:
-        kind = self.type_name(t)
-        if not items:
-            return f"new {kind}()"
-        return f"new {kind}(Arrays.asList({', '.join(items)}))"
+    def map_literal(self, pairs: list[tuple[str, str]]) -> str:
+        return ", ".join(f"{k}, {v}" for k, v in pairs)
 
-    def tuple_literal(self, items: list[str], t: Type) -> str:
-        return f"new {self.type_name(t)}({', '.join(items)})"
+    def make_map(self, type_text: str, literal: str) -> str:
+        return f"new {type_text}(Map.of({literal}))"
 
-    def dict_literal(self, pairs: list[tuple[str, str]], t: Type) -> str:
-        entries = ", ".join(f"Map.entry({k}, {v})" for k, v in pairs)
-        return f"new {self.type_name(t)}(Map.ofEntries({entries}))"
+    def gen_call(self, function: Typed, args: list[Typed]) -> Typed:
+        name = camel_case(function[0])
+        if name == "candidate":
+            name = self._entry_point
+        return f"{name}({self.call_args(args)})", None
 
-    def doc_comment(self, spec: Spec, indent: str = "    ") -> str:
-        # javac reads \\u escapes everywhere, comments included.
-        return super().doc_comment(spec, indent).replace("\\u", "\\\\u")
+    def coerce(self, value: Typed, expected: str) -> str:
+        text, t = value
+        if self.is_primitive(expected) and self.row_type(t) != expected:
+            return f"({expected}){text}"
+        if self.optional_type in expected and self.none_type not in text:
+            return f"Optional.of({text})"
+        return super().coerce(value, expected)
 
-    def prompt(self, spec: Spec) -> str:
-        params = ", ".join(f"{self.type_name(p.type)} {self.ident(p.name)}" for p in spec.params)
-        returns = self.type_name(spec.returns)
-        header = f"    public static {returns} {self.ident(spec.name)}({params}) {{\n"
-        pair = PAIR if self._uses_pair(spec) else ""
-        return PREAMBLE + pair + "class Problem {\n" + self.doc_comment(spec) + header
+    def constructor_of(self, text: str) -> list[str]:
+        """The type a literal constructs: a list's ``ArrayList<...>(`` (its whole prefix
+        after ``new ``), nothing for ``Optional.of``, else ``new T(`` up to the last ``(``."""
+        if "Arrays.asList(" in text:
+            return [text[text.index("new ") + len("new ") : text.index("Arrays.asList(")]]
+        if "Optional.of(" in text:
+            return []
+        return re.findall(r"new (.+)\(", text)
 
-    def _uses_pair(self, spec: Spec) -> bool:
-        types = [spec.returns, *(p.type for p in spec.params)]
-        return any(inner.kind == "tuple" for t in types for inner in t.walk())
+    def test_suite_prefix_lines(self, entry_point: str) -> list[str]:
+        return ["    }", "    public static void main(String[] args) {"]
 
-    def harness(self, spec: Spec) -> str:
-        checks = "".join(
-            f"        ckCheck({n}, {call}, {expected});\n"
-            for n, (call, expected) in enumerate(self.cases(spec), 1)
-        )
-        helpers = HARNESS.replace("PAIR_CASE", PAIR_CASE if self._uses_pair(spec) else "")
-        main = (
-            "\n    public static void main(String[] args) throws Exception {\n"
-            f"        ckTokenBegin();\n{checks}        ckTokenEnd();\n    }}\n}}\n"
-        )
-        return self.close + helpers + main
+    def test_suite_suffix_lines(self) -> list[str]:
+        return ["    }\n", "}\n"]
 
-    def program(self, source: str) -> Program:
-        return Program(
-            files={"Problem.java": source},
-            compile=["javac", *(f"-J{flag}" for flag in JVM), "-J-Xmx512m", "Problem.java"],
-            command=[
-                "java",
-                *JVM,
-                "-Xmx1g",
-                "--add-opens",
-                "java.base/java.io=ALL-UNNAMED",
-                "Problem",
-            ],
-        )
-
-
-def _java_unicode(code: int) -> str:
-    if code > 0xFFFF:
-        high, low = divmod(code - 0x10000, 0x400)
-        return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
-    return f"\\u{code:04x}"
+    def deep_equality(self, left: str, right: str) -> str:
+        if self.is_primitive(self._returns):
+            return f"    assert({left} == {right});"
+        return f"    assert({left}.equals({right}));"

@@ -1,229 +1,136 @@
-"""Rust (rustc, then the binary): ``i64``, ``f64``, ``bool``, ``String``, ``Vec``, tuples,
-``HashMap`` and ``Option``. Arguments are owned values (``String``, ``Vec<i64>``), as in
-MultiPL-E's Rust, so a body may consume them.
-
-rustup installs rustc under the installing user's home, outside the sandbox's view and
-PATH: the program's compile step calls the toolchain's own rustc by absolute path and the
-task asks the sandbox to show that toolchain's folder (``ro_paths``). The comparison is a
-trait, ``CkEq``, implemented for every type a result can have.
+"""Rust as MultiPL-E's rows write it: ``isize``, ``f64``, ``String``, ``Vec``, tuples,
+``HashMap`` and ``Option``; literals as Python writes them, with ``String::from``, ``vec![...]``
+and a few coercions where a value meets its declared type (``Some(...)``,
+``Vec::<isize>::new()`` for an empty list, ``.0`` on an integer where a float is expected);
+tests ``assert_eq!`` in ``main``.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import shutil
-import subprocess
+import ast
+from typing import Any
 
-from codekiln.evaluate.multiple.base import C_ESCAPES, TOLERANCE, Language, escape
-from codekiln.evaluate.multiple.infer import Type, Unexpressible
-from codekiln.evaluate.multiple.translate import Spec
-from codekiln.evaluate.sandbox import Limits
-from codekiln.evaluate.tasks import Program
-
-PREAMBLE = (
-    "#![allow(unused_imports, dead_code, non_snake_case, unused_mut)]\n"
-    "use std::collections::HashMap;\n\n"
-)
-
-HARNESS = """
-trait CkEq {
-    fn ck_eq(&self, other: &Self) -> bool;
-}
-impl CkEq for i64 {
-    fn ck_eq(&self, other: &Self) -> bool { self == other }
-}
-impl CkEq for bool {
-    fn ck_eq(&self, other: &Self) -> bool { self == other }
-}
-impl CkEq for String {
-    fn ck_eq(&self, other: &Self) -> bool { self == other }
-}
-impl CkEq for f64 {
-    fn ck_eq(&self, other: &Self) -> bool {
-        (self - other).abs() <= TOLERANCE * other.abs().max(1.0)
-    }
-}
-impl<T: CkEq> CkEq for Vec<T> {
-    fn ck_eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a.ck_eq(b))
-    }
-}
-impl<T: CkEq> CkEq for Option<T> {
-    fn ck_eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.ck_eq(b),
-            _ => false,
-        }
-    }
-}
-impl<A: CkEq, B: CkEq> CkEq for (A, B) {
-    fn ck_eq(&self, other: &Self) -> bool { self.0.ck_eq(&other.0) && self.1.ck_eq(&other.1) }
-}
-impl<A: CkEq, B: CkEq, C: CkEq> CkEq for (A, B, C) {
-    fn ck_eq(&self, other: &Self) -> bool {
-        self.0.ck_eq(&other.0) && self.1.ck_eq(&other.1) && self.2.ck_eq(&other.2)
-    }
-}
-impl<K: std::hash::Hash + Eq, V: CkEq> CkEq for HashMap<K, V> {
-    fn ck_eq(&self, other: &Self) -> bool {
-        self.len() == other.len()
-            && other.iter().all(|(k, v)| self.get(k).map_or(false, |w| w.ck_eq(v)))
-    }
-}
-
-fn ck_check<T: CkEq + std::fmt::Debug>(n: usize, actual: T, expected: T) {
-    if !actual.ck_eq(&expected) {
-        eprintln!("case {} failed: got {:?}, expected {:?}", n, actual, expected);
-        std::process::exit(1);
-    }
-}
-
-struct CkToken {
-    nonce: Vec<u8>,
-    out: Option<std::fs::File>,
-}
-
-fn ck_token_begin() -> CkToken {
-    use std::io::Read;
-    use std::os::unix::io::FromRawFd;
-    let fd_in = std::env::var("CODEKILN_TOKEN_IN").ok().and_then(|v| v.parse::<i32>().ok());
-    let fd_out = std::env::var("CODEKILN_TOKEN_OUT").ok().and_then(|v| v.parse::<i32>().ok());
-    std::env::remove_var("CODEKILN_TOKEN_IN");
-    std::env::remove_var("CODEKILN_TOKEN_OUT");
-    let mut nonce = Vec::new();
-    match (fd_in, fd_out) {
-        (Some(i), Some(o)) => {
-            let mut input = unsafe { std::fs::File::from_raw_fd(i) };
-            input.read_to_end(&mut nonce).expect("read the completion token");
-            CkToken { nonce, out: Some(unsafe { std::fs::File::from_raw_fd(o) }) }
-        }
-        _ => CkToken { nonce, out: None },
-    }
-}
-
-fn ck_token_end(token: CkToken) {
-    use std::io::Write;
-    if let Some(mut out) = token.out {
-        out.write_all(&token.nonce).expect("write the completion token");
-    }
-}
-""".replace("TOLERANCE", repr(TOLERANCE))
+from codekiln.evaluate.multiple.base import Language
+from codekiln.evaluate.multiple.infer import Unexpressible
 
 
-@functools.cache
-def rust_sysroot() -> str | None:
-    """The active toolchain's folder (``rustc --print sysroot``), or None without rustc."""
-    rustc = shutil.which("rustc")
-    if rustc is None:
-        return None
-    try:
-        done = subprocess.run(
-            [rustc, "--print", "sysroot"], capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    root = done.stdout.strip()
-    return root if done.returncode == 0 and os.path.isdir(root) else None
+def row_type(node: ast.expr | str | None) -> str:
+    """A Python annotation as MultiPL-E's Rust rows write it; raises Unexpressible for the
+    ones they do not write (no annotation, ``Any``, ``Union``, a one-element ``Tuple``, a
+    dict of other than ``int``/``str`` names). A bare string is a name inside ``Dict[...]``."""
+    if isinstance(node, str):
+        if node in ("int", "str"):
+            return {"int": "isize", "str": "String"}[node]
+    elif isinstance(node, ast.Name):
+        simple = {"int": "isize", "float": "f64", "bool": "bool", "str": "String"}
+        if node.id in simple:
+            return simple[node.id]
+    elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        generic, inner = node.value.id, node.slice
+        if generic == "List":
+            return f"Vec<{row_type(inner)}>"
+        if generic == "Optional":
+            return f"Option<{row_type(inner)}>"
+        if generic == "Tuple" and isinstance(inner, ast.Tuple):
+            return "(" + ", ".join(row_type(e) for e in inner.elts) + ")"
+        if generic == "Dict" and isinstance(inner, ast.Tuple) and len(inner.elts) == 2:
+            key, value = inner.elts
+            if isinstance(key, ast.Name) and isinstance(value, ast.Name):
+                return f"HashMap<{row_type(key.id)}, {row_type(value.id)}>"
+    shown = node if isinstance(node, str) or node is None else ast.unparse(node)
+    raise Unexpressible(f"MultiPL-E's Rust rows have no type for {shown}")
+
+
+def _generic(node: Any, name: str) -> bool:
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == name
+    )
+
+
+def _named(node: Any, name: str) -> bool:
+    return node == name or (isinstance(node, ast.Name) and node.id == name)
+
+
+def coerce(text: str, t: Any) -> str:
+    """A value's text where a value of annotation `t` is expected, with MultiPL-E's few
+    coercions: ``Some(...)`` for an optional, a typed empty vector, ``.0`` on an integer
+    where a float is expected (also inside a vector of floats), and ``Some`` on each side
+    of a pair of optionals. Anything else stays as it is."""
+    if _generic(t, "Optional"):
+        return text if text == "None" else f"Some({text})"
+    if text == "vec![]" and _generic(t, "List"):
+        return f"Vec::<{row_type(t.slice)}>::new()"
+    if text == "vec![]" and _named(t, "str"):
+        return "String::new()"
+    if _named(t, "float") and "." not in text:
+        return f"{text}.0"
+    if _generic(t, "List") and _named(t.slice, "float"):
+        return "vec![" + ", ".join(coerce(p, "float") for p in text[5:-1].split(", ")) + "]"
+    if (
+        _generic(t, "Tuple")
+        and isinstance(t.slice, ast.Tuple)
+        and len(t.slice.elts) == 2
+        and all(_generic(e, "Optional") for e in t.slice.elts)
+    ):
+        left, right = text.strip("()").split(", ")
+        return f"({coerce(left, t.slice.elts[0])}, {coerce(right, t.slice.elts[1])})"
+    return text
 
 
 class Rust(Language):
     key = "rs"
     name = "Rust"
-    extension = "rs"
-    stop = ("\n}", "\nfn ", "\n//", "\n#", "\n```")
-    binaries = ("rustc", "cc")
-    unions = False
-    reserved = frozenset({"type", "fn", "match", "ref", "mod", "move", "impl", "loop", "self"})
-    # rustc runs threads and maps large files; the linker is a second process.
-    limits = Limits(timeout=20.0, cpu_seconds=20, memory_bytes=None, processes=256)
+    stop_tokens = ("\n}",)
 
-    def ready(self) -> tuple[bool, str]:
-        ok, note = super().ready()
-        if ok and rust_sysroot() is None:
-            return False, "rustc --print sysroot failed"
-        return ok, note
+    # --- MultiPL-E's rows ----------------------------------------------------------------
 
-    def ro_paths(self) -> tuple[str, ...]:
-        root = rust_sysroot()
-        system = ("/usr/", "/opt/", "/bin/", "/lib")
-        return () if root is None or root.startswith(system) else (root,)
+    def translate_prompt(
+        self, name: str, args: list[ast.arg], returns: ast.expr | None, description: str
+    ) -> str:
+        self._arg_annotations = [a.annotation for a in args]
+        self._returns = returns
+        params = ", ".join(f"{a.arg}: {row_type(a.annotation)}" for a in args)
+        result = row_type(returns)
+        uses_map = "HashMap<" in params or "HashMap<" in result
+        imports = "use std::collections::HashMap;\n\n" if uses_map else ""
+        comment = self.line_comments(description, "/// ")
+        return f"{imports}{comment}fn {name}({params}) -> {result} {{\n"
 
-    def rustc(self) -> str:
-        root = rust_sysroot()
-        return os.path.join(root, "bin", "rustc") if root else "rustc"
+    def gen_literal(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            if '"' in value:
+                raise Unexpressible("MultiPL-E's Rust rows write no string with a quote")
+            return f'String::from("{value}")'
+        return repr(value)  # None is Rust's None too
 
-    def type_name(self, t: Type) -> str:
-        simple = {"int": "i64", "float": "f64", "bool": "bool", "str": "String"}
-        if t.kind in simple:
-            return simple[t.kind]
-        args = [self.type_name(a) for a in t.args]
-        if t.kind == "list":
-            return f"Vec<{args[0]}>"
-        if t.kind == "tuple" and 2 <= len(args) <= 3:
-            return f"({', '.join(args)})"
-        if t.kind == "dict" and t.args[0].kind in ("str", "int", "bool"):
-            return f"HashMap<{args[0]}, {args[1]}>"
-        if t.kind == "optional":
-            return f"Option<{args[0]}>"
-        raise Unexpressible(f"Rust has no type for {t}")
+    def gen_list(self, items: list[str]) -> str:
+        return "vec![" + ", ".join(items) + "]"
 
-    def check_type(self, t: Type) -> None:
-        super().check_type(t)
-        self.type_name(t)
+    def gen_tuple(self, items: list[str]) -> str:
+        return "(" + ", ".join(items) + ")"
 
-    def float_literal(self, value: float) -> str:
-        text = repr(value)
-        return text if any(c in text for c in ".e") else text + ".0"
+    def gen_dict(self, keys: list[str], values: list[str]) -> str:
+        pairs = ", ".join(f"({k}, {v})" for k, v in zip(keys, values, strict=True))
+        return f"HashMap::from([{pairs}])"
 
-    def str_literal(self, value: str) -> str:
-        return 'String::from("' + escape(value, C_ESCAPES, lambda c: f"\\u{{{c:x}}}") + '")'
+    def gen_call(self, function: str, args: list[str]) -> str:
+        if function == "candidate":  # an argument past the last parameter: IndexError
+            args = [coerce(a, self._arg_annotations[i]) for i, a in enumerate(args)]
+        return f"{function}({', '.join(args)})"
 
-    def none_literal(self, t: Type) -> str:
-        return "None"
+    def finalize(self, expr: str, side: str) -> str:
+        return expr if side == "lhs" else coerce(expr, self._returns)
 
-    def some_literal(self, text: str, t: Type) -> str:
-        return f"Some({text})"
+    def test_suite_prefix_lines(self, entry_point: str) -> list[str]:
+        # The closing brace is the stop token the completion ended at.
+        return ["}", "", "fn main() {", f"    let candidate = {entry_point};"]
 
-    def list_literal(self, items: list[str], t: Type) -> str:
-        return f"vec![{', '.join(items)}]"
+    def test_suite_suffix_lines(self) -> list[str]:
+        return ["}\n"]
 
-    def tuple_literal(self, items: list[str], t: Type) -> str:
-        return f"({', '.join(items)})"
-
-    def dict_literal(self, pairs: list[tuple[str, str]], t: Type) -> str:
-        return f"HashMap::from([{', '.join(f'({k}, {v})' for k, v in pairs)}])"
-
-    def prompt(self, spec: Spec) -> str:
-        params = ", ".join(f"{self.ident(p.name)}: {self.type_name(p.type)}" for p in spec.params)
-        header = f"fn {self.ident(spec.name)}({params}) -> {self.type_name(spec.returns)} {{\n"
-        return PREAMBLE + self.doc_comment(spec) + header
-
-    def harness(self, spec: Spec) -> str:
-        returns = self.type_name(spec.returns)
-        checks = "".join(
-            f"    ck_check::<{returns}>({n}, {call}, {expected});\n"
-            for n, (call, expected) in enumerate(self.cases(spec), 1)
-        )
-        main = (
-            f"\nfn main() {{\n    let token = ck_token_begin();\n{checks}"
-            "    ck_token_end(token);\n}\n"
-        )
-        return self.close + HARNESS + main
-
-    def program(self, source: str) -> Program:
-        return Program(
-            files={"main.rs": source},
-            compile=[
-                self.rustc(),
-                "--edition",
-                "2021",
-                "-C",
-                "opt-level=1",
-                "-o",
-                "main",
-                "main.rs",
-            ],
-            command=["./main"],
-        )
+    def deep_equality(self, left: str, right: str) -> str:
+        return f"    assert_eq!({left}, {right});"

@@ -1,365 +1,218 @@
-"""The dynamic languages: PHP, Ruby, Lua and Perl. No types to write; lists, tuples and
-dicts are each language's arrays and maps; ``None`` is null/nil/undef.
+"""PHP, Ruby, Lua and Perl as MultiPL-E's rows write them (no types to write):
 
-Each harness compares deeply, numbers within the tolerance, and reads the completion token
-its own way: PHP through ``php://fd/N``, Ruby with ``IO.new(N)``, Perl with ``open(.., "<&=",
-N)``; Lua's standard library cannot open a descriptor by number, so it reads and writes
-the token through ``io.popen("bash -c 'cat <&N'")`` (the shell inherits the descriptors).
-Lua tables cannot hold ``nil``, so problems with ``None`` inside a list are dropped there.
+- the docstring becomes line comments (``Language.line_comments``; Lua, after 2.1.0, puts
+  ``-- `` before every line of the deindented description);
+- values are Python's literals respelled: Lua writes numbers and strings as Python's ``repr``
+  (``'x'``, ``None``), PHP escapes only ``"`` and newlines, Ruby and Perl no character at all;
+  Perl writes True as ``1`` and False as ``""``;
+- the tests use each language's test library (luaunit, Test::Unit, Test::Deep) or, in PHP, a
+  strict ``!==`` comparison that throws.
 """
 
 from __future__ import annotations
 
-from codekiln.evaluate.multiple.base import C_ESCAPES, TOLERANCE, Language, escape, scalar_keys
-from codekiln.evaluate.multiple.infer import Type, Unexpressible
-from codekiln.evaluate.multiple.translate import Spec
-from codekiln.evaluate.sandbox import Limits
-from codekiln.evaluate.tasks import Program
+import ast
+from typing import Any
 
-SCRIPT_LIMITS = Limits(timeout=10.0, cpu_seconds=10, memory_bytes=2 << 30, processes=64)
+from codekiln.evaluate.multiple.base import Language
+from codekiln.evaluate.multiple.infer import Unexpressible
 
-PHP_HARNESS = """
-function ck_equal($a, $b) {
-    if (is_array($a) && is_array($b)) {
-        // A list compares by position: array_filter and friends keep the old keys.
-        if (array_is_list($b)) $a = array_values($a);
-        if (count($a) !== count($b)) return false;
-        foreach ($b as $k => $v) {
-            if (!array_key_exists($k, $a) || !ck_equal($a[$k], $v)) return false;
-        }
-        return true;
-    }
-    if (is_array($a) || is_array($b) || $a === null || $b === null) return $a === $b;
-    if (is_bool($b)) return (is_bool($a) || is_int($a)) && (bool)$a === $b;
-    if ((is_int($a) || is_float($a)) && (is_int($b) || is_float($b))) {
-        return abs($a - $b) <= TOLERANCE * max(1, abs($b));
-    }
-    return $a === $b;
-}
 
-function ck_check($n, $actual, $expected) {
-    if (!ck_equal($actual, $expected)) {
-        fwrite(STDERR, "case $n failed: got " . var_export($actual, true) . "\\n");
-        exit(1);
-    }
-}
+def _literal(value: Any, true: str, false: str, null: str) -> str:
+    """A Python constant other than a string in a dynamic language: numbers as Python writes
+    them (``3``, ``3.0``, ``1e-05``), booleans and None as the language's words."""
+    if isinstance(value, bool):
+        return true if value else false
+    return null if value is None else repr(value)
 
-function ck_token_begin() {
-    $in = getenv("CODEKILN_TOKEN_IN");
-    $out = getenv("CODEKILN_TOKEN_OUT");
-    putenv("CODEKILN_TOKEN_IN");
-    putenv("CODEKILN_TOKEN_OUT");
-    if ($in === false || $out === false) return [null, null];
-    $pipe = fopen("php://fd/" . $in, "r");
-    $nonce = stream_get_contents($pipe);
-    fclose($pipe);
-    return [$nonce, fopen("php://fd/" . $out, "w")];
-}
 
-function ck_token_end($token) {
-    if ($token[1] !== null) {
-        fwrite($token[1], $token[0]);
-        fclose($token[1]);
-    }
-}
-""".replace("TOLERANCE", repr(TOLERANCE))
+# MultiPL-E's Perl translator writes True as the number 1, not as text: a list or a call that
+# holds it cannot be written (its test case is left out, or its problem dropped for a doctest),
+# while a tuple, a dict, an expected value or a doctest's result shows it as 1.
+PERL_TRUE = 1
 
-RUBY_HARNESS = """
-def ck_equal(a, b)
-  return a.nil? && b.nil? if a.nil? || b.nil?
-  if a.is_a?(Array) && b.is_a?(Array)
-    return a.length == b.length && a.zip(b).all? { |x, y| ck_equal(x, y) }
-  end
-  if a.is_a?(Hash) && b.is_a?(Hash)
-    return a.length == b.length && b.all? { |k, v| a.key?(k) && ck_equal(a[k], v) }
-  end
-  if a.is_a?(Numeric) && b.is_a?(Numeric)
-    return (a - b).abs <= TOLERANCE * [1, b.abs].max
-  end
-  a == b
-end
 
-def ck_check(n, actual, expected)
-  return if ck_equal(actual, expected)
-  $stderr.puts "case #{n} failed: got #{actual.inspect}, expected #{expected.inspect}"
-  exit!(1)
-end
-
-def ck_token_begin
-  fd_in = ENV.delete("CODEKILN_TOKEN_IN")
-  fd_out = ENV.delete("CODEKILN_TOKEN_OUT")
-  return [nil, nil] unless fd_in && fd_out
-  pipe = IO.new(fd_in.to_i, "rb")
-  nonce = pipe.read
-  pipe.close
-  [nonce, IO.new(fd_out.to_i, "wb")]
-end
-
-def ck_token_end(token)
-  return if token[1].nil?
-  token[1].write(token[0])
-  token[1].close
-end
-""".replace("TOLERANCE", repr(TOLERANCE))
-
-LUA_HARNESS = """
-local function ck_equal(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) == "number" then
-    return math.abs(a - b) <= TOLERANCE * math.max(1, math.abs(b))
-  end
-  if type(a) == "table" then
-    for k, v in pairs(b) do
-      if not ck_equal(a[k], v) then return false end
-    end
-    for k, _ in pairs(a) do
-      if b[k] == nil then return false end
-    end
-    return true
-  end
-  return a == b
-end
-
-local function ck_check(n, actual, expected)
-  if not ck_equal(actual, expected) then
-    io.stderr:write("case " .. n .. " failed\\n")
-    os.exit(1)
-  end
-end
-
-local function ck_token_begin()
-  local fd_in, fd_out = os.getenv("CODEKILN_TOKEN_IN"), os.getenv("CODEKILN_TOKEN_OUT")
-  if not (fd_in and fd_out) then return nil end
-  -- bash, not io.popen's sh: dash cannot name a descriptor above 9.
-  local pipe = assert(io.popen("exec bash -c 'exec cat <&" .. math.tointeger(fd_in) .. "'", "r"))
-  local nonce = pipe:read("a")
-  pipe:close()
-  return {nonce = nonce, out = math.tointeger(fd_out)}
-end
-
-local function ck_token_end(token)
-  if token == nil then return end
-  local pipe = assert(io.popen("exec bash -c 'exec cat >&" .. token.out .. "'", "w"))
-  pipe:write(token.nonce)
-  pipe:close()
-end
-""".replace("TOLERANCE", repr(TOLERANCE))
-
-PERL_HARNESS = """
-use Scalar::Util qw(looks_like_number);
-
-sub ck_equal {
-    my ($x, $y) = @_;
-    return !defined $x && !defined $y if !defined $x || !defined $y;
-    if (ref $x eq "ARRAY" && ref $y eq "ARRAY") {
-        return 0 unless @$x == @$y;
-        for my $i (0 .. $#$y) { return 0 unless ck_equal($x->[$i], $y->[$i]); }
-        return 1;
-    }
-    if (ref $x eq "HASH" && ref $y eq "HASH") {
-        return 0 unless keys %$x == keys %$y;
-        for my $k (keys %$y) { return 0 unless exists $x->{$k} && ck_equal($x->{$k}, $y->{$k}); }
-        return 1;
-    }
-    return 0 if ref $x || ref $y;
-    # Perl's false is "" (or 0): a boolean result compares by truth.
-    return 1 if ($x eq "" || $x eq "0") && ($y eq "" || $y eq "0");
-    if (looks_like_number($x) && looks_like_number($y)) {
-        my $scale = abs($y) > 1 ? abs($y) : 1;
-        return abs($x - $y) <= TOLERANCE * $scale;
-    }
-    return $x eq $y;
-}
-
-sub ck_check {
-    my ($n, $actual, $expected) = @_;
-    return if ck_equal($actual, $expected);
-    print STDERR "case $n failed\\n";
-    exit 1;
-}
-
-sub ck_token_begin {
-    my $in = delete $ENV{CODEKILN_TOKEN_IN};
-    my $out = delete $ENV{CODEKILN_TOKEN_OUT};
-    return undef unless defined $in && defined $out;
-    open(my $pipe, "<&=", $in) or exit 3;
-    local $/;
-    my $nonce = <$pipe>;
-    close($pipe);
-    open(my $fh, ">&=", $out) or exit 3;
-    return [$nonce, $fh];
-}
-
-sub ck_token_end {
-    my ($token) = @_;
-    return unless defined $token;
-    my $fh = $token->[1];
-    print $fh $token->[0];
-    close($fh);
-}
-""".replace("TOLERANCE", repr(TOLERANCE))
+def _perl_join(items: list[str | int]) -> str:
+    if any(not isinstance(item, str) for item in items):
+        raise Unexpressible("MultiPL-E's Perl cannot write True inside a list or a call")
+    return ", ".join(items)  # type: ignore[arg-type]
 
 
 class Php(Language):
     key = "php"
     name = "PHP"
-    extension = "php"
-    stop = ("\n}", "\nfunction ", "\n?>", "\n//", "\n```")
-    binaries = ("php",)
-    reserved = frozenset({"strlen"})  # PHP's own functions cannot be declared again
-    limits = SCRIPT_LIMITS
+    stop_tokens = ("\nfunction", "\n?>", "\n//", "\n#")
 
-    def str_literal(self, value: str) -> str:
-        specials = {**C_ESCAPES, "$": "\\$"}
-        return '"' + escape(value, specials, lambda c: f"\\u{{{c:x}}}") + '"'
+    def translate_prompt(
+        self, name: str, args: list[ast.arg], returns: ast.expr | None, description: str
+    ) -> str:
+        params = ", ".join("$" + arg.arg for arg in args)
+        return (
+            "<?php\n" + self.line_comments(description, "// ") + f"function {name}({params}) {{\n"
+        )
 
-    def list_literal(self, items: list[str], t: Type) -> str:
+    def gen_literal(self, value: Any) -> str:
+        if isinstance(value, str):  # only quotes and line breaks are escaped
+            return '"' + value.replace('"', '\\"').replace("\n", "\\n") + '"'
+        return _literal(value, "true", "false", "null")
+
+    def gen_list(self, items: list[str]) -> str:
         return "array(" + ", ".join(items) + ")"
 
-    def dict_literal(self, pairs: list[tuple[str, str]], t: Type) -> str:
-        return "array(" + ", ".join(f"{k} => {v}" for k, v in pairs) + ")"
+    def gen_tuple(self, items: list[str]) -> str:
+        return self.gen_list(items)
 
-    def check_type(self, t: Type) -> None:
-        super().check_type(t)
-        for inner in t.walk():
-            if inner.kind == "dict" and not scalar_keys(inner.args[0]):
-                raise Unexpressible(f"PHP array keys of type {inner.args[0]}")
+    def gen_dict(self, keys: list[str], values: list[str]) -> str:
+        return self.gen_list([f"{k} => {v}" for k, v in zip(keys, values, strict=True)])
 
-    def prompt(self, spec: Spec) -> str:
-        params = ", ".join("$" + p.name for p in spec.params)
-        header = f"function {self.ident(spec.name)}({params}) {{\n"
-        return "<?php\n" + self.doc_comment(spec) + header
+    def test_suite_prefix_lines(self, entry_point: str) -> list[str]:
+        return [
+            "function candidate(...$args) {",
+            f"    return {entry_point}(...$args);",
+            "}",
+            "",
+            "function test(): void {",
+        ]
 
-    def harness(self, spec: Spec) -> str:
-        checks = "".join(
-            f"    ck_check({n}, {call}, {expected});\n"
-            for n, (call, expected) in enumerate(self.cases(spec), 1)
-        )
-        main = f"\nfunction ck_main() {{\n    $token = ck_token_begin();\n{checks}"
-        main += "    ck_token_end($token);\n}\n\nck_main();\n"
-        return self.close + PHP_HARNESS + main
+    def test_suite_suffix_lines(self) -> list[str]:
+        return ["}", "", "test();"]
 
-    def program(self, source: str) -> Program:
-        return Program(files={"main.php": source}, command=["php", "main.php"])
+    def deep_equality(self, left: str, right: str) -> str:
+        return f'    if ({left} !== {right}) {{ throw new Exception("Test failed!"); }}'
 
 
 class Ruby(Language):
     key = "rb"
     name = "Ruby"
-    extension = "rb"
-    comment = "#"
-    stop = ("\nend", "\ndef ", "\nclass ", "\nputs", "\n```")
-    close = "\nend\n"
-    binaries = ("ruby",)
-    null = "nil"
-    reserved = frozenset({"end", "def", "class", "module", "begin", "rescue", "then", "when"})
-    limits = SCRIPT_LIMITS
+    stop_tokens = ("\nclass", "\ndef", "\n#", "\n\n")
 
-    def str_literal(self, value: str) -> str:
-        specials = {**C_ESCAPES, "#": "\\#"}
-        return '"' + escape(value, specials, lambda c: f"\\u{{{c:x}}}") + '"'
+    def translate_prompt(
+        self, name: str, args: list[ast.arg], returns: ast.expr | None, description: str
+    ) -> str:
+        params = ", ".join(arg.arg for arg in args).lower()  # a capital would make a constant
+        return self.line_comments(description, "# ") + f"def {name}({params})\n"
 
-    def dict_literal(self, pairs: list[tuple[str, str]], t: Type) -> str:
-        return "{" + ", ".join(f"{k} => {v}" for k, v in pairs) + "}"
+    def gen_literal(self, value: Any) -> str:
+        if isinstance(value, str):  # in double quotes, nothing escaped
+            return f'"{value}"'
+        return _literal(value, "true", "false", "nil")
 
-    def prompt(self, spec: Spec) -> str:
-        # A capitalised name is a constant in Ruby, and a parameter cannot be one.
-        params = ", ".join(self.ident(p.name[:1].lower() + p.name[1:]) for p in spec.params)
-        return self.doc_comment(spec) + f"def {self.ident(spec.name)}({params})\n"
+    def gen_list(self, items: list[str]) -> str:
+        return "[" + ", ".join(items) + "]"
 
-    def harness(self, spec: Spec) -> str:
-        checks = "".join(
-            f"  ck_check({n}, {call}, {expected})\n"
-            for n, (call, expected) in enumerate(self.cases(spec), 1)
-        )
-        main = f"\ndef ck_main\n  token = ck_token_begin\n{checks}  ck_token_end(token)\nend\n"
-        return self.close + RUBY_HARNESS + main + "\nck_main\n"
+    def gen_tuple(self, items: list[str]) -> str:
+        return self.gen_list(items)
 
-    def program(self, source: str) -> Program:
-        return Program(files={"main.rb": source}, command=["ruby", "main.rb"])
+    def gen_dict(self, keys: list[str], values: list[str]) -> str:
+        return "{" + ", ".join(f"{k} => {v}" for k, v in zip(keys, values, strict=True)) + "}"
+
+    def gen_call(self, function: str, args: list[str]) -> str:
+        return f"{function}.call(" + ", ".join(args) + ")"
+
+    def test_suite_prefix_lines(self, entry_point: str) -> list[str]:
+        return [
+            "require 'test/unit'",
+            "class TestHumanEval < Test::Unit::TestCase",
+            f"  def test_{entry_point}",
+            f"    candidate = method(:{entry_point})",
+        ]
+
+    def test_suite_suffix_lines(self) -> list[str]:
+        return ["  end", "end", ""]
+
+    def deep_equality(self, left: str, right: str) -> str:
+        return f"    assert_equal({right}, {left})"  # Test::Unit: expected first
 
 
 class Lua(Language):
     key = "lua"
     name = "Lua"
-    extension = "lua"
-    comment = "--"
-    stop = ("\nend", "\nlocal function ", "\nfunction ", "\n```")
-    close = "\nend\n"
-    binaries = ("lua5.4", "bash", "cat")
-    null = "nil"
-    reserved = frozenset(
-        {"string", "table", "math", "end", "local", "function", "repeat", "until", "nil",
-         "not", "and", "or", "then", "elseif", "goto", "in"}
-    )  # fmt: skip
-    # io.popen runs sh, bash and cat for the completion token.
-    limits = Limits(timeout=10.0, cpu_seconds=10, memory_bytes=2 << 30, processes=64)
+    # The function is never closed for the model: a blank line ends the completion.
+    stop_tokens = ("\nlocal", "\nfunction", "\n--", "\n\n")
 
-    def check_type(self, t: Type) -> None:
-        super().check_type(t)
-        for inner in t.walk():
-            if inner.kind in ("list", "tuple", "dict") and any(
-                arg.kind in ("optional", "none") for arg in inner.args
-            ):
-                raise Unexpressible(f"Lua tables cannot hold nil ({t})")
+    def translate_prompt(
+        self, name: str, args: list[ast.arg], returns: ast.expr | None, description: str
+    ) -> str:
+        if self.version.lua_marks_line_starts:
+            comment = self.line_comments(description, "-- ")
+        else:  # every line, as the (deindented) description has it
+            comment = "-- " + description.replace("\n", "\n-- ") + "\n" if description else ""
+        return comment + f"local function {name}({', '.join(arg.arg for arg in args)})\n"
 
-    def str_literal(self, value: str) -> str:
-        return '"' + escape(value, C_ESCAPES, lambda c: f"\\u{{{c:x}}}") + '"'
+    def gen_literal(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return repr(value)  # Python's spelling: 'text', 1.0, None
 
-    def list_literal(self, items: list[str], t: Type) -> str:
+    def gen_list(self, items: list[str]) -> str:
         return "{" + ", ".join(items) + "}"
 
-    def dict_literal(self, pairs: list[tuple[str, str]], t: Type) -> str:
-        return "{" + ", ".join(f"[{k}] = {v}" for k, v in pairs) + "}"
+    def gen_tuple(self, items: list[str]) -> str:
+        return self.gen_list(items)
 
-    def prompt(self, spec: Spec) -> str:
-        params = ", ".join(self.ident(p.name) for p in spec.params)
-        return self.doc_comment(spec) + f"local function {self.ident(spec.name)}({params})\n"
+    def gen_dict(self, keys: list[str], values: list[str]) -> str:
+        return self.gen_list([f"[{k}] = {v}" for k, v in zip(keys, values, strict=True)])
 
-    def harness(self, spec: Spec) -> str:
-        checks = "".join(
-            f"  ck_check({n}, {call}, {expected})\n"
-            for n, (call, expected) in enumerate(self.cases(spec), 1)
-        )
-        main = f"\nlocal function ck_main()\n  local token = ck_token_begin()\n{checks}"
-        main += "  ck_token_end(token)\nend\n\nck_main()\n"
-        return self.close + LUA_HARNESS + main
+    def test_suite_prefix_lines(self, entry_point: str) -> list[str]:
+        return [
+            "lu = require('luaunit')",
+            "",
+            "function test_humaneval()",
+            f"local candidate = {entry_point}",
+        ]
 
-    def program(self, source: str) -> Program:
-        return Program(files={"main.lua": source}, command=["lua5.4", "main.lua"])
+    def test_suite_suffix_lines(self) -> list[str]:
+        return ["end", "", "os.exit(lu.LuaUnit.run())"]
+
+    def deep_equality(self, left: str, right: str) -> str:
+        return f"    lu.assertEquals({left}, {right})"
 
 
 class Perl(Language):
     key = "pl"
     name = "Perl"
-    extension = "pl"
-    comment = "#"
-    stop = ("\n}", "\nsub ", "\n```")
-    binaries = ("perl",)
-    true, false, null = "1", '""', "undef"
-    limits = SCRIPT_LIMITS
+    stop_tokens = ("\nsub", "\n#", "\n\n")
 
-    def str_literal(self, value: str) -> str:
-        specials = {**C_ESCAPES, "$": "\\$", "@": "\\@"}
-        return '"' + escape(value, specials, lambda c: f"\\x{{{c:x}}}") + '"'
+    def translate_prompt(
+        self, name: str, args: list[ast.arg], returns: ast.expr | None, description: str
+    ) -> str:
+        params = ", ".join("$" + arg.arg for arg in args)
+        return self.line_comments(description, "# ") + f"sub {name} {{\n    my({params}) = @_;\n"
 
-    def dict_literal(self, pairs: list[tuple[str, str]], t: Type) -> str:
-        return "{" + ", ".join(f"{k} => {v}" for k, v in pairs) + "}"
+    def gen_literal(self, value: Any) -> str | int:
+        if value is True:
+            return PERL_TRUE
+        if isinstance(value, str):  # in double quotes, nothing escaped
+            return f'"{value}"'
+        return _literal(value, "1", '""', "undef")
 
-    def prompt(self, spec: Spec) -> str:
-        header = f"sub {self.ident(spec.name)} {{\n"
-        if spec.params:
-            header += f"    my({', '.join('$' + p.name for p in spec.params)}) = @_;\n"
-        return self.doc_comment(spec) + header
+    def gen_list(self, items: list[str | int]) -> str:
+        return "[" + _perl_join(items) + "]"
 
-    def harness(self, spec: Spec) -> str:
-        checks = "".join(
-            f"    ck_check({n}, {call}, {expected});\n"
-            for n, (call, expected) in enumerate(self.cases(spec), 1)
+    def gen_tuple(self, items: list[str | int]) -> str:
+        return "[" + ", ".join(str(item) for item in items) + "]"
+
+    def gen_dict(self, keys: list[str | int], values: list[str | int]) -> str:
+        return "{" + ", ".join(f"{k} => {v}" for k, v in zip(keys, values, strict=True)) + "}"
+
+    def gen_call(self, function: str, args: list[str | int]) -> str:
+        if function == "candidate":
+            function = "$candidate->"
+        return f"{function}(" + _perl_join(args) + ")"
+
+    def test_suite_prefix_lines(self, entry_point: str) -> list[str]:
+        return [
+            "use Test::Deep;\n",
+            "",
+            "sub testhumaneval {",
+            f"    my $candidate = \\&{entry_point};",
+        ]
+
+    def test_suite_suffix_lines(self) -> list[str]:
+        return ["}", "", "testhumaneval();"]
+
+    def deep_equality(self, left: str | int, right: str | int) -> str:
+        return (
+            f"        if(eq_deeply({left},{right})) {{\n"
+            '        print "ok!" }else{\n        exit 1;\n        }'
         )
-        main = f"\nsub ck_main {{\n    my $token = ck_token_begin();\n{checks}"
-        main += "    ck_token_end($token);\n}\n\nck_main();\n"
-        return self.close + PERL_HARNESS + main
-
-    def program(self, source: str) -> Program:
-        return Program(files={"main.pl": source}, command=["perl", "main.pl"])

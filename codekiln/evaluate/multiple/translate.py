@@ -1,339 +1,375 @@
-"""Read a HumanEval problem into a language-neutral :class:`Spec`, and render it in a language.
+"""HumanEval as MultiPL-E's rows: ``translate_rows(key, version)``.
 
-Reading. The prompt is parsed with ``ast``: the entry point's parameters, their annotations,
-its return annotation and its docstring (``>>> f(...)`` examples in it are read as values,
-so each language shows them in its own syntax). The test's ``def check(candidate)`` is read
-assert by assert; these shapes become a :class:`Case` (arguments, expected value):
+MultiPL-E translates its own copies of the problems (:mod:`.cleaned`: typed signatures,
+hand-cleaned doctests, edited tests) expression by expression. A row is made in steps that
+every language shares, here, around hooks each language provides (:mod:`.base`):
 
-- ``candidate(ARGS) == VALUE`` (either side, also wrapped in ``tuple(...)``/``list(...)``);
-- ``abs(candidate(ARGS) - VALUE) < TOL`` (the harness compares floats with a tolerance);
-- ``candidate(ARGS)``, ``not candidate(ARGS)``, ``candidate(ARGS) is True/False/None``.
+1. the docstring's prose is reworded with the language's terms (:mod:`.terms`);
+2. each doctest example (a ``>>>`` line and the next) is translated through the language's
+   ``gen_*`` hooks (``transform_doctests``);
+3. the description is laid out as MultiPL-E's version does it (``clean_description``);
+4. the language writes the prompt (``translate_prompt``) and one deep-equality line per
+   ``assert LEFT == RIGHT`` of the tests (``translate_tests``).
 
-ARGS and VALUE must be literals (``[1, 2]``, ``-3``, ``2.0 / 3.0``); asserts of other
-shapes (loops over random inputs, calls of the prompt's helpers) are skipped and counted.
-A problem with no readable assert is dropped for every language. The types of the
-parameters and of the result come from the annotations refined by the values (see
-:mod:`codekiln.evaluate.multiple.infer`).
-
-Rendering. A :class:`~codekiln.evaluate.multiple.base.Language` turns a Spec into a prompt
-(doc comment + function header, ending where the body starts) and a harness (the function's
-closing + a test main), or raises :class:`Unexpressible` when a type or value has no form in
-that language: that drops the problem for that language only.
+A problem a language cannot express is dropped for that language, with the reason. The three
+generations of MultiPL-E's rows that are in use differ in a few rules (``VERSIONS``).
 """
 
 from __future__ import annotations
 
 import ast
 import functools
-import inspect
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+import re
+from dataclasses import dataclass
+from typing import Any
 
-from codekiln.evaluate.multiple.infer import (
-    Type,
-    Unexpressible,
-    evaluate,
-    from_annotation,
-    refine,
-    settle,
-    type_of,
-    unify,
-    unify_all,
-)
+from codekiln.evaluate.multiple import cleaned
+from codekiln.evaluate.multiple.infer import Unexpressible
+from codekiln.evaluate.multiple.terms import DOCTEST, TERMS, TERMS_2023_09, reword
 
-if TYPE_CHECKING:
-    from codekiln.evaluate.multiple.base import Language
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: Type
+# --- MultiPL-E's rows ----------------------------------------------------------------------
+#
+# The offline translator proper: it produces the rows of MultiPL-E's `humaneval-<lang>-reworded`
+# files (name, language, prompt, doctests, original, prompt_terminology, tests, stop_tokens).
+# MultiPL-E translates its own copies of the HumanEval problems (signatures with types, some
+# docstrings and tests cleaned by hand; see `cleaned`), expression by expression: each Python
+# literal, list, tuple, dict, name and call of a doctest example or a test is handed to the
+# language's `gen_*` hooks, bottom-up, so a literal's own Python type (3 or 3.0) decides how it
+# is written. The language then wraps the docstring into its prompt (`translate_prompt`) and
+# the `assert LEFT == RIGHT` cases into its test suite.
 
 
 @dataclass(frozen=True)
-class Case:
-    """One test: ``candidate(*args)`` must equal ``expected``."""
+class Version:
+    """One generation of MultiPL-E's rows: the rules that changed between them.
 
-    args: tuple[Any, ...]
-    expected: Any
-
-
-@dataclass(frozen=True)
-class Example:
-    """A doctest example of the docstring, ``>>> f(*args)`` then ``expected``."""
-
-    args: tuple[Any, ...]
-    expected: Any
-    text: tuple[str, str]  # the two original lines, kept when a language cannot show them
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One problem in language-neutral form."""
-
-    task_id: str
-    name: str
-    params: tuple[Param, ...]
-    returns: Type
-    doc: tuple[str | Example, ...]
-    cases: tuple[Case, ...]
-    skipped: int = 0  # asserts that were not literal cases
-    annotations: tuple[Type | None, ...] = ()  # the parameters' then the result's, as written
-
-
-@dataclass(frozen=True)
-class Translation:
-    """A problem in one language: the prompt the model continues, and the text appended
-    after its completion (the function's closing and the test main)."""
-
-    task_id: str
-    prompt: str
-    harness: str
-    cases: int
-
-
-def read_spec(problem: dict[str, Any]) -> Spec:
-    """The Spec of one HumanEval problem (as ``read_humaneval`` gives it).
-
-    >>> spec = read_spec({
-    ...     "task_id": "X/0", "entry_point": "inc",
-    ...     "prompt": "def inc(x: int):\\n    '''Add one.\\n    >>> inc(1)\\n    2\\n    '''\\n",
-    ...     "test": "def check(candidate):\\n    assert candidate(2) == 3\\n    assert True\\n",
-    ... })
-    >>> [str(p.type) for p in spec.params], str(spec.returns), spec.cases, spec.skipped
-    (['int'], 'int', (Case(args=(2,), expected=3),), 1)
+    The problems, examples and tests are the same in all three; the prompts' comments are not,
+    and a few kept problems and words differ.
     """
-    function = _entry_point(problem["prompt"], problem["entry_point"])
-    names = [a.arg for a in function.args.args]
-    cases, skipped = _read_cases(problem["test"], len(names))
-    if not cases:
-        raise Unexpressible("no test is a literal `assert candidate(...) == value`")
-    annotations = tuple(from_annotation(a.annotation) for a in function.args.args)
-    annotations += (from_annotation(function.returns),)
-    types = infer_types(annotations, cases)
-    params = tuple(Param(name, t) for name, t in zip(names, types, strict=False))
-    doc = _read_doc(ast.get_docstring(function) or "", function.name, len(names))
-    return Spec(
-        task_id=problem["task_id"],
-        name=function.name,
-        params=params,
-        returns=types[-1],
-        doc=doc,
-        cases=tuple(cases),
-        skipped=skipped,
-        annotations=annotations,
+
+    name: str
+    commit: str  # the nuprl/MultiPL-E commit that generated the rows
+    deindent: bool  # the description goes through clean_description before the final prompt
+    line_start: re.Pattern[str]  # where a line comment's marker goes (Language.line_comments)
+    skip_failing_tests: bool  # a test the language cannot write is left out (else: problem dropped)
+    terms: dict[str, tuple[str, ...]]  # the rewording table
+    lua_marks_line_starts: bool  # Lua comments like the others, not simply every line
+
+
+VERSIONS: dict[str, Version] = {
+    # The October 2023 regeneration (after MultiPL-E issue #114): what the dataset serves at the
+    # BigCode harness's current pin. Every docstring line is a comment.
+    "3": Version(
+        "3", "7bc20f2", deindent=True, line_start=re.compile(r"\n(\s*)"),
+        skip_failing_tests=False, terms=TERMS, lua_marks_line_starts=False,
+    ),
+    # The rows of the StarCoder papers' time (dataset 2.1.0, June 2023): no deindenting, so every
+    # line is indented and gets its marker.
+    "2.1.0": Version(
+        "2.1.0", "11b407b", deindent=False, line_start=re.compile(r"\n(\s+)"),
+        skip_failing_tests=False, terms=TERMS_2023_09, lua_marks_line_starts=True,
+    ),
+    # MultiPL-E's prompts/ files of September 2023: deindented, then only the lines still
+    # indented get a marker, so most prompts are not valid code in the target language.
+    "2023-09": Version(
+        "2023-09", "3c9a62a", deindent=True, line_start=re.compile(r"\n(\s+)"),
+        skip_failing_tests=True, terms=TERMS_2023_09, lua_marks_line_starts=False,
+    ),
+}  # fmt: skip
+DEFAULT_VERSION = "3"
+
+
+@dataclass(frozen=True)
+class Original:
+    """A problem as MultiPL-E's originals state it, in the form its Python rows show it:
+    doctest examples and test values written as Python (``repr``)."""
+
+    number: int
+    entry_point: str
+    signature: str  # "def f(xs: List[int]) -> bool:"
+    description: str  # the docstring's text, between the quotes, not dedented
+    tests: tuple[str, ...]  # "candidate(...) == value" of each assert, in order
+
+    @property
+    def name(self) -> str:
+        return f"HumanEval_{self.number}_{self.entry_point}"
+
+    @property
+    def task_id(self) -> str:
+        return f"HumanEval/{self.number}"
+
+    def function(self) -> ast.FunctionDef:
+        node = ast.parse(self.signature + "\n    pass\n").body[0]
+        assert isinstance(node, ast.FunctionDef)
+        return node
+
+
+def translate_expr(language: Any, node: ast.expr) -> Any:
+    """A Python expression through the language's ``gen_*`` hooks, bottom-up: constants (a
+    negated number is one constant), names, lists, tuples, dicts and calls (positional
+    arguments only). Anything else raises Unexpressible, as it does in MultiPL-E."""
+    if isinstance(node, ast.Constant):
+        return language.gen_literal(node.value)
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+    ):
+        return language.gen_literal(-node.operand.value)
+    if isinstance(node, ast.Name):
+        return language.gen_var(node.id)
+    if isinstance(node, ast.List):
+        return language.gen_list([translate_expr(language, e) for e in node.elts])
+    if isinstance(node, ast.Tuple):
+        return language.gen_tuple([translate_expr(language, e) for e in node.elts])
+    if isinstance(node, ast.Dict):
+        keys = [translate_expr(language, k) for k in node.keys]  # type: ignore[arg-type]
+        return language.gen_dict(keys, [translate_expr(language, v) for v in node.values])
+    if isinstance(node, ast.Call):
+        function = translate_expr(language, node.func)
+        return language.gen_call(function, [translate_expr(language, a) for a in node.args])
+    raise Unexpressible(f"no translation for the expression {ast.unparse(node)[:60]!r}")
+
+
+def _finalize(language: Any, expr: Any, side: str) -> Any:
+    finalize = getattr(language, "finalize", None)
+    return finalize(expr, side) if finalize is not None else expr
+
+
+def transform_doctests(description: str, language: Any) -> str:
+    """The description with each doctest example (a ``>>>`` line and the line after it)
+    written in `language`: ``>>> CALL`` then the result on a line indented by four spaces.
+
+    The call is the ``>>>`` line's first statement without ``>>>`` (its value, for an
+    assignment); the result is the next line's expression. One that cannot be read or
+    translated raises Unexpressible: MultiPL-E then drops the problem.
+    """
+    if ">>>" not in description:
+        return description
+    out, last = [], 0
+    for match in DOCTEST.finditer(description):
+        out.append(description[last : match.start()])
+        call_line, result_line = match.group().split("\n")[:2]
+        try:
+            # MultiPL-E strips the characters ">" and " " from both ends.
+            call = ast.parse(call_line.strip(">>> ")).body[0].value  # type: ignore[attr-defined]  # noqa: B005
+            result = ast.parse(result_line.strip()).body[0].value  # type: ignore[attr-defined]
+        except (SyntaxError, IndexError, AttributeError) as error:
+            raise Unexpressible(f"the doctest {call_line.strip()!r} cannot be read") from error
+        left = _finalize(language, translate_expr(language, call), "lhs")
+        right = _finalize(language, translate_expr(language, result), "rhs")
+        out.append(f">>> {left}\n    {right}\n")
+        last = match.end()
+    out.append(description[last:])
+    return "".join(out)
+
+
+def clean_description(description: str) -> str:
+    """The description as MultiPL-E's prompts show it (after the examples are translated):
+    blank lines dropped, and every line that starts with the second line's indentation (as
+    whitespace) loses it. The first line keeps what it has beyond that (HumanEval/0's
+    " Check if" keeps its space), and so does a line indented less (HumanEval/147's lines at 4
+    spaces stay indented, its second line having 8).
+
+    >>> clean_description(" Add.\\n    More:\\n\\n        deeper\\n  >>> f(1)\\n    2\\n    ")
+    ' Add.\\nMore:\\n    deeper\\n  >>> f(1)\\n2'
+    """
+    lines = [line for line in description.split("\n") if line.strip()]
+    width = len(lines[1]) - len(lines[1].lstrip()) if len(lines) > 1 else 0
+    return "\n".join(
+        line[width:] if line[width:].lstrip() == line.lstrip() else line for line in lines
     )
 
 
-def infer_types(annotations: tuple[Type | None, ...], cases: list[Case]) -> list[Type]:
-    """The parameters' types then the result's: each annotation refined by the values."""
-    columns = [[*case.args, case.expected] for case in cases]
-    return [
-        settle(refine(annotation, unify_all(type_of(row[i]) for row in columns)))
-        for i, annotation in enumerate(annotations)
-    ]
-
-
-def narrow(spec: Spec) -> Spec:
-    """`spec` without the few cases whose values make a parameter or the result a union,
-    for languages without union types; raises Unexpressible if more than a quarter would go.
-
-    HumanEval/78 passes ``[]`` once to a function of a string, HumanEval/103 returns -1 in
-    2 of 12 cases and a string in the others: their other cases still test the problem.
-    """
-    cases = list(spec.cases)
-    for position, t in enumerate([*(p.type for p in spec.params), spec.returns]):
-        if t.kind != "union":
+def translate_tests(original: Original, language: Any, skip_failing: bool = False) -> str:
+    """The test suite: the language's prefix, one deep-equality line per assert, its suffix.
+    An assert the language cannot write drops the problem, or, with `skip_failing` (the
+    2023-09 rows: Bash keeps HumanEval/7 and /29 without their cases of strings with spaces),
+    is left out; with none left the problem is dropped."""
+    lines = list(language.test_suite_prefix_lines(original.entry_point))
+    written = 0
+    for text in original.tests:
+        compare = ast.parse(text, mode="eval").body
+        assert isinstance(compare, ast.Compare), text
+        try:
+            left = _finalize(language, translate_expr(language, compare.left), "lhs")
+            right = _finalize(language, translate_expr(language, compare.comparators[0]), "rhs")
+            lines.append(language.deep_equality(left, right))
+        except Exception:
+            if not skip_failing:
+                raise
             continue
-        values = [[*case.args, case.expected][position] for case in cases]
-        best = max(
-            t.args,
-            key=lambda member: sum(_fits(value, member) for value in values),
-        )
-        cases = [case for case, value in zip(cases, values, strict=True) if _fits(value, best)]
-    if len(cases) == len(spec.cases):
-        return spec
-    if 4 * (len(spec.cases) - len(cases)) > len(spec.cases) or not cases:
-        raise Unexpressible(f"values of several types: {_union_of(spec)}")
-    types = infer_types(spec.annotations, cases)
-    params = tuple(Param(p.name, t) for p, t in zip(spec.params, types, strict=False))
-    return replace(spec, params=params, returns=types[-1], cases=tuple(cases))
+        written += 1
+    if not written:
+        raise Unexpressible("no test could be translated")
+    lines.extend(language.test_suite_suffix_lines())
+    return "\n".join(lines)
 
 
-def _fits(value: Any, member: Type) -> bool:
-    return unify(member, type_of(value)) == member
+def translate_row(
+    original: Original, language: Any, version: Version | None = None
+) -> dict[str, Any]:
+    """`original` as a row of MultiPL-E's ``humaneval-<lang>-reworded`` file in `version`
+    (default: the language's); raises Unexpressible (or whatever a language hook raises) to
+    drop it in that language."""
+    version = version or getattr(language, "version", VERSIONS[DEFAULT_VERSION])
+    function = original.function()
+    args, returns = function.args.args, function.returns
+    key = language.terms_key or language.key
+    description = reword(original.description, key, version.terms)
+    # Typed languages read the signature's types here, before the examples need them.
+    language.translate_prompt(original.entry_point, args, returns, description)
+    description = transform_doctests(description, language)
+    if version.deindent and not getattr(language, "raw_description", False):
+        description = clean_description(description)
+    prompt = language.translate_prompt(original.entry_point, args, returns, description)
+    return {
+        "name": original.name,
+        "language": language.row_language or language.key,
+        "prompt": prompt,
+        "doctests": "transform",
+        "original": "",
+        "prompt_terminology": "reworded",
+        "tests": translate_tests(original, language, version.skip_failing_tests),
+        "stop_tokens": list(language.stop_tokens),
+    }
 
 
-def _union_of(spec: Spec) -> str:
-    types = [*(p.type for p in spec.params), spec.returns]
-    return next(str(t) for t in types if any(x.kind == "union" for x in t.walk()))
+def translate_rows(
+    key: str, version: str = DEFAULT_VERSION
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """HumanEval as MultiPL-E's rows for language `key` ("js", "rs", ...) in `version` (see
+    VERSIONS): the rows, in HumanEval's order, and {task_id: reason} of the problems dropped."""
+    from codekiln.evaluate.multiple.task import LANGUAGES
+
+    if key not in LANGUAGES:
+        raise ValueError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
+    if version not in VERSIONS:
+        raise ValueError(f"unknown MultiPL-E version {version!r}: one of {', '.join(VERSIONS)}")
+    language = LANGUAGES[key]()  # fresh: translators keep per-problem state
+    language.version = VERSIONS[version]
+    rows: list[dict[str, Any]] = []
+    dropped: dict[str, str] = {}
+    for original in originals():
+        if isinstance(original, Unexpressible):
+            dropped[original.task_id] = str(original)  # type: ignore[attr-defined]
+            continue
+        try:
+            rows.append(translate_row(original, language))
+        except Exception as error:  # noqa: BLE001 - MultiPL-E drops a problem that raises
+            dropped[original.task_id] = f"{type(error).__name__}: {error}"
+    return rows, dropped
 
 
-def _entry_point(prompt: str, name: str) -> ast.FunctionDef:
+@functools.cache
+def originals() -> tuple[Original | Unexpressible, ...]:
+    """The 164 problems as MultiPL-E's originals have them (or why MultiPL-E has none):
+    HumanEval's, with MultiPL-E's signatures, hand-cleaned docstrings and tests applied."""
+    from codekiln.evaluate.humaneval import read_humaneval
+
+    out: list[Original | Unexpressible] = []
+    for problem in read_humaneval():
+        number = int(problem["task_id"].rsplit("/", 1)[1])
+        if number in cleaned.SKIPPED:
+            error = Unexpressible(cleaned.SKIPPED[number])
+            error.task_id = problem["task_id"]  # type: ignore[attr-defined]
+            out.append(error)
+            continue
+        out.append(read_original(problem))
+    return tuple(out)
+
+
+def read_original(problem: dict[str, Any]) -> Original:
+    """One HumanEval problem as MultiPL-E's original of it: its signature, docstring (doctests
+    written as Python) and ``assert ... == ...`` tests, with MultiPL-E's edits applied."""
+    number = int(problem["task_id"].rsplit("/", 1)[1])
+    function = _entry_point_any(problem["prompt"], problem["entry_point"])
+    signature = cleaned.SIGNATURES.get(number) or python_signature(function)
+    description = ast.get_docstring(function, clean=False) or ""
+    description = _python_doctests(description)
+    description = cleaned.apply(description.split("\n"), cleaned.DOCSTRINGS.get(number, ()))
+    tests = python_tests(problem["test"])
+    tests = cleaned.apply_list(tests, cleaned.TESTS.get(number, ()))
+    return Original(number, problem["entry_point"], signature, "\n".join(description), tests)
+
+
+def _entry_point_any(prompt: str, name: str) -> ast.FunctionDef:
     for node in ast.parse(prompt).body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
-            if node.args.vararg or node.args.kwarg or node.args.kwonlyargs or node.args.defaults:
-                raise Unexpressible("the signature has default, * or ** parameters")
             return node
     raise Unexpressible(f"the prompt does not define {name}")
 
 
-def _read_cases(test: str, arity: int) -> tuple[list[Case], int]:
-    """The literal cases of ``def check(candidate)`` and how many asserts were not."""
+class PythonExpr:
+    """Python as MultiPL-E's Python rows write it: the form `Original` keeps values in."""
+
+    def gen_literal(self, value: Any) -> str:
+        return repr(value)
+
+    def gen_var(self, name: str) -> str:
+        return name
+
+    def gen_list(self, items: list[str]) -> str:
+        return "[" + ", ".join(items) + "]"
+
+    def gen_tuple(self, items: list[str]) -> str:
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+    def gen_dict(self, keys: list[str], values: list[str]) -> str:
+        return "{ " + ", ".join(f"{k}: {v}" for k, v in zip(keys, values, strict=True)) + " }"
+
+    def gen_call(self, function: str, args: list[str]) -> str:
+        return function + "(" + ", ".join(args) + ")"
+
+
+def python_signature(function: ast.FunctionDef) -> str:
+    """The ``def`` line as MultiPL-E's Python rows write it (annotations kept, no defaults)."""
+
+    def arg(a: ast.arg) -> str:
+        return a.arg if a.annotation is None else f"{a.arg}: {ast.unparse(a.annotation)}"
+
+    returns = "" if function.returns is None else f" -> {ast.unparse(function.returns)}"
+    return f"def {function.name}({', '.join(arg(a) for a in function.args.args)}){returns}:"
+
+
+def _python_doctests(description: str) -> str:
+    """HumanEval's docstring with the doctest examples that can be read written as Python
+    rows write them; the others stay as they are (MultiPL-E's cleaning rewrote those)."""
+    out, last = [], 0
+    for match in DOCTEST.finditer(description):
+        out.append(description[last : match.start()])
+        try:
+            out.append(transform_doctests(match.group(), PythonExpr()))
+        except (Unexpressible, ValueError):
+            out.append(match.group())
+        last = match.end()
+    out.append(description[last:])
+    return "".join(out)
+
+
+def python_tests(test: str) -> tuple[str, ...]:
+    """The ``LEFT == RIGHT`` asserts of HumanEval's ``check`` written as Python rows write
+    them; the other statements and the asserts that cannot be translated are left out."""
     check = next(
         node
         for node in ast.parse(test).body
         if isinstance(node, ast.FunctionDef) and node.name == "check"
     )
-    cases, skipped = [], 0
+    python, out = PythonExpr(), []
     for statement in check.body:
-        if not isinstance(statement, ast.Assert | ast.For | ast.While | ast.With):
+        if not isinstance(statement, ast.Assert):
             continue
-        case = _read_assert(statement.test, arity) if isinstance(statement, ast.Assert) else None
-        if case is None:
-            skipped += 1
-        else:
-            cases.append(case)
-    return cases, skipped
-
-
-def _read_assert(test: ast.expr, arity: int) -> Case | None:
-    """The Case an assert's condition states, or None if it is not of a literal shape."""
-    try:
-        if isinstance(test, ast.Call):
-            return _case(test, True, arity)
-        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-            return _case(test.operand, False, arity)
-        if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
-            return None
-        left, op, right = test.left, test.ops[0], test.comparators[0]
-        if isinstance(op, ast.Eq):
-            if _call_of(left) is None:
-                left, right = right, left
-            return _case(_call_of(left), evaluate(_unwrap(right)), arity)
-        if isinstance(op, ast.Is) and isinstance(right, ast.Constant):
-            return _case(left, right.value, arity)
-        if isinstance(op, ast.Lt) and _is_abs(left):
-            difference = left.args[0]  # type: ignore[attr-defined]
-            if isinstance(difference, ast.BinOp) and isinstance(difference.op, ast.Sub):
-                call, value = difference.left, difference.right
-                if _call_of(call) is None:
-                    call, value = value, call
-                return _case(call, evaluate(value), arity)
-    except Unexpressible:
-        return None
-    return None
-
-
-def _is_abs(node: ast.expr) -> bool:
-    return (
-        isinstance(node, ast.Call)
-        and ast.unparse(node.func) in ("abs", "math.fabs")
-        and len(node.args) == 1
-    )
-
-
-def _unwrap(node: ast.expr) -> ast.expr:
-    """``tuple(x)`` and ``list(x)`` compare as x: the translations have only lists."""
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id in ("tuple", "list")
-        and len(node.args) == 1
-    ):
-        return node.args[0]
-    return node
-
-
-def _call_of(node: ast.expr | None) -> ast.Call | None:
-    node = _unwrap(node) if node is not None else None
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "candidate"
-        and not node.keywords
-    ):
-        return node
-    return None
-
-
-def _case(node: ast.expr | None, expected: Any, arity: int) -> Case | None:
-    call = _call_of(node)
-    if call is None or len(call.args) != arity:
-        return None
-    return Case(tuple(evaluate(arg) for arg in call.args), expected)
-
-
-def _read_doc(doc: str, name: str, arity: int) -> tuple[str | Example, ...]:
-    """Docstring lines, with ``>>> name(...)`` + result line pairs read as Examples."""
-    lines = inspect.cleandoc(doc).splitlines()
-    out: list[str | Example] = []
-    i = 0
-    while i < len(lines):
-        example = _read_example(lines, i, name, arity)
-        if example is None:
-            out.append(lines[i].rstrip())
-            i += 1
-        else:
-            out.append(example)
-            i += 2
+        compare = statement.test
+        if not (
+            isinstance(compare, ast.Compare)
+            and len(compare.ops) == 1
+            and isinstance(compare.ops[0], ast.Eq)
+        ):
+            continue
+        try:
+            left = translate_expr(python, compare.left)
+            right = translate_expr(python, compare.comparators[0])
+        except Unexpressible:
+            continue
+        out.append(f"{left} == {right}")
     return tuple(out)
-
-
-def _read_example(lines: list[str], i: int, name: str, arity: int) -> Example | None:
-    line = lines[i].strip()
-    if not line.startswith(">>>") or i + 1 >= len(lines):
-        return None
-    try:
-        call = ast.parse(line[3:].strip(), mode="eval").body
-        if not (isinstance(call, ast.Call) and ast.unparse(call.func) == name):
-            return None
-        if len(call.args) != arity or call.keywords:
-            return None
-        args = tuple(evaluate(arg) for arg in call.args)
-        result = lines[i + 1].strip()  # a blank line: the call printed nothing, it was None
-        expected = evaluate(ast.parse(result, mode="eval").body) if result else None
-    except (SyntaxError, Unexpressible):
-        return None
-    return Example(args, expected, (lines[i].rstrip(), lines[i + 1].rstrip()))
-
-
-def translate(spec: Spec, language: Language) -> Translation:
-    """`spec` in `language`; raises Unexpressible (with the reason) to drop it there."""
-    if not language.unions:
-        spec = narrow(spec)
-    for param in spec.params:
-        language.check_type(param.type)
-    language.check_type(spec.returns)
-    return Translation(spec.task_id, language.prompt(spec), language.harness(spec), len(spec.cases))
-
-
-@functools.cache
-def humaneval_specs() -> tuple[Spec | Unexpressible, ...]:
-    """Every HumanEval problem read (or the reason it cannot be), in task-id order."""
-    from codekiln.evaluate.humaneval import read_humaneval
-
-    specs: list[Spec | Unexpressible] = []
-    for problem in read_humaneval():
-        try:
-            specs.append(read_spec(problem))
-        except Unexpressible as error:
-            error.task_id = problem["task_id"]  # type: ignore[attr-defined]
-            specs.append(error)
-    return tuple(specs)
-
-
-def translate_all(language: Language) -> tuple[list[Translation], dict[str, str]]:
-    """HumanEval in `language`: the translations kept, and {task_id: reason} of the drops."""
-    kept: list[Translation] = []
-    dropped: dict[str, str] = {}
-    for spec in humaneval_specs():
-        if isinstance(spec, Unexpressible):
-            dropped[spec.task_id] = str(spec)  # type: ignore[attr-defined]
-            continue
-        try:
-            kept.append(translate(spec, language))
-        except Unexpressible as error:
-            dropped[spec.task_id] = str(error)
-    return kept, dropped
