@@ -234,9 +234,9 @@ def test_missing_data_and_wrong_files_are_one_clear_line(tmp_path):
     bad = write_rows(tmp_path / "bad.jsonl", [missing])
     one_line_error(r"bad.jsonl:1: not a human-eval-infilling row", task.load_data, bad)
     (tmp_path / "text.jsonl").write_text("{not json\n")
-    one_line_error("text.jsonl:1: not JSON", task.load_data, tmp_path / "text.jsonl")
-    (tmp_path / "plain.jsonl.gz").write_text("{}\n")
-    one_line_error("cannot read", task.load_data, tmp_path / "plain.jsonl.gz")
+    one_line_error("text.jsonl:1: not a JSON line", task.load_data, tmp_path / "text.jsonl")
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"\x1f\x8b not really gzip")
+    one_line_error("cannot read", task.load_data, tmp_path / "broken.jsonl.gz")
     (tmp_path / "empty.jsonl").write_text("\n")
     one_line_error("no rows", task.load_data, tmp_path / "empty.jsonl")
     twice = write_rows(

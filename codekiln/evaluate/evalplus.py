@@ -29,7 +29,6 @@ opens.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import json
 import pickle
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
+from codekiln.evaluate import datafiles
 from codekiln.evaluate.humaneval import STOP
 from codekiln.evaluate.tasks import Problem, Program, Task, register
 
@@ -349,21 +349,7 @@ class HumanEvalPlus(Task):
         """Read the HumanEvalPlus rows of `path` (a .jsonl or .jsonl.gz, or a folder holding
         one HumanEvalPlus*.jsonl[.gz])."""
         path = _data_file(Path(path))
-        raw = path.read_bytes()
-        try:
-            text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-            lines = text.decode("utf-8").splitlines()
-        except (OSError, EOFError, UnicodeDecodeError):
-            raise UserError(f"{path}: not a JSON-lines file (plain or gzip)") from None
-        rows = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}:{number}: not JSON ({error.msg})") from None
-            rows.append(_checked_row(row, f"{path}:{number}"))
+        rows = [_checked_row(row, where) for where, row in datafiles.rows(path)]
         if not rows:
             raise UserError(f"{path} has no rows: pass EvalPlus's HumanEvalPlus.jsonl.gz")
         self._rows = sorted(rows, key=lambda r: int(r["task_id"].split("/")[1]))
@@ -374,7 +360,8 @@ class HumanEvalPlus(Task):
         self._truth = {}
         self._source = {
             "data": str(path),
-            "md5": hashlib.md5(text).hexdigest(),  # EvalPlus's dataset hash (of the .jsonl)
+            # EvalPlus's dataset hash (of the .jsonl text)
+            "md5": hashlib.md5(datafiles.text(path).encode("utf-8")).hexdigest(),
             "rows": len(self._rows),
         }
 

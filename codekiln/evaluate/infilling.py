@@ -35,15 +35,13 @@ published numbers.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
+from codekiln.evaluate import datafiles
 from codekiln.evaluate.humaneval import check_program, read_humaneval
 from codekiln.evaluate.tasks import Problem, Program, Task, register
 
@@ -97,44 +95,32 @@ def derive_rows(benchmark: str) -> list[dict[str, str]]:
 
 
 def read_rows(path: Path, benchmark: str) -> list[dict[str, str]]:
-    """Rows of a human-eval-infilling file (.jsonl or .jsonl.gz) of `benchmark`, checked:
+    """Rows of a human-eval-infilling file (.jsonl, plain or gzip) of `benchmark`, checked:
     UserError on a line that is not JSON, a missing or non-text field, another benchmark's
     rows, a repeated task id or an empty file."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
-    try:
-        with opener(path, "rt", encoding="utf-8") as lines:
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    raise UserError(f"{where}: not JSON; expected {benchmark} rows") from None
-                missing = [f for f in FIELDS if not isinstance(row, dict) or f not in row]
-                if missing:
-                    raise UserError(
-                        f"{where}: not a human-eval-infilling row (no {', '.join(missing)}); "
-                        f"expected fields {', '.join(FIELDS)}"
-                    )
-                wrong = [f for f in FIELDS if not isinstance(row[f], str)]
-                if wrong:
-                    raise UserError(f"{where}: field {wrong[0]} is not text")
-                kind = row["task_id"].split("/", 1)[0]
-                if kind != benchmark:
-                    raise UserError(
-                        f"{where}: a {kind} row ({row['task_id']}), but this task reads "
-                        f"{benchmark} rows (HumanEval-{benchmark}.jsonl.gz; give each task "
-                        "its file with --data TASK=PATH)"
-                    )
-                if row["task_id"] in seen:
-                    raise UserError(f"{where}: task {row['task_id']} appears twice")
-                seen.add(row["task_id"])
-                rows.append({f: row[f] for f in FIELDS})
-    except (OSError, EOFError, UnicodeDecodeError) as error:
-        raise UserError(f"cannot read {path}: {error}") from None
+    for where, row in datafiles.rows(path):
+        missing = [f for f in FIELDS if not isinstance(row, dict) or f not in row]
+        if missing:
+            raise UserError(
+                f"{where}: not a human-eval-infilling row (no {', '.join(missing)}); "
+                f"expected fields {', '.join(FIELDS)}"
+            )
+        wrong = [f for f in FIELDS if not isinstance(row[f], str)]
+        if wrong:
+            raise UserError(f"{where}: field {wrong[0]} is not text")
+        kind = row["task_id"].split("/", 1)[0]
+        if kind != benchmark:
+            raise UserError(
+                f"{where}: a {kind} row ({row['task_id']}), but this task reads "
+                f"{benchmark} rows (HumanEval-{benchmark}.jsonl.gz; give each task "
+                "its file with --data TASK=PATH)"
+            )
+        if row["task_id"] in seen:
+            raise UserError(f"{where}: task {row['task_id']} appears twice")
+        seen.add(row["task_id"])
+        rows.append({f: row[f] for f in FIELDS})
     if not rows:
         raise UserError(f"{path}: no rows; expected {benchmark} rows")
     return rows
@@ -182,7 +168,7 @@ class OfficialInfill(Task):
         elif not path.is_file():
             raise UserError(f"{path} does not exist: pass {self.filename} or its folder")
         self._rows = read_rows(path, self.benchmark)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = datafiles.sha256(path)
         self._file = {"path": str(path), "sha256": digest, "rows": len(self._rows)}
 
     def rows(self) -> list[dict[str, str]]:

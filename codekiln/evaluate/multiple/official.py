@@ -19,9 +19,6 @@ SHA-256, the dataset and revision, or the translator and codekiln's version.
 from __future__ import annotations
 
 import functools
-import gzip
-import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -30,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
+from codekiln.evaluate import datafiles
 
 FIELDS = ("name", "language", "prompt", "doctests", "original", "prompt_terminology", "tests",
           "stop_tokens")  # fmt: skip
@@ -116,7 +114,7 @@ def read_rows(path: Path, key: str, languages: tuple[str, ...]) -> Rows:
         "source": "files",
         "path": str(path.resolve()),
         "files": [
-            {"path": str(file.resolve()), "sha256": _sha256(file), "rows": count}
+            {"path": str(file.resolve()), "sha256": datafiles.sha256(file), "rows": count}
             for file, count in used.items()
         ],
     }
@@ -147,7 +145,7 @@ def _looks_like_rows(path: Path) -> bool:
         except Exception:  # noqa: BLE001 - unreadable: read_rows says why
             return True
         return set(REQUIRED) <= names
-    for _, row in _raw_rows(path):
+    for _, row in datafiles.rows(path):
         return isinstance(row, dict) and set(REQUIRED) <= row.keys()
     return False
 
@@ -164,7 +162,7 @@ def _file_rows(path: Path) -> tuple[dict[str, Any], ...]:
 
 
 def _checked(path: Path) -> Iterator[dict[str, Any]]:
-    for where, row in _raw_rows(path):
+    for where, row in datafiles.rows(path):
         if not isinstance(row, dict):
             raise UserError(f"--data {where}: a row is {type(row).__name__}, not an object")
         missing = [f for f in REQUIRED if f not in row]
@@ -185,44 +183,9 @@ def _checked(path: Path) -> Iterator[dict[str, Any]]:
         yield {**row, "stop_tokens": list(stops)}
 
 
-def _raw_rows(path: Path) -> Iterator[tuple[str, Any]]:
-    """(where, row) of a JSONL, JSONL.gz or Parquet file."""
-    if path.name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as error:  # noqa: BLE001 - any unreadable file is the user's input
-            raise UserError(f"--data {path}: not a readable Parquet file ({error})") from None
-        for number, row in enumerate(table.to_pylist(), 1):
-            yield f"{path} row {number}", row
-        return
-    opener = gzip.open if path.name.endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    raise UserError(f"--data {path}:{number}: not a JSON line") from None
-                yield f"{path}:{number}", row
-    except (OSError, UnicodeDecodeError, EOFError) as error:
-        raise UserError(f"--data {path}: cannot read it ({error})") from None
-
-
 def _core(row: dict[str, Any]) -> tuple[str, str, tuple[str, ...]]:
     """What makes two copies of a row the same benchmark problem."""
     return row["prompt"], row["tests"], tuple(row["stop_tokens"])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dataset_rows(key: str, languages: tuple[str, ...]) -> tuple[Rows | None, str]:
