@@ -19,8 +19,8 @@ import pytest
 
 from codekiln.evaluate.multiple import translate
 from codekiln.evaluate.multiple.bash import Bash
-from codekiln.evaluate.multiple.infer import Unexpressible
 from codekiln.evaluate.multiple.scripting import Perl, Php
+from codekiln.evaluate.multiple.translate import Unexpressible
 
 LANGUAGES = ("lua", "php", "rb", "pl", "sh")
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import ast
 from typing import Any, ClassVar
 
-from codekiln.evaluate.multiple.infer import Unexpressible
-from codekiln.evaluate.multiple.translate import DEFAULT_VERSION, VERSIONS, Version
+from codekiln.evaluate.multiple.translate import DEFAULT_VERSION, VERSIONS, Unexpressible, Version
 
 
 class Language:

@@ -14,7 +14,7 @@ import ast
 from typing import Any
 
 from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.infer import Unexpressible
+from codekiln.evaluate.multiple.translate import Unexpressible
 
 
 class Bash(Language):

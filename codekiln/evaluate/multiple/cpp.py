@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.infer import Unexpressible
+from codekiln.evaluate.multiple.translate import Unexpressible
 
 # MultiPL-E's translator works on (text, type) pairs: the type is a Python annotation-like
 # node, the literal's own type for values (``1`` is an int even where a float is expected), None

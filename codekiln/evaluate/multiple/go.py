@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.infer import Unexpressible
+from codekiln.evaluate.multiple.translate import Unexpressible
 
 ROW_HEADER = """package {name}_test
 

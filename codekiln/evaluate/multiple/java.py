@@ -12,7 +12,7 @@ import re
 
 from codekiln.evaluate.multiple.base import Language
 from codekiln.evaluate.multiple.cpp import CppRows, Typed
-from codekiln.evaluate.multiple.infer import Unexpressible
+from codekiln.evaluate.multiple.translate import Unexpressible
 
 ROW_IMPORTS = (
     "java.util.*",

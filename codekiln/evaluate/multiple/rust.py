@@ -11,7 +11,7 @@ import ast
 from typing import Any
 
 from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.infer import Unexpressible
+from codekiln.evaluate.multiple.translate import Unexpressible
 
 
 def row_type(node: ast.expr | str | None) -> str:

@@ -24,8 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from codekiln.evaluate.multiple import cleaned
-from codekiln.evaluate.multiple.infer import Unexpressible
 from codekiln.evaluate.multiple.terms import DOCTEST, TERMS, TERMS_2023_09, reword
+
+
+class Unexpressible(ValueError):
+    """A value, test or type that a translation cannot express; the message says why."""
+
 
 # --- MultiPL-E's rows ----------------------------------------------------------------------
 #
