@@ -179,10 +179,9 @@ def timed_bare(pool: ThreadPoolExecutor, programs: list, limits: Limits):
 
 def timed_ours(sandbox: Sandbox, programs: list, workers: int):
     """(seconds, statuses) of running `programs` through the sandbox."""
-    from codekiln.evaluate.multiple.runners import job
 
     start = time.perf_counter()
-    outcomes = dict(sandbox.run_many([job(p) for p in programs], workers=workers))
+    outcomes = dict(sandbox.run_many([p.job() for p in programs], workers=workers))
     return time.perf_counter() - start, [o.status for o in outcomes.values()]
 
 

@@ -15,7 +15,6 @@ import pytest
 from multiple_fixtures import BAD, GOOD
 
 from codekiln.evaluate.multiple import LANGUAGES, MultipleTask, translation_report
-from codekiln.evaluate.multiple.runners import job
 from codekiln.evaluate.multiple.terms import reword, reword_terms
 from codekiln.evaluate.multiple.translate import (
     Original,
@@ -205,7 +204,7 @@ def test_humaneval_92_and_151_pass_with_a_correct_solution(monkeypatch):
     for task_id, body, _ in cases:
         problem = problems[task_id]
         text = task.postprocess(problem, body + "\n\nthis is not code (\n")  # cut at "\n\n"
-        jobs.append(job(task.program(problem, text)))
+        jobs.append(task.program(problem, text).job())
     outcomes = dict(sandbox_for(task).run_many(jobs, workers=4))
     verdicts = [outcomes[i].status == "passed" for i in range(len(jobs))]
     assert verdicts == [passes for *_, passes in cases], [outcomes[i] for i in outcomes]
@@ -253,7 +252,8 @@ def run_all(task: MultipleTask, completions: list[tuple[str, str]]) -> list:
         # Every body is followed by what a model writes next; postprocess cuts it at the row's
         # first stop token.
         raw = "\n" + body + CLOSE.get(task.language, "") + problem.data["stop_tokens"][0]
-        jobs.append(job(task.program(problem, task.postprocess(problem, raw + " not code (\n"))))
+        program = task.program(problem, task.postprocess(problem, raw + " not code (\n"))
+        jobs.append(program.job())
     outcomes = dict(sandbox_for(task).run_many(jobs, workers=4))
     return [outcomes[i] for i in range(len(jobs))]
 

@@ -20,7 +20,7 @@ import pytest
 from codekiln.errors import UserError
 from codekiln.evaluate.multiple import MultipleTask
 from codekiln.evaluate.multiple.official import REVISION, task_id
-from codekiln.evaluate.multiple.runners import RUNNERS, Runner, job, runner
+from codekiln.evaluate.multiple.runners import RUNNERS, Runner, runner
 from codekiln.evaluate.sandbox import Job, Sandbox
 from codekiln.evaluate.tasks import parse_tasks
 
@@ -473,7 +473,7 @@ def _run(items: list[tuple[MultipleTask, object, str]]) -> list:
         by_task.setdefault(task.name, []).append(i)
     for indices in by_task.values():
         task = items[indices[0]][0]
-        jobs = [job(task.program(items[i][1], items[i][2])) for i in indices]
+        jobs = [task.program(items[i][1], items[i][2]).job() for i in indices]
         limits = dataclasses.replace(task.limits, timeout=max(task.limits.timeout, 90.0))
         box = Sandbox(limits, ro_paths=task.ro_paths)
         for n, outcome in box.run_many(jobs, workers=4):

@@ -337,23 +337,12 @@ def run_programs(
     programs: list[Program], task: Task, config: EvalConfig
 ) -> Iterable[tuple[int, Any]]:
     """(index, Outcome) for each program, as they finish, `config.workers` at a time."""
-    from codekiln.evaluate.sandbox import Job, Sandbox
+    from codekiln.evaluate.sandbox import Sandbox
 
     if not programs:
         return []
     sandbox = Sandbox(task_limits(task, config), config.isolation, task.ro_paths)
-    jobs = [
-        Job(
-            files=p.files,
-            command=p.command,
-            compile=p.compile,
-            completion_token=p.completion_token,
-            fails_if_output_contains=p.fails_if_output_contains,
-            run_timeout=p.run_timeout,
-        )
-        for p in programs
-    ]
-    return sandbox.run_many(jobs, workers=config.workers)
+    return sandbox.run_many([p.job() for p in programs], workers=config.workers)
 
 
 def task_limits(task: Task, config: EvalConfig):

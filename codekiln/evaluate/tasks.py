@@ -43,6 +43,19 @@ class Program:
     fails_if_output_contains: dict[str, tuple[str, ...]] = field(default_factory=dict)
     run_timeout: float | None = None
 
+    def job(self) -> Any:
+        """The sandbox Job that runs this program."""
+        from codekiln.evaluate.sandbox import Job
+
+        return Job(
+            files=self.files,
+            command=self.command,
+            compile=self.compile,
+            completion_token=self.completion_token,
+            fails_if_output_contains=self.fails_if_output_contains,
+            run_timeout=self.run_timeout,
+        )
+
 
 class Task:
     """Base of every task. Subclasses set the class attributes and implement `problems`

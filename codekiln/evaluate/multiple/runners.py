@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 
-from codekiln.evaluate.sandbox import Job, Limits
+from codekiln.evaluate.sandbox import Limits
 from codekiln.evaluate.tasks import Program
 
 SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib", "/etc/", "/opt/")
@@ -391,15 +391,3 @@ def runner(key: str) -> Runner:
     if key not in RUNNERS:
         raise ValueError(f"no MultiPL-E runner for {key!r}: one of {', '.join(RUNNERS)}")
     return RUNNERS[key]
-
-
-def job(program: Program) -> Job:
-    """The sandbox Job of a Program (as the harness builds it), for tests and benchmarks."""
-    return Job(
-        files=program.files,
-        command=program.command,
-        compile=program.compile,
-        completion_token=program.completion_token,
-        fails_if_output_contains=program.fails_if_output_contains,
-        run_timeout=program.run_timeout,
-    )
