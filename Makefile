@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The test tools, and Ray for the test that runs the curate stage on a local Ray instance.
+# evalplus is the reference HumanEval+ judge the tests compare with; without its dependencies
+# (its generators' clients, and `datasets`, which would send MultiPL-E tasks to the Hub).
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet --no-deps evalplus==0.3.1
 	touch $(DEV_STAMP)
 
 # bubblewrap, Chromium, Neovim and the evaluation toolchains, where this machine allows it.

@@ -280,3 +280,69 @@ def test_codekiln_eval_end_to_end(data: Path, tmp_path: Path) -> None:
     assert result["metrics"] == {"pass@1": 1.0}
     rows = [json.loads(line) for line in (tmp_path / "out/humaneval-plus/generations.jsonl").open()]
     assert all("junk" not in r["completion"] for r in rows)  # the humaneval stop words
+
+
+# Candidates judged by both sides; slow ones are left to the timing tests above.
+AGAINST_EVALPLUS = {
+    "HumanEval/0": [
+        "    return b + a\n",
+        "    return a - b\n",
+        "    return a + b if abs(a) < 1000 else 0\n",
+        "    raise ValueError('no')\n",
+        "    return float(a + b)\n",
+        "    return str(a + b)\n",
+        "    import sys\n    sys.exit(0)\n",
+        "    open('/etc/hostname').read()\n    return a + b\n",
+    ],
+    "HumanEval/2": [
+        "    return x - int(x) + 1e-7\n",
+        "    return x - int(x) + 1e-3\n",
+        "    return [x % 1.0]\n",
+    ],
+    "HumanEval/3": [
+        "    return [sum(xs), len(xs)]\n",
+        "    return (float(sum(xs)), len(xs))\n",
+        "    xs.append(1)\n    return (sum(xs) - 1, len(xs) - 1)\n",
+    ],
+    "HumanEval/5": ["    return sum(xs) / len(xs) + 1e-9\n", "    return sum(xs) // len(xs)\n"],
+    # Not HumanEval/32: the released evalplus 0.3.1 fails every find_zero output (its oracle
+    # `continue`s before recording the pass); EvalPlus's repository has the fix we follow.
+}
+
+
+def test_verdicts_equal_evalplus_own_check(task: HumanEvalPlus, tmp_path: Path) -> None:
+    """The reference: EvalPlus's own `trusted_exec` and `untrusted_check` (the evalplus
+    package, installed without its generators' dependencies) on the same rows."""
+    evaluation = pytest.importorskip("evalplus.eval")
+    from evalplus.gen.util import trusted_exec
+
+    problems = [p for p in task.problems() if p.task_id in AGAINST_EVALPLUS]
+    config = EvalConfig(tasks=["humaneval-plus"], workers=2, n_samples=8)
+    ours = execute(task, problems, AGAINST_EVALPLUS, tmp_path, config)
+    for row in (r for r in ROWS if r["task_id"] in AGAINST_EVALPLUS):
+        truth = {}
+        for phase in ("base", "plus"):
+            truth[phase] = trusted_exec(
+                row["prompt"] + row["canonical_solution"],
+                row[f"{phase}_input"],
+                row["entry_point"],
+                record_time=True,
+            )
+        for completion, verdict in zip(AGAINST_EVALPLUS[row["task_id"]], ours[row["task_id"]]):
+            status = {
+                phase: evaluation.untrusted_check(
+                    "humaneval",
+                    row["prompt"] + completion,
+                    row[f"{phase}_input"],
+                    row["entry_point"],
+                    truth[phase][0],
+                    row["atol"],
+                    truth[phase][1],
+                    fast_check=True,
+                    min_time_limit=0.1,
+                )[0]
+                for phase in ("base", "plus")
+            }
+            base = status["base"] == evaluation.PASS
+            theirs = {"humaneval": base, "humaneval+": base and status["plus"] == evaluation.PASS}
+            assert verdict["metrics"] == theirs, (row["task_id"], completion, status)
