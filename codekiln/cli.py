@@ -546,7 +546,6 @@ def eval_command(
             "--max-new-tokens (generation only), not both"
         )
     if max_new_tokens is not None:  # a flag replaces the other rule from a config file
-        flags["max_length_generation"] = None
         cfg = dataclasses.replace(cfg, max_length_generation=None)
     elif max_length_generation is not None:
         cfg = dataclasses.replace(cfg, max_new_tokens=None)

@@ -17,6 +17,7 @@ from codekiln.cli import app
 from codekiln.errors import UserError
 from codekiln.evaluate.config import EvalConfig
 from codekiln.evaluate.harness import evaluate
+from codekiln.evaluate.multiple.translate import DEFAULT_VERSION
 from codekiln.evaluate.tasks import TASKS, Task, _load_builtin, get_task, parse_tasks
 from codekiln.generate import SamplingParams, load_backend
 
@@ -86,6 +87,9 @@ def test_config_picks_one_rule():
         EvalConfig(max_new_tokens=64, max_length_generation=300)
     with pytest.raises(UserError, match="positive integer"):
         EvalConfig(max_length_generation=0)
+    assert EvalConfig().multiple_version == DEFAULT_VERSION
+    with pytest.raises(UserError, match="multiple_version must be one of 3, 2.1.0, 2023-09"):
+        EvalConfig(multiple_version="9")
 
 
 def test_results_record_the_rule_and_generation_obeys_it(folder, tmp_path):

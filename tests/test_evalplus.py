@@ -328,7 +328,8 @@ def test_verdicts_equal_evalplus_own_check(task: HumanEvalPlus, tmp_path: Path) 
                 row["entry_point"],
                 record_time=True,
             )
-        for completion, verdict in zip(AGAINST_EVALPLUS[row["task_id"]], ours[row["task_id"]]):
+        candidates = AGAINST_EVALPLUS[row["task_id"]]
+        for completion, verdict in zip(candidates, ours[row["task_id"]], strict=True):
             status = {
                 phase: evaluation.untrusted_check(
                     "humaneval",

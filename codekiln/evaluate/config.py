@@ -9,10 +9,6 @@ from typing import Any
 from codekiln.errors import UserError
 
 ISOLATION = ("auto", "bwrap", "none")
-# MultiPL-E generator versions the translator reproduces (see docs/multiple.md): "3" is
-# what the BigCode harness runs now, "2.1.0" what it ran for the StarCoder and StarCoder2
-# papers, "2023-09" the rows in MultiPL-E's repository (prompts not valid code).
-MULTIPLE_VERSIONS = ("3", "2.1.0", "2023-09")
 HARNESS_MAX_LENGTH = 512  # the BigCode harness's max_length_generation default
 
 
@@ -22,9 +18,9 @@ class EvalConfig:
 
     Defaults are the BigCode harness's for HumanEval: temperature 0.2, top-p 0.95, and
     `max_length_generation` 512, which counts the prompt's tokens AND the generated ones (a
-    300-token prompt leaves 212 new tokens; a prompt of 512 or more gets one, as
-    transformers gives). `max_new_tokens` counts generated tokens only; set one of the two.
-    With neither, the harness's 512 applies. `greedy` gives one deterministic sample per
+    300-token prompt leaves 212 new tokens; a prompt of 512 or more gets an empty
+    completion, as in the harness). `max_new_tokens` counts generated tokens only; set one of
+    the two. With neither, the harness's 512 applies. `greedy` gives one deterministic sample per
     problem. `data` maps a task name ("" for every task that reads data) to official
     benchmark rows on disk (`codekiln eval --data [TASK=]PATH`).
 
@@ -50,7 +46,10 @@ class EvalConfig:
     memory_mb: int = 2048  # address space per program
     isolation: str = "auto"  # auto: bubblewrap when present, else rlimits only (warned)
     data: dict[str, str] = field(default_factory=dict)  # task ("" = any) -> official rows
-    multiple_version: str = "3"  # the MultiPL-E rows our translator reproduces (docs/multiple.md)
+    # The MultiPL-E rows the translator writes offline: "3" (translate.DEFAULT_VERSION) is
+    # what the BigCode harness runs now, "2.1.0" what it ran for the StarCoder papers,
+    # "2023-09" the files in MultiPL-E's repository (docs/multiple.md).
+    multiple_version: str = "3"
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -76,9 +75,11 @@ class EvalConfig:
             isinstance(k, str) and isinstance(v, str) for k, v in self.data.items()
         ):
             raise UserError(f"eval config: data must map task names to paths, got {self.data!r}")
-        if self.multiple_version not in MULTIPLE_VERSIONS:
+        from codekiln.evaluate.multiple.translate import VERSIONS
+
+        if self.multiple_version not in VERSIONS:
             raise UserError(
-                f"eval config: multiple_version must be one of {', '.join(MULTIPLE_VERSIONS)}, "
+                f"eval config: multiple_version must be one of {', '.join(VERSIONS)}, "
                 f"got {self.multiple_version!r}"
             )
         if self.limit is not None and (

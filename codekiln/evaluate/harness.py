@@ -59,9 +59,7 @@ def evaluate(
     """Evaluate `model` (a folder, an endpoint URL, or a generate backend) on the config's
     tasks; returns each task's results (without per-problem rows when only generating)."""
     _check_execution_allowed(allow_code_execution, generate_only)
-    tasks = parse_tasks(config.tasks, config.data)
-    for task in tasks:
-        task.configure(config)
+    tasks = configured_tasks(config)
     backend = model
     if isinstance(model, str | Path):
         from codekiln.generate import load_backend
@@ -114,6 +112,14 @@ def evaluate(
     return results
 
 
+def configured_tasks(config: EvalConfig) -> list[Task]:
+    """The config's tasks, their --data loaded and their settings taken."""
+    tasks = parse_tasks(config.tasks, config.data)
+    for task in tasks:
+        task.configure(config)
+    return tasks
+
+
 def score_samples(
     samples: str | Path,
     out_dir: str | Path,
@@ -126,9 +132,7 @@ def score_samples(
     """Score an existing generations file (rows with `task_id` and `completion`) on the
     config's single task, without a model."""
     _check_execution_allowed(allow_code_execution, False)
-    tasks = parse_tasks(config.tasks, config.data)
-    for task in tasks:
-        task.configure(config)
+    tasks = configured_tasks(config)
     if len(tasks) != 1:
         raise UserError("scoring a samples file needs exactly one task: --tasks humaneval")
     task = tasks[0]
@@ -289,8 +293,8 @@ def execute(
 ) -> dict[str, list[dict[str, Any]]]:
     """Every sample's verdict ({"status", "detail"}, and "metrics" for a task that gives a
     sample several verdicts), run in the sandbox; verdicts already in verdicts.jsonl for the
-    same completion are reused. A task's `prepare(problems, config)`, if it has one, runs
-    first (once-per-problem work such as a reference solution's outputs), and its
+    same completion are reused. The task's `prepare(problems, config)` runs first
+    (once-per-problem work such as a reference solution's outputs), and its
     `verdict(problem, outcome)` turns an outcome into the verdict's fields."""
     path = task_dir / VERDICTS
     known = _known_verdicts(path)
