@@ -9,6 +9,7 @@ compilation and activation checkpointing are applied from `codekiln.train`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -114,6 +115,41 @@ def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Dropout as a call only when it does something: decoding a token makes ~10 fewer
     calls per step than with nn.Dropout modules."""
     return F.dropout(x, p, training=True) if p and training else x
+
+
+_NORMS = ("ln_1", "ln_2", "ln_f")
+
+
+def initial_value(config: ModelConfig, name: str, shape: tuple[int, ...], seed: int) -> Tensor:
+    """The float32 initial value of CodeGPT's parameter `name`: normal(0, std) weights and
+    embeddings, zero biases, unit LayerNorm scales; the two projections that write into the
+    residual stream (attn and MLP c_proj) get std / sqrt(2 * n_layer), so the stream's
+    variance does not grow with depth.
+
+    Each parameter's values come from a generator of its own, seeded by (seed, name), not from
+    one stream through the whole model: so a rank that holds a shard of a parameter can make
+    that parameter alone (train/materialise.py) and keep the rows or columns it holds, and
+    the sharded model starts from exactly the weights one process would.
+
+    >>> config = ModelConfig(n_embd=8, n_head=2, n_layer=1, vocab_size=16)
+    >>> a = initial_value(config, "blocks.0.mlp.c_fc.weight", (32, 8), seed=1)
+    >>> torch.equal(a, initial_value(config, "blocks.0.mlp.c_fc.weight", (32, 8), seed=1))
+    True
+    >>> initial_value(config, "ln_f.weight", (8,), seed=1).tolist() == [1.0] * 8
+    True
+    """
+    module, _, leaf = name.rpartition(".")
+    if module.rpartition(".")[2] in _NORMS:
+        fill = 1.0 if leaf == "weight" else 0.0
+        return torch.full(shape, fill, dtype=torch.float32)
+    if leaf == "bias":
+        return torch.zeros(shape, dtype=torch.float32)
+    std = config.std
+    if module.endswith("c_proj"):
+        std = std / math.sqrt(2 * config.n_layer)
+    digest = hashlib.blake2b(f"{seed}/{name}".encode(), digest_size=8).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest, "little") >> 1)
+    return torch.empty(shape, dtype=torch.float32).normal_(0.0, std, generator=generator)
 
 
 class Attention(nn.Module):
@@ -253,7 +289,8 @@ class CodeGPT(nn.Module):
             if config.tie_embeddings
             else nn.Linear(config.n_embd, config.vocab_size, bias=False)
         )
-        self.init_weights()
+        if not self.wte.weight.is_meta:  # on meta: to_empty, then init_weights or a load
+            self.init_weights()
 
     @property
     def head_weight(self) -> Tensor:
@@ -261,22 +298,13 @@ class CodeGPT(nn.Module):
         return self.wte.weight if self.lm_head is None else self.lm_head.weight
 
     @torch.no_grad()
-    def init_weights(self) -> None:
-        """normal(0, std) weights and embeddings, zero biases, unit LayerNorms; the two
-        projections that write into the residual stream (attn and MLP c_proj) get
-        std / sqrt(2 * n_layer), so the stream's variance does not grow with depth."""
-        std = self.config.std
-        out_std = std / math.sqrt(2 * self.config.n_layer)
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, out_std if name.endswith("c_proj") else std)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, 0.0, std)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+    def init_weights(self, seed: int | None = None) -> None:
+        """Every parameter set to `initial_value(config, name, shape, seed)`; `seed` None
+        draws one from torch's global generator, so `torch.manual_seed` still decides it."""
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        for name, param in self.named_parameters():
+            param.copy_(initial_value(self.config, name, tuple(param.shape), seed))
 
     def layer_modules(self) -> list[nn.Module]:
         """The transformer blocks, in order: the units to shard and checkpoint."""

@@ -13,6 +13,7 @@ The output projection is tied to the token embedding and saved once, as transfor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -220,29 +221,107 @@ class _WeightFiller:
         self.seen.add(name)
 
     def finish(self) -> None:
-        if self.unexpected:
-            names = sorted(self.unexpected)
-            raise UserError(
-                f"{self.kind} checkpoint has weights codekiln does not know: "
-                + ", ".join(names[:5])
-                + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            )
-        missing = [name for name in self.slots if name not in self.seen]
-        if missing:
-            raise UserError(
-                f"{self.kind} weights lack {missing[0]}"
-                + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-                + ": the checkpoint is incomplete"
-            )
+        _check_names(self.kind, self.unexpected, [n for n in self.slots if n not in self.seen])
         if self.head is not None:
-            embedding = self.targets["wte.weight"]
-            head = self.head.to(embedding.dtype)
-            if head.shape != embedding.shape or not torch.equal(head, embedding):
-                raise UserError(
-                    "lm_head.weight differs from the token embedding although config.json "
-                    "ties them (tie_word_embeddings is true or unset): set "
-                    '"tie_word_embeddings": false if the model has its own output head'
-                )
+            _check_tied_head(self.head, self.targets["wte.weight"])
+
+
+def _check_names(kind: str, unexpected: list[str], missing: list[str]) -> None:
+    """A UserError for weights a checkpoint has that codekiln does not know, or lacks."""
+    if unexpected:
+        names = sorted(unexpected)
+        raise UserError(
+            f"{kind} checkpoint has weights codekiln does not know: "
+            + ", ".join(names[:5])
+            + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        )
+    if missing:
+        raise UserError(
+            f"{kind} weights lack {missing[0]}"
+            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+            + ": the checkpoint is incomplete"
+        )
+
+
+def _check_tied_head(head: Tensor, embedding: Tensor) -> None:
+    head = head.to(embedding.dtype)
+    if head.shape != embedding.shape or not torch.equal(head, embedding):
+        raise UserError(
+            "lm_head.weight differs from the token embedding although config.json "
+            "ties them (tie_word_embeddings is true or unset): set "
+            '"tie_word_embeddings": false if the model has its own output head'
+        )
+
+
+def hf_parameters(folder: str | Path, config: ModelConfig) -> Iterator[tuple[str, Tensor]]:
+    """CodeGPT's parameters, by our names, from a transformers folder of `config`'s
+    model_type, one whole parameter at a time in the dtype it was saved in: a fused c_attn
+    is assembled from starcoder2's q/k/v (or reordered from multi-head gpt_bigcode's per-head
+    layout) before it is yielded. Names are checked (nothing missing, nothing unknown)
+    before anything is read, and shapes as each tensor is; a caller that keeps only its shard
+    of each parameter never holds more than the largest one (train/materialise.py)."""
+    files = weight_files(Path(folder))
+    kind = model_type(config)
+    slots = weight_slots(config)
+    with contextlib.ExitStack() as stack:
+        readers = [stack.enter_context(_TensorReader(file)) for file in files]
+        where = {name: reader for reader in readers for name in reader.names()}
+        known = {*slots, "lm_head.weight"}  # a tied head saved anyway: compared below
+        unexpected = [n for n in where if n not in known and not n.endswith(_BUFFER_SUFFIXES)]
+        _check_names(kind, unexpected, [name for name in slots if name not in where])
+        with torch.device("meta"):
+            shapes = {name: p.shape for name, p in CodeGPT(config).named_parameters()}
+        sources: dict[str, list[str]] = {}
+        for hf_name, slot in slots.items():
+            sources.setdefault(slot.name, []).append(hf_name)
+        for ours, names in sources.items():
+            first = where[names[0]].get(names[0])
+            target = torch.empty(shapes[ours], dtype=first.dtype)
+            filler = _WeightFiller(config, {ours: target})
+            for name in names:
+                filler.put(name, first if name == names[0] else where[name].get(name))
+            del first
+            if ours == "wte.weight" and "lm_head.weight" in where and "lm_head.weight" not in slots:
+                _check_tied_head(where["lm_head.weight"].get("lm_head.weight"), target)
+            yield ours, target
+
+
+class _TensorReader:
+    """One weight file's tensors by name, read one at a time: safetensors through safe_open,
+    .bin memory-mapped and unpickled with weights_only."""
+
+    def __init__(self, file: Path):
+        self.file = file
+        self.handle = None
+        self.state: dict | None = None
+
+    def __enter__(self) -> _TensorReader:
+        try:
+            if self.file.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                self.handle = safe_open(str(self.file), framework="pt")
+            else:
+                self.state = dict(_read_tensors(self.file))
+        except UserError:
+            raise
+        except Exception as exc:
+            raise UserError(f"{self.file} is truncated or corrupt ({str(exc)[:200]})") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle = self.state = None
+
+    def names(self) -> list[str]:
+        return list(self.handle.keys()) if self.handle is not None else list(self.state)
+
+    def get(self, name: str) -> Tensor:
+        if self.state is not None:
+            return self.state[name]
+        try:
+            return self.handle.get_tensor(name)
+        except Exception as exc:
+            raise UserError(f"{self.file} is truncated or corrupt ({str(exc)[:200]})") from None
 
 
 def from_hf_state_dict(config: ModelConfig, state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -6,9 +6,10 @@
   init_from model's own tokenizer must be the pack's too: the same vocabulary size with other
   ids would train on garbage without a word.
 - The model: the checkpoint's architecture when resuming, else init_from's weights (streamed
-  into float32 master weights, or into a frozen bfloat16 base under LoRA), else a fresh
-  preset. Its vocabulary must cover the pack's, and the memory it needs is checked before
-  anything large is allocated.
+  into each rank's shards of the float32 master weights, or into a whole frozen bfloat16
+  base under LoRA), else a fresh preset. It is built on the meta device and filled after
+  it is parallelised (materialise.py). Its vocabulary must cover the pack's, and the memory
+  it needs is checked before anything large is allocated.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import nn
 from codekiln.errors import UserError
 from codekiln.train.checkpoint import seed_everything
 from codekiln.train.config import TRAINING_ONLY_MODEL_SETTINGS, TrainConfig
+from codekiln.train.materialise import CHECKPOINT, INIT_FROM, SEED
 from codekiln.train.memory import check_memory
 from codekiln.train.parallel import Distributed
 
@@ -106,6 +108,9 @@ class BuiltModel:
     base_config: dict | None  # init_from's config.json, for the keys codekiln does not compute
     kind: str  # gpt_bigcode or starcoder2
     memory: dict[str, int]
+    # What fills a model built on the meta device (materialise.SEED, INIT_FROM or
+    # CHECKPOINT), after it is parallelised; None: the model is already real (LoRA's).
+    weights: str | None = None
 
 
 def build_model(
@@ -116,10 +121,12 @@ def build_model(
     dtype: torch.dtype,
     announce: Callable[[dict[str, int]], None] | None = None,
 ) -> BuiltModel:
-    """The model to train, on the CPU: the checkpoint's architecture when resuming (`state`;
-    a LoRA run's base comes from init_from again), else init_from's weights, else a fresh
-    preset. Each is checked against the data's vocabulary and the memory there is before it
-    is allocated; `announce` is given the memory estimate then."""
+    """The model to train: the checkpoint's architecture when resuming (`state`; a LoRA
+    run's base comes from init_from again), else init_from's, else a fresh preset. Each is
+    checked against the data's vocabulary and the memory there is before it is allocated;
+    `announce` is given the memory estimate then. The model is built on the meta device
+    and `weights` says what fills it once parallelised (materialise.py); a LoRA run's is
+    built on the CPU, its base read whole from init_from."""
     from codekiln.model.config import ModelConfig
     from codekiln.model.gpt import CodeGPT
     from codekiln.model.hf import config_from_hf, model_type, read_hf_config
@@ -161,20 +168,27 @@ def build_model(
     if announce is not None:
         announce(memory)
     seed_everything(config.seed)
-    if config.init_from is None or (state is not None and not config.lora):
-        model = CodeGPT(model_config)  # fresh, or the checkpoint's weights replace these
-        return BuiltModel(model, export_config, base_config, kind, memory)
+    if not config.lora:
+        # On the meta device: each rank allocates and fills only its own shards once the
+        # model is parallelised (train/materialise.py), never the whole model.
+        with torch.device("meta"):
+            model = CodeGPT(model_config)
+        if state is not None:
+            weights = CHECKPOINT
+        else:
+            weights = SEED if config.init_from is None else INIT_FROM
+        return BuiltModel(model, export_config, base_config, kind, memory, weights)
+    # LoRA: the frozen base is read whole (in base_dtype), as import_hf does.
     from codekiln.model.hf import import_hf
 
     base_dtype = torch.bfloat16 if config.base_dtype == "bfloat16" else torch.float32
     overrides = {k: getattr(model_config, k) for k in ("dropout", "attn_dropout", "embd_dropout")}
     model = import_hf(config.init_from, dtype=base_dtype, overrides=overrides)
-    if config.lora:
-        from codekiln.model.lora import add_lora
+    from codekiln.model.lora import add_lora
 
-        _norms_in_float32(model)
-        seed_everything(config.seed)  # the adapters' A are drawn from the run's seed
-        add_lora(model, kind, lora_spec(config))
+    _norms_in_float32(model)
+    seed_everything(config.seed)  # the adapters' A are drawn from the run's seed
+    add_lora(model, kind, lora_spec(config))
     return BuiltModel(model, export_config, base_config, kind, memory)
 
 

@@ -37,6 +37,7 @@ checkpoint.py (atomic writes, resuming) and metrics.py (MFU):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import shutil
@@ -79,6 +80,7 @@ from codekiln.train.inputs import (
     pack_tokenizer,
     sft_tokenizer,
 )
+from codekiln.train.materialise import materialise
 from codekiln.train.memory import reuse_freed_memory
 from codekiln.train.metrics import (
     TrainProgress,
@@ -227,12 +229,23 @@ class _Run:
         self.built = built
         model = built.model
         self.model_config = model.config
-        model.to(device)
+        if built.weights is None:
+            model.to(device)  # a LoRA run's base, already real
         model.train()
-        # Every rank built the same weights from the seed; dropout masks should differ across
-        # data-parallel replicas, and agree within a tensor-parallel group.
+        # Every rank fills its shards from the same seed (or init_from); dropout masks should
+        # differ across data-parallel replicas, and agree within a tensor-parallel group.
         self.dp_rank, self.dp_size = data_parallel(self.dist, config.parallel, config.tp_size)
         torch.manual_seed(config.seed + self.dp_rank)
+        fill = None
+        if built.weights is not None:
+            fill = functools.partial(
+                materialise,
+                model_config=self.model_config,
+                device=device,
+                weights=built.weights,
+                seed=config.seed,
+                init_from=config.init_from,
+            )
         self.model = parallelize(
             model,
             self.dist,
@@ -240,6 +253,7 @@ class _Run:
             compile=config.compile,
             parallel=config.parallel,
             tp_size=config.tp_size,
+            materialise=fill,
         )
         self.optimizer = build_optimizer(self.model, config, device)
         if self.sft:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -181,10 +182,13 @@ def parallelize(
     compile: bool = False,
     parallel: str = "ddp",
     tp_size: int | None = None,
+    materialise: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
     """The module to train: `model` with tensor parallelism, checkpointing, compile and
     DDP/FSDP2 applied, in that order. All but DDP change `model` in place and return it;
-    DDP returns a wrapper."""
+    DDP returns a wrapper. A model built on the meta device is given to `materialise` after
+    FSDP2 (its shards are allocated and filled there, train/materialise.py) and before DDP,
+    which needs real weights to wrap."""
     blocks = list(model.layer_modules())
     dp_mesh = None
     if distributed.active and parallel in ("fsdp", "tp", "fsdp+tp"):
@@ -198,8 +202,6 @@ def parallelize(
     if compile:
         for block in blocks:
             block.compile()
-    if not distributed.active or parallel == "tp":
-        return model
     if dp_mesh is not None:
         from torch.distributed.fsdp import fully_shard
 
@@ -207,6 +209,9 @@ def parallelize(
             fully_shard(block, mesh=dp_mesh)
         # The root holds what no block does: the (tied) embeddings, the final norm.
         fully_shard(model, mesh=dp_mesh)
+    if materialise is not None:
+        materialise(model)
+    if not distributed.active or parallel == "tp" or dp_mesh is not None:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
