@@ -12,6 +12,7 @@ from codekiln.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16")
 PARALLEL = ("ddp", "fsdp", "tp", "fsdp+tp")
+FSDP_GRAD_SYNC = ("every_microstep", "last_microstep")
 BASE_DTYPES = ("float32", "bfloat16")
 # What `--resume` may change: how long the run goes on and how often it logs, evaluates and
 # saves. Everything else is the checkpoint's (a changed optimizer setting would silently
@@ -92,6 +93,9 @@ class TrainConfig:
     parallel: str = "ddp"  # ddp | fsdp | tp | fsdp+tp, under torchrun with more than one process
     tp_size: int | None = None  # tensor-parallel ranks under fsdp+tp (data parallel: the rest)
     peak_flops: float | None = None  # per device, for MFU; None: a table or a measured matmul
+    # FSDP2 under grad_accum > 1: reduce-scatter every micro-step (gradients stay sharded) or
+    # only the last (fewer collectives, whole fp32 gradients meanwhile); see gradient_sync.
+    fsdp_grad_sync: str = "every_microstep"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -200,6 +204,11 @@ class TrainConfig:
             raise UserError(
                 "train config: parallel=fsdp+tp needs tp_size, the tensor-parallel ranks of "
                 "each data-parallel replica (e.g. tp_size=4)"
+            )
+        if self.fsdp_grad_sync not in FSDP_GRAD_SYNC:
+            raise UserError(
+                f"train config: fsdp_grad_sync must be one of {', '.join(FSDP_GRAD_SYNC)}, "
+                f"got {self.fsdp_grad_sync!r}"
             )
         for name in ("compile", "activation_checkpointing", "lora", "merge", "sft"):
             if not isinstance(getattr(self, name), bool):

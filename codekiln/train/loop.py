@@ -405,7 +405,13 @@ class _Run:
                     self.step + 1, config.lr, config.min_lr, config.warmup_steps, config.max_steps
                 )
                 loss, norm = optimizer_step(
-                    self.model, self.optimizer, micro, lr, config.grad_clip, self.autocast
+                    self.model,
+                    self.optimizer,
+                    micro,
+                    lr,
+                    config.grad_clip,
+                    self.autocast,
+                    config.fsdp_grad_sync,
                 )
                 self.step += 1
                 self.tokens += tokens_per_step
@@ -701,10 +707,11 @@ def optimizer_step(
     lr: float,
     grad_clip: float,
     autocast=None,
+    fsdp_grad_sync: str = "every_microstep",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step over `micro_batches` ((input_ids, labels), or the model's keyword
     arguments with segment and position ids of packed pairs): forward and backward
-    each (gradients reduced across ranks on the last only), clip, AdamW. Returns the mean
+    each (gradients reduced across ranks as `gradient_sync` says), clip, AdamW. Returns the mean
     loss and the gradient norm before clipping, as tensors (reading them syncs a GPU)."""
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -713,7 +720,7 @@ def optimizer_step(
     for index, batch in enumerate(micro_batches):
         if not isinstance(batch, dict):
             batch = {"input_ids": batch[0], "labels": batch[1]}
-        with gradient_sync(model, index == count - 1):
+        with gradient_sync(model, index == count - 1, fsdp_grad_sync):
             with autocast or nullcontext():
                 _, loss = model(**batch)
             (loss / count).backward()

@@ -368,13 +368,29 @@ def _recomputed(forward):
     return run
 
 
-def gradient_sync(model: nn.Module, sync: bool) -> AbstractContextManager:
-    """A context for one micro-step: gradients are reduced across ranks only when `sync`
-    (the last micro-step of an optimizer step), so accumulation costs one reduction."""
+def gradient_sync(
+    model: nn.Module, sync: bool, fsdp_grad_sync: str = "every_microstep"
+) -> AbstractContextManager:
+    """A context for one micro-step; `sync` is True on the last micro-step of an optimizer
+    step, when every rank must end with the reduced gradients.
+
+    DDP reduces on the last micro-step only (`no_sync` before): its gradients are whole on
+    every rank anyway, so accumulating them locally costs no memory and saves an all-reduce
+    a micro-step.
+
+    FSDP2, by `fsdp_grad_sync` (d data-parallel ranks, N parameters, G = grad_accum):
+    - "every_microstep" (the default): each micro-step's backward reduce-scatters its
+      gradients and each rank adds its 1/d shard to the ones before, so gradients stay
+      sharded (4N/d bytes a rank). The cost is G reduce-scatters an optimizer step, each
+      sending and receiving ~4N(d-1)/d bytes a rank (float32 gradients).
+    - "last_microstep": only the last micro-step reduce-scatters (one per optimizer step, G
+      times less traffic), but until then every rank accumulates the whole unsharded float32
+      gradient of the model: 4N bytes a rank, not divided by d (~62 GB at 15b).
+    """
     if hasattr(model, "no_sync"):  # DDP
         return nullcontext() if sync else model.no_sync()
     if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
-        model.set_requires_gradient_sync(sync)
+        model.set_requires_gradient_sync(sync or fsdp_grad_sync == "every_microstep")
     return nullcontext()
 
 

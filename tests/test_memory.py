@@ -1,0 +1,154 @@
+"""What a rank holds: the meta-device start (each rank fills only its shards, from the seed or
+init_from, and gets exactly one process's weights), FSDP2's gradients across accumulation
+micro-steps, and the memory estimate against peaks measured on the CPU."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from test_parallel import _free_port
+
+from codekiln.model.config import ModelConfig
+from codekiln.model.gpt import CodeGPT
+from codekiln.model.hf import export_hf, import_hf
+from codekiln.train.materialise import INIT_FROM, SEED, materialise
+from codekiln.train.parallel import Distributed, full_model_state, gradient_sync, parallelize
+
+# Multi-query (K/V replicated under tp) with an odd position table (FSDP2 pads its shards),
+# multi-head gpt_bigcode (per-head q/k/v in its files), and starcoder2 with grouped-query
+# attention (separate q/k/v tensors filling rows of our fused c_attn).
+MODELS = [
+    {"n_kv_heads": 1, "n_positions": 33},
+    {"n_kv_heads": 4},
+    {"n_kv_heads": 2, "position": "rotary"},
+]
+BASE = {"vocab_size": 96, "n_positions": 32, "n_embd": 64, "n_layer": 2, "n_head": 4}
+
+
+def _config(overrides: dict) -> ModelConfig:
+    return ModelConfig(**{**BASE, **overrides})
+
+
+def _group(rank: int, world_size: int, port: int) -> Distributed:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    return Distributed(rank, world_size)
+
+
+def _end_group() -> None:
+    dist.barrier()  # no rank tears gloo down while its peer still talks to it
+    dist.destroy_process_group()
+
+
+def _sharded(config: ModelConfig, distributed: Distributed, parallel: str, **source):
+    """A model built on meta, parallelised, then materialised from `source`."""
+    with torch.device("meta"):
+        model = CodeGPT(config)
+    fill = functools.partial(
+        materialise, model_config=config, device=torch.device("cpu"), **source
+    )
+    return parallelize(model, distributed, parallel=parallel, materialise=fill)
+
+
+def _local_elements(model: torch.nn.Module) -> int:
+    return sum(
+        (p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters()
+    )
+
+
+def _meta_start(rank: int, world_size: int, port: int, folders: list[str]) -> None:
+    distributed = _group(rank, world_size, port)
+    try:
+        for overrides, folder in zip(MODELS, folders, strict=True):
+            config = _config(overrides)
+            one = CodeGPT(config)
+            one.init_weights(seed=7)
+            expected = {SEED: one.state_dict(), INIT_FROM: import_hf(folder).state_dict()}
+            for parallel in ("fsdp", "tp"):
+                for weights, extra in ((SEED, {"seed": 7}), (INIT_FROM, {"init_from": folder})):
+                    model = _sharded(config, distributed, parallel, weights=weights, **extra)
+                    state = full_model_state(model)
+                    what = f"{parallel} from {weights}, {overrides}"
+                    if rank == 0:
+                        assert list(state) == list(expected[weights]), what
+                        for name, tensor in expected[weights].items():
+                            assert torch.equal(state[name], tensor), f"{what}: {name}"
+                    if parallel == "fsdp":  # each rank holds about half the elements
+                        total = sum(t.numel() for t in one.parameters())
+                        assert _local_elements(model) <= 0.52 * total, what
+    finally:
+        _end_group()
+
+
+def test_sharded_start_equals_one_process_init(tmp_path):
+    """fsdp and tp on 2 ranks, built on meta and filled shard by shard from the seed or from
+    a Hugging Face folder, hold exactly the weights one process gets from init_weights(seed)
+    or import_hf."""
+    folders = []
+    for index, overrides in enumerate(MODELS):
+        torch.manual_seed(index)
+        folders.append(str(export_hf(CodeGPT(_config(overrides)), tmp_path / f"hf{index}")))
+    mp.spawn(_meta_start, args=(2, _free_port(), folders), nprocs=2)
+
+
+def _held_gradient_elements(model: torch.nn.Module) -> int:
+    """Gradient elements this rank holds: its parameters' (local) gradients plus the
+    unsharded gradients FSDP2 keeps while it does not reduce them."""
+    from torch.distributed.fsdp import FSDPModule
+
+    held = sum(
+        (p.grad.to_local() if hasattr(p.grad, "to_local") else p.grad).numel()
+        for p in model.parameters()
+        if p.grad is not None
+    )
+    for module in model.modules():
+        if not isinstance(module, FSDPModule):
+            continue
+        for group in module._get_fsdp_state()._fsdp_param_groups:
+            for param in group.fsdp_params:
+                if param.unsharded_accumulated_grad is not None:
+                    held += param.unsharded_accumulated_grad.numel()
+                unsharded = getattr(param, "_unsharded_param", None)
+                if unsharded is not None and unsharded.grad is not None:
+                    held += unsharded.grad.numel()
+    return held
+
+
+def _accumulation(rank: int, world_size: int, port: int) -> None:
+    distributed = _group(rank, world_size, port)
+    try:
+        config = _config({})
+        total = sum(p.numel() for p in CodeGPT(config).parameters())
+        torch.manual_seed(rank)
+        batches = [torch.randint(0, config.vocab_size, (2, 17)) for _ in range(2)]
+        grads = {}
+        for mode in ("every_microstep", "last_microstep"):
+            model = _sharded(config, distributed, "fsdp", weights=SEED, seed=3)
+            for index, batch in enumerate(batches):
+                with gradient_sync(model, index == len(batches) - 1, mode):
+                    _, loss = model(batch[:, :-1], labels=batch[:, 1:])
+                    (loss / len(batches)).backward()
+                if index == 0:
+                    held = _held_gradient_elements(model)
+                    if mode == "every_microstep":  # a shard: about half the model each
+                        assert 0.45 * total <= held <= 0.52 * total, (held, total)
+                    else:  # FSDP2 keeps the whole unsharded gradient until the last
+                        assert held >= total, (held, total)
+            grads[mode] = {n: p.grad.full_tensor() for n, p in model.named_parameters()}
+        # Both reductions give the same gradients after the last micro-step.
+        for name, grad in grads["every_microstep"].items():
+            torch.testing.assert_close(grads["last_microstep"][name], grad, msg=name)
+    finally:
+        _end_group()
+
+
+def test_fsdp_gradients_stay_sharded_across_micro_steps():
+    """2 ranks under fsdp: after a non-final micro-step each holds about half the model's
+    gradient elements by default, the whole with fsdp_grad_sync=last_microstep."""
+    mp.spawn(_accumulation, args=(2, _free_port()), nprocs=2)
