@@ -1,13 +1,35 @@
 """Whether a run fits, checked before the model is allocated.
 
-The memory a run needs (16 bytes a parameter for fp32 weights, gradients and AdamW's moments,
-divided over ranks under FSDP, plus an estimate of the activations) is compared with free GPU
-memory or MemAvailable; too much is a UserError.
+`estimate_memory` counts what one rank holds at its peak under the run's layout (`layout`:
+pipeline stages, tensor-parallel and data-parallel ranks), term by term:
+
+- weights: the float32 parameters the rank keeps: its pipeline stage's blocks (n_layer / pp;
+  the first stage also the embeddings, the last the final norm and the head, a copy of a tied
+  embedding), with each block's matrices split over tp (LayerNorms, RowwiseParallel's biases
+  and a single multi-query K/V head are replicated), divided over the data-parallel ranks
+  under FSDP. FSDP2 also holds, while computing, one block unsharded (and the next one,
+  prefetched) and the root's embeddings and final norm whole (it does not reshard the root).
+- gradients: as many as the weights, in float32. Under FSDP2 they are sharded too, unless
+  fsdp_grad_sync=last_microstep with grad_accum > 1 keeps the whole unsharded gradient of
+  the stage between micro-steps. DDP adds its buckets (a second copy of the gradients).
+- optimizer: AdamW's two float32 moments, sharded as the weights.
+- activations of one micro-batch (see `activation_bytes`); under a pipeline schedule a stage
+  keeps the activations of up to pp micro-batches in flight (GPipe: all of grad_accum).
+- start-up: the model is built on the meta device and each rank fills only its shards, one
+  whole parameter at a time (train/materialise.py), so start-up needs the rank's weights
+  plus the largest parameter, never the whole model; a LoRA run's base is still read whole.
+
+Under LoRA (`trainable` adapter parameters) the frozen base needs its weights only (4 bytes a
+parameter, 2 in bfloat16) and the adapters the 16. The per-rank need times the ranks on
+this machine (CPU ranks share its RAM) is compared with free GPU memory or MemAvailable; too
+much is a UserError.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -16,44 +38,140 @@ from codekiln.train.config import TrainConfig
 from codekiln.train.parallel import Distributed
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a rank's share of the model is cut: pipeline stages, tensor-parallel ranks,
+    data-parallel ranks, and whether the data-parallel ranks shard (FSDP) or replicate (DDP)."""
+
+    pp: int = 1
+    tp: int = 1
+    dp: int = 1
+    fsdp: bool = False
+
+
+def layout(config: TrainConfig, world_size: int) -> Layout:
+    """The layout of `world_size` ranks under the run's settings (one process: all 1).
+
+    >>> cfg = TrainConfig(parallel="fsdp+tp", tp_size=2)
+    >>> layout(cfg, 8)
+    Layout(pp=1, tp=2, dp=4, fsdp=True)
+    """
+    if world_size <= 1:
+        return Layout()
+    pp = max(1, int(getattr(config, "pp_size", 1) or 1))
+    per_stage = max(1, world_size // pp)
+    tp = {"tp": per_stage, "fsdp+tp": config.tp_size or 1}.get(config.parallel, 1)
+    dp = max(1, per_stage // tp)
+    return Layout(pp, tp, dp, config.parallel in ("fsdp", "fsdp+tp") and dp > 1)
+
+
+def _rank_parameters(model_config, tp: int, pp: int) -> tuple[int, int, int]:
+    """(parameters a rank holds before data-parallel sharding, those of one of its blocks,
+    those of the FSDP root: embeddings, final norm, head) for `tp` ranks and `pp` stages."""
+    c, i, kv = model_config.n_embd, model_config.inner_dim, model_config.kv_dim
+    b = 1 if model_config.bias else 0
+    kv_tp = tp if model_config.n_kv_heads % tp == 0 else 1  # one MQA head: replicated
+    block = (
+        4 * c  # the two LayerNorms, replicated
+        + (c * c + b * c) // tp  # Q rows
+        + 2 * (c * kv + b * kv) // kv_tp  # K and V rows
+        + c * c // tp
+        + b * c  # attention output (its bias replicated)
+        + (c * i + b * i) // tp  # c_fc by columns
+        + i * c // tp
+        + b * c  # c_proj by rows (its bias replicated)
+    )
+    embedding = model_config.vocab_size * c
+    first = embedding + (model_config.n_positions * c if model_config.position == "learned" else 0)
+    last = 2 * c + (0 if model_config.tie_embeddings and pp == 1 else embedding)
+    blocks = math.ceil(model_config.n_layer / pp) * block
+    root = first + last if pp == 1 else max(first, last)
+    return blocks + root, block, root
+
+
+def activation_bytes(model_config, config: TrainConfig, dtype: torch.dtype, tp: int = 1) -> int:
+    """Bytes of activations one rank holds at the peak of one micro-batch's backward pass.
+
+    Per block and token the backward keeps: the residual stream at both LayerNorms' inputs
+    (2C, float32), both LayerNorms' outputs as the next matmul's input (2C), the fused
+    q/k/v output (C + 2 kv; rotary makes new q and k, C + kv more), attention's output and
+    its reshaped copy for c_proj (2C), and the MLP's input and GELU output (2 x 4C wide):
+    matmul inputs in the compute dtype, the sharded ones divided over tp. With activation
+    checkpointing a block keeps only its input (C, float32), and one block's set is live
+    again while it is recomputed. The backward adds a few (T, C) and one (T, 4C) gradient,
+    and the loss a chunk of float32 logits, their log-softmax and gradient (3 x rows x V), the
+    hidden states' gradient and the head's float32 weight gradient, made in the forward.
+    """
+    from codekiln.model.loss import chunk_rows
+
+    c, i, kv = model_config.n_embd, model_config.inner_dim, model_config.kv_dim
+    tokens = config.batch_size * config.seq_len
+    width = 2 if dtype == torch.bfloat16 else 4
+    qkv = c + 2 * kv + (c + kv if model_config.position == "rotary" else 0)
+    sharded = (qkv + 2 * c + 2 * i) * width // tp
+    per_block = tokens * (2 * c * 4 + 2 * c * width + sharded)
+    backward = tokens * (3 * c + i) * 4
+    stage_layers = math.ceil(model_config.n_layer / max(1, int(getattr(config, "pp_size", 1))))
+    if config.activation_checkpointing:
+        blocks = stage_layers * tokens * c * 4 + per_block
+    else:
+        blocks = stage_layers * per_block
+    vocab = model_config.vocab_size
+    loss = 3 * chunk_rows(vocab) * vocab * 4 + tokens * c * 4 + vocab * c * 4
+    return blocks + backward + loss
+
+
 def estimate_memory(
     model_config,
     config: TrainConfig,
     dtype: torch.dtype,
-    shards: int = 1,
+    world_size: int = 1,
     trainable: int | None = None,
 ) -> dict[str, int]:
-    """Bytes one rank needs: fp32 weights, gradients and AdamW's two moments (16 per
-    parameter, divided over `shards` under FSDP), plus activations of one micro-batch.
-    Under LoRA (`trainable` adapter parameters) the frozen base needs its weights only (4
-    bytes a parameter, 2 in bfloat16) and the adapters the 16.
-
-    Activations per block and token are taken as ~18 x n_embd values (LayerNorm inputs,
-    q/k/v, attention output, the 4x MLP's input and GELU output) in the compute dtype, plus
-    the float32 logits and their gradient; with activation checkpointing only each block's
-    input is kept, and one block's worth is live during recomputation.
-    """
+    """Bytes one rank holds at its peak (see the module docstring): `weights`, `gradients`
+    and `optimizer` (their sum is `states`), `activations` and `startup`, with `params`
+    (the whole model's) and `trainable`, for `world_size` ranks under the run's layout."""
     from codekiln.model.config import num_parameters
 
     params = num_parameters(model_config)
+    cut = layout(config, world_size)
+    held, block, root = _rank_parameters(model_config, cut.tp, cut.pp)
+    shards = cut.dp if cut.fsdp else 1
+    largest = model_config.vocab_size * model_config.n_embd * 4
     if trainable is None:
-        states = params * 16 // shards
+        weights = held * 4 // shards
+        gradients = weights
+        if cut.fsdp:
+            # Gathered while computing: one block and the prefetched next, and the root
+            # (embeddings, final norm, head), with their unsharded gradients.
+            weights += (2 * block + root) * 4
+            gradients += (block + root) * 4
+            if config.fsdp_grad_sync == "last_microstep" and config.grad_accum > 1:
+                gradients += held * 4
+        elif cut.dp > 1:
+            gradients += held * 4  # DDP's buckets
+        optimizer = held * 8 // shards
+        startup = held * 4 // shards + largest  # the shards and one whole parameter
     else:
         base = 2 if config.base_dtype == "bfloat16" else 4
-        states = params * base // shards + trainable * 16
-    tokens = config.batch_size * config.seq_len
-    width = 2 if dtype == torch.bfloat16 else 4
-    per_block = tokens * model_config.n_embd * 18 * width
-    if config.activation_checkpointing:
-        blocks = model_config.n_layer * tokens * model_config.n_embd * width + per_block
-    else:
-        blocks = model_config.n_layer * per_block
-    logits = 3 * tokens * model_config.vocab_size * 4
+        weights = held * base // shards + trainable * 4
+        gradients = trainable * 4 * (2 if cut.dp > 1 and not cut.fsdp else 1)
+        optimizer = trainable * 8
+        startup = params * base  # a LoRA base is read whole on every rank
+    activations = activation_bytes(model_config, config, dtype, cut.tp)
+    if cut.pp > 1:
+        schedule = getattr(config, "pp_schedule", "1f1b")
+        in_flight = config.grad_accum if schedule == "gpipe" else min(cut.pp, config.grad_accum)
+        activations *= max(1, in_flight)
     return {
         "params": params,
         "trainable": params if trainable is None else trainable,
-        "states": states,
-        "activations": blocks + logits,
+        "weights": weights,
+        "gradients": gradients,
+        "optimizer": optimizer,
+        "states": weights + gradients + optimizer,
+        "activations": activations,
+        "startup": startup,
     }
 
 
@@ -115,15 +233,8 @@ def check_memory(
 ) -> dict[str, int]:
     """The estimate (with `total`, this machine's need, and `available`); a UserError,
     before anything large is allocated, when the run cannot fit."""
-    # Weights, gradients and AdamW state split over every rank under FSDP (and FSDP x TP),
-    # over the tensor-parallel group under TP alone (activations are not split: a bound).
-    shards = {
-        "fsdp": distributed.world_size,
-        "fsdp+tp": distributed.world_size,
-        "tp": distributed.world_size,
-    }.get(config.parallel, 1)
-    need = estimate_memory(model_config, config, dtype, shards, trainable)
-    per_rank = need["states"] + need["activations"]
+    need = estimate_memory(model_config, config, dtype, distributed.world_size, trainable)
+    per_rank = max(need["states"] + need["activations"], need["startup"])
     total = per_rank
     if distributed.device.type == "cpu":
         # CPU ranks on one machine share its RAM.
