@@ -5,7 +5,10 @@ micro-steps, and the memory estimate against peaks measured on the CPU."""
 from __future__ import annotations
 
 import functools
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -50,16 +53,12 @@ def _sharded(config: ModelConfig, distributed: Distributed, parallel: str, **sou
     """A model built on meta, parallelised, then materialised from `source`."""
     with torch.device("meta"):
         model = CodeGPT(config)
-    fill = functools.partial(
-        materialise, model_config=config, device=torch.device("cpu"), **source
-    )
+    fill = functools.partial(materialise, model_config=config, device=torch.device("cpu"), **source)
     return parallelize(model, distributed, parallel=parallel, materialise=fill)
 
 
 def _local_elements(model: torch.nn.Module) -> int:
-    return sum(
-        (p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters()
-    )
+    return sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters())
 
 
 def _meta_start(rank: int, world_size: int, port: int, folders: list[str]) -> None:
@@ -152,3 +151,120 @@ def test_fsdp_gradients_stay_sharded_across_micro_steps():
     """2 ranks under fsdp: after a non-final micro-step each holds about half the model's
     gradient elements by default, the whole with fsdp_grad_sync=last_microstep."""
     mp.spawn(_accumulation, args=(2, _free_port()), nprocs=2)
+
+
+# One process measures its own peak: the resident memory's high-water mark (VmHWM) less its
+# resident memory once kernels are loaded (a tiny model's step first: the first matmuls,
+# attention and AdamW step load code and per-thread buffers, tens of MB whatever the model).
+MEASURE = """
+import json, sys
+import torch
+from codekiln.model.config import ModelConfig, preset
+from codekiln.model.gpt import CodeGPT
+from codekiln.train.config import TrainConfig
+from codekiln.train.loop import optimizer_step
+from codekiln.train.materialise import SEED, materialise
+from codekiln.train.memory import reuse_freed_memory
+from codekiln.train.optim import build_optimizer
+from codekiln.train.parallel import Distributed, parallelize
+
+
+def resident(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+
+
+def step(model, optimizer, tokens):
+    optimizer_step(model, optimizer, [(tokens[:, :-1], tokens[:, 1:])], 1e-4, 1.0)
+
+
+torch.set_num_threads(1)
+reuse_freed_memory()  # as `codekiln train` does on a CPU
+config = TrainConfig(**json.loads(sys.argv[1])).resolved("none")
+warm = CodeGPT(ModelConfig(vocab_size=64, n_positions=16, n_embd=32, n_layer=1, n_head=2))
+step(warm, build_optimizer(warm, config, torch.device("cpu")), torch.randint(0, 64, (1, 17)))
+del warm
+model_config = preset(config.model)
+shape = (config.batch_size, config.seq_len + 1)
+tokens = torch.randint(0, model_config.vocab_size, shape)
+base = resident("VmRSS")
+with torch.device("meta"):
+    model = CodeGPT(model_config)
+fill = lambda m: materialise(m, model_config, torch.device("cpu"), SEED, config.seed)
+model = parallelize(
+    model,
+    Distributed(),
+    activation_checkpointing=config.activation_checkpointing,
+    materialise=fill,
+)
+optimizer = build_optimizer(model, config, torch.device("cpu"))
+for _ in range(2):  # the second step holds AdamW's moments from the start
+    step(model, optimizer, tokens)
+print(resident("VmHWM") - base)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"model": "tiny", "seq_len": 512, "batch_size": 4},
+        {"model": "small", "seq_len": 256, "batch_size": 2},
+        {"model": "small", "seq_len": 256, "batch_size": 2, "activation_checkpointing": True},
+    ],
+    ids=["tiny", "small", "small-checkpointing"],
+)
+def test_estimate_is_within_20_percent_of_the_measured_peak(settings):
+    """One process, float32, two optimizer steps: the estimate of weights, gradients, AdamW's
+    moments and activations (with and without activation checkpointing) against the peak
+    resident memory the steps added."""
+    from codekiln.model.config import preset
+    from codekiln.train.config import TrainConfig
+    from codekiln.train.memory import estimate_memory
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE, json.dumps(settings)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    measured = int(run.stdout.split()[-1])
+    config = TrainConfig(**settings).resolved("none")
+    need = estimate_memory(preset(config.model), config, torch.float32)
+    estimate = need["states"] + need["activations"]
+    assert 0.8 * measured <= estimate <= 1.2 * measured, (estimate, measured, need)
+
+
+def test_the_estimate_counts_each_layout_s_share():
+    """What each mode holds per rank, by the estimator's own terms: FSDP divides weights,
+    gradients and AdamW state over the data-parallel ranks (unless last_microstep keeps the
+    whole gradient), tensor parallelism divides the blocks, a pipeline stage holds its
+    blocks, and start-up needs the shards plus one parameter, never the whole model."""
+    from codekiln.model.config import preset
+    from codekiln.train.config import TrainConfig
+    from codekiln.train.memory import estimate_memory
+
+    model = preset("1b")
+    one = estimate_memory(model, TrainConfig(model="1b"), torch.float32)
+    assert one["weights"] == one["gradients"] == one["optimizer"] // 2 == one["params"] * 4
+    ddp = estimate_memory(model, TrainConfig(model="1b"), torch.float32, world_size=4)
+    assert ddp["gradients"] == 2 * one["gradients"]  # DDP's buckets
+    fsdp = estimate_memory(model, TrainConfig(model="1b", parallel="fsdp"), torch.float32, 4)
+    assert fsdp["optimizer"] == one["optimizer"] // 4
+    assert one["weights"] / 4 < fsdp["weights"] < one["weights"] / 2  # + gathered blocks
+    assert fsdp["startup"] < one["weights"] / 2  # shards + the embedding, not the model
+    whole = TrainConfig(model="1b", parallel="fsdp", grad_accum=4, fsdp_grad_sync="last_microstep")
+    kept = estimate_memory(model, whole, torch.float32, 4)
+    assert kept["gradients"] - fsdp["gradients"] == one["gradients"]
+    tp = estimate_memory(model, TrainConfig(model="1b", parallel="tp"), torch.float32, 4)
+    assert one["weights"] / 4 < tp["weights"] < one["weights"] / 2  # embeddings replicated
+    assert tp["activations"] < one["activations"]
+    checkpointed = TrainConfig(model="1b", activation_checkpointing=True)
+    assert estimate_memory(model, checkpointed, torch.float32)["activations"] < (
+        one["activations"] / 2
+    )
