@@ -12,6 +12,13 @@ from codekiln.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16")
 PARALLEL = ("ddp", "fsdp", "tp", "fsdp+tp")
+# Pipeline schedules (torch.distributed.pipelining): 1F1B by default, as Megatron-LM and
+# torchtitan do. It has GPipe's bubble but holds the activations of at most pp_size
+# micro-batches per stage instead of all grad_accum of them; interleaved 1F1B puts
+# PP_STAGES_PER_RANK stages on each rank, which shrinks the bubble by as much for more
+# point-to-point traffic.
+PP_SCHEDULES = ("1f1b", "gpipe", "interleaved1f1b")
+PP_STAGES_PER_RANK = {"1f1b": 1, "gpipe": 1, "interleaved1f1b": 2}
 BASE_DTYPES = ("float32", "bfloat16")
 # What `--resume` may change: how long the run goes on and how often it logs, evaluates and
 # saves. Everything else is the checkpoint's (a changed optimizer setting would silently
@@ -91,6 +98,10 @@ class TrainConfig:
     activation_checkpointing: bool = False
     parallel: str = "ddp"  # ddp | fsdp | tp | fsdp+tp, under torchrun with more than one process
     tp_size: int | None = None  # tensor-parallel ranks under fsdp+tp (data parallel: the rest)
+    # Pipeline stages over the ranks (outermost mesh dimension); the micro-batches of one
+    # optimizer step are its grad_accum batches. Composes with every `parallel` mode.
+    pp_size: int = 1
+    pp_schedule: str = "1f1b"  # 1f1b | gpipe | interleaved1f1b (see PP_SCHEDULES)
     peak_flops: float | None = None  # per device, for MFU; None: a table or a measured matmul
 
     def __post_init__(self) -> None:
@@ -201,6 +212,7 @@ class TrainConfig:
                 "train config: parallel=fsdp+tp needs tp_size, the tensor-parallel ranks of "
                 "each data-parallel replica (e.g. tp_size=4)"
             )
+        self._check_pipeline()
         for name in ("compile", "activation_checkpointing", "lora", "merge", "sft"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"train config: {name} must be true or false")
@@ -242,6 +254,34 @@ class TrainConfig:
                     f"an H100's dense bf16), got {self.peak_flops!r}"
                 )
             self.peak_flops = float(self.peak_flops)
+
+    def _check_pipeline(self) -> None:
+        """pp_size and pp_schedule, and the micro-batches the schedule needs."""
+        pp = self.pp_size
+        if isinstance(pp, bool) or not isinstance(pp, int) or pp < 1:
+            raise UserError(f"train config: pp_size must be a whole number >= 1, got {pp!r}")
+        if self.pp_schedule not in PP_SCHEDULES:
+            raise UserError(
+                f"train config: pp_schedule must be one of {', '.join(PP_SCHEDULES)}, "
+                f"got {self.pp_schedule!r}"
+            )
+        if pp == 1:
+            return
+        if self.lora or self.sft:
+            what = "LoRA" if self.lora else "instruction tuning (sft)"
+            raise UserError(f"train config: {what} runs without pipeline stages: set pp_size=1")
+        micro = self.grad_accum
+        if self.pp_schedule == "1f1b" and micro < pp:
+            raise UserError(
+                f"train config: the 1f1b schedule needs at least one micro-batch per stage: "
+                f"set grad_accum >= {pp} (pp_size), got {micro}; or pp_schedule=gpipe"
+            )
+        rounds = max(1, micro // pp)
+        if self.pp_schedule == "interleaved1f1b" and micro % rounds:
+            raise UserError(
+                f"train config: interleaved1f1b runs the micro-batches in rounds of pp_size "
+                f"({pp}): set grad_accum to at most {pp} or a multiple of {pp}, got {micro}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

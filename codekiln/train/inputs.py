@@ -26,7 +26,7 @@ from codekiln.errors import UserError
 from codekiln.train.checkpoint import seed_everything
 from codekiln.train.config import TRAINING_ONLY_MODEL_SETTINGS, TrainConfig
 from codekiln.train.memory import check_memory
-from codekiln.train.parallel import Distributed
+from codekiln.train.parallel import Distributed, check_layout
 
 
 @dataclass
@@ -152,6 +152,7 @@ def build_model(
             export_config = model_config
     kind = model_type(model_config)
     _check_context(model_config, config)
+    check_layout(model_config, config, distributed.world_size)  # the mesh and the stages
     trainable = None
     if config.lora:
         from codekiln.model.lora import lora_parameter_count
