@@ -279,8 +279,9 @@ class TrainConfig:
         rounds = max(1, micro // pp)
         if self.pp_schedule == "interleaved1f1b" and micro % rounds:
             raise UserError(
-                f"train config: interleaved1f1b runs the micro-batches in rounds of pp_size "
-                f"({pp}): set grad_accum to at most {pp} or a multiple of {pp}, got {micro}"
+                f"train config: interleaved1f1b runs grad_accum micro-batches in "
+                f"{rounds} equal rounds: set grad_accum to a multiple of pp_size ({pp}) or "
+                f"below {2 * pp}, got {micro}"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -193,9 +193,11 @@ class Pipeline:
             ScheduleInterleaved1F1B,
         )
 
-        hidden = torch.empty(batch_size, seq_len, self.part.config.n_embd, device="meta")
+        # requires_grad marks what carries a gradient back (the residual stream does).
+        width = self.part.config.n_embd
+        hidden = torch.empty(batch_size, seq_len, width, device="meta", requires_grad=True)
         tokens = torch.empty(batch_size, seq_len, dtype=torch.long, device="meta")
-        loss = torch.empty((), device="meta")
+        loss = torch.empty((), device="meta", requires_grad=True)
         stages = [
             PipelineStage(
                 module,
