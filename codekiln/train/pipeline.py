@@ -395,7 +395,9 @@ def full_optimizer_state(state: dict) -> dict:
     for i, group in enumerate(gathered[0]["param_groups"]):
         names = dict.fromkeys(n for s in gathered for n in s["param_groups"][i]["params"])
         groups.append({**group, "params": list(_merged([names]))})
-    return {"state": _merged([s["state"] for s in gathered]), "param_groups": groups}
+    merged = _merged([s["state"] for s in gathered])
+    state = {n: merged[n] for g in groups for n in g["params"] if n in merged}  # torch's order
+    return {"state": state, "param_groups": groups}
 
 
 def local_state(names: set[str], model_state: dict, optimizer_state: dict | None):
