@@ -5,6 +5,8 @@ refuses before anything is allocated."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import test_train
 import torch
@@ -141,8 +143,28 @@ def test_refuses_what_does_not_split():
     assert stage_layers(4, 2) == [range(0, 2), range(2, 4)]
 
 
-def test_one_process_refuses_stages(packed, tmp_path):
+@pytest.mark.slow
+def test_a_pipeline_checkpoint_resumes_in_one_process(packed, tmp_path):
+    """A 1F1B run on two ranks, cut after its step-2 checkpoint (gathered from both stages)
+    and resumed in one process (which ignores the layout): the same run to the end."""
     data, tokenizer = packed
-    settings = _pipeline_settings(tokenizer, pp_size=2)
-    with pytest.raises(UserError, match="divisible by 2, got 1"):
-        train(data, tmp_path / "run", TrainConfig(**settings), progress=False)
+    settings = _settings(
+        tokenizer, model_overrides=FOUR_LAYERS, grad_accum=2, pp_size=2, checkpoint_every=2
+    )
+    two = tmp_path / "two"
+    _torchrun(2, data, two, settings, tmp_path)
+    cut = tmp_path / "cut"
+    shutil.copytree(two, cut)
+    shutil.rmtree(cut / "checkpoints" / "step_4")
+    shutil.rmtree(cut / "model")
+    (cut / "manifest.json").unlink()
+    (cut / "checkpoints" / "latest").write_text("step_2\n")
+    assert train(data, cut, None, resume=True, progress=False).steps == 4
+    _assert_same_run(two, cut)
+    _assert_same_weights(
+        import_hf(two / "model").state_dict(), import_hf(cut / "model").state_dict()
+    )
+    plain = CodeGPT(import_hf(two / "model").config).state_dict()
+    saved = torch.load(two / "checkpoints/step_2/model.pt", weights_only=True)
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in plain.items()}
+    assert list(saved) == list(plain), "the model's own names, in its own order"

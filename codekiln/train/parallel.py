@@ -161,8 +161,9 @@ def data_parallel(
 
 def check_layout(model_config, config, world_size: int) -> None:
     """A UserError, before anything is allocated, unless the run's mesh divides `world_size`
-    and the model splits over it (pipeline stages, tensor-parallel heads)."""
-    if world_size <= 1 and config.pp_size == 1:
+    and the model splits over it (pipeline stages, tensor-parallel heads). One process
+    ignores the layout, as `parallelize` does (a checkpoint of any layout resumes there)."""
+    if world_size <= 1:
         return
     pp, _, tp = mesh_shape(config.parallel, world_size, config.tp_size, config.pp_size)
     if pp > 1:
@@ -222,6 +223,7 @@ def parallelize(
     if distributed.active and (pp_size > 1 or parallel in ("fsdp", "tp", "fsdp+tp")):
         mesh = _mesh(distributed, parallel, tp_size, pp_size)
     part, stages, indices = model, [model], [0]
+    pp_size = pp_size if distributed.active else 1
     if pp_size > 1:
         from codekiln.train.pipeline import split
 
