@@ -49,10 +49,26 @@ def one_process(packed, tmp_path_factory):
 
 
 def _check_against(one_process, run) -> None:
+    """Same losses and norms per step; the same weights but for the key biases."""
     _assert_same_run(one_process, run)
+    expected, actual = (import_hf(r / "model") for r in (one_process, run))
+    config = expected.config
     _assert_same_weights(
-        import_hf(one_process / "model").state_dict(), import_hf(run / "model").state_dict()
+        _without_key_bias(expected.state_dict(), config),
+        _without_key_bias(actual.state_dict(), config),
     )
+
+
+def _without_key_bias(state: dict, config) -> dict:
+    """`state` with the key rows of each c_attn bias zeroed. Their true
+    gradient is 0 (softmax ignores a constant added to every key), so AdamW moves them by
+    about lr x the sign of rounding noise each step, and over 20 steps runs that sum in
+    another order part by more than the 1e-3 allowed elsewhere."""
+    keys = slice(config.n_embd, config.n_embd + config.kv_dim)
+    for name, tensor in state.items():
+        if name.endswith("attn.c_attn.bias"):
+            tensor[keys] = 0
+    return state
 
 
 @pytest.mark.slow
@@ -82,9 +98,12 @@ def test_two_stages_match_one_process(packed, tmp_path, one_process, schedule):
     settings = {**_pipeline_settings(tokenizer), "pp_size": 2, "pp_schedule": schedule}
     _torchrun(2, data, tmp_path / schedule, settings, tmp_path)
     _check_against(one_process, tmp_path / schedule)
-    saved = torch.load(tmp_path / schedule / "checkpoints/step_20/model.pt", weights_only=True)
-    expected = torch.load(one_process / "checkpoints/step_20/model.pt", weights_only=True)
-    _assert_same_weights(expected, saved)
+    saved, expected = (
+        torch.load(run / "checkpoints/step_20/model.pt", weights_only=True)
+        for run in (tmp_path / schedule, one_process)
+    )
+    config = import_hf(one_process / "model").config
+    _assert_same_weights(_without_key_bias(expected, config), _without_key_bias(saved, config))
 
 
 def test_stages_keep_the_model_names():
