@@ -5,7 +5,10 @@ refuses before anything is allocated."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import test_train
@@ -178,12 +181,34 @@ def test_a_pipeline_checkpoint_resumes_in_one_process(packed, tmp_path):
     shutil.rmtree(cut / "model")
     (cut / "manifest.json").unlink()
     (cut / "checkpoints" / "latest").write_text("step_2\n")
+    staged = tmp_path / "staged"
+    shutil.copytree(cut, staged)
     assert train(data, cut, None, resume=True, progress=False).steps == 4
     _assert_same_run(two, cut)
     _assert_same_weights(
         import_hf(two / "model").state_dict(), import_hf(cut / "model").state_dict()
     )
+    # And in two stages again: each loads its own entries (the tied head included).
+    _torchrun_resume(2, data, staged, tmp_path)
+    _assert_same_run(two, staged)
+    _assert_same_weights(
+        import_hf(two / "model").state_dict(), import_hf(staged / "model").state_dict()
+    )
     plain = CodeGPT(import_hf(two / "model").config).state_dict()
     saved = torch.load(two / "checkpoints/step_2/model.pt", weights_only=True)
     assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in plain.items()}
     assert list(saved) == list(plain), "the model's own names, in its own order"
+
+
+def _torchrun_resume(nproc: int, data, out, tmp_path) -> None:
+    script = tmp_path / "resume.py"
+    script.write_text(
+        "import sys\nfrom codekiln.train.loop import train\n"
+        "train(sys.argv[1], sys.argv[2], None, resume=True, progress=False)\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(nproc), str(script), str(data), str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
