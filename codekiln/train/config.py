@@ -51,7 +51,8 @@ class TrainConfig:
 
     The global batch of one optimizer step is batch_size x grad_accum x data-parallel size
     sequences of seq_len tokens; `batch_size` is per data-parallel rank and per micro-step. The
-    data-parallel size is the world size, over tp_size under fsdp+tp, and 1 under tp.
+    data-parallel size is the world size over pp_size, over tp_size too under fsdp+tp, and 1
+    under tp.
 
     >>> TrainConfig(max_steps=10, warmup_steps=2).betas
     (0.9, 0.95)
