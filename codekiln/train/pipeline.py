@@ -222,15 +222,18 @@ class Pipeline:
     def step(
         self,
         optimizer: torch.optim.Optimizer,
-        micro_batches: list[dict[str, torch.Tensor]],
+        micro_batches: list,
         lr: float,
         grad_clip: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step over `micro_batches` (this replica's; every rank of the
-        pipeline passes the same): (the mean loss, the global gradient norm before
-        clipping), the same on every rank of the replica."""
+        """One optimizer step over `micro_batches` (this replica's, as dicts or (input_ids,
+        labels); every rank of the pipeline passes the same): (the mean loss, the global
+        gradient norm before clipping), the same on every rank of the replica."""
         for group in optimizer.param_groups:
             group["lr"] = lr
+        micro_batches = [
+            b if isinstance(b, dict) else {"input_ids": b[0], "labels": b[1]} for b in micro_batches
+        ]
         input_ids = torch.cat([b["input_ids"] for b in micro_batches])
         labels = torch.cat([b["labels"] for b in micro_batches])
         if self.schedule is None:
@@ -297,8 +300,10 @@ class Pipeline:
 
         from codekiln.train.parallel import all_reduce
 
+        # Unwrapped from DDP, which has nothing to do forward only; FSDP2's modules are
+        # the stages themselves and gather their weights as they run.
         modules = self._plain_modules()
-        by_index = dict(zip(self.indices, self.modules, strict=True))
+        by_index = dict(zip(self.indices, modules, strict=True))
         was_training = self.part.training
         for module in (self.part, *modules):
             module.eval()
