@@ -80,12 +80,15 @@ def _without_key_bias(state: dict, config) -> dict:
     [
         ("pp2xtp2", {"parallel": "fsdp+tp", "tp_size": 2}),  # dp 1: one replica of batch 4
         ("pp2xdp2", {"parallel": "fsdp", "batch_size": 2}),  # two replicas of batch 2
+        ("pp2xdp2-ddp", {"parallel": "ddp", "batch_size": 2}),
+        # Four stages: two in the middle, and the tied head summed over a pair of ranks.
+        ("pp4", {"pp_size": 4, "pp_schedule": "gpipe"}),
     ],
 )
-def test_four_ranks_in_two_stages_match_one_process(packed, tmp_path, one_process, name, extra):
+def test_four_ranks_in_stages_match_one_process(packed, tmp_path, one_process, name, extra):
     """Four ranks as two pipeline stages (1F1B, 2 micro-batches) times two tensor- or
-    data-parallel ranks: the same losses, gradient norms and validation losses per step as
-    one process over 20 steps, and the same exported weights."""
+    data-parallel ranks, or as four stages: the same losses, gradient norms and validation
+    losses per step as one process over 20 steps, and the same exported weights."""
     data, tokenizer = packed
     settings = {**_pipeline_settings(tokenizer), "pp_size": 2, **extra}
     _torchrun(4, data, tmp_path / name, settings, tmp_path)
