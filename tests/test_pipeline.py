@@ -81,6 +81,11 @@ def _without_key_bias(state: dict, config) -> dict:
         ("pp2xtp2", {"parallel": "fsdp+tp", "tp_size": 2}),  # dp 1: one replica of batch 4
         ("pp2xdp2", {"parallel": "fsdp", "batch_size": 2}),  # two replicas of batch 2
         ("pp2xdp2-ddp", {"parallel": "ddp", "batch_size": 2}),
+        # Two stages a rank, each its own FSDP2 root; the rank's part holds both.
+        (
+            "pp2xdp2-interleaved",
+            {"parallel": "fsdp", "batch_size": 2, "pp_schedule": "interleaved1f1b"},
+        ),
         # Four stages: two in the middle, and the tied head summed over a pair of ranks.
         ("pp4", {"pp_size": 4, "pp_schedule": "gpipe"}),
     ],
