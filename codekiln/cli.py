@@ -398,7 +398,8 @@ def train_command(
     """Train a GPT-BigCode or StarCoder2 model on token shards, from scratch or from a model
     folder (--init-from; full or --lora), or instruction-tune one (--sft); export it in
     Hugging Face format. Under torchrun: DDP, FSDP2 (`--set parallel=fsdp`), tensor parallel
-    (`parallel=tp`) or both (`parallel=fsdp+tp --set tp_size=N`)."""
+    (`parallel=tp`) or both (`parallel=fsdp+tp --set tp_size=N`), each in pipeline stages
+    with `--set pp_size=N`."""
     import os
 
     from codekiln.config import given_settings, load_config

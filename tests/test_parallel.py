@@ -152,7 +152,7 @@ def test_refuses_head_counts_that_do_not_split():
         mesh_shape("fsdp+tp", 4, tp_size=3)
     with pytest.raises(UserError, match="needs tp_size"):
         TrainConfig(parallel="fsdp+tp")
-    assert mesh_shape("fsdp+tp", 4, tp_size=2) == (2, 2)
+    assert mesh_shape("fsdp+tp", 4, tp_size=2) == (1, 2, 2)
 
 
 def _torchrun(nproc: int, data, out, settings: dict, tmp_path) -> None:

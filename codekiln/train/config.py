@@ -13,6 +13,13 @@ from codekiln.errors import UserError
 DTYPES = ("auto", "float32", "bfloat16")
 PARALLEL = ("ddp", "fsdp", "tp", "fsdp+tp")
 FSDP_GRAD_SYNC = ("every_microstep", "last_microstep")
+# Pipeline schedules (torch.distributed.pipelining): 1F1B by default, as Megatron-LM and
+# torchtitan do. It has GPipe's bubble but holds the activations of at most pp_size
+# micro-batches per stage instead of all grad_accum of them; interleaved 1F1B puts
+# PP_STAGES_PER_RANK stages on each rank, which shrinks the bubble by as much for more
+# point-to-point traffic.
+PP_SCHEDULES = ("1f1b", "gpipe", "interleaved1f1b")
+PP_STAGES_PER_RANK = {"1f1b": 1, "gpipe": 1, "interleaved1f1b": 2}
 BASE_DTYPES = ("float32", "bfloat16")
 # What `--resume` may change: how long the run goes on and how often it logs, evaluates and
 # saves. Everything else is the checkpoint's (a changed optimizer setting would silently
@@ -45,7 +52,8 @@ class TrainConfig:
 
     The global batch of one optimizer step is batch_size x grad_accum x data-parallel size
     sequences of seq_len tokens; `batch_size` is per data-parallel rank and per micro-step. The
-    data-parallel size is the world size, over tp_size under fsdp+tp, and 1 under tp.
+    data-parallel size is the world size over pp_size, over tp_size too under fsdp+tp, and 1
+    under tp.
 
     >>> TrainConfig(max_steps=10, warmup_steps=2).betas
     (0.9, 0.95)
@@ -92,6 +100,10 @@ class TrainConfig:
     activation_checkpointing: bool = False
     parallel: str = "ddp"  # ddp | fsdp | tp | fsdp+tp, under torchrun with more than one process
     tp_size: int | None = None  # tensor-parallel ranks under fsdp+tp (data parallel: the rest)
+    # Pipeline stages over the ranks (outermost mesh dimension); the micro-batches of one
+    # optimizer step are its grad_accum batches. Composes with every `parallel` mode.
+    pp_size: int = 1
+    pp_schedule: str = "1f1b"  # 1f1b | gpipe | interleaved1f1b (see PP_SCHEDULES)
     peak_flops: float | None = None  # per device, for MFU; None: a table or a measured matmul
     # FSDP2 under grad_accum > 1: reduce-scatter every micro-step (gradients stay sharded) or
     # only the last (fewer collectives, whole fp32 gradients meanwhile); see gradient_sync.
@@ -210,6 +222,7 @@ class TrainConfig:
                 f"train config: fsdp_grad_sync must be one of {', '.join(FSDP_GRAD_SYNC)}, "
                 f"got {self.fsdp_grad_sync!r}"
             )
+        self._check_pipeline()
         for name in ("compile", "activation_checkpointing", "lora", "merge", "sft"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"train config: {name} must be true or false")
@@ -251,6 +264,35 @@ class TrainConfig:
                     f"an H100's dense bf16), got {self.peak_flops!r}"
                 )
             self.peak_flops = float(self.peak_flops)
+
+    def _check_pipeline(self) -> None:
+        """pp_size and pp_schedule, and the micro-batches the schedule needs."""
+        pp = self.pp_size
+        if isinstance(pp, bool) or not isinstance(pp, int) or pp < 1:
+            raise UserError(f"train config: pp_size must be a whole number >= 1, got {pp!r}")
+        if self.pp_schedule not in PP_SCHEDULES:
+            raise UserError(
+                f"train config: pp_schedule must be one of {', '.join(PP_SCHEDULES)}, "
+                f"got {self.pp_schedule!r}"
+            )
+        if pp == 1:
+            return
+        if self.lora or self.sft:
+            what = "LoRA" if self.lora else "instruction tuning (sft)"
+            raise UserError(f"train config: {what} runs without pipeline stages: set pp_size=1")
+        micro = self.grad_accum
+        if self.pp_schedule == "1f1b" and micro < pp:
+            raise UserError(
+                f"train config: the 1f1b schedule needs at least one micro-batch per stage: "
+                f"set grad_accum >= {pp} (pp_size), got {micro}; or pp_schedule=gpipe"
+            )
+        rounds = max(1, micro // pp)
+        if self.pp_schedule == "interleaved1f1b" and micro % rounds:
+            raise UserError(
+                f"train config: interleaved1f1b runs grad_accum micro-batches in "
+                f"{rounds} equal rounds: set grad_accum to a multiple of pp_size ({pp}) or "
+                f"below {2 * pp}, got {micro}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,7 +28,7 @@ from codekiln.train.checkpoint import seed_everything
 from codekiln.train.config import TRAINING_ONLY_MODEL_SETTINGS, TrainConfig
 from codekiln.train.materialise import CHECKPOINT, INIT_FROM, SEED
 from codekiln.train.memory import check_memory
-from codekiln.train.parallel import Distributed
+from codekiln.train.parallel import Distributed, check_layout
 
 
 @dataclass
@@ -159,6 +159,7 @@ def build_model(
             export_config = model_config
     kind = model_type(model_config)
     _check_context(model_config, config)
+    check_layout(model_config, config, distributed.world_size)  # the mesh and the stages
     trainable = None
     if config.lora:
         from codekiln.model.lora import lora_parameter_count

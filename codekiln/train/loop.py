@@ -234,7 +234,9 @@ class _Run:
         model.train()
         # Every rank fills its shards from the same seed (or init_from); dropout masks should
         # differ across data-parallel replicas, and agree within a tensor-parallel group.
-        self.dp_rank, self.dp_size = data_parallel(self.dist, config.parallel, config.tp_size)
+        self.dp_rank, self.dp_size = data_parallel(
+            self.dist, config.parallel, config.tp_size, config.pp_size
+        )
         torch.manual_seed(config.seed + self.dp_rank)
         fill = None
         if built.weights is not None:
@@ -253,6 +255,9 @@ class _Run:
             compile=config.compile,
             parallel=config.parallel,
             tp_size=config.tp_size,
+            pp_size=config.pp_size,
+            pp_schedule=config.pp_schedule,
+            autocast=self.autocast,
             materialise=fill,
         )
         self.optimizer = build_optimizer(self.model, config, device)
@@ -477,7 +482,11 @@ class _Run:
     def _evaluate(self, started: float) -> None:
         if not self.eval_batches:
             return
-        loss, bpb = evaluate(self.model, self.eval_batches, self.sizes, self.autocast)
+        pipeline = getattr(self.model, "pipeline", None)  # stages: forward through them
+        if pipeline is not None:
+            loss, bpb = pipeline.evaluate(self.eval_batches, self.sizes)
+        else:
+            loss, bpb = evaluate(self.model, self.eval_batches, self.sizes, self.autocast)
         self.val_loss = loss
         row = {"step": self.step, "val_loss": loss, "tokens": self.tokens}
         if bpb is not None:
@@ -712,7 +721,11 @@ def optimizer_step(
     """One optimizer step over `micro_batches` ((input_ids, labels), or the model's keyword
     arguments with segment and position ids of packed pairs): forward and backward
     each (gradients reduced across ranks as `gradient_sync` says), clip, AdamW. Returns the mean
-    loss and the gradient norm before clipping, as tensors (reading them syncs a GPU)."""
+    loss and the gradient norm before clipping, as tensors (reading them syncs a GPU).
+    A model in pipeline stages runs them through its schedule (`pipeline.Pipeline.step`)."""
+    pipeline = getattr(model, "pipeline", None)
+    if pipeline is not None:
+        return pipeline.step(optimizer, micro_batches, lr, grad_clip)
     for group in optimizer.param_groups:
         group["lr"] = lr
     total = None

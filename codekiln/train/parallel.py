@@ -113,39 +113,67 @@ def shutdown(distributed: Distributed) -> None:
         dist.destroy_process_group()
 
 
-def mesh_shape(parallel: str, world_size: int, tp_size: int | None = None) -> tuple[int, int]:
-    """(data-parallel size, tensor-parallel size) of `world_size` ranks under `parallel`.
+def mesh_shape(
+    parallel: str, world_size: int, tp_size: int | None = None, pp_size: int = 1
+) -> tuple[int, int, int]:
+    """(pipeline, data-parallel, tensor-parallel) sizes of `world_size` ranks under
+    `parallel` with `pp_size` pipeline stages; the ranks of each stage split by `parallel`.
 
-    >>> mesh_shape("fsdp+tp", 8, tp_size=4), mesh_shape("tp", 2), mesh_shape("ddp", 2)
-    ((2, 4), (1, 2), (2, 1))
+    >>> mesh_shape("fsdp+tp", 8, tp_size=4), mesh_shape("tp", 2), mesh_shape("ddp", 8, pp_size=2)
+    ((1, 2, 4), (1, 1, 2), (2, 4, 1))
     """
+    if world_size % pp_size:
+        raise UserError(
+            f"pp_size={pp_size} pipeline stages need a number of processes divisible by "
+            f"{pp_size}, got {world_size}: change pp_size or --nproc_per_node"
+        )
+    ranks = world_size // pp_size  # the ranks of one pipeline stage
+    where = f"all {ranks} processes" + (" of a pipeline stage" if pp_size > 1 else "")
     if parallel == "tp":
-        if tp_size not in (None, world_size):
+        if tp_size not in (None, ranks):
             raise UserError(
-                f"parallel=tp shards over all {world_size} processes, so tp_size must be unset "
-                f"or {world_size}, got {tp_size}; use parallel=fsdp+tp for fewer"
+                f"parallel=tp shards over {where}, so tp_size must be unset or {ranks}, got "
+                f"{tp_size}; use parallel=fsdp+tp for fewer"
             )
-        return 1, world_size
+        return pp_size, 1, ranks
     if parallel == "fsdp+tp":
-        if tp_size is None or world_size % tp_size:
+        if tp_size is None or ranks % tp_size:
             raise UserError(
-                f"parallel=fsdp+tp needs a tp_size that divides the {world_size} processes "
-                f"(e.g. the GPUs of one node), got {tp_size}"
+                f"parallel=fsdp+tp needs a tp_size that divides the {ranks} processes"
+                + (" of a pipeline stage" if pp_size > 1 else "")
+                + f" (e.g. the GPUs of one node), got {tp_size}"
             )
-        return world_size // tp_size, tp_size
-    return world_size, 1
+        return pp_size, ranks // tp_size, tp_size
+    return pp_size, ranks, 1
 
 
 def data_parallel(
-    distributed: Distributed, parallel: str, tp_size: int | None = None
+    distributed: Distributed, parallel: str, tp_size: int | None = None, pp_size: int = 1
 ) -> tuple[int, int]:
     """(rank, size) of this process among the data-parallel replicas, which read disjoint
-    batches; the ranks of one tensor-parallel group (consecutive ranks) read the same. One
-    process is rank 0 of 1 whatever the mode, as `parallelize` ignores it there."""
+    batches; the ranks of one replica (its tensor-parallel group, consecutive ranks, and its
+    pipeline stages) read the same. One process is rank 0 of 1 whatever the mode, as
+    `parallelize` ignores it there."""
     if not distributed.active:
         return 0, 1
-    dp, tp = mesh_shape(parallel, distributed.world_size, tp_size)
-    return distributed.rank // tp, dp
+    _, dp, tp = mesh_shape(parallel, distributed.world_size, tp_size, pp_size)
+    return distributed.rank // tp % dp, dp
+
+
+def check_layout(model_config, config, world_size: int) -> None:
+    """A UserError, before anything is allocated, unless the run's mesh divides `world_size`
+    and the model splits over it (pipeline stages, tensor-parallel heads). One process
+    ignores the layout, as `parallelize` does (a checkpoint of any layout resumes there)."""
+    if world_size <= 1:
+        return
+    pp, _, tp = mesh_shape(config.parallel, world_size, config.tp_size, config.pp_size)
+    if pp > 1:
+        from codekiln.train.config import PP_STAGES_PER_RANK
+        from codekiln.train.pipeline import stage_layers
+
+        stage_layers(model_config.n_layer, pp * PP_STAGES_PER_RANK[config.pp_schedule])
+    if tp > 1:
+        check_tensor_parallel(model_config, tp)
 
 
 def check_tensor_parallel(config, tp: int) -> None:
@@ -182,56 +210,73 @@ def parallelize(
     compile: bool = False,
     parallel: str = "ddp",
     tp_size: int | None = None,
+    pp_size: int = 1,
+    pp_schedule: str = "1f1b",
+    autocast=None,
     materialise: Callable[[nn.Module], None] | None = None,
 ) -> nn.Module:
-    """The module to train: `model` with tensor parallelism, checkpointing, compile and
-    DDP/FSDP2 applied, in that order. All but DDP change `model` in place and return it;
-    DDP returns a wrapper. A model built on the meta device is given to `materialise` after
-    FSDP2 (its shards are allocated and filled there, train/materialise.py) and before DDP,
-    which needs real weights to wrap."""
-    blocks = list(model.layer_modules())
-    dp_mesh = None
-    if distributed.active and parallel in ("fsdp", "tp", "fsdp+tp"):
-        dp_mesh, tp_mesh = _meshes(distributed, parallel, tp_size)
-        if tp_mesh is not None:
-            check_tensor_parallel(model.config, tp_mesh.size())
-            _tensor_parallel(model, tp_mesh)
+    """The module to train: `model` with pipeline stages, tensor parallelism,
+    checkpointing, compile and DDP/FSDP2 applied, in that order. All but DDP change `model`
+    in place and return it; DDP returns a wrapper. With pipeline stages (pp_size > 1) it
+    returns this rank's part of the model (a `pipeline.StageModule`, the model's own names
+    for exactly its parameters), whose `pipeline` attribute runs the schedule (`autocast`
+    is entered inside each stage there). A model built on the meta device is given (this
+    rank's part of it) to `materialise` after FSDP2 (its shards are allocated and filled
+    there, train/materialise.py) and before DDP, which needs real weights to wrap."""
+    mesh = None
+    if distributed.active and (pp_size > 1 or parallel in ("fsdp", "tp", "fsdp+tp")):
+        mesh = _mesh(distributed, parallel, tp_size, pp_size)
+    part, stages, indices = model, [model], [0]
+    pp_size = pp_size if distributed.active else 1
+    if pp_size > 1:
+        from codekiln.train.pipeline import split
+
+        part, stages, indices = split(model, mesh.get_local_rank("pp"), pp_size, pp_schedule)
+    if mesh is not None and mesh["tp"].size() > 1:
+        check_tensor_parallel(part.config, mesh["tp"].size())
+        _tensor_parallel(part, mesh["tp"])
+    blocks = list(part.layer_modules())
     if activation_checkpointing:
         for block in blocks:
             block.forward = _recomputed(block.forward)
     if compile:
         for block in blocks:
             block.compile()
-    if dp_mesh is not None:
+    if distributed.active and parallel in ("fsdp", "fsdp+tp"):
         from torch.distributed.fsdp import fully_shard
 
-        for block in blocks:
-            fully_shard(block, mesh=dp_mesh)
-        # The root holds what no block does: the (tied) embeddings, the final norm.
-        fully_shard(model, mesh=dp_mesh)
+        for stage in stages:
+            for block in stage.layer_modules():
+                fully_shard(block, mesh=mesh["dp"])
+            # The root holds what no block does: the (tied) embeddings, the final norm.
+            fully_shard(stage, mesh=mesh["dp"])
     if materialise is not None:
-        materialise(model)
-    if not distributed.active or parallel == "tp" or dp_mesh is not None:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
+        materialise(part)
+    if distributed.active and parallel == "ddp" and (mesh is None or mesh["dp"].size() > 1):
+        from torch.nn.parallel import DistributedDataParallel
 
-    device_ids = [distributed.local_rank] if distributed.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids)
+        device_ids = [distributed.local_rank] if distributed.device.type == "cuda" else None
+        group = None if mesh is None else mesh["dp"].get_group()
+        stages = [
+            DistributedDataParallel(stage, device_ids=device_ids, process_group=group)
+            for stage in stages
+        ]
+    if pp_size == 1:
+        return stages[0]
+    from codekiln.train.pipeline import Pipeline
+
+    part.pipeline = Pipeline(part, stages, indices, mesh, pp_schedule, distributed.device, autocast)
+    return part
 
 
-def _meshes(distributed: Distributed, parallel: str, tp_size: int | None):
-    """(dp mesh for FSDP or None, tp mesh or None); ranks of one tp group are consecutive,
-    so with tp_size = GPUs per node its all-reduces stay on the node's NVLink."""
+def _mesh(distributed: Distributed, parallel: str, tp_size: int | None, pp_size: int):
+    """The (pp, dp, tp) DeviceMesh, in torchtitan's order: pipeline stages outermost, so
+    the ranks of one tp group are consecutive and, with tp_size = GPUs per node, its
+    all-reduces stay on the node's NVLink; a stage's dp x tp ranks come next."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    dp, tp = mesh_shape(parallel, distributed.world_size, tp_size)
-    kind = distributed.device.type
-    if parallel == "fsdp":
-        return init_device_mesh(kind, (dp,), mesh_dim_names=("dp",)), None
-    if parallel == "tp":
-        return None, init_device_mesh(kind, (tp,), mesh_dim_names=("tp",))
-    mesh = init_device_mesh(kind, (dp, tp), mesh_dim_names=("dp", "tp"))
-    return mesh["dp"], mesh["tp"]
+    shape = mesh_shape(parallel, distributed.world_size, tp_size, pp_size)
+    return init_device_mesh(distributed.device.type, shape, mesh_dim_names=("pp", "dp", "tp"))
 
 
 def _tensor_parallel(model: nn.Module, mesh) -> None:
@@ -431,16 +476,29 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     ranks may get an empty dict); a collective under FSDP2 and TP (every rank must call it)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    state = get_model_state_dict(model, options=_full_options(cpu_offload=True))
-    return _fused(state, _sharded_qkv(model))
+    staged = hasattr(model, "pipeline")  # every rank keeps its stage's tensors, to gather
+    state = get_model_state_dict(model, options=_full_options(cpu_offload=not staged))
+    state = _fused(state, _sharded_qkv(model))
+    if staged:
+        from codekiln.train import pipeline
+
+        return pipeline.full_model_state(model, state)
+    return state
 
 
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """The optimizer's state keyed by parameter name (not position), on CPU; a collective."""
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    state = get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
-    return _map_optimizer_state(state, _fused, _sharded_qkv(model))
+    staged = hasattr(model, "pipeline")
+    options = _full_options(cpu_offload=not staged)
+    state = get_optimizer_state_dict(model, optimizer, options=options)
+    state = _map_optimizer_state(state, _fused, _sharded_qkv(model))
+    if staged:
+        from codekiln.train import pipeline
+
+        return pipeline.full_optimizer_state(state)
+    return state
 
 
 def load_full_state(
@@ -459,6 +517,11 @@ def load_full_state(
     )
 
     qkv = _sharded_qkv(model)
+    if hasattr(model, "pipeline"):  # a stage loads its own entries
+        from codekiln.train.pipeline import local_state
+
+        names = set(_fused(dict.fromkeys(model.state_dict()), qkv))
+        model_state, optimizer_state = local_state(names, model_state, optimizer_state)
     set_model_state_dict(model, _split(model_state, qkv), options=_full_options(strict=strict))
     if optimizer is not None and optimizer_state is not None:
         optimizer_state = _map_optimizer_state(optimizer_state, _split, qkv)
