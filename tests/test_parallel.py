@@ -173,11 +173,14 @@ def _rows(run, key: str) -> list[dict]:
 
 
 def _assert_same_run(one, two) -> None:
-    """Same tokens, losses and gradient norms per step, and the same validation loss."""
+    """Same tokens, losses and gradient norms per step, and the same validation loss. Sums
+    taken in another order differ in the last float32 bits, and over 20 steps of AdamW
+    that grows to ~1e-5 of a gradient norm: the bounds allow rounding, not a wrong sum (a
+    missing tied-embedding gradient changes the norm by percents)."""
     assert [r["tokens"] for r in _rows(two, "loss")] == [r["tokens"] for r in _rows(one, "loss")]
     for a, b in zip(_rows(one, "loss"), _rows(two, "loss"), strict=True):
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
-        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=5e-5)
     val_one, val_two = ([r["val_loss"] for r in _rows(run, "val_loss")] for run in (one, two))
     assert val_two == pytest.approx(val_one, abs=1e-5)
 
