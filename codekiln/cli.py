@@ -437,6 +437,38 @@ def train_command(
         _print_train_summary(result)
 
 
+@app.command("memory")
+def memory_command(
+    nproc: Annotated[
+        int, typer.Option("--nproc", min=1, help="Processes (GPUs) in all, on every node.")
+    ] = 1,
+    init_from: Annotated[
+        Path | None,
+        typer.Option("--init-from", help="Plan for this Hugging Face model folder's config."),
+    ] = None,
+    device_gib: Annotated[
+        float | None,
+        typer.Option("--device-gib", min=0.0, help="Say whether a rank fits a device this big."),
+    ] = None,
+    config: ConfigFile = None,
+    sets: Sets = None,
+) -> None:
+    """Print the memory one rank needs to train under the given settings and number of
+    processes, as `codekiln train` estimates it before allocating: weights, gradients,
+    AdamW state, activations and start-up, for any layout (`parallel`, `tp_size`,
+    `pp_size`), without a GPU or data."""
+    from codekiln.config import load_config
+    from codekiln.model.hf import read_hf_config
+    from codekiln.train.config import TrainConfig
+    from codekiln.train.memory import plan_memory
+
+    extra = {"init_from": str(init_from)} if init_from is not None else None
+    cfg = load_config(TrainConfig, "train", config, sets, extra=extra)
+    base = read_hf_config(init_from) if init_from is not None else None
+    plan = plan_memory(cfg, nproc, base)
+    _print_memory_plan(cfg, nproc, plan, device_gib)
+
+
 @app.command("eval")
 def eval_command(
     model: Annotated[
@@ -854,6 +886,39 @@ def _print_train_summary(result) -> None:
     if result.adapter_dir is not None:
         outputs.append(f"adapter (peft): {result.adapter_dir}")
     console.print("  ".join(outputs))
+
+
+def _print_memory_plan(cfg, nproc: int, plan: dict, device_gib: float | None) -> None:
+    gib = 1 << 30
+    cut, model = plan["layout"], plan["model_config"]
+    mode = "fsdp" if cut.fsdp else ("ddp" if cut.dp > 1 else "replicated")
+    console.print(
+        f"{plan['params'] / 1e9:,.2f}B parameters ({model.n_layer} layers, width "
+        f"{model.n_embd}) on {nproc:,} processes: pp {cut.pp} x dp {cut.dp} ({mode}) x tp "
+        f"{cut.tp}; micro-batch {cfg.batch_size} x {cfg.seq_len} tokens, grad_accum "
+        f"{cfg.grad_accum}, {plan['dtype']} compute, activation checkpointing "
+        f"{'on' if cfg.activation_checkpointing else 'off'}"
+    )
+    table = Table(title="one rank at its peak (GiB)")
+    table.add_column("weights", justify="right")
+    table.add_column("gradients", justify="right")
+    table.add_column("AdamW", justify="right")
+    table.add_column("activations", justify="right")
+    table.add_column("start-up", justify="right")
+    table.add_column("peak", justify="right")
+    table.add_row(
+        *(
+            f"{plan[key] / gib:,.2f}"
+            for key in ("weights", "gradients", "optimizer", "activations", "startup", "peak")
+        )
+    )
+    console.print(table)
+    if device_gib is not None:
+        fits = plan["peak"] <= device_gib * gib
+        console.print(
+            f"{'fits' if fits else 'does not fit'} a {device_gib:g} GiB device"
+            + ("" if fits else ": set activation_checkpointing, lower batch_size, or add ranks")
+        )
 
 
 def _print_tokenizer_summary(result) -> None:

@@ -11,7 +11,9 @@ pipeline stages, tensor-parallel and data-parallel ranks), term by term:
   prefetched) and the root's embeddings and final norm whole (it does not reshard the root).
 - gradients: as many as the weights, in float32. Under FSDP2 they are sharded too, unless
   fsdp_grad_sync=last_microstep with grad_accum > 1 keeps the whole unsharded gradient of
-  the stage between micro-steps. DDP adds its buckets (a second copy of the gradients).
+  the stage between micro-steps, and so does a pipeline schedule (torch's stages keep
+  their FSDP2 modules unsharded, gradients included, until the last micro-batch). DDP
+  adds its buckets (a second copy of the gradients).
 - optimizer: AdamW's two float32 moments, sharded as the weights.
 - activations of one micro-batch (see `activation_bytes`); under a pipeline schedule a stage
   keeps the activations of up to pp micro-batches in flight (GPipe: all of grad_accum).
@@ -141,7 +143,13 @@ def estimate_memory(
     if trainable is None:
         weights = held * 4 // shards
         gradients = weights
-        if cut.fsdp:
+        if cut.fsdp and cut.pp > 1:
+            # torch.distributed.pipelining runs every micro-batch but the last without
+            # resharding or reducing (PipelineStage.backward_maybe_with_nosync): the stage
+            # stays unsharded, with its whole float32 gradient, until the step's end.
+            weights += held * 4
+            gradients += held * 4
+        elif cut.fsdp:
             # Gathered while computing: one block and the prefetched next, and the root
             # (embeddings, final norm, head), with their unsharded gradients.
             weights += (2 * block + root) * 4
@@ -265,3 +273,34 @@ def check_memory(
         f"{config.batch_size} x seq_len {config.seq_len}) but {distributed.device.type} has "
         f"{have / gib:,.1f} GiB available: {advice}"
     )
+
+
+def plan_memory(config: TrainConfig, world_size: int, init_from_config: dict | None = None) -> dict:
+    """What `codekiln memory` prints: the layout of `world_size` ranks under `config` and
+    one rank's bytes, term by term, as a run would estimate them before allocating. The
+    compute dtype is bfloat16 unless the config says float32 (a GPU run under "auto").
+    A layout that does not split the model is a UserError, as it is for a run."""
+    import dataclasses
+
+    from codekiln.model.config import preset
+    from codekiln.model.hf import config_from_hf
+    from codekiln.train.parallel import check_layout
+
+    if init_from_config is not None:
+        model_config = dataclasses.replace(
+            config_from_hf(init_from_config), **config.model_overrides
+        )
+    else:
+        model_config = preset(config.model, **config.model_overrides)
+    if config.seq_len > model_config.n_positions:
+        raise UserError(
+            f"seq_len {config.seq_len} is longer than the model's context of "
+            f"{model_config.n_positions} tokens: lower seq_len or raise n_positions"
+        )
+    check_layout(model_config, config, world_size)
+    dtype = torch.float32 if config.dtype == "float32" else torch.bfloat16
+    need = estimate_memory(model_config, config, dtype, world_size)
+    cut = layout(config, world_size)
+    peak = max(need["states"] + need["activations"], need["startup"])
+    name = "bfloat16" if dtype == torch.bfloat16 else "float32"
+    return {"model_config": model_config, "layout": cut, "dtype": name, **need, "peak": peak}
