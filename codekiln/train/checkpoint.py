@@ -26,7 +26,9 @@ import os
 import random
 import re
 import shutil
+import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,14 @@ def _gather(value) -> list:
     return values
 
 
+@contextmanager
+def _quiet_single_process():
+    """DCP warns that it assumes one process when there is no process group: it is meant."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+        yield
+
+
 def _step_of(path: Path) -> int | None:
     match = _STEP_DIR.fullmatch(path.name)
     return int(match.group(1)) if match and path.is_dir() else None
@@ -107,7 +117,8 @@ def save_checkpoint(
         tmp.mkdir()
     _barrier()
     writer = dcp.FileSystemWriter(tmp, sync_files=True)
-    dcp.save(shards, storage_writer=writer, no_dist=not _grouped())
+    with _quiet_single_process():
+        dcp.save(shards, storage_writer=writer, no_dist=not _grouped())
     if rank == 0:
         for name, payload in payloads.items():
             with open(tmp / name, "wb") as handle:
@@ -199,7 +210,9 @@ def shard_reader(path: Path) -> Callable[[dict[str, Any]], None]:
 
     def read(target: dict[str, Any]) -> None:
         try:
-            dcp.load(target, storage_reader=dcp.FileSystemReader(path), no_dist=not _grouped())
+            with _quiet_single_process():
+                reader = dcp.FileSystemReader(path)
+                dcp.load(target, storage_reader=reader, no_dist=not _grouped())
         except dcp.CheckpointException as exc:
             raise _corrupt(path, f"its shards cannot be read ({_first_line(exc)})") from None
 
@@ -243,7 +256,8 @@ def load_checkpoint_weights(
             if key.startswith("model.") and hasattr(entry, "size")
         }
     try:
-        dcp.load({"model": into}, storage_reader=dcp.FileSystemReader(path), no_dist=True)
+        with _quiet_single_process():
+            dcp.load({"model": into}, storage_reader=dcp.FileSystemReader(path), no_dist=True)
     except dcp.CheckpointException as exc:
         raise _corrupt(path, f"its shards cannot be read ({_first_line(exc)})") from None
     return into

@@ -27,6 +27,7 @@ import torch
 from codekiln.errors import UserError
 from codekiln.manifest import fingerprint, read_manifest, write_atomic
 from codekiln.train.checkpoint import (
+    checkpoint_dirs,
     checkpoint_shapes,
     load_checkpoint_weights,
     read_checkpoint_state,
@@ -158,6 +159,47 @@ def _meta_model(model_config, config: TrainConfig, kind: str):
 
             add_lora(model, kind, lora_spec(config))
     return model
+
+
+@dataclasses.dataclass
+class ExportResult:
+    checkpoint: Path  # the checkpoint exported
+    model_dir: Path | None  # the Hugging Face folder (a LoRA run's: with merge)
+    adapter_dir: Path | None  # a LoRA run's peft adapter folder
+
+
+def export_run(
+    run: Path, step: int | None = None, output: Path | None = None, merge: bool | None = None
+) -> ExportResult:
+    """`codekiln export`: the checkpoint of `step` (default: the newest) of the training run
+    in `run`, written to `output` (default RUN/export/step_N), which must not exist or be
+    empty: the Hugging Face folder itself, or for a LoRA run OUTPUT/adapter (and with
+    `merge`, the run's setting by default, OUTPUT/model). Bad input is a UserError before
+    anything is read."""
+    found = checkpoint_dirs(Path(run) / "checkpoints")
+    if not found:
+        raise UserError(
+            f"{run} has no checkpoints (checkpoints/step_N/): give the output folder of a "
+            "`codekiln train` run that saved one"
+        )
+    if step is None:
+        checkpoint = found[-1]
+    else:
+        matches = [p for p in found if p.name == f"step_{step}"]
+        if not matches:
+            have = ", ".join(p.name.removeprefix("step_") for p in found)
+            raise UserError(f"{run} has no checkpoint of step {step}; it has steps {have}")
+        checkpoint = matches[0]
+    output = Path(output) if output is not None else Path(run) / "export" / checkpoint.name
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"{output} already exists and is not empty: choose another -o folder")
+    state = read_checkpoint_state(checkpoint)
+    if TrainConfig.from_dict(state["config"]).lora:
+        output.mkdir(parents=True, exist_ok=True)
+        model_dir = export_checkpoint(checkpoint, output / "model", output / "adapter", merge)
+        return ExportResult(checkpoint, model_dir, output / "adapter")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return ExportResult(checkpoint, export_checkpoint(checkpoint, output), None)
 
 
 def export_checkpoint(

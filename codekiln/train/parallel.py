@@ -551,6 +551,8 @@ def load_sharded_state(
     whatever layout wrote it. With `keep`, only those model entries are read, the rest is
     left (a LoRA run's frozen base). A collective."""
     from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
         set_model_state_dict,
         set_optimizer_state_dict,
     )
@@ -566,8 +568,38 @@ def load_sharded_state(
     model_state = _cut_rows(target["model"], parts_model)
     set_model_state_dict(model, model_state, options=_state_options(strict=keep is None))
     if optimizer is not None:
-        optimizer_state = _cut_rows(target["optimizer"], parts_optimizer)
-        set_optimizer_state_dict(model, optimizer, optimizer_state, options=_state_options())
+        flat = _cut_rows(target["optimizer"], parts_optimizer)
+        # torch's own unflattening fails on an empty parameter group (a LoRA run's group of
+        # decayed matrices can be one), so the flat keys go back into the nested layout here.
+        nested = _nest_optimizer_state(flat, get_optimizer_state_dict(model, optimizer))
+        set_optimizer_state_dict(model, optimizer, nested, options=StateDictOptions())
+
+
+def _nest_optimizer_state(flat: dict, template: dict) -> dict:
+    """A flat optimizer state ("state.<name>.<key>", "param_groups.<name>.<option>") in the
+    nested layout of `template` (the optimizer's own, by parameter name).
+
+    >>> template = {"state": {"w": {"step": 0}}, "param_groups": [{"lr": 1, "params": ["w"]},
+    ...     {"lr": 1, "params": []}]}
+    >>> nested = _nest_optimizer_state({"state.w.step": 5, "param_groups.w.lr": 2}, template)
+    >>> nested["state"], [group["lr"] for group in nested["param_groups"]]
+    ({'w': {'step': 5}}, [2, 1])
+    """
+    state = {
+        name: {key: flat[f"state.{name}.{key}"] for key in entry}
+        for name, entry in template["state"].items()
+    }
+    groups = []
+    for group in template["param_groups"]:
+        group = dict(group)
+        if group["params"]:
+            first = group["params"][0]
+            for option in group:
+                key = f"param_groups.{first}.{option}"
+                if option != "params" and key in flat:
+                    group[option] = flat[key]
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
 
 
 def _own_state(model: nn.Module, optimizer, keep) -> tuple[dict, dict]:

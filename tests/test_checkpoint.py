@@ -1,0 +1,231 @@
+"""Sharded checkpoints (torch.distributed.checkpoint) on CPU with gloo: every rank writes its
+own shards; a run carried through four layouts (fsdp on 4 ranks -> fsdp+tp 2x2 -> tp on 2 ->
+one process) finishes as an uninterrupted one-process run does; a killed save resumes from
+the last complete checkpoint; `codekiln export` of a checkpoint equals the run's own export;
+bad input is one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import test_train
+import torch
+from safetensors.torch import load_file
+from test_parallel import _assert_same_weights
+from test_train import TINY
+
+from codekiln.errors import UserError
+from codekiln.train.checkpoint import (
+    checkpoint_shapes,
+    load_checkpoint_weights,
+    read_checkpoint_state,
+)
+from codekiln.train.config import TrainConfig
+from codekiln.train.loop import train
+from codekiln.train.metrics import read_metrics
+
+packed = test_train.packed  # the fixture: a pack and its tokenizer
+
+# Each leg: a torchrun of this script, a fresh run (settings) or a resumed one (changes).
+SCRIPT = """
+import json, sys
+from codekiln.train.config import TrainConfig
+from codekiln.train.loop import train
+settings = json.loads(sys.argv[3])
+if sys.argv[4] == "resume":
+    train(sys.argv[1], sys.argv[2], None, resume=True, progress=False, changes=settings)
+else:
+    train(sys.argv[1], sys.argv[2], TrainConfig(**settings), progress=False)
+"""
+
+
+def _settings(tokenizer, **extra) -> dict:
+    return {
+        # Grouped-query (2 K/V heads): tp shards K/V too, and fsdp+tp shards every part twice.
+        "model_overrides": {**TINY, "n_head": 4, "n_kv_heads": 2},
+        "tokenizer": str(tokenizer),
+        "seq_len": 32,
+        "batch_size": 4,
+        "max_steps": 8,
+        "warmup_steps": 2,
+        "lr": 3e-3,
+        "min_lr": 3e-4,
+        "log_every": 1,
+        "eval_every": 0,
+        "eval_batches": 1,
+        "checkpoint_every": 2,
+        "keep_checkpoints": 4,
+        "peak_flops": 1e11,
+        "fim_rate": 0.0,
+        "dtype": "float32",
+        **extra,
+    }
+
+
+def _torchrun(nproc: int, data, out, settings: dict, tmp_path, mode: str = "new") -> None:
+    script = tmp_path / "legs.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(nproc), str(script), str(data), str(out)]
+    run = subprocess.run(
+        [*command, json.dumps(settings), mode],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "codekiln", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def _loss_rows(run) -> list[dict]:
+    return [r for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+
+
+@pytest.fixture(scope="module")
+def layouts(packed, tmp_path_factory):
+    """(one process straight, the run carried through four layouts, a copy of it as the
+    tp leg left it): 8 steps each, global batch 4."""
+    data, tokenizer = packed
+    root = tmp_path_factory.mktemp("layouts")
+    settings = _settings(tokenizer)
+    straight = root / "straight"
+    train(data, straight, TrainConfig(**settings), progress=False)
+    moved = root / "moved"
+    _torchrun(
+        4, data, moved, {**settings, "parallel": "fsdp", "batch_size": 1, "max_steps": 2}, root
+    )
+    fsdp_files = {
+        p.name: p.stat().st_size for p in (moved / "checkpoints" / "step_2").glob("*.distcp")
+    }
+    mixed = {"parallel": "fsdp+tp", "tp_size": 2, "batch_size": 2, "max_steps": 4}
+    _torchrun(4, data, moved, mixed, root, "resume")
+    _torchrun(2, data, moved, {"parallel": "tp", "batch_size": 4, "max_steps": 6}, root, "resume")
+    after_tp = root / "after_tp"
+    shutil.copytree(moved, after_tp)
+    changes = {"parallel": "ddp", "tp_size": None, "batch_size": 4, "max_steps": 8}
+    train(data, moved, None, resume=True, progress=False, changes=changes)
+    return straight, moved, after_tp, fsdp_files
+
+
+@pytest.mark.slow
+def test_every_rank_writes_its_own_shards(layouts):
+    """fsdp on 4 ranks: four shard files, each about a quarter of the checkpoint (nothing was
+    gathered to rank 0), all listed with their sizes in state.json."""
+    _, moved, _, files = layouts
+    assert sorted(files) == [f"__{rank}_0.distcp" for rank in range(4)]
+    total = sum(files.values())
+    for name, size in files.items():
+        assert 0.15 < size / total < 0.35, (name, size, total)
+
+
+@pytest.mark.slow
+def test_a_run_moves_across_layouts_and_finishes_as_one_process_would(layouts):
+    """fsdp x4 -> fsdp+tp 2x2 -> tp x2 -> one process, two steps each, against one process
+    straight: the same tokens, learning rates, losses and gradient norms at every step (the
+    data position and the schedule carried over; losses within float32 rounding, as the
+    layouts sum in other orders) and the same final weights."""
+    straight, moved, _, _ = layouts
+    one, many = _loss_rows(straight), _loss_rows(moved)
+    assert [r["step"] for r in many] == list(range(1, 9))
+    for a, b in zip(one, many, strict=True):
+        assert (b["tokens"], b["lr"]) == (a["tokens"], a["lr"])
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    expected = load_checkpoint_weights(straight / "checkpoints" / "step_8")
+    _assert_same_weights(expected, load_checkpoint_weights(moved / "checkpoints" / "step_8"))
+    for step in (2, 4, 6):  # every layout's checkpoint has the model's own names and shapes
+        shapes = checkpoint_shapes(moved / "checkpoints" / f"step_{step}")
+        assert shapes == {k: tuple(v.shape) for k, v in expected.items()}
+    state = read_checkpoint_state(moved / "checkpoints" / "step_6")
+    assert state["config"]["parallel"] == "tp" and state["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_export_of_a_tp_checkpoint_equals_the_run_s_own_export(layouts, tmp_path):
+    """`codekiln export` of the tp leg's last checkpoint, offline in one process, writes
+    the folder the tp run wrote when it finished: the same weights, bit for bit, and files."""
+    _, _, after_tp, _ = layouts
+    out = tmp_path / "exported"
+    done = _cli("export", str(after_tp), "--step", "6", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    own = after_tp / "model"
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in own.iterdir())
+    ours, theirs = load_file(out / "model.safetensors"), load_file(own / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    for name in ("config.json", "tokenizer.json", "README.md"):
+        assert (out / name).read_text() == (own / name).read_text(), name
+    # The default output folder, then the bad inputs: one line each, exit status 2.
+    done = _cli("export", str(after_tp))
+    assert done.returncode == 0 and (after_tp / "export" / "step_6" / "config.json").is_file()
+    for args, fragment in (
+        ([str(tmp_path)], "has no checkpoints"),
+        ([str(after_tp), "--step", "3"], "no checkpoint of step 3; it has steps 2, 4, 6"),
+        ([str(after_tp), "-o", str(out)], "not empty"),
+    ):
+        done = _cli("export", *args)
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
+
+
+def test_a_killed_save_resumes_from_the_last_complete_checkpoint(packed, tmp_path):
+    """A save killed before its state.json (step_6.tmp/ with a truncated shard) is ignored
+    and removed: the run resumes from step_3 and ends bit for bit as the straight one."""
+    data, tokenizer = packed
+    config = test_train.tiny(tokenizer, max_steps=6, checkpoint_every=3, eval_every=0)
+    straight = tmp_path / "straight"
+    train(data, straight, config, progress=False)
+
+    cut = tmp_path / "cut"
+    shutil.copytree(straight, cut)
+    shutil.rmtree(cut / "model")
+    (cut / "manifest.json").unlink()
+    torn = cut / "checkpoints" / "step_6.tmp"
+    (cut / "checkpoints" / "step_6").rename(torn)
+    (torn / "state.json").unlink()
+    shard = torn / "__0_0.distcp"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    (cut / "checkpoints" / "latest").write_text("step_3\n")
+    result = train(data, cut, None, resume=True, progress=False)
+    assert result.steps == 6 and not torn.exists()
+    assert [r["loss"] for r in _loss_rows(cut)] == [r["loss"] for r in _loss_rows(straight)]
+    final = load_checkpoint_weights(cut / "checkpoints" / "step_6")
+    expected = load_checkpoint_weights(straight / "checkpoints" / "step_6")
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def test_bad_checkpoints_are_one_line(packed, tmp_path):
+    """A shard that does not belong to the model state.json describes, and a checkpoint of
+    the old format, are refused before anything is allocated, in one line."""
+    data, tokenizer = packed
+    out = tmp_path / "run"
+    train(data, out, test_train.tiny(tokenizer, max_steps=2, eval_every=0), progress=False)
+    step = out / "checkpoints" / "step_2"
+    state = json.loads((step / "state.json").read_text())
+    state["model_config"]["n_embd"] = 128
+    state["export"]["export_config"]["n_embd"] = 128
+    (step / "state.json").write_text(json.dumps(state))
+    config = test_train.tiny(tokenizer, max_steps=4)
+    with pytest.raises(UserError, match="holds another model .* wte.weight is") as excinfo:
+        train(data, out, config, resume=True, progress=False)
+    test_train.one_line(excinfo)
+    done = _cli("export", str(out))
+    assert done.returncode == 2 and "holds another model" in done.stderr
+    (step / "state.json").write_text(json.dumps({"version": 1, "step": 2}))
+    with pytest.raises(UserError, match="old format") as excinfo:
+        train(data, out, config, resume=True, progress=False)
+    test_train.one_line(excinfo)
