@@ -48,7 +48,7 @@ else:
 def _settings(tokenizer, **extra) -> dict:
     return {
         # Grouped-query (2 K/V heads): tp shards K/V too, and fsdp+tp shards every part twice.
-        "model_overrides": {**TINY, "n_head": 4, "n_kv_heads": 2},
+        "model_overrides": {**TINY, "n_head": 4, "n_kv_heads": 2, "position": "rotary"},
         "tokenizer": str(tokenizer),
         "seq_len": 32,
         "batch_size": 4,
@@ -60,7 +60,7 @@ def _settings(tokenizer, **extra) -> dict:
         "eval_every": 0,
         "eval_batches": 1,
         "checkpoint_every": 2,
-        "keep_checkpoints": 4,
+        "keep_checkpoints": 10,
         "peak_flops": 1e11,
         "fim_rate": 0.0,
         "dtype": "float32",
@@ -98,25 +98,26 @@ def _loss_rows(run) -> list[dict]:
 @pytest.fixture(scope="module")
 def layouts(packed, tmp_path_factory):
     """(one process straight, the run carried through four layouts, a copy of it as the
-    tp leg left it): 8 steps each, global batch 4."""
+    tp leg left it, the fsdp leg's shard sizes): 8 steps each, global batch 4. Each leg but
+    the last stops after one step by the clock (max_minutes), so the schedule, which ends at
+    max_steps, is the straight run's throughout."""
     data, tokenizer = packed
     root = tmp_path_factory.mktemp("layouts")
     settings = _settings(tokenizer)
     straight = root / "straight"
     train(data, straight, TrainConfig(**settings), progress=False)
     moved = root / "moved"
-    _torchrun(
-        4, data, moved, {**settings, "parallel": "fsdp", "batch_size": 1, "max_steps": 2}, root
-    )
+    stop = {"max_minutes": 1e-6}
+    _torchrun(4, data, moved, {**settings, **stop, "parallel": "fsdp", "batch_size": 1}, root)
     fsdp_files = {
-        p.name: p.stat().st_size for p in (moved / "checkpoints" / "step_2").glob("*.distcp")
+        p.name: p.stat().st_size for p in (moved / "checkpoints" / "step_1").glob("*.distcp")
     }
-    mixed = {"parallel": "fsdp+tp", "tp_size": 2, "batch_size": 2, "max_steps": 4}
+    mixed = {**stop, "parallel": "fsdp+tp", "tp_size": 2, "batch_size": 2}
     _torchrun(4, data, moved, mixed, root, "resume")
-    _torchrun(2, data, moved, {"parallel": "tp", "batch_size": 4, "max_steps": 6}, root, "resume")
+    _torchrun(2, data, moved, {**stop, "parallel": "tp", "batch_size": 4}, root, "resume")
     after_tp = root / "after_tp"
     shutil.copytree(moved, after_tp)
-    changes = {"parallel": "ddp", "tp_size": None, "batch_size": 4, "max_steps": 8}
+    changes = {"parallel": "ddp", "tp_size": None, "batch_size": 4}
     train(data, moved, None, resume=True, progress=False, changes=changes)
     return straight, moved, after_tp, fsdp_files
 
@@ -134,10 +135,10 @@ def test_every_rank_writes_its_own_shards(layouts):
 
 @pytest.mark.slow
 def test_a_run_moves_across_layouts_and_finishes_as_one_process_would(layouts):
-    """fsdp x4 -> fsdp+tp 2x2 -> tp x2 -> one process, two steps each, against one process
-    straight: the same tokens, learning rates, losses and gradient norms at every step (the
-    data position and the schedule carried over; losses within float32 rounding, as the
-    layouts sum in other orders) and the same final weights."""
+    """fsdp x4 -> fsdp+tp 2x2 -> tp x2 -> one process (a step each, then the rest), against
+    one process straight: the same tokens, learning rates, losses and gradient norms at every
+    step (the data position and the schedule carried over; losses within float32 rounding,
+    as the layouts sum in other orders) and the same final weights."""
     straight, moved, _, _ = layouts
     one, many = _loss_rows(straight), _loss_rows(moved)
     assert [r["step"] for r in many] == list(range(1, 9))
@@ -147,10 +148,10 @@ def test_a_run_moves_across_layouts_and_finishes_as_one_process_would(layouts):
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
     expected = load_checkpoint_weights(straight / "checkpoints" / "step_8")
     _assert_same_weights(expected, load_checkpoint_weights(moved / "checkpoints" / "step_8"))
-    for step in (2, 4, 6):  # every layout's checkpoint has the model's own names and shapes
+    for step in (1, 2, 3):  # every layout's checkpoint has the model's own names and shapes
         shapes = checkpoint_shapes(moved / "checkpoints" / f"step_{step}")
         assert shapes == {k: tuple(v.shape) for k, v in expected.items()}
-    state = read_checkpoint_state(moved / "checkpoints" / "step_6")
+    state = read_checkpoint_state(moved / "checkpoints" / "step_3")
     assert state["config"]["parallel"] == "tp" and state["world_size"] == 2
 
 
@@ -160,7 +161,7 @@ def test_export_of_a_tp_checkpoint_equals_the_run_s_own_export(layouts, tmp_path
     the folder the tp run wrote when it finished: the same weights, bit for bit, and files."""
     _, _, after_tp, _ = layouts
     out = tmp_path / "exported"
-    done = _cli("export", str(after_tp), "--step", "6", "-o", str(out))
+    done = _cli("export", str(after_tp), "--step", "3", "-o", str(out))
     assert done.returncode == 0, done.stderr
     own = after_tp / "model"
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in own.iterdir())
@@ -171,10 +172,10 @@ def test_export_of_a_tp_checkpoint_equals_the_run_s_own_export(layouts, tmp_path
         assert (out / name).read_text() == (own / name).read_text(), name
     # The default output folder, then the bad inputs: one line each, exit status 2.
     done = _cli("export", str(after_tp))
-    assert done.returncode == 0 and (after_tp / "export" / "step_6" / "config.json").is_file()
+    assert done.returncode == 0 and (after_tp / "export" / "step_3" / "config.json").is_file()
     for args, fragment in (
         ([str(tmp_path)], "has no checkpoints"),
-        ([str(after_tp), "--step", "3"], "no checkpoint of step 3; it has steps 2, 4, 6"),
+        ([str(after_tp), "--step", "4"], "no checkpoint of step 4; it has steps 1, 2, 3"),
         ([str(after_tp), "-o", str(out)], "not empty"),
     ):
         done = _cli("export", *args)

@@ -707,8 +707,13 @@ def _cut_rows(state: dict, originals: dict) -> dict:
             continue
         names = [name for name, _ in originals[key]]
         parts = [like for _, like in originals[key]]
-        if not isinstance(value, torch.Tensor) or value.ndim == 0:
+        if not isinstance(value, torch.Tensor):
             cut.update(dict.fromkeys(names, value))
+            continue
+        if value.ndim == 0:
+            # One tensor each: AdamW adds 1 to each parameter's step in place, so a shared
+            # one would count three steps per step.
+            cut.update({name: value.clone() for name in names})
             continue
         whole = value.full_tensor() if isinstance(value, DTensor) else value
         pieces = whole.split([p.shape[0] for p in parts])
