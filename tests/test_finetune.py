@@ -262,6 +262,19 @@ def test_lora_resumes_exactly(workspace, tmp_path):
 
     assert len(losses(tmp_path / "whole")) == 4
     assert losses(tmp_path / "parts") == losses(tmp_path / "whole")
+    # `codekiln export` of the LoRA checkpoint: the run's own adapter, and with merge the
+    # base with it merged in (the run itself did not merge).
+    from safetensors.torch import load_file
+
+    from codekiln.train.export import export_run
+
+    exported = export_run(tmp_path / "parts", output=tmp_path / "exported", merge=True)
+    assert exported.adapter_dir == tmp_path / "exported" / "adapter"
+    ours = load_file(exported.adapter_dir / "adapter_model.safetensors")
+    theirs = load_file(tmp_path / "parts" / "adapter" / "adapter_model.safetensors")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert (exported.model_dir / "config.json").is_file()
+    assert not (tmp_path / "parts" / "model").exists()
 
 
 def test_bfloat16_base_trains_adapters_in_float32(workspace, tmp_path):
