@@ -6,29 +6,45 @@ bad input is one line."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import test_train
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from safetensors.torch import load_file
-from test_parallel import _assert_same_weights
+from test_parallel import BASE, MODELS, _assert_same_weights, _free_port
 from test_train import TINY
 
 from codekiln.errors import UserError
+from codekiln.model.config import ModelConfig
+from codekiln.model.gpt import CodeGPT
 from codekiln.train.checkpoint import (
     checkpoint_shapes,
     load_checkpoint_weights,
     read_checkpoint_state,
+    save_checkpoint,
+    shard_reader,
 )
 from codekiln.train.config import TrainConfig
 from codekiln.train.loop import train
 from codekiln.train.metrics import read_metrics
+from codekiln.train.parallel import (
+    Distributed,
+    full_model_state,
+    full_optimizer_state,
+    load_sharded_state,
+    parallelize,
+    sharded_state,
+)
 
 packed = test_train.packed  # the fixture: a pack and its tokenizer
 
@@ -43,6 +59,59 @@ if sys.argv[4] == "resume":
 else:
     train(sys.argv[1], sys.argv[2], TrainConfig(**settings), progress=False)
 """
+
+
+def _round_trips(rank: int, world_size: int, port: int, folder: str) -> None:
+    """On each rank, for every head layout (multi-query's replicated K/V, grouped and
+    multi-head sharded K/V): a tensor-parallel model and its AdamW state after a step, saved
+    sharded, then loaded into a zeroed model and a fresh optimizer: the same state exactly,
+    and in one process without a group (rank 0) the model's whole weights."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        for index, overrides in enumerate(MODELS):
+            torch.manual_seed(0)
+            reference = CodeGPT(ModelConfig(**BASE, **overrides))
+            model = parallelize(
+                copy.deepcopy(reference), Distributed(rank, world_size), parallel="tp"
+            )
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+            tokens = torch.randint(0, BASE["vocab_size"], (2, 16))
+            model(tokens, labels=tokens)[1].backward()
+            optimizer.step()
+            weights = full_model_state(model)
+            moments = full_optimizer_state(model, optimizer)
+            path = os.path.join(folder, f"model{index}")
+            state = {"version": 2} if rank == 0 else None
+            save_checkpoint(
+                Path(path), 1, sharded_state(model, optimizer), {"rng.pt": []}, state, 1
+            )
+            with torch.no_grad():
+                for param in model.parameters():
+                    param.zero_()
+            fresh = torch.optim.AdamW(model.parameters(), lr=1e-2)
+            load_sharded_state(model, fresh, shard_reader(Path(path) / "step_1"))
+            # The whole state is rank 0's (a gather: every rank takes part).
+            loaded_weights = full_model_state(model)
+            loaded = full_optimizer_state(model, fresh)
+            if rank == 0:
+                for name, tensor in loaded_weights.items():
+                    assert torch.equal(tensor, weights[name]), name
+                assert loaded["state"].keys() == moments["state"].keys()
+                for name, entry in moments["state"].items():
+                    for key, value in entry.items():
+                        assert torch.equal(loaded["state"][name][key], value), (name, key)
+                whole = load_checkpoint_weights(Path(path) / "step_1")
+                assert whole.keys() == reference.state_dict().keys()
+                assert all(torch.equal(whole[k], weights[k]) for k in whole)
+        dist.barrier()  # not after a failure: its peer would wait in another collective
+    finally:
+        dist.destroy_process_group()
+
+
+def test_tensor_parallel_state_round_trips_through_a_sharded_checkpoint(tmp_path):
+    mp.spawn(_round_trips, args=(2, _free_port(), str(tmp_path)), nprocs=2)
 
 
 def _settings(tokenizer, **extra) -> dict:

@@ -557,6 +557,10 @@ def load_sharded_state(
         set_optimizer_state_dict,
     )
 
+    if optimizer is not None:
+        # torch makes the optimizer's state (the target to load into) with a zero-gradient
+        # step, but only when no parameter has a gradient; a pending one is void anyway.
+        optimizer.zero_grad(set_to_none=True)
     model_state, optimizer_state = _own_state(model, optimizer, keep)
     qkv = set(_sharded_qkv(model))
     fused_model, parts_model = _fuse_rows(model_state, qkv, empty=True)
