@@ -2,6 +2,7 @@
 rank writing its own shards (torch.distributed.checkpoint), under FSDP2 on CPU with gloo.
 
     python bench/checkpoint.py [--preset small] [--world-size 2] [--repeat 1] [--dir DIR]
+                               [--json FIGURES]
 
 Each rank builds the preset's model (same seed), shards it with FSDP2 over `--world-size`
 ranks and gives AdamW its state (the moments of one step), so a checkpoint is weights + two
@@ -22,6 +23,7 @@ second). `checkpoint_bench` returns the rows for bench/scale.py.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -194,8 +196,12 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, default=None, help="Where to write (default: a temp dir)."
     )
+    parser.add_argument("--json", type=Path, default=None, help="Also write the rows here.")
     args = parser.parse_args()
-    print_table(checkpoint_bench(args.preset, args.world_size, args.repeat, args.dir))
+    rows = checkpoint_bench(args.preset, args.world_size, args.repeat, args.dir)
+    print_table(rows)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"preset": args.preset, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
