@@ -469,6 +469,37 @@ def memory_command(
     _print_memory_plan(cfg, nproc, plan, device_gib)
 
 
+@app.command("export")
+def export_command(
+    run: Annotated[Path, typer.Argument(help="A training run's output folder.")],
+    step: Annotated[
+        int | None,
+        typer.Option("--step", min=0, help="Export this step's checkpoint (default: the newest)."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="A new or empty folder to write (default: RUN/export/step_N); a LoRA run's "
+            "adapter goes to OUTPUT/adapter.",
+        ),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option("--merge", help="LoRA: also write the base with the adapter merged in."),
+    ] = False,
+) -> None:
+    """Turn a training checkpoint (of any parallel layout) into a Hugging Face model folder,
+    offline, on the CPU, in one process: what `codekiln train` writes at the end of a run."""
+    from codekiln.train.export import export_run
+
+    result = export_run(run, step, output, True if merge else None)
+    for kind, folder in (("model", result.model_dir), ("adapter", result.adapter_dir)):
+        if folder is not None:
+            console.print(f"exported {result.checkpoint.name} of {run}: {kind} in {folder}")
+
+
 @app.command("eval")
 def eval_command(
     model: Annotated[

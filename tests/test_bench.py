@@ -87,3 +87,14 @@ def test_finetune_bench_compares_both_engines(tmp_path):
     assert row["codekiln"]["first_loss"] == pytest.approx(
         row["transformers"]["first_loss"], abs=1e-5
     )
+
+
+def test_checkpoint_bench_times_both_ways(tmp_path):
+    """Two gloo ranks under FSDP2: the gathered full state against sharded DCP checkpoints."""
+    figures = run_bench("checkpoint", tmp_path, "--preset", "tiny")
+    rows = {row["method"]: row for row in figures["rows"]}
+    assert rows.keys() == {"gather", "sharded"}
+    assert all(row["save_s"] > 0 and row["load_s"] > 0 for row in rows.values())
+    # Rank 0 wrote everything when gathering, about half with every rank writing its shards.
+    assert rows["gather"]["rank0_bytes"] == rows["gather"]["total_bytes"]
+    assert rows["sharded"]["rank0_bytes"] < 0.6 * rows["sharded"]["total_bytes"]

@@ -28,6 +28,7 @@ from codekiln.model.hf import import_hf
 from codekiln.model.lora import load_adapter
 from codekiln.pack.pack import PackConfig, pack
 from codekiln.tokenizer.special import SPECIAL_TOKENS, STARCODER2_SPECIAL_TOKENS
+from codekiln.train.checkpoint import load_checkpoint_weights
 from codekiln.train.config import TrainConfig
 from codekiln.train.loop import train
 from codekiln.train.metrics import read_metrics
@@ -213,8 +214,8 @@ def test_lora_adapter_loads_in_peft_and_merges(workspace, tmp_path, kind, layout
     assert not torch.allclose(theirs, logits(import_hf(model_dir), tokens_in))  # it learned
     merged = transformers.AutoModelForCausalLM.from_pretrained(result.model_dir)
     torch.testing.assert_close(logits(merged, tokens_in), theirs, atol=1e-4, rtol=0)
-    checkpoint = next((tmp_path / "run" / "checkpoints").glob("step_*")) / "model.pt"
-    saved = torch.load(checkpoint, weights_only=True)
+    checkpoint = next((tmp_path / "run" / "checkpoints").glob("step_*"))
+    saved = load_checkpoint_weights(checkpoint)
     assert saved and all(".lora_" in name for name in saved)  # adapters only
     # eval and serve take the adapter folder: it is merged onto its base as it loads.
     from codekiln.generate.backend import load_backend
@@ -261,6 +262,19 @@ def test_lora_resumes_exactly(workspace, tmp_path):
 
     assert len(losses(tmp_path / "whole")) == 4
     assert losses(tmp_path / "parts") == losses(tmp_path / "whole")
+    # `codekiln export` of the LoRA checkpoint: the run's own adapter, and with merge the
+    # base with it merged in (the run itself did not merge).
+    from safetensors.torch import load_file
+
+    from codekiln.train.export import export_run
+
+    exported = export_run(tmp_path / "parts", output=tmp_path / "exported", merge=True)
+    assert exported.adapter_dir == tmp_path / "exported" / "adapter"
+    ours = load_file(exported.adapter_dir / "adapter_model.safetensors")
+    theirs = load_file(tmp_path / "parts" / "adapter" / "adapter_model.safetensors")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert (exported.model_dir / "config.json").is_file()
+    assert not (tmp_path / "parts" / "model").exists()
 
 
 def test_bfloat16_base_trains_adapters_in_float32(workspace, tmp_path):

@@ -24,6 +24,7 @@ from codekiln.model.gpt import CodeGPT
 from codekiln.model.hf import import_hf
 from codekiln.pack.pack import PackConfig, pack
 from codekiln.tokenizer.special import SPECIAL_TOKENS
+from codekiln.train.checkpoint import load_checkpoint_weights
 from codekiln.train.config import TrainConfig
 from codekiln.train.loop import train
 from codekiln.train.metrics import read_metrics
@@ -226,9 +227,7 @@ def test_export_loads_back_with_the_same_logits(packed, tmp_path):
     from codekiln.model.config import ModelConfig
 
     trained = CodeGPT(ModelConfig(**state["model_config"]))
-    trained.load_state_dict(
-        torch.load(tmp_path / "run/checkpoints/step_3/model.pt", weights_only=True)
-    )
+    trained.load_state_dict(load_checkpoint_weights(tmp_path / "run/checkpoints/step_3"))
     trained.eval()
     input_ids = torch.randint(0, trained.config.vocab_size, (2, 16))
     with torch.no_grad():
@@ -256,7 +255,7 @@ def test_resume_is_exact_and_survives_a_killed_write(packed, tmp_path):
     (cut / "checkpoints" / "latest").write_text("step_4\n")
     torn = cut / "checkpoints" / "step_6.tmp"
     torn.mkdir()
-    (torn / "model.pt").write_bytes(b"PK\x03\x04 half a zip")
+    (torn / "__0_0.distcp").write_bytes(b"half a shard")
     with open(cut / "metrics.jsonl", "a") as handle:
         handle.write('{"step": 9, "loss": 1.')  # a torn last line
     result = train(data, cut, None, resume=True, progress=False)
@@ -270,8 +269,8 @@ def test_resume_is_exact_and_survives_a_killed_write(packed, tmp_path):
 
     assert losses(cut) == losses(straight)  # bitwise: JSON floats round-trip exactly
     assert [r["step"] for r in losses(cut) if "loss" in r] == [3, 6, 8]
-    final_straight = torch.load(straight / "checkpoints/step_8/model.pt", weights_only=True)
-    final_cut = torch.load(cut / "checkpoints/step_8/model.pt", weights_only=True)
+    final_straight = load_checkpoint_weights(straight / "checkpoints/step_8")
+    final_cut = load_checkpoint_weights(cut / "checkpoints/step_8")
     assert all(torch.equal(final_straight[k], final_cut[k]) for k in final_straight)
     assert (cut / "model" / "model.safetensors").exists() and (cut / "manifest.json").exists()
 
@@ -289,14 +288,14 @@ def test_a_damaged_checkpoint_is_one_line(packed, tmp_path):
     data, tokenizer = packed
     out = tmp_path / "run"
     train(data, out, tiny(tokenizer, max_steps=6), progress=False)
-    weights = out / "checkpoints" / "step_6" / "optimizer.pt"
+    weights = out / "checkpoints" / "step_6" / "__0_0.distcp"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated
     with pytest.raises(UserError, match="step_6 is damaged.*resume from step_3") as excinfo:
         train(data, out, tiny(tokenizer, max_steps=9), resume=True, progress=False)
     one_line(excinfo)
-    blob = bytearray((out / "checkpoints" / "step_3" / "model.pt").read_bytes())
+    blob = bytearray((out / "checkpoints" / "step_3" / "__0_0.distcp").read_bytes())
     blob[-30] ^= 0xFF  # same size, flipped bits
-    (out / "checkpoints" / "step_3" / "model.pt").write_bytes(bytes(blob))
+    (out / "checkpoints" / "step_3" / "__0_0.distcp").write_bytes(bytes(blob))
     shutil.rmtree(out / "checkpoints" / "step_6")
     with pytest.raises(UserError, match="sha256") as excinfo:
         train(data, out, tiny(tokenizer, max_steps=9), resume=True, progress=False)

@@ -1,16 +1,22 @@
-"""Checkpoints: written so that a killed write never leaves a half checkpoint behind, and
-checked file by file before a run resumes from one.
+"""Checkpoints: sharded, written by every rank at once, so that a killed write never leaves a
+half checkpoint behind, and checked file by file before a run resumes from one.
 
-    DIR/checkpoints/step_N/   model.pt, optimizer.pt, rng.pt, state.json (written last)
+    DIR/checkpoints/step_N/   .metadata, __R_0.distcp (one or more per rank R: its shards of
+                              the model and optimizer, torch.distributed.checkpoint's format),
+                              rng.pt (every rank's generator states), state.json (last)
     DIR/checkpoints/latest    the name of the newest checkpoint
 
-A checkpoint is written to step_N.tmp/, each file fsynced, state.json (with every file's size
-and SHA-256) last, then renamed to step_N/, then `latest` is replaced. Resuming takes the
-newest step_N/ (a leftover .tmp is a write that never finished and is removed) and checks
-every file against state.json; a damaged one is a UserError.
+Every rank writes its own shards into step_N.tmp/ with `torch.distributed.checkpoint.save`
+(DCP; files fsynced), nothing gathered; after a barrier the ranks hash the files between them
+and rank 0 writes state.json (step, data position, config, every file's size and SHA-256)
+last, fsyncs, renames the folder to step_N/ and replaces `latest`. Resuming takes the newest
+step_N/ (a leftover .tmp is a write that never finished and is removed), checks every file
+against state.json (the ranks share the hashing) and lets DCP read each rank's shards of the
+layout it runs in now, whatever layout wrote them: the keys are the model's own names.
 
-Only rank 0 writes checkpoints, but every rank reads one when resuming, so under torchrun the
-output folder must be on a file system all ranks see.
+Every rank writes and reads, so under torchrun the output folder must be on a file system all
+ranks see. A checkpoint of the older format (version 1: whole state dicts in model.pt) is
+refused with one line; finish such a run with the codekiln that started it.
 """
 
 from __future__ import annotations
@@ -20,17 +26,21 @@ import os
 import random
 import re
 import shutil
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from codekiln.errors import UserError
 from codekiln.manifest import file_sha256, write_atomic, write_json
 
-CHECKPOINT_VERSION = 1
-CHECKPOINT_FILES = ("model.pt", "optimizer.pt", "rng.pt")
+CHECKPOINT_VERSION = 2
+RNG_FILE = "rng.pt"
 _STEP_DIR = re.compile(r"step_(\d+)")
 
 
@@ -40,6 +50,35 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _grouped() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank_and_size() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if _grouped() else (0, 1)
+
+
+def _barrier() -> None:
+    if _grouped():
+        dist.barrier()
+
+
+def _gather(value) -> list:
+    if not _grouped():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+@contextmanager
+def _quiet_single_process():
+    """DCP warns that it assumes one process when there is no process group: it is meant."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+        yield
 
 
 def _step_of(path: Path) -> int | None:
@@ -55,34 +94,66 @@ def checkpoint_dirs(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def write_checkpoint(
-    root: Path, step: int, payloads: dict[str, Any], state: dict[str, Any], keep: int
+def save_checkpoint(
+    root: Path,
+    step: int,
+    shards: dict[str, Any],
+    payloads: dict[str, Any],
+    state: dict[str, Any] | None,
+    keep: int,
 ) -> Path:
-    """step_N.tmp/ with `payloads` (torch.save) and state.json last, fsynced, renamed to
-    step_N/; then `latest` is replaced and all but the newest `keep` checkpoints removed."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Every rank: write `shards` (this rank's, as parallel.sharded_state makes them) with
+    DCP into step_N.tmp/, rank 0 `payloads` (torch.save) beside them; then state.json (rank
+    0's `state` with every file's size and SHA-256) last, the rename to step_N/, `latest`,
+    and all but the newest `keep` checkpoints removed. A collective under torchrun."""
+    import torch.distributed.checkpoint as dcp
+
+    rank, _ = _rank_and_size()
     final = root / f"step_{step}"
     tmp = root / f"step_{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    files = {}
-    for name, payload in payloads.items():
-        path = tmp / name
-        with open(path, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        files[name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
-    write_json(tmp / "state.json", {**state, "files": files})
-    _fsync_dir(tmp)
-    if final.exists():  # the same step again (a resumed run that stopped where it began)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    write_atomic(root / "latest", final.name + "\n")
-    for old in checkpoint_dirs(root)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    _barrier()
+    writer = dcp.FileSystemWriter(tmp, sync_files=True)
+    with _quiet_single_process():
+        dcp.save(shards, storage_writer=writer, no_dist=not _grouped())
+    if rank == 0:
+        for name, payload in payloads.items():
+            with open(tmp / name, "wb") as handle:
+                torch.save(payload, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+    _barrier()
+    names = _gather(sorted(p.name for p in tmp.iterdir()) if rank == 0 else None)[0]
+    files = _digests(tmp, names)
+    if rank == 0:
+        write_json(tmp / "state.json", {**state, "files": files})
+        _fsync_dir(tmp)
+        if final.exists():  # the same step again (a resumed run that stopped where it began)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        write_atomic(root / "latest", final.name + "\n")
+        for old in checkpoint_dirs(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    _barrier()
     return final
+
+
+def _digests(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """{name: {bytes, sha256}} of `folder`'s files; each rank hashes every world-th file
+    (a collective), so hashing a large checkpoint is spread as its writing was."""
+    rank, size = _rank_and_size()
+    mine = {
+        name: {"bytes": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
+        for name in names[rank::size]
+    }
+    merged: dict[str, dict[str, Any]] = {}
+    for part in _gather(mine):
+        merged.update(part)
+    return {name: merged[name] for name in names}
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -104,25 +175,100 @@ def read_checkpoint_state(path: Path) -> dict[str, Any]:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _corrupt(path, f"state.json is unreadable ({type(exc).__name__})") from None
+    if isinstance(state, dict) and state.get("version") == 1:
+        raise UserError(
+            f"checkpoint {path} is in codekiln's old format (version 1, whole state dicts), "
+            f"which this version does not read (it writes version {CHECKPOINT_VERSION}, "
+            "sharded): finish that run with the codekiln that started it, or start over"
+        )
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise _corrupt(path, "state.json is not a codekiln checkpoint state")
-    for name in CHECKPOINT_FILES:
-        entry = state.get("files", {}).get(name)
+    files = state.get("files")
+    if not isinstance(files, dict) or ".metadata" not in files or RNG_FILE not in files:
+        raise _corrupt(path, "state.json does not list the checkpoint's files")
+    for name, entry in files.items():
         file = path / name
-        if entry is None or not file.is_file() or file.stat().st_size != entry["bytes"]:
+        if not file.is_file() or file.stat().st_size != entry["bytes"]:
             raise _corrupt(path, f"{name} is missing or truncated")
     return state
 
 
-def load_checkpoint_file(path: Path, name: str, state: dict[str, Any]) -> Any:
-    """One of the checkpoint's files, loaded on the CPU once its SHA-256 matches state.json."""
-    file = path / name
-    if file_sha256(file) != state["files"][name]["sha256"]:
-        raise _corrupt(path, f"{name} does not match its recorded sha256")
+def verify_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """A UserError unless every file matches its SHA-256 in state.json; each rank hashes
+    every world-th file (a collective: every rank gets the same answer)."""
+    names = sorted(state["files"])
+    found = _digests(path, names)
+    for name in names:
+        if found[name]["sha256"] != state["files"][name]["sha256"]:
+            raise _corrupt(path, f"{name} does not match its recorded sha256")
+
+
+def shard_reader(path: Path) -> Callable[[dict[str, Any]], None]:
+    """`read(target)`: DCP's load of the checkpoint at `path` into `target` in place (this
+    rank's shards of the current layout, read from whichever files hold them)."""
+    import torch.distributed.checkpoint as dcp
+
+    def read(target: dict[str, Any]) -> None:
+        try:
+            with _quiet_single_process():
+                reader = dcp.FileSystemReader(path)
+                dcp.load(target, storage_reader=reader, no_dist=not _grouped())
+        except dcp.CheckpointException as exc:
+            raise _corrupt(path, f"its shards cannot be read ({_first_line(exc)})") from None
+
+    return read
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1].strip()[:200] if lines else type(exc).__name__
+
+
+def checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """{parameter name: global shape} of the model a checkpoint holds, from DCP's metadata
+    alone (nothing is loaded): what a run or an export checks before it allocates."""
+    import torch.distributed.checkpoint as dcp
+
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        metadata = dcp.FileSystemReader(path).read_metadata()
+    except Exception as exc:  # unpickling errors of many types
+        raise _corrupt(path, f".metadata cannot be read ({type(exc).__name__})") from None
+    return {
+        key.removeprefix("model."): tuple(entry.size)
+        for key, entry in metadata.state_dict_metadata.items()
+        if key.startswith("model.") and hasattr(entry, "size")
+    }
+
+
+def load_checkpoint_weights(
+    path: Path, into: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """The model's weights in a checkpoint of any layout, whole, on the CPU, in this one
+    process (no process group needed): into the tensors of `into` (a model's state dict,
+    loaded in place), or into new ones of the recorded shapes and types."""
+    import torch.distributed.checkpoint as dcp
+
+    if into is None:
+        metadata = dcp.FileSystemReader(path).read_metadata()
+        into = {
+            key.removeprefix("model."): torch.empty(entry.size, dtype=entry.properties.dtype)
+            for key, entry in metadata.state_dict_metadata.items()
+            if key.startswith("model.") and hasattr(entry, "size")
+        }
+    try:
+        with _quiet_single_process():
+            dcp.load({"model": into}, storage_reader=dcp.FileSystemReader(path), no_dist=True)
+    except dcp.CheckpointException as exc:
+        raise _corrupt(path, f"its shards cannot be read ({_first_line(exc)})") from None
+    return into
+
+
+def load_rng_states(path: Path) -> list[dict[str, Any]]:
+    """Every rank's generator states, as the run that wrote the checkpoint had them."""
+    try:
+        return torch.load(path / RNG_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip or unpickling errors of many types
-        raise _corrupt(path, f"{name} cannot be read ({type(exc).__name__})") from None
+        raise _corrupt(path, f"{RNG_FILE} cannot be read ({type(exc).__name__})") from None
 
 
 def _corrupt(path: Path, why: str) -> UserError:

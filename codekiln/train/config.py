@@ -22,8 +22,10 @@ PP_SCHEDULES = ("1f1b", "gpipe", "interleaved1f1b")
 PP_STAGES_PER_RANK = {"1f1b": 1, "gpipe": 1, "interleaved1f1b": 2}
 BASE_DTYPES = ("float32", "bfloat16")
 # What `--resume` may change: how long the run goes on and how often it logs, evaluates and
-# saves. Everything else is the checkpoint's (a changed optimizer setting would silently
-# make the resumed run another run).
+# saves, and the layout (checkpoints are sharded by name, so any layout reads any other's;
+# batch_size is per data-parallel rank, and the loader refuses a changed global batch).
+# Everything else is the checkpoint's (a changed optimizer setting would silently make the
+# resumed run another run).
 RESUME_SETTINGS = (
     "max_steps",
     "max_minutes",
@@ -31,6 +33,11 @@ RESUME_SETTINGS = (
     "log_every",
     "checkpoint_every",
     "keep_checkpoints",
+    "parallel",
+    "tp_size",
+    "pp_size",
+    "pp_schedule",
+    "batch_size",
 )
 # The training-only settings of an imported model that model_overrides may change.
 TRAINING_ONLY_MODEL_SETTINGS = ("dropout", "attn_dropout", "embd_dropout")

@@ -1,11 +1,12 @@
 """The train stage: token shards -> checkpoints, metrics and a Hugging Face model folder.
 
-    DIR/checkpoints/step_N/   model.pt, optimizer.pt, rng.pt, state.json (checkpoint.py)
+    DIR/checkpoints/step_N/   every rank's shards (DCP), rng.pt, state.json (checkpoint.py)
     DIR/checkpoints/latest    the name of the newest checkpoint
     DIR/metrics.jsonl         one JSON object per log step, and one per evaluation (metrics.py)
     DIR/loss.png              the loss curves
-    DIR/model/                export_hf: config.json, safetensors, tokenizer, README.md
-                              (a LoRA run: only with merge, the adapter merged in)
+    DIR/model/                the last checkpoint exported (export.py): config.json,
+                              safetensors, tokenizer, README.md (a LoRA run: only with
+                              merge, the adapter merged in)
     DIR/adapter/              a LoRA run: adapter_config.json + adapter_model.safetensors
                               (peft's format), its tokenizer and README.md
     DIR/manifest.json         written last: the run finished
@@ -21,7 +22,7 @@ checkpoint.py (atomic writes, resuming) and metrics.py (MFU):
   left to right (no FIM), so curves are comparable across FIM settings. val_bpb is the
   nats of the targets that are not special tokens over ln 2 x their UTF-8 bytes (nanochat's
   bits per byte); it needs the tokenizer.
-- Only rank 0 writes files.
+- Only rank 0 writes files, but for checkpoints, which every rank writes its shards of.
 - `max_minutes` bounds one invocation: the run stops after the step that crosses it with a
   checkpoint, an export and a manifest; `--resume` continues it. A run is finished (a re-run
   is a no-op) only when it reached max_steps.
@@ -39,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -57,29 +57,34 @@ from codekiln.manifest import (
     fingerprint,
     package_versions,
     read_manifest,
-    write_atomic,
     write_manifest,
 )
 from codekiln.pack.format import read_meta
 from codekiln.pack.loader import IGNORE_INDEX, LoaderConfig, TokenLoader
 from codekiln.train.checkpoint import (
     CHECKPOINT_VERSION,
+    RNG_FILE,
     latest_checkpoint,
-    load_checkpoint_file,
+    load_rng_states,
     read_checkpoint_state,
     remove_unfinished,
     rng_state,
+    save_checkpoint,
     seed_everything,
     set_rng_state,
-    write_checkpoint,
+    shard_reader,
+    verify_checkpoint,
 )
 from codekiln.train.config import TrainConfig, TrainResult, resume_config
-from codekiln.train.inputs import (
-    build_model,
-    lora_spec,
-    pack_tokenizer,
-    sft_tokenizer,
+from codekiln.train.export import (
+    base_fingerprint,
+    check_checkpoint_model,
+    export_checkpoint,
+    export_info,
+    is_adapter_key,
+    run_card,
 )
+from codekiln.train.inputs import build_model, pack_tokenizer, sft_tokenizer
 from codekiln.train.materialise import materialise
 from codekiln.train.memory import reuse_freed_memory
 from codekiln.train.metrics import (
@@ -96,12 +101,11 @@ from codekiln.train.parallel import (
     all_reduce,
     barrier,
     data_parallel,
-    full_model_state,
-    full_optimizer_state,
     gradient_sync,
     init_distributed,
-    load_full_state,
+    load_sharded_state,
     parallelize,
+    sharded_state,
     shutdown,
     total_norm,
 )
@@ -162,6 +166,9 @@ class _Run:
             raise UserError(f"output path {self.out_dir} is a file; choose a folder")
         checkpoint = latest_checkpoint(self.root)
         state = read_checkpoint_state(checkpoint) if checkpoint and self.resume else None
+        if state is not None:
+            verify_checkpoint(checkpoint, state)  # the ranks share the hashing
+            check_checkpoint_model(checkpoint, state)  # before anything is allocated
         saved = TrainConfig.from_dict(state["config"]) if state else None
         draft = saved or self.config or TrainConfig()
         self.sft = draft.sft
@@ -210,7 +217,7 @@ class _Run:
                 + (f" (checkpoint {checkpoint.name})" if checkpoint else "")
                 + ": pass --resume to continue it, or choose another output folder"
             )
-        if state is not None and config.lora and state.get("base") != _base_fingerprint(config):
+        if state is not None and config.lora and state.get("base") != base_fingerprint(config):
             raise UserError(
                 f"{config.init_from} is not the model this LoRA run started from (its config "
                 "or weight files changed since the checkpoint was written): resume with the "
@@ -370,11 +377,10 @@ class _Run:
         return tensors
 
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
-        model_state = load_checkpoint_file(checkpoint, "model.pt", state)
-        optimizer_state = load_checkpoint_file(checkpoint, "optimizer.pt", state)
-        rng_states = load_checkpoint_file(checkpoint, "rng.pt", state)
-        strict = not self.config.lora  # a LoRA checkpoint holds the adapters only
-        load_full_state(self.model, model_state, self.optimizer, optimizer_state, strict)
+        # Each rank reads its own shards of this layout, whatever layout wrote them.
+        keep = is_adapter_key if self.config.lora else None  # a LoRA run: the adapters only
+        load_sharded_state(self.model, self.optimizer, shard_reader(checkpoint), keep)
+        rng_states = load_rng_states(checkpoint)
         self.loader.load_state_dict(state["loader"])
         if len(rng_states) == self.dist.world_size:
             set_rng_state(rng_states[self.dist.rank])
@@ -495,15 +501,27 @@ class _Run:
         self._log(**row)
 
     def _checkpoint(self, started: float, interval_loss: torch.Tensor, steps: int) -> None:
-        weights = full_model_state(self.model)  # collectives: every rank
-        if self.config.lora:
-            weights = {k: v for k, v in weights.items() if ".lora_A." in k or ".lora_B." in k}
-        payloads = {
-            "model.pt": weights,
-            "optimizer.pt": full_optimizer_state(self.model, self.optimizer),
-            "rng.pt": all_gather_objects(rng_state()),  # one per rank
-        }
+        keep = is_adapter_key if self.config.lora else None  # the frozen base is init_from's
+        shards = sharded_state(self.model, self.optimizer, keep)  # this rank's, no gathering
+        rng_states = all_gather_objects(rng_state())  # one per rank, small
+        state = None
         if self.dist.is_main:
+            progress = {
+                "steps": self.step,
+                "tokens": self.tokens,
+                "final_loss": self.last_loss,
+                "val_loss": self.val_loss,
+            }
+            card = run_card(
+                self.config,
+                self.meta,
+                self.data,
+                self.sft,
+                self.tok.fingerprint,
+                progress,
+                self.config.batch_size * self.config.grad_accum * self.dp_size,
+                self.built.base_config,
+            )
             state = {
                 "version": CHECKPOINT_VERSION,
                 "step": self.step,
@@ -517,19 +535,29 @@ class _Run:
                 "world_size": self.dist.world_size,
                 "config": self.config.to_dict(),
                 "model_config": dataclasses.asdict(self.model_config),
-                "base": _base_fingerprint(self.config) if self.config.lora else None,
+                "base": base_fingerprint(self.config) if self.config.lora else None,
+                "export": export_info(self.config, self.built, self.tok.folder, card),
             }
-            write_checkpoint(self.root, self.step, payloads, state, self.config.keep_checkpoints)
-        barrier()
+        save_checkpoint(
+            self.root,
+            self.step,
+            shards,
+            {RNG_FILE: rng_states},
+            state,
+            self.config.keep_checkpoints,
+        )
 
     def _finish(self) -> TrainResult:
         config = self.config
-        weights = full_model_state(self.model)  # a collective under FSDP
         model_dir = self.out_dir / "model"
         adapter_dir = self.out_dir / "adapter" if config.lora else None
         exported = None
+        barrier()  # the last checkpoint is complete
         if self.dist.is_main:
-            exported = self._export(weights, model_dir, adapter_dir)
+            # The export is the last checkpoint's, read back as `codekiln export` reads it:
+            # no rank gathers the model, and the two agree by construction.
+            checkpoint = latest_checkpoint(self.root)
+            exported = export_checkpoint(checkpoint, model_dir, adapter_dir, verify=False)
             plot_losses(self.metrics_path, self.out_dir / "loss.png")
             outputs = {
                 "checkpoint": latest_checkpoint(self.root).name,
@@ -576,125 +604,6 @@ class _Run:
             adapter_dir=adapter_dir,
             resumed_changes=self.changed,
         )
-
-    def _export(
-        self, weights: dict[str, torch.Tensor], model_dir: Path, adapter_dir: Path | None
-    ) -> Path | None:
-        """Rank 0: the Hugging Face folder (and a LoRA run's adapter), each written to a
-        temporary name and renamed. Returns the model folder, None when there is none."""
-        from codekiln.model.gpt import CodeGPT
-        from codekiln.model.hf import copy_tokenizer, export_hf
-
-        config, built = self.config, self.built
-        card = self._card()
-        tokenizer_dir = self._export_tokenizer()
-        with torch.random.fork_rng(devices=[]), torch.device("meta"):
-            export_model = CodeGPT(built.export_config)
-        if config.lora:
-            from codekiln.model.lora import add_lora, merge_lora, save_adapter
-
-            spec = lora_spec(config)
-            add_lora(export_model, built.kind, spec)
-        export_model = export_model.to_empty(device="cpu")
-        export_model.load_state_dict(weights)
-        export_model.eval()
-        if config.lora:
-            tmp = self.out_dir / "adapter.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_adapter(
-                export_model,
-                built.kind,
-                spec,
-                tmp,
-                base_model=str(Path(config.init_from).resolve()),
-                metadata={"codekiln_base": _base_fingerprint(config)},
-            )
-            copy_tokenizer(tokenizer_dir, tmp)
-            from codekiln.model.card import model_card
-
-            description = (
-                f"A LoRA adapter (rank {spec.rank}) for `{config.init_from}`, trained with "
-                "`codekiln train --lora`; load it with peft or `codekiln eval`/`serve`."
-            )
-            adapter_card = model_card(
-                built.export_config, built.kind, {**card, "description": description}
-            )
-            write_atomic(tmp / "README.md", adapter_card)
-            shutil.rmtree(adapter_dir, ignore_errors=True)
-            os.replace(tmp, adapter_dir)
-            if not config.merge:
-                shutil.rmtree(model_dir, ignore_errors=True)  # an older run's, now stale
-                return None
-            export_model = merge_lora(export_model)  # float32: the update survives rounding
-        tmp = self.out_dir / "model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        export_hf(
-            export_model, tmp, tokenizer_dir=tokenizer_dir, card=card, base_config=built.base_config
-        )
-        shutil.rmtree(model_dir, ignore_errors=True)
-        os.replace(tmp, model_dir)
-        return model_dir
-
-    def _export_tokenizer(self) -> Path:
-        """Where the export's tokenizer files come from: the base model's folder when it
-        has the run's tokenizer (it may hold a chat template the pack's copy lacks)."""
-        init_from = self.config.init_from
-        if init_from is not None and (Path(init_from) / "tokenizer.json").is_file():
-            return Path(init_from)
-        return self.tok.folder
-
-    def _card(self) -> dict[str, Any]:
-        from codekiln.model.card import curate_summary, read_base_license
-
-        config = self.config
-        splits = self.meta.get("splits", {})
-        data: dict[str, Any] = {
-            ("pairs" if self.sft else "pack"): str(self.data),
-            "train_tokens": splits.get("train", {}).get("tokens"),
-            "valid_tokens": splits.get("valid", {}).get("tokens"),
-            "tokenizer_fingerprint": self.tok.fingerprint,
-        }
-        if not self.sft:
-            data["languages"] = sorted(splits.get("train", {}).get("languages", {}))
-            data["document_format"] = (self.meta.get("format") or {}).get("family")
-        curated = _curated_folder(self.data, self.sft)
-        summary = curate_summary(curated) if curated is not None else None
-        if summary:
-            data["curated"] = summary
-        what = {"pretrain": config.model, "finetune": "fine-tune", "lora": "LoRA fine-tune"}
-        card: dict[str, Any] = {
-            "name": f"codekiln {what[config.kind]}",
-            "description": "A code language model trained with `codekiln train`.",
-            "data": data,
-            "training": {
-                "kind": config.kind + (" (instruction tuning)" if self.sft else ""),
-                "steps": self.step,
-                "tokens": self.tokens,
-                "seq_len": config.seq_len,
-                "global_batch_sequences": config.batch_size * config.grad_accum * self.dp_size,
-                "optimizer": f"AdamW(betas={list(config.betas)}, weight_decay="
-                f"{config.weight_decay})",
-                "lr": f"{config.lr} warmup {config.warmup_steps} cosine to {config.min_lr}",
-                "fim_rate": config.fim_rate,
-                "final_loss": self.last_loss,
-                "val_loss": self.val_loss,
-                "init_from": config.init_from,
-            },
-        }
-        if config.lora:
-            targets = ", ".join(config.lora_targets or []) or "every attention and MLP projection"
-            card["training"]["lora"] = (
-                f"rank {config.lora_rank}, alpha {config.lora_alpha}, dropout "
-                f"{config.lora_dropout}, on {targets}; base in {config.base_dtype}"
-            )
-        if config.license is not None:
-            card["license"] = config.license
-        if config.init_from is not None:
-            base = self.built.base_config or {}
-            name = base.get("_name_or_path")
-            card["base_model"] = name if _is_hub_id(name) else str(config.init_from)
-            card["base_license"] = read_base_license(config.init_from)
-        return card
 
 
 def _result_from_manifest(out_dir: Path, manifest: dict[str, Any]) -> TrainResult:
@@ -851,34 +760,3 @@ def _differences(saved: TrainConfig, given: TrainConfig) -> dict[str, Any]:
     """The settings of `given` that differ from `saved` (what a resume asks to change)."""
     old, new = saved.to_dict(), given.to_dict()
     return {key: value for key, value in new.items() if old.get(key) != value}
-
-
-def _base_fingerprint(config: TrainConfig) -> str:
-    """A cheap identity of init_from's model: its config.json and the names, sizes and
-    modification times of its weight files (hashing many GB on every resume would not be)."""
-    from codekiln.model.hf import weight_files
-
-    folder = Path(config.init_from)
-    files = weight_files(folder)
-    return fingerprint(
-        {
-            "config": (folder / "config.json").read_text(encoding="utf-8"),
-            "weights": [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
-        }
-    )
-
-
-def _curated_folder(data: Path, sft: bool) -> Path | None:
-    """The curated folder the data came from: itself (commit records) or the pack's input."""
-    if sft:
-        return data if data.is_dir() else None
-    manifest = read_manifest(data) or {}
-    path = ((manifest.get("inputs") or {}).get("data") or {}).get("path")
-    return Path(path) if path and Path(path).is_dir() else None
-
-
-def _is_hub_id(name: Any) -> bool:
-    """Whether a config's _name_or_path names a Hub model (owner/name), not a local folder."""
-    if not isinstance(name, str) or name.count("/") != 1 or name.startswith((".", "/", "~")):
-        return False
-    return not Path(name).exists()
