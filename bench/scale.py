@@ -14,8 +14,9 @@ and joining the process group, from the start of set-up (build, parallelize, mat
 the optimizer) to its end; with --step, through one optimizer step too (batch 1 x 128
 tokens: AdamW's moments and the gradients add ~12 bytes a parameter / ranks to both, so it
 needs ~10 GB a rank at 1b). Without --step the table says "set-up only". Also printed: the
-CPU's vector and matrix features (AMX, AVX-512, AVX2) and, when wired, the checkpoint
-timing table (`checkpoint_table`).
+CPU's vector and matrix features (AMX, AVX-512, AVX2), and the checkpoint save/load table
+of the `small` preset under fsdp: the full state gathered on rank 0 against sharded
+torch.distributed.checkpoint (`checkpoint_rows`, from bench/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -121,11 +122,14 @@ def _launch(start: str, args, out: Path) -> list[dict]:
     return json.loads((out / f"{start}.json").read_text())
 
 
-def checkpoint_table() -> list[str] | None:
-    """COORDINATOR: the checkpoint save/load timing table (`small`, full-gather against
-    sharded) goes here, from helper C's bench/checkpoint.py: return its printed lines.
-    None until wired: the report says it was not measured here."""
-    return None
+def checkpoint_rows(preset: str = "small", ranks: int = 2) -> list[dict]:
+    """Checkpoint save and load time of `preset`'s model and AdamW state under fsdp on
+    `ranks` ranks: the full state gathered on rank 0 (the old way) against every rank
+    writing its own shards with torch.distributed.checkpoint (bench/checkpoint.py)."""
+    sys.path.insert(0, str(Path(__file__).parent))  # its spawned ranks import it by name
+    from checkpoint import checkpoint_bench
+
+    return checkpoint_bench(preset, ranks)
 
 
 def main() -> None:
@@ -135,6 +139,9 @@ def main() -> None:
     parser.add_argument("--parallel", default="fsdp", choices=["fsdp", "ddp", "tp"])
     parser.add_argument("--step", action="store_true", help="measure through one step too")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--no-checkpoints", action="store_true", help="skip the checkpoint timing table"
+    )
     parser.add_argument("--worker", choices=["whole", "meta"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,10 +165,16 @@ def main() -> None:
         print(f"{start:<8}" + "".join(f"{r[key] / gib:>12.2f}" for r in ranks))
     ratio = max(r[key] for r in runs["meta"]) / max(r[key] for r in runs["whole"])
     print(f"meta / whole (largest rank): {ratio:.2f}x (goal <= 0.6x)")
-    table = checkpoint_table()
-    print("\n".join(table) if table else "checkpoint save/load timing: not measured here")
+    rows = []
+    if not args.no_checkpoints:
+        rows = checkpoint_rows("small", args.ranks)
+        from checkpoint import print_table  # bench/ is on sys.path now
+
+        print(f"\ncheckpoint save and load, small under fsdp on {args.ranks} ranks:")
+        print_table(rows)
     if args.json:
         figures = {"phase": phase, "cpu": cpu_features(), "ratio": ratio, **runs}
+        figures["checkpoints"] = rows
         args.json.write_text(json.dumps(figures, indent=2))
 
 
