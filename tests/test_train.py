@@ -456,7 +456,7 @@ def test_two_processes_match_one_with_the_same_global_batch(packed, tmp_path, pa
         "lr": 3e-3,
         "log_every": 1,
         "eval_every": 4,
-        "eval_batches": 2,
+        "eval_sequences": 8,  # the validation set is per config: the same in both runs
         "checkpoint_every": 0,
         "peak_flops": 1e11,
         "parallel": parallel,
@@ -501,3 +501,55 @@ def test_two_processes_match_one_with_the_same_global_batch(packed, tmp_path, pa
     assert single.steps == 4
     exported = import_hf(tmp_path / "two" / "model")
     assert exported.config.n_layer == TINY["n_layer"]
+
+
+def torchrun(script: Path, processes: int, *args: str, timeout: int = 240):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(processes), str(script), *args]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_validation_loss_is_the_same_in_one_two_and_four_processes(packed, tmp_path):
+    """The same weights (the seed's initialisation: one step at lr 1e-30 changes no float32
+    weight) evaluated on one fixed set of 7 sequences: in 1 process, and in 2 and 4 ddp ranks
+    (shares of 3/4 and 1/2/2/2 rows in batches of 2, so ranks run padding passes), and 4
+    fsdp ranks, whose padding passes must still join each block's all-gather. The same
+    val_loss and val_bpb up to float rounding (rows are summed in another order)."""
+    data, tokenizer = packed
+    settings = {
+        "model_overrides": TINY,
+        "tokenizer": str(tokenizer),
+        "seq_len": 32,
+        "batch_size": 2,
+        "max_steps": 1,
+        "warmup_steps": 1,
+        "lr": 1e-30,
+        "min_lr": 0.0,
+        "eval_sequences": 7,
+        "checkpoint_every": 0,
+        "peak_flops": 1e11,
+        "fim_rate": 0.0,
+        "dtype": "float32",
+    }
+    train(data, tmp_path / "p1", TrainConfig(**settings), progress=False)
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    runs = {"p2": (2, "ddp"), "p4": (4, "ddp"), "p4fsdp": (4, "fsdp")}
+    for name, (processes, parallel) in runs.items():
+        config = json.dumps({**settings, "parallel": parallel})
+        torchrun(script, processes, str(data), str(tmp_path / name), config)
+
+    def validation(name: str) -> dict:
+        (row,) = [r for r in read_metrics(tmp_path / name / "metrics.jsonl") if "val_loss" in r]
+        return row
+
+    one = validation("p1")
+    assert one["val_loss"] > 1.0 and one["val_bpb"] > 0
+    for name in runs:
+        row = validation(name)
+        assert row["val_loss"] == pytest.approx(one["val_loss"], rel=1e-6), name
+        assert row["val_bpb"] == pytest.approx(one["val_bpb"], rel=1e-6), name

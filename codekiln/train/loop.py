@@ -17,8 +17,10 @@ checkpoint.py (atomic writes, resuming) and metrics.py (MFU):
 
 - The reported training loss is the mean over the optimizer steps since the previous log row
   of each step's loss (the mean over its micro-batches and ranks).
-- Validation runs on the same first `eval_batches` batches of the `valid` split every time,
-  left to right (no FIM), so curves are comparable across FIM settings. val_bpb is the
+- Validation runs on one fixed set, the first `eval_sequences` rows of the `valid` split in
+  one process's order (no FIM), split over the data-parallel ranks and summed
+  (train/validation.py): the same weights give the same val_loss at any world size, and
+  curves are comparable across FIM settings. val_bpb is the
   nats of the targets that are not special tokens over ln 2 x their UTF-8 bytes (nanochat's
   bits per byte); it needs the tokenizer.
 - Only rank 0 writes files.
@@ -104,6 +106,7 @@ from codekiln.train.parallel import (
     total_norm,
 )
 from codekiln.train.sft import SftData
+from codekiln.train.validation import rank_batches
 
 
 def train(
@@ -308,31 +311,33 @@ class _Run:
         )
 
     def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
-        """This rank's share of the fixed validation batches; [] without a valid split."""
+        """This rank's share of the fixed validation set (train/validation.py), padded to
+        the forward passes every rank runs; [] without a valid split."""
         config = self.config
         if self.sft:
-            loader = self.pairs.valid_loader(config.batch_size, self.dp_rank, self.dp_size)
+            loader = self.pairs.valid_loader()
             if loader is None:
                 return []
+            order = np.arange(loader.num_rows(0), dtype=np.int64)
         else:
             split = self.meta["splits"].get("valid")
-            if not split:
-                return []
-            sequences = (int(split["tokens"]) - 1) // config.seq_len
-            batch_size = min(config.batch_size, sequences // self.dp_size)
-            if batch_size < 1:
+            if not split or (int(split["tokens"]) - 1) // config.seq_len < 1:
                 return []
             loader = TokenLoader(
                 self.data,
                 None,
-                LoaderConfig(
-                    config.seq_len, batch_size, seed=config.seed, fim_rate=0.0, split="valid"
-                ),
-                rank=self.dp_rank,
-                world_size=self.dp_size,
+                LoaderConfig(config.seq_len, 1, seed=config.seed, fim_rate=0.0, split="valid"),
             )
-        count = min(config.eval_batches, loader.steps_per_epoch)
-        return [self._tensors(loader.batch(0, i)) for i in range(count)]
+            order = loader.order(0)
+        batches = rank_batches(
+            lambda rows: loader.rows(0, rows),
+            order,
+            config.validation_sequences,
+            config.batch_size,
+            self.dp_rank,
+            self.dp_size,
+        )
+        return [self._tensors(batch) for batch in batches]
 
     def _tensors(self, batch) -> dict[str, torch.Tensor]:
         """A batch on the device, as the model's keyword arguments."""
