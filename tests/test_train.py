@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -425,6 +426,33 @@ def test_resume_refuses_another_model(packed, tmp_path):
     with pytest.raises(UserError, match="model_overrides .* cannot change") as excinfo:
         train(data, out, config, resume=True, progress=False)
     one_line(excinfo)
+
+
+def test_prefetching_changes_no_batch(packed, tmp_path):
+    """FIM on: batches made ahead in a thread (3 deep) or in the loop give the same run."""
+    data, tokenizer = packed
+    for name, depth in (("inline", 0), ("ahead", 3)):
+        train(data, tmp_path / name, tiny(tokenizer, prefetch=depth, fim_rate=0.5), progress=False)
+    assert losses_of(tmp_path / "ahead") == losses_of(tmp_path / "inline")
+
+
+def test_a_batch_that_fails_in_the_thread_fails_the_run(packed, tmp_path, monkeypatch):
+    from codekiln.pack.loader import TokenLoader
+
+    data, tokenizer = packed
+    original = TokenLoader.batch
+
+    def batch(self, epoch, step):
+        if step == 4:
+            raise UserError("shard 0 of the train split is damaged")
+        return original(self, epoch, step)
+
+    monkeypatch.setattr(TokenLoader, "batch", batch)
+    with pytest.raises(UserError, match="damaged"):
+        train(data, tmp_path / "run", tiny(tokenizer, prefetch=2), progress=False)
+    assert not [t for t in threading.enumerate() if t.name == "codekiln-prefetch"]
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]  # failed taking step 5
 
 
 # -- torchrun ---------------------------------------------------------------------------

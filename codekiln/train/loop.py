@@ -105,6 +105,7 @@ from codekiln.train.parallel import (
     shutdown,
     total_norm,
 )
+from codekiln.train.prefetch import Prefetcher
 from codekiln.train.sft import SftData
 from codekiln.train.validation import rank_batches
 
@@ -240,15 +241,15 @@ class _Run:
             model,
             self.dist,
             activation_checkpointing=config.activation_checkpointing,
-            compile=config.compile,
+            compile=config.compiles(device.type),
             parallel=config.parallel,
             tp_size=config.tp_size,
         )
         self.optimizer = build_optimizer(self.model, config, device)
         if self.sft:
-            self.loader = self.pairs.loader("train", config.batch_size, self.dp_rank, self.dp_size)
+            loader = self.pairs.loader("train", config.batch_size, self.dp_rank, self.dp_size)
         else:
-            self.loader = TokenLoader(
+            loader = TokenLoader(
                 self.data,
                 self.tokenizer,
                 LoaderConfig(
@@ -261,6 +262,9 @@ class _Run:
                 rank=self.dp_rank,
                 world_size=self.dp_size,
             )
+        # Its state_dict is the position of the next batch the loop consumes (the thread's
+        # own runs ahead), so checkpoints resume exactly.
+        self.loader = Prefetcher(loader, config.prefetch, self._host_tensors)
         self.eval_batches = self._eval_batches()
         self.sizes = None
         if self.eval_batches:
@@ -341,8 +345,12 @@ class _Run:
 
     def _tensors(self, batch) -> dict[str, torch.Tensor]:
         """A batch on the device, as the model's keyword arguments."""
-        device = self.dist.device
-        pin = device.type == "cuda"
+        return self._on_device(self._host_tensors(batch))
+
+    def _host_tensors(self, batch) -> dict[str, torch.Tensor]:
+        """A loader's batch as CPU tensors, pinned when they go to a GPU (this runs in the
+        prefetch thread)."""
+        pin = self.dist.device.type == "cuda"
         fields = {"input_ids": batch.input_ids, "labels": batch.labels}
         if getattr(batch, "segment_ids", None) is not None:
             fields["segment_ids"] = batch.segment_ids
@@ -350,10 +358,13 @@ class _Run:
         tensors = {}
         for name, array in fields.items():
             tensor = torch.from_numpy(array)
-            if pin:
-                tensor = tensor.pin_memory()
-            tensors[name] = tensor.to(device, non_blocking=pin)
+            tensors[name] = tensor.pin_memory() if pin else tensor
         return tensors
+
+    def _on_device(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        device = self.dist.device
+        pin = device.type == "cuda"
+        return {name: t.to(device, non_blocking=pin) for name, t in tensors.items()}
 
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
         model_state = load_checkpoint_file(checkpoint, "model.pt", state)
@@ -382,7 +393,7 @@ class _Run:
         from codekiln.model.config import flops_per_token
 
         flops = flops_per_token(self.model_config, config.seq_len)
-        batches: Iterator = iter(self.loader)
+        batches: Iterator = iter(self.loader)  # the prefetch thread starts here
         started = time.time()
         interval_start, paused, timed_steps = time.time(), 0.0, 0
         interval_loss = torch.tensor(self.interval[0], dtype=torch.float64, device=device)
@@ -391,7 +402,7 @@ class _Run:
         bar = TrainProgress(self.progress and self.dist.is_main, config.max_steps, self.step)
         try:
             while self.step < config.max_steps:
-                micro = [self._tensors(next(batches)) for _ in range(config.grad_accum)]
+                micro = [self._on_device(next(batches)) for _ in range(config.grad_accum)]
                 lr = lr_at(
                     self.step + 1, config.lr, config.min_lr, config.warmup_steps, config.max_steps
                 )
@@ -445,6 +456,7 @@ class _Run:
             if last_checkpoint != self.step:
                 self._checkpoint(started, interval_loss, interval_steps)
         finally:
+            self.loader.close()
             bar.close()
         self.elapsed = self.elapsed_before + time.time() - started
 
