@@ -2,6 +2,8 @@
 
     python bench/train.py [--preset tiny] [--batch-size 8] [--seq-len 256] [--steps 5]
                           [--repeat 3] [--compile] [--hf-attn sdpa] [--json FIGURES]
+    python bench/train.py --fim-overhead [--preset tiny] [--batch-size 4] [--seq-len 8192]
+                          [--steps 4] [--json FIGURES]
 
 Both models have the preset's shape and the very same weights (ours exported under
 transformers' names), take the same batch of random tokens and run the same step: forward,
@@ -14,6 +16,13 @@ Prints tokens/s and ms per step for each, ours over theirs, and the FLOP/s achie
 (flops_per_token x tokens/s, codekiln.model.config's count) as a share of a 2048 x 2048 float32
 matmul's FLOP/s measured in the same run: the most this CPU's BLAS delivers on a large GEMM.
 With --compile, a third row has each block compiled (`torch.compile` via train/parallel.py).
+
+--fim-overhead times `codekiln.train.loop.train` itself (loader, prefetch thread, steps) on a
+pack of this Python's standard library made in a temporary folder, with FIM at 0.5 against
+FIM off, each with batches made ahead (prefetch 2, the default) and in the loop (prefetch 0):
+the ms per step from metrics.jsonl's tokens/s (evaluation and checkpoints excluded, the first
+step's row dropped as warm-up), best of --repeat runs; the ratio FIM on / FIM off is the
+figure (goal <= 1.05 with prefetching).
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,6 +90,111 @@ def seconds_per_step(model, optimizer, batch, steps: int, warmup: int, autocast)
     return (time.perf_counter() - start) / steps
 
 
+def stdlib_pack(folder: Path, vocab_size: int = 2048) -> Path:
+    """A pack (FIM-capable StarCoder layout) of this Python's standard library sources."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from codekiln.pack.pack import PackConfig, pack
+    from codekiln.tokenizer.train import train_bpe
+
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:200]
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    rows = [
+        {
+            "id": f"{i:08x}",
+            "content": text,
+            "repo": f"python/cpython{i % 16}",
+            "path": f"Lib/{f.name}",
+            "lang": "Python",
+            "license": "PSF-2.0",
+            "stars": 1,
+            "kind": "file",
+            "source": "stdlib",
+            "size": len(text),
+            "max_line_length": max((len(line) for line in text.splitlines()), default=0),
+            "avg_line_length": 30.0,
+            "alphanum_fraction": 0.7,
+        }
+        for i, (f, text) in enumerate(zip(files, texts, strict=True))
+        if text.strip()
+    ]
+    curated = folder / "curated"
+    curated.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), curated / "part-00000.parquet")
+    tokenizer_dir = folder / "tokenizer"
+    tokenizer_dir.mkdir()
+    train_bpe(texts, vocab_size).save(str(tokenizer_dir / "tokenizer.json"))
+    config = PackConfig(valid_fraction=0.0, format="starcoder")
+    pack(curated, tokenizer_dir, folder / "pack", config, progress=False)
+    return folder / "pack"
+
+
+def ms_per_step(data: Path, out: Path, settings: dict) -> float:
+    """The best ms per step of a `train` run (steps after the first, from metrics.jsonl)."""
+    from codekiln.train.loop import train
+    from codekiln.train.metrics import read_metrics
+
+    config = TrainConfig(**settings)
+    train(data, out, config, progress=False)
+    rows = [r for r in read_metrics(out / "metrics.jsonl") if "tokens_per_s" in r][1:]
+    tokens = config.batch_size * config.seq_len
+    return min(1e3 * tokens / r["tokens_per_s"] for r in rows)
+
+
+def fim_overhead(args: argparse.Namespace) -> dict:
+    """Step time with FIM on against off, with and without prefetching (see the docstring)."""
+    settings = {
+        "model": args.preset,
+        "model_overrides": {"n_positions": max(args.seq_len, preset(args.preset).n_positions)},
+        "seq_len": args.seq_len,
+        "batch_size": args.batch_size,
+        "max_steps": args.steps + 1,
+        "warmup_steps": 1,
+        "log_every": 1,
+        "eval_every": 0,
+        "checkpoint_every": 0,
+        "peak_flops": 1e12,  # no matmul probe in each run
+    }
+    best: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = stdlib_pack(Path(tmp))
+        kinds = {
+            f"fim_{rate}_prefetch_{depth}": {"fim_rate": rate, "prefetch": depth}
+            for depth in (2, 0)
+            for rate in (0.5, 0.0)
+        }
+        for repeat in range(args.repeat):
+            for key, changes in kinds.items():
+                out = Path(tmp) / f"{key}-{repeat}"
+                ms = ms_per_step(data, out, {**settings, **changes})
+                best[key] = min(best.get(key, math.inf), ms)
+    cpu = Path("/proc/cpuinfo")
+    flags = set(cpu.read_text().split()) if cpu.exists() else set()
+    figures = {
+        "preset": args.preset,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "threads": torch.get_num_threads(),
+        "cpu_features": sorted(flags & {"amx_bf16", "amx_tile", "avx512f", "avx512_bf16", "avx2"}),
+        "ms_per_step": best,
+        "fim_ratio_prefetch": best["fim_0.5_prefetch_2"] / best["fim_0.0_prefetch_2"],
+        "fim_ratio_inline": best["fim_0.5_prefetch_0"] / best["fim_0.0_prefetch_0"],
+    }
+    print(
+        f"{args.preset} at {args.batch_size} x {args.seq_len} tokens, "
+        f"{torch.get_num_threads()} threads, CPU {' '.join(figures['cpu_features']) or '-'}"
+    )
+    print(f"{'step':<24}{'ms/step':>10}")
+    for key, ms in best.items():
+        print(f"{key:<24}{ms:>10.1f}")
+    print(
+        f"FIM on / off: {figures['fim_ratio_prefetch']:.3f}x with batches made ahead, "
+        f"{figures['fim_ratio_inline']:.3f}x made in the loop (goal <= 1.05x ahead)"
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tiny")
@@ -90,7 +206,21 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time compiled blocks")
     parser.add_argument("--hf-attn", default="sdpa", choices=("sdpa", "eager"))
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--fim-overhead",
+        action="store_true",
+        help="time train() with FIM on and off instead (defaults: batch 4 x 8,192 tokens)",
+    )
     args = parser.parse_args()
+    if args.fim_overhead:
+        defaults = {"batch_size": 8, "seq_len": 256, "steps": 5}
+        for name, value in {"batch_size": 4, "seq_len": 8192, "steps": 4}.items():
+            if getattr(args, name) == defaults[name]:
+                setattr(args, name, value)
+        figures = fim_overhead(args)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        return
 
     config = preset(args.preset)
     train_config = TrainConfig(model=args.preset, batch_size=args.batch_size, lr=1e-4).resolved()
