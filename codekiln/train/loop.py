@@ -42,6 +42,7 @@ import dataclasses
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -81,6 +82,7 @@ from codekiln.train.inputs import (
     pack_tokenizer,
     sft_tokenizer,
 )
+from codekiln.train.kernels import flash_attention_problem
 from codekiln.train.memory import reuse_freed_memory
 from codekiln.train.metrics import (
     TrainProgress,
@@ -231,6 +233,11 @@ class _Run:
         self.built = built
         model = built.model
         self.model_config = model.config
+        problem = flash_attention_problem(
+            model.config, config.seq_len, self.dtype, device, self.sft
+        )
+        if problem is not None:  # the math kernel: (T, T) scores per head, several times slower
+            self._warn(f"attention will not use FlashAttention: {problem}")
         model.to(device)
         model.train()
         # Every rank built the same weights from the seed; dropout masks should differ across
@@ -283,7 +290,7 @@ class _Run:
         if self.dist.is_main:
             (self.out_dir / "manifest.json").unlink(missing_ok=True)  # not finished now
         barrier()
-        self.peak = peak_flops(config, device, self.dtype) if self.dist.is_main else 1.0
+        self.peak = peak_flops(config, device, self.dtype, self._say) if self.dist.is_main else 1.0
         self._loop()
         return self._finish()
 
@@ -292,6 +299,11 @@ class _Run:
             from rich.console import Console
 
             Console(stderr=True, highlight=False).print(line, markup=False)
+
+    def _warn(self, line: str) -> None:
+        """A warning on rank 0's stderr, with or without the progress display."""
+        if self.dist.is_main:
+            print(f"WARNING: {line}", file=sys.stderr, flush=True)
 
     def _say_resume(self, state: dict | None) -> None:
         """What a resumed run continues with (the checkpoint's settings, and what changed)."""
