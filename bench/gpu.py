@@ -57,6 +57,7 @@ def sync(device: torch.device) -> None:
 
 
 def free(device: torch.device) -> None:
+    torch._dynamo.reset()  # compiled graphs hold on to what they were traced with
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -136,7 +137,8 @@ def train_preset(name: str, settings: dict, args, device, dtype) -> tuple[dict, 
         try:
             return train_steps(name, settings, args, device, dtype, checkpointing=False)
         except torch.OutOfMemoryError:
-            free(device)
+            print(f"{name}: out of memory without activation checkpointing; again with it")
+        free(device)  # out of the except block: its traceback held the model's tensors
     return train_steps(name, settings, args, device, dtype, checkpointing=True)
 
 
