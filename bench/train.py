@@ -17,12 +17,14 @@ Prints tokens/s and ms per step for each, ours over theirs, and the FLOP/s achie
 matmul's FLOP/s measured in the same run: the most this CPU's BLAS delivers on a large GEMM.
 With --compile, a third row has each block compiled (`torch.compile` via train/parallel.py).
 
---fim-overhead times `codekiln.train.loop.train` itself (loader, prefetch thread, steps) on a
-pack of this Python's standard library made in a temporary folder, with FIM at 0.5 against
-FIM off, each with batches made ahead (prefetch 2, the default) and in the loop (prefetch 0):
-the ms per step from metrics.jsonl's tokens/s (evaluation and checkpoints excluded, the first
-step's row dropped as warm-up), best of --repeat runs; the ratio FIM on / FIM off is the
-figure (goal <= 1.05 with prefetching).
+--fim-overhead times training steps at --seq-len (default 8,192) on batches from a
+`TokenLoader` over a pack of this Python's standard library made in a temporary folder, with
+FIM at 0.5 against FIM off, each with batches made ahead (`Prefetcher`, 2 deep, as `codekiln
+train` does by default) and in the loop: the best step time (taking the batch included) of
+--steps steps after one warm-up, and the mean time the loop waited for a batch. The kinds
+take turns, --repeat times; the ratio FIM on / FIM off with prefetching is the figure
+(goal <= 1.05). On a busy machine step times vary far more than FIM costs: the waiting
+times and the time to make one batch say where FIM's cost went.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from codekiln.train.loop import _autocast, compute_dtype, optimizer_step
 from codekiln.train.metrics import measured_matmul_flops
 from codekiln.train.optim import build_optimizer
 from codekiln.train.parallel import Distributed, parallelize
+from codekiln.train.prefetch import Prefetcher
 
 
 class HFCausalLM(nn.Module):
@@ -130,64 +133,92 @@ def stdlib_pack(folder: Path, vocab_size: int = 2048) -> Path:
     return folder / "pack"
 
 
-def ms_per_step(data: Path, out: Path, settings: dict) -> float:
-    """The best ms per step of a `train` run (steps after the first, from metrics.jsonl)."""
-    from codekiln.train.loop import train
-    from codekiln.train.metrics import read_metrics
-
-    config = TrainConfig(**settings)
-    train(data, out, config, progress=False)
-    rows = [r for r in read_metrics(out / "metrics.jsonl") if "tokens_per_s" in r][1:]
-    tokens = config.batch_size * config.seq_len
-    return min(1e3 * tokens / r["tokens_per_s"] for r in rows)
+def timed_steps(model, optimizer, loader, depth: int, steps: int, autocast) -> tuple:
+    """(best seconds per step, mean seconds the loop waited for a batch) over `steps` steps
+    after one warm-up, with batches from `loader` made `depth` ahead (0: in the loop)."""
+    prefetch = Prefetcher(
+        loader, depth, convert=lambda b: (torch.from_numpy(b.input_ids), torch.from_numpy(b.labels))
+    )
+    batches = iter(prefetch)
+    best, waited = math.inf, 0.0
+    try:
+        for step in range(steps + 1):
+            start = time.perf_counter()
+            batch = next(batches)
+            wait = time.perf_counter() - start
+            optimizer_step(model, optimizer, [batch], 1e-4, 1.0, autocast)
+            if step:  # the first step warms up
+                best = min(best, time.perf_counter() - start)
+                waited += wait
+    finally:
+        prefetch.close()
+    return best, waited / steps
 
 
 def fim_overhead(args: argparse.Namespace) -> dict:
     """Step time with FIM on against off, with and without prefetching (see the docstring)."""
-    settings = {
-        "model": args.preset,
-        "model_overrides": {"n_positions": max(args.seq_len, preset(args.preset).n_positions)},
-        "seq_len": args.seq_len,
-        "batch_size": args.batch_size,
-        "max_steps": args.steps + 1,
-        "warmup_steps": 1,
-        "log_every": 1,
-        "eval_every": 0,
-        "checkpoint_every": 0,
-        "peak_flops": 1e12,  # no matmul probe in each run
-    }
+    from codekiln.pack.loader import LoaderConfig, TokenLoader
+
+    config = preset(args.preset, n_positions=max(args.seq_len, preset(args.preset).n_positions))
+    train_config = TrainConfig(model=args.preset, batch_size=args.batch_size, lr=1e-4).resolved()
+    cpu = torch.device("cpu")
+    dtype = compute_dtype(train_config, cpu)
     best: dict[str, float] = {}
+    waits: dict[str, float] = {}
+    make: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = stdlib_pack(Path(tmp))
-        kinds = {
-            f"fim_{rate}_prefetch_{depth}": {"fim_rate": rate, "prefetch": depth}
-            for depth in (2, 0)
+        loaders = {
+            rate: TokenLoader(
+                data,
+                data / "tokenizer",
+                LoaderConfig(args.seq_len, args.batch_size, seed=0, fim_rate=rate),
+            )
             for rate in (0.5, 0.0)
         }
-        for repeat in range(args.repeat):
-            for key, changes in kinds.items():
-                out = Path(tmp) / f"{key}-{repeat}"
-                ms = ms_per_step(data, out, {**settings, **changes})
-                best[key] = min(best.get(key, math.inf), ms)
-    cpu = Path("/proc/cpuinfo")
-    flags = set(cpu.read_text().split()) if cpu.exists() else set()
+        for rate, loader in loaders.items():
+            start = time.perf_counter()
+            for step in range(4):
+                loader.batch(1, step)
+            make[f"fim_{rate}"] = (time.perf_counter() - start) / 4 * 1e3
+        torch.manual_seed(0)
+        model = CodeGPT(config).train()
+        optimizer = build_optimizer(model, train_config, cpu)
+        autocast = _autocast(cpu, dtype)
+        for _ in range(args.repeat):  # the kinds take turns; the best of each counts
+            for depth in (2, 0):
+                for rate, loader in loaders.items():
+                    key = f"fim_{rate}_prefetch_{depth}"
+                    seconds, wait = timed_steps(
+                        model, optimizer, loader, depth, args.steps, autocast
+                    )
+                    best[key] = min(best.get(key, math.inf), seconds * 1e3)
+                    waits[key] = min(waits.get(key, math.inf), wait * 1e3)
+    cpu_info = Path("/proc/cpuinfo")
+    flags = set(cpu_info.read_text().split()) if cpu_info.exists() else set()
     figures = {
         "preset": args.preset,
+        "parameters": num_parameters(config),
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
+        "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "cpu_features": sorted(flags & {"amx_bf16", "amx_tile", "avx512f", "avx512_bf16", "avx2"}),
+        "batch_ms": make,
         "ms_per_step": best,
+        "wait_ms_per_step": waits,
         "fim_ratio_prefetch": best["fim_0.5_prefetch_2"] / best["fim_0.0_prefetch_2"],
         "fim_ratio_inline": best["fim_0.5_prefetch_0"] / best["fim_0.0_prefetch_0"],
     }
     print(
-        f"{args.preset} at {args.batch_size} x {args.seq_len} tokens, "
-        f"{torch.get_num_threads()} threads, CPU {' '.join(figures['cpu_features']) or '-'}"
+        f"{args.preset} ({num_parameters(config) / 1e6:.1f}M) at {args.batch_size} x "
+        f"{args.seq_len} tokens, {figures['dtype']}, {torch.get_num_threads()} threads, CPU "
+        f"{' '.join(figures['cpu_features']) or '-'}; one batch: "
+        f"{make['fim_0.5']:.1f} ms with FIM, {make['fim_0.0']:.1f} ms without"
     )
-    print(f"{'step':<24}{'ms/step':>10}")
+    print(f"{'step':<24}{'ms/step':>10}{'waiting ms':>12}")
     for key, ms in best.items():
-        print(f"{key:<24}{ms:>10.1f}")
+        print(f"{key:<24}{ms:>10.1f}{waits[key]:>12.1f}")
     print(
         f"FIM on / off: {figures['fim_ratio_prefetch']:.3f}x with batches made ahead, "
         f"{figures['fim_ratio_inline']:.3f}x made in the loop (goal <= 1.05x ahead)"
