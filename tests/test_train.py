@@ -156,6 +156,27 @@ def test_token_bytes_count_the_utf8_bytes_of_text(packed):
     assert sizes[tokenizer.token_to_id(EOS)] == 0  # special tokens have no bytes
 
 
+def test_the_mfu_peak_comes_from_the_device_s_exact_name(monkeypatch):
+    """No substring matching: "NVIDIA H100" (no such device) is not an H100 SXM; an unknown
+    name, or another dtype than bf16, is measured and the run is told why."""
+    import codekiln.train.metrics as metrics
+
+    name = ["NVIDIA H100 PCIe"]
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name[0])
+    monkeypatch.setattr(metrics, "measured_matmul_flops", lambda *args, **kwargs: 1e12)
+    cuda = torch.device("cuda")
+    assert metrics.device_peak(cuda, torch.bfloat16) == (756e12, None)
+    name[0] = "NVIDIA H100 80GB HBM3"
+    assert metrics.device_peak(cuda, torch.bfloat16) == (989e12, None)
+    peak, why = metrics.device_peak(cuda, torch.float32)
+    assert peak == 1e12 and "float32, not bfloat16" in why
+    name[0] = "NVIDIA H100"
+    said: list[str] = []
+    assert metrics.peak_flops(TrainConfig(), cuda, torch.bfloat16, said.append) == 1e12
+    assert len(said) == 1 and "'NVIDIA H100' is not in the datasheet table" in said[0]
+    assert metrics.peak_flops(TrainConfig(peak_flops=5e14), cuda, torch.bfloat16) == 5e14
+
+
 def test_config_rejects_bad_settings():
     with pytest.raises(UserError, match="min_lr"):
         TrainConfig(lr=1e-4, min_lr=1e-3)
