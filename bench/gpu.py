@@ -21,7 +21,8 @@ first. Whether SDPA's flash kernel runs the model's attention is checked first
 (`codekiln.train.kernels`).
 
 Prints a table and writes OUT/gpu.json. The full run needs CUDA and says so in one line
-without it; --smoke runs everything on CPU with a 2-layer model in seconds (a test runs it).
+without it; --smoke runs everything on CPU with a 2-layer model in seconds, compiled (a test
+runs it). No preset starts after --max-minutes (6): the whole run stays within ~8 minutes.
 """
 
 from __future__ import annotations
@@ -195,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="timed steps per preset (default 10)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 3)")
     parser.add_argument("--step-seconds", type=float, default=60.0, help="timed steps' budget")
+    parser.add_argument(
+        "--max-minutes", type=float, default=6.0, help="start no preset after this long"
+    )
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--decode-tokens", type=int, help="default 128 (smoke: 4)")
     parser.add_argument("--checkpointing", action="store_true", help="always checkpoint")
@@ -219,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, key, value)
     if args.smoke:
         args.prompt_tokens = min(args.prompt_tokens, 16)
+        if args.compile is None:
+            args.compile = True  # the GPU run's code path (codekiln's CPU default is off)
     if args.decode_tokens < 2:
         parser.error("--decode-tokens must be at least 2 (the first token is timed apart)")
 
@@ -236,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"{results['device']}: peak {peak / 1e12:,.1f} TFLOP/s ({results['peak_source']})")
     tokenizer = bench_tokenizer()
+    started = time.perf_counter()
     for preset_name in names:
+        if time.perf_counter() - started > args.max_minutes * 60:
+            print(f"{preset_name}: skipped, past --max-minutes {args.max_minutes}")
+            results["presets"][preset_name] = {"skipped": "time"}
+            continue
         settings = plan.get(preset_name, {"batch_size": 1})
         config = preset(preset_name, **settings.get("overrides", {}))
         flash = flash_attention_problem(config, args.seq_len, dtype, device)

@@ -102,6 +102,7 @@ def test_gpu_bench_smoke_runs_its_code_paths_on_cpu(tmp_path):
     tiny = figures["presets"]["tiny"]
     assert figures["smoke"] and "measured" in figures["peak_source"]
     assert 0 < tiny["mfu"] < 1 and tiny["tokens_per_s"] > 0 and tiny["timed_steps"] >= 1
+    assert tiny["compiled"]  # the GPU run's code path
     assert tiny["decode_tokens_per_s"] > 0 and tiny["decode_new_tokens"] == 4
     assert "MFU" in result.stdout and "decode" in result.stdout
 
