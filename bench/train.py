@@ -2,6 +2,8 @@
 
     python bench/train.py [--preset tiny] [--batch-size 8] [--seq-len 256] [--steps 5]
                           [--repeat 3] [--compile] [--hf-attn sdpa] [--json FIGURES]
+    python bench/train.py --fim-overhead [--preset tiny] [--batch-size 4] [--seq-len 8192]
+                          [--steps 4] [--json FIGURES]
 
 Both models have the preset's shape and the very same weights (ours exported under
 transformers' names), take the same batch of random tokens and run the same step: forward,
@@ -14,6 +16,15 @@ Prints tokens/s and ms per step for each, ours over theirs, and the FLOP/s achie
 (flops_per_token x tokens/s, codekiln.model.config's count) as a share of a 2048 x 2048 float32
 matmul's FLOP/s measured in the same run: the most this CPU's BLAS delivers on a large GEMM.
 With --compile, a third row has each block compiled (`torch.compile` via train/parallel.py).
+
+--fim-overhead times training steps at --seq-len (default 8,192) on batches from a
+`TokenLoader` over a pack of this Python's standard library made in a temporary folder, with
+FIM at 0.5 against FIM off, each with batches made ahead (`Prefetcher`, 2 deep, as `codekiln
+train` does by default) and in the loop: the best step time (taking the batch included) of
+--steps steps after one warm-up, and the mean time the loop waited for a batch. The kinds
+take turns, --repeat times; the ratio FIM on / FIM off with prefetching is the figure
+(goal <= 1.05). On a busy machine step times vary far more than FIM costs: the waiting
+times and the time to make one batch say where FIM's cost went.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +50,7 @@ from codekiln.train.loop import _autocast, compute_dtype, optimizer_step
 from codekiln.train.metrics import measured_matmul_flops
 from codekiln.train.optim import build_optimizer
 from codekiln.train.parallel import Distributed, parallelize
+from codekiln.train.prefetch import Prefetcher
 
 
 class HFCausalLM(nn.Module):
@@ -79,6 +93,139 @@ def seconds_per_step(model, optimizer, batch, steps: int, warmup: int, autocast)
     return (time.perf_counter() - start) / steps
 
 
+def stdlib_pack(folder: Path, vocab_size: int = 2048) -> Path:
+    """A pack (FIM-capable StarCoder layout) of this Python's standard library sources."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from codekiln.pack.pack import PackConfig, pack
+    from codekiln.tokenizer.train import train_bpe
+
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))[:200]
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    rows = [
+        {
+            "id": f"{i:08x}",
+            "content": text,
+            "repo": f"python/cpython{i % 16}",
+            "path": f"Lib/{f.name}",
+            "lang": "Python",
+            "license": "PSF-2.0",
+            "stars": 1,
+            "kind": "file",
+            "source": "stdlib",
+            "size": len(text),
+            "max_line_length": max((len(line) for line in text.splitlines()), default=0),
+            "avg_line_length": 30.0,
+            "alphanum_fraction": 0.7,
+        }
+        for i, (f, text) in enumerate(zip(files, texts, strict=True))
+        if text.strip()
+    ]
+    curated = folder / "curated"
+    curated.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows), curated / "part-00000.parquet")
+    tokenizer_dir = folder / "tokenizer"
+    tokenizer_dir.mkdir()
+    train_bpe(texts, vocab_size).save(str(tokenizer_dir / "tokenizer.json"))
+    config = PackConfig(valid_fraction=0.0, format="starcoder")
+    pack(curated, tokenizer_dir, folder / "pack", config, progress=False)
+    return folder / "pack"
+
+
+def timed_steps(model, optimizer, loader, depth: int, steps: int, autocast) -> tuple:
+    """(best seconds per step, mean seconds the loop waited for a batch) over `steps` steps
+    after one warm-up, with batches from `loader` made `depth` ahead (0: in the loop)."""
+    prefetch = Prefetcher(
+        loader, depth, convert=lambda b: (torch.from_numpy(b.input_ids), torch.from_numpy(b.labels))
+    )
+    batches = iter(prefetch)
+    best, waited = math.inf, 0.0
+    try:
+        for step in range(steps + 1):
+            start = time.perf_counter()
+            batch = next(batches)
+            wait = time.perf_counter() - start
+            optimizer_step(model, optimizer, [batch], 1e-4, 1.0, autocast)
+            if step:  # the first step warms up
+                best = min(best, time.perf_counter() - start)
+                waited += wait
+    finally:
+        prefetch.close()
+    return best, waited / steps
+
+
+def fim_overhead(args: argparse.Namespace) -> dict:
+    """Step time with FIM on against off, with and without prefetching (see the docstring)."""
+    from codekiln.pack.loader import LoaderConfig, TokenLoader
+
+    config = preset(args.preset, n_positions=max(args.seq_len, preset(args.preset).n_positions))
+    train_config = TrainConfig(model=args.preset, batch_size=args.batch_size, lr=1e-4).resolved()
+    cpu = torch.device("cpu")
+    dtype = compute_dtype(train_config, cpu)
+    best: dict[str, float] = {}
+    waits: dict[str, float] = {}
+    make: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = stdlib_pack(Path(tmp))
+        loaders = {
+            rate: TokenLoader(
+                data,
+                data / "tokenizer",
+                LoaderConfig(args.seq_len, args.batch_size, seed=0, fim_rate=rate),
+            )
+            for rate in (0.5, 0.0)
+        }
+        for rate, loader in loaders.items():
+            start = time.perf_counter()
+            for step in range(4):
+                loader.batch(1, step)
+            make[f"fim_{rate}"] = (time.perf_counter() - start) / 4 * 1e3
+        torch.manual_seed(0)
+        model = CodeGPT(config).train()
+        optimizer = build_optimizer(model, train_config, cpu)
+        autocast = _autocast(cpu, dtype)
+        for _ in range(args.repeat):  # the kinds take turns; the best of each counts
+            for depth in (2, 0):
+                for rate, loader in loaders.items():
+                    key = f"fim_{rate}_prefetch_{depth}"
+                    seconds, wait = timed_steps(
+                        model, optimizer, loader, depth, args.steps, autocast
+                    )
+                    best[key] = min(best.get(key, math.inf), seconds * 1e3)
+                    waits[key] = min(waits.get(key, math.inf), wait * 1e3)
+    cpu_info = Path("/proc/cpuinfo")
+    flags = set(cpu_info.read_text().split()) if cpu_info.exists() else set()
+    figures = {
+        "preset": args.preset,
+        "parameters": num_parameters(config),
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "dtype": str(dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+        "cpu_features": sorted(flags & {"amx_bf16", "amx_tile", "avx512f", "avx512_bf16", "avx2"}),
+        "batch_ms": make,
+        "ms_per_step": best,
+        "wait_ms_per_step": waits,
+        "fim_ratio_prefetch": best["fim_0.5_prefetch_2"] / best["fim_0.0_prefetch_2"],
+        "fim_ratio_inline": best["fim_0.5_prefetch_0"] / best["fim_0.0_prefetch_0"],
+    }
+    print(
+        f"{args.preset} ({num_parameters(config) / 1e6:.1f}M) at {args.batch_size} x "
+        f"{args.seq_len} tokens, {figures['dtype']}, {torch.get_num_threads()} threads, CPU "
+        f"{' '.join(figures['cpu_features']) or '-'}; one batch: "
+        f"{make['fim_0.5']:.1f} ms with FIM, {make['fim_0.0']:.1f} ms without"
+    )
+    print(f"{'step':<24}{'ms/step':>10}{'waiting ms':>12}")
+    for key, ms in best.items():
+        print(f"{key:<24}{ms:>10.1f}{waits[key]:>12.1f}")
+    print(
+        f"FIM on / off: {figures['fim_ratio_prefetch']:.3f}x with batches made ahead, "
+        f"{figures['fim_ratio_inline']:.3f}x made in the loop (goal <= 1.05x ahead)"
+    )
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tiny")
@@ -90,7 +237,21 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time compiled blocks")
     parser.add_argument("--hf-attn", default="sdpa", choices=("sdpa", "eager"))
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--fim-overhead",
+        action="store_true",
+        help="time train() with FIM on and off instead (defaults: batch 4 x 8,192 tokens)",
+    )
     args = parser.parse_args()
+    if args.fim_overhead:
+        defaults = {"batch_size": 8, "seq_len": 256, "steps": 5}
+        for name, value in {"batch_size": 4, "seq_len": 8192, "steps": 4}.items():
+            if getattr(args, name) == defaults[name]:
+                setattr(args, name, value)
+        figures = fim_overhead(args)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        return
 
     config = preset(args.preset)
     train_config = TrainConfig(model=args.preset, batch_size=args.batch_size, lr=1e-4).resolved()

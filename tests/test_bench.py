@@ -98,3 +98,33 @@ def test_checkpoint_bench_times_both_ways(tmp_path):
     # Rank 0 wrote everything when gathering, about half with every rank writing its shards.
     assert rows["gather"]["rank0_bytes"] == rows["gather"]["total_bytes"]
     assert rows["sharded"]["rank0_bytes"] < 0.6 * rows["sharded"]["total_bytes"]
+
+
+def test_gpu_bench_smoke_runs_its_code_paths_on_cpu(tmp_path):
+    """`bench/gpu.py --smoke`: training steps, MFU against a measured peak, decoding."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads((tmp_path / "gpu.json").read_text())
+    tiny = figures["presets"]["tiny"]
+    assert figures["smoke"] and "measured" in figures["peak_source"]
+    assert 0 < tiny["mfu"] < 1 and tiny["tokens_per_s"] > 0 and tiny["timed_steps"] >= 1
+    assert tiny["compiled"]  # the GPU run's code path
+    assert tiny["decode_tokens_per_s"] > 0 and tiny["decode_new_tokens"] == 4
+    assert "MFU" in result.stdout and "decode" in result.stdout
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is here")
+def test_gpu_bench_without_a_gpu_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and not (tmp_path / "gpu.json").exists()
+    assert result.stderr.count("\n") == 1 and "CUDA" in result.stderr and "--smoke" in result.stderr

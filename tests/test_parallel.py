@@ -209,7 +209,7 @@ def _settings(tokenizer, **extra) -> dict:
         "lr": 3e-3,
         "log_every": 1,
         "eval_every": 4,
-        "eval_batches": 2,
+        "eval_sequences": 8,  # one validation set for every layout and batch size
         "checkpoint_every": 2,
         "keep_checkpoints": 2,
         "peak_flops": 1e11,

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import test_train
-import torch
 from test_parallel import _assert_same_run, _assert_same_weights, _settings, _torchrun
 
 from codekiln.errors import UserError

@@ -633,3 +633,26 @@ def test_end_to_end_from_jsonl(tmp_path, tok):
     assert "def f" in text and "<|end|>" in text and EOS in text
     assert "<|user|>" not in text and "Write function" not in text and "<|assistant|>" not in text
     assert tok.decode(row.tolist(), skip_special_tokens=False).startswith("<|user|>\nWrite")
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_the_validation_rows_are_the_same_at_any_world_size(world_size):
+    """The fixed validation set (train/validation.py): the ranks' real rows, in rank order,
+    are one process's rows; every rank runs the same number of forward passes, the padding
+    ones with no label."""
+    from codekiln.train.validation import rank_batches
+
+    valid = loader(synthetic(60), seq_len=16, batch_size=1, valid_fraction=0.3, split="valid")
+    order = np.arange(valid.num_rows(0))
+    count = min(7, len(order))
+
+    def batches(rank, size):
+        return rank_batches(lambda rows: valid.rows(0, rows), order, 7, 2, rank, size)
+
+    whole = np.concatenate([b.input_ids for b in batches(0, 1)])
+    shares = [batches(rank, world_size) for rank in range(world_size)]
+    assert len({len(share) for share in shares}) == 1
+    real = [b for share in shares for b in share if (b.labels != -100).any()]
+    padding = [b for share in shares for b in share if (b.labels == -100).all()]
+    assert np.array_equal(np.concatenate([b.input_ids for b in real]), whole)
+    assert sum(len(b.rows) for b in real) == count and all(len(b.rows) == 1 for b in padding)

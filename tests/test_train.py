@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -154,6 +155,27 @@ def test_token_bytes_count_the_utf8_bytes_of_text(packed):
     ids = tokenizer.encode(text, add_special_tokens=False).ids
     assert sizes[ids].sum() == len(text.encode("utf-8"))
     assert sizes[tokenizer.token_to_id(EOS)] == 0  # special tokens have no bytes
+
+
+def test_the_mfu_peak_comes_from_the_device_s_exact_name(monkeypatch):
+    """No substring matching: "NVIDIA H100" (no such device) is not an H100 SXM; an unknown
+    name, or another dtype than bf16, is measured and the run is told why."""
+    import codekiln.train.metrics as metrics
+
+    name = ["NVIDIA H100 PCIe"]
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name[0])
+    monkeypatch.setattr(metrics, "measured_matmul_flops", lambda *args, **kwargs: 1e12)
+    cuda = torch.device("cuda")
+    assert metrics.device_peak(cuda, torch.bfloat16) == (756e12, None)
+    name[0] = "NVIDIA H100 80GB HBM3"
+    assert metrics.device_peak(cuda, torch.bfloat16) == (989e12, None)
+    peak, why = metrics.device_peak(cuda, torch.float32)
+    assert peak == 1e12 and "float32, not bfloat16" in why
+    name[0] = "NVIDIA H100"
+    said: list[str] = []
+    assert metrics.peak_flops(TrainConfig(), cuda, torch.bfloat16, said.append) == 1e12
+    assert len(said) == 1 and "'NVIDIA H100' is not in the datasheet table" in said[0]
+    assert metrics.peak_flops(TrainConfig(peak_flops=5e14), cuda, torch.bfloat16) == 5e14
 
 
 def test_config_rejects_bad_settings():
@@ -426,6 +448,33 @@ def test_resume_refuses_another_model(packed, tmp_path):
     one_line(excinfo)
 
 
+def test_prefetching_changes_no_batch(packed, tmp_path):
+    """FIM on: batches made ahead in a thread (3 deep) or in the loop give the same run."""
+    data, tokenizer = packed
+    for name, depth in (("inline", 0), ("ahead", 3)):
+        train(data, tmp_path / name, tiny(tokenizer, prefetch=depth, fim_rate=0.5), progress=False)
+    assert losses_of(tmp_path / "ahead") == losses_of(tmp_path / "inline")
+
+
+def test_a_batch_that_fails_in_the_thread_fails_the_run(packed, tmp_path, monkeypatch):
+    from codekiln.pack.loader import TokenLoader
+
+    data, tokenizer = packed
+    original = TokenLoader.batch
+
+    def batch(self, epoch, step):
+        if step == 4:
+            raise UserError("shard 0 of the train split is damaged")
+        return original(self, epoch, step)
+
+    monkeypatch.setattr(TokenLoader, "batch", batch)
+    with pytest.raises(UserError, match="damaged"):
+        train(data, tmp_path / "run", tiny(tokenizer, prefetch=2), progress=False)
+    assert not [t for t in threading.enumerate() if t.name == "codekiln-prefetch"]
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]  # failed taking step 5
+
+
 # -- torchrun ---------------------------------------------------------------------------
 
 SCRIPT = """
@@ -455,7 +504,7 @@ def test_two_processes_match_one_with_the_same_global_batch(packed, tmp_path, pa
         "lr": 3e-3,
         "log_every": 1,
         "eval_every": 4,
-        "eval_batches": 2,
+        "eval_sequences": 8,  # the validation set is per config: the same in both runs
         "checkpoint_every": 0,
         "peak_flops": 1e11,
         "parallel": parallel,
@@ -500,3 +549,55 @@ def test_two_processes_match_one_with_the_same_global_batch(packed, tmp_path, pa
     assert single.steps == 4
     exported = import_hf(tmp_path / "two" / "model")
     assert exported.config.n_layer == TINY["n_layer"]
+
+
+def torchrun(script: Path, processes: int, *args: str, timeout: int = 240):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc_per_node", str(processes), str(script), *args]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_validation_loss_is_the_same_in_one_two_and_four_processes(packed, tmp_path):
+    """The same weights (the seed's initialisation: one step at lr 1e-30 changes no float32
+    weight) evaluated on one fixed set of 7 sequences: in 1 process, and in 2 and 4 ddp ranks
+    (shares of 3/4 and 1/2/2/2 rows in batches of 2, so ranks run padding passes), and 4
+    fsdp ranks, whose padding passes must still join each block's all-gather. The same
+    val_loss and val_bpb up to float rounding (rows are summed in another order)."""
+    data, tokenizer = packed
+    settings = {
+        "model_overrides": TINY,
+        "tokenizer": str(tokenizer),
+        "seq_len": 32,
+        "batch_size": 2,
+        "max_steps": 1,
+        "warmup_steps": 1,
+        "lr": 1e-30,
+        "min_lr": 0.0,
+        "eval_sequences": 7,
+        "checkpoint_every": 0,
+        "peak_flops": 1e11,
+        "fim_rate": 0.0,
+        "dtype": "float32",
+    }
+    train(data, tmp_path / "p1", TrainConfig(**settings), progress=False)
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    runs = {"p2": (2, "ddp"), "p4": (4, "ddp"), "p4fsdp": (4, "fsdp")}
+    for name, (processes, parallel) in runs.items():
+        config = json.dumps({**settings, "parallel": parallel})
+        torchrun(script, processes, str(data), str(tmp_path / name), config)
+
+    def validation(name: str) -> dict:
+        (row,) = [r for r in read_metrics(tmp_path / name / "metrics.jsonl") if "val_loss" in r]
+        return row
+
+    one = validation("p1")
+    assert one["val_loss"] > 1.0 and one["val_bpb"] > 0
+    for name in runs:
+        row = validation(name)
+        assert row["val_loss"] == pytest.approx(one["val_loss"], rel=1e-6), name
+        assert row["val_bpb"] == pytest.approx(one["val_bpb"], rel=1e-6), name

@@ -171,15 +171,24 @@ class TokenLoader:
             raise IndexError(f"step {step} is not in [0, {self.steps_per_epoch})")
         size = self.config.batch_size
         start = (step * self.world_size + self.rank) * size
-        indices = self._permutation(epoch)[start : start + size]
+        return self.rows(epoch, self._permutation(epoch)[start : start + size])
+
+    def rows(self, epoch: int, indices: np.ndarray) -> Batch:
+        """The sequences `indices` of the split as epoch `epoch` trains on them, one row each
+        (any number of rows; what `batch` hands out, and the fixed validation set)."""
         length = self.config.seq_len
-        input_ids = np.empty((size, length), dtype=np.int64)
-        labels = np.empty((size, length), dtype=np.int64)
-        for row, index in enumerate(indices.tolist()):
+        input_ids = np.empty((len(indices), length), dtype=np.int64)
+        labels = np.empty((len(indices), length), dtype=np.int64)
+        for row, index in enumerate(np.asarray(indices).tolist()):
             tokens, mask = self.sequence(epoch, index)
             input_ids[row] = tokens[:-1]
             labels[row] = np.where(mask[1:], tokens[1:], IGNORE_INDEX)
-        return Batch(input_ids, labels, indices.copy())
+        return Batch(input_ids, labels, np.array(indices, dtype=np.int64))
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Every sequence index of the split in the order epoch `epoch` visits them with one
+        rank (global batches are consecutive blocks of it)."""
+        return self._permutation(epoch).copy()
 
     def sequence(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Sequence `index` as epoch `epoch` trains on it: (tokens, loss mask), L + 1 each."""

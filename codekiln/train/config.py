@@ -38,6 +38,7 @@ RESUME_SETTINGS = (
     "pp_size",
     "pp_schedule",
     "batch_size",
+    "prefetch",  # how batches are made, not which
 )
 # The training-only settings of an imported model that model_overrides may change.
 TRAINING_ONLY_MODEL_SETTINGS = ("dropout", "attn_dropout", "embd_dropout")
@@ -98,12 +99,15 @@ class TrainConfig:
     license: str | None = None  # the model card's license (Hub id); None: see model/card.py
     eval_every: int = 50  # 0: only at the end
     eval_batches: int = 8
+    # The fixed validation set: its first rows in one process's order, split over the
+    # data-parallel ranks (train/validation.py). None: eval_batches x batch_size.
+    eval_sequences: int | None = None
     log_every: int = 10
     checkpoint_every: int = 100  # 0: only at the end
     keep_checkpoints: int = 2
     seed: int = 1234
     dtype: str = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, else float32
-    compile: bool = False
+    compile: bool | None = None  # torch.compile each block; None: on CUDA, off on CPU
     activation_checkpointing: bool = False
     parallel: str = "ddp"  # ddp | fsdp | tp | fsdp+tp, under torchrun with more than one process
     tp_size: int | None = None  # tensor-parallel ranks under fsdp+tp (data parallel: the rest)
@@ -115,6 +119,7 @@ class TrainConfig:
     # FSDP2 under grad_accum > 1: reduce-scatter every micro-step (gradients stay sharded) or
     # only the last (fewer collectives, whole fp32 gradients meanwhile); see gradient_sync.
     fsdp_grad_sync: str = "every_microstep"
+    prefetch: int = 2  # batches a background thread prepares ahead (FIM included); 0: none
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -143,10 +148,12 @@ class TrainConfig:
             "checkpoint_every": 0,
             "keep_checkpoints": 1,
             "seed": 0,
+            "eval_sequences": 1,
+            "prefetch": 0,
         }
         for name, least in whole.items():
             value = getattr(self, name)
-            if value is None and name == "warmup_steps":
+            if value is None and name in ("warmup_steps", "eval_sequences"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise UserError(
@@ -231,7 +238,9 @@ class TrainConfig:
             )
         self._check_pipeline()
         for name in ("compile", "activation_checkpointing", "lora", "merge", "sft"):
-            if not isinstance(getattr(self, name), bool):
+            if not isinstance(getattr(self, name), bool) and not (
+                name == "compile" and self.compile is None
+            ):
                 raise UserError(f"train config: {name} must be true or false")
         if self.lora_targets is not None:
             if isinstance(self.lora_targets, str):
@@ -303,6 +312,27 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def compiles(self, device_type: str) -> bool:
+        """Whether the blocks are compiled on a device of `device_type`: as set, or under
+        None (auto) on CUDA only, where compiled blocks are much faster; on CPU compiling
+        costs more start-up than it saves in short runs.
+
+        >>> TrainConfig().compiles("cuda"), TrainConfig().compiles("cpu")
+        (True, False)
+        """
+        return self.compile if self.compile is not None else device_type == "cuda"
+
+    @property
+    def validation_sequences(self) -> int:
+        """Rows in the fixed validation set (at most what the valid split has).
+
+        >>> TrainConfig(eval_batches=2, batch_size=4).validation_sequences
+        8
+        """
+        if self.eval_sequences is not None:
+            return self.eval_sequences
+        return self.eval_batches * self.batch_size
 
     @property
     def kind(self) -> str:

@@ -18,8 +18,10 @@ checkpoint.py (atomic writes, resuming) and metrics.py (MFU):
 
 - The reported training loss is the mean over the optimizer steps since the previous log row
   of each step's loss (the mean over its micro-batches and ranks).
-- Validation runs on the same first `eval_batches` batches of the `valid` split every time,
-  left to right (no FIM), so curves are comparable across FIM settings. val_bpb is the
+- Validation runs on one fixed set, the first `eval_sequences` rows of the `valid` split in
+  one process's order (no FIM), split over the data-parallel ranks and summed
+  (train/validation.py): the same weights give the same val_loss at any world size, and
+  curves are comparable across FIM settings. val_bpb is the
   nats of the targets that are not special tokens over ln 2 x their UTF-8 bytes (nanochat's
   bits per byte); it needs the tokenizer.
 - Only rank 0 writes files, but for checkpoints, which every rank writes its shards of.
@@ -41,6 +43,7 @@ import dataclasses
 import functools
 import math
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -85,6 +88,7 @@ from codekiln.train.export import (
     run_card,
 )
 from codekiln.train.inputs import build_model, pack_tokenizer, sft_tokenizer
+from codekiln.train.kernels import flash_attention_problem
 from codekiln.train.materialise import materialise
 from codekiln.train.memory import reuse_freed_memory
 from codekiln.train.metrics import (
@@ -109,7 +113,9 @@ from codekiln.train.parallel import (
     shutdown,
     total_norm,
 )
+from codekiln.train.prefetch import Prefetcher
 from codekiln.train.sft import SftData
+from codekiln.train.validation import rank_batches
 
 
 def train(
@@ -236,6 +242,11 @@ class _Run:
         self.built = built
         model = built.model
         self.model_config = model.config
+        problem = flash_attention_problem(
+            model.config, config.seq_len, self.dtype, device, self.sft
+        )
+        if problem is not None:  # the math kernel: (T, T) scores per head, several times slower
+            self._warn(f"attention will not use FlashAttention: {problem}")
         if built.weights is None:
             model.to(device)  # a LoRA run's base, already real
         model.train()
@@ -259,7 +270,7 @@ class _Run:
             model,
             self.dist,
             activation_checkpointing=config.activation_checkpointing,
-            compile=config.compile,
+            compile=config.compiles(device.type),
             parallel=config.parallel,
             tp_size=config.tp_size,
             pp_size=config.pp_size,
@@ -269,9 +280,9 @@ class _Run:
         )
         self.optimizer = build_optimizer(self.model, config, device)
         if self.sft:
-            self.loader = self.pairs.loader("train", config.batch_size, self.dp_rank, self.dp_size)
+            loader = self.pairs.loader("train", config.batch_size, self.dp_rank, self.dp_size)
         else:
-            self.loader = TokenLoader(
+            loader = TokenLoader(
                 self.data,
                 self.tokenizer,
                 LoaderConfig(
@@ -284,6 +295,9 @@ class _Run:
                 rank=self.dp_rank,
                 world_size=self.dp_size,
             )
+        # Its state_dict is the position of the next batch the loop consumes (the thread's
+        # own runs ahead), so checkpoints resume exactly.
+        self.loader = Prefetcher(loader, config.prefetch, self._host_tensors)
         self.eval_batches = self._eval_batches()
         self.sizes = None
         if self.eval_batches:
@@ -302,7 +316,7 @@ class _Run:
         if self.dist.is_main:
             (self.out_dir / "manifest.json").unlink(missing_ok=True)  # not finished now
         barrier()
-        self.peak = peak_flops(config, device, self.dtype) if self.dist.is_main else 1.0
+        self.peak = peak_flops(config, device, self.dtype, self._say) if self.dist.is_main else 1.0
         self._loop()
         return self._finish()
 
@@ -311,6 +325,11 @@ class _Run:
             from rich.console import Console
 
             Console(stderr=True, highlight=False).print(line, markup=False)
+
+    def _warn(self, line: str) -> None:
+        """A warning on rank 0's stderr, with or without the progress display."""
+        if self.dist.is_main:
+            print(f"WARNING: {line}", file=sys.stderr, flush=True)
 
     def _say_resume(self, state: dict | None) -> None:
         """What a resumed run continues with (the checkpoint's settings, and what changed)."""
@@ -334,36 +353,42 @@ class _Run:
         )
 
     def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
-        """This rank's share of the fixed validation batches; [] without a valid split."""
+        """This rank's share of the fixed validation set (train/validation.py), padded to
+        the forward passes every rank runs; [] without a valid split."""
         config = self.config
         if self.sft:
-            loader = self.pairs.valid_loader(config.batch_size, self.dp_rank, self.dp_size)
+            loader = self.pairs.valid_loader()
             if loader is None:
                 return []
+            order = np.arange(loader.num_rows(0), dtype=np.int64)
         else:
             split = self.meta["splits"].get("valid")
-            if not split:
-                return []
-            sequences = (int(split["tokens"]) - 1) // config.seq_len
-            batch_size = min(config.batch_size, sequences // self.dp_size)
-            if batch_size < 1:
+            if not split or (int(split["tokens"]) - 1) // config.seq_len < 1:
                 return []
             loader = TokenLoader(
                 self.data,
                 None,
-                LoaderConfig(
-                    config.seq_len, batch_size, seed=config.seed, fim_rate=0.0, split="valid"
-                ),
-                rank=self.dp_rank,
-                world_size=self.dp_size,
+                LoaderConfig(config.seq_len, 1, seed=config.seed, fim_rate=0.0, split="valid"),
             )
-        count = min(config.eval_batches, loader.steps_per_epoch)
-        return [self._tensors(loader.batch(0, i)) for i in range(count)]
+            order = loader.order(0)
+        batches = rank_batches(
+            lambda rows: loader.rows(0, rows),
+            order,
+            config.validation_sequences,
+            config.batch_size,
+            self.dp_rank,
+            self.dp_size,
+        )
+        return [self._tensors(batch) for batch in batches]
 
     def _tensors(self, batch) -> dict[str, torch.Tensor]:
         """A batch on the device, as the model's keyword arguments."""
-        device = self.dist.device
-        pin = device.type == "cuda"
+        return self._on_device(self._host_tensors(batch))
+
+    def _host_tensors(self, batch) -> dict[str, torch.Tensor]:
+        """A loader's batch as CPU tensors, pinned when they go to a GPU (this runs in the
+        prefetch thread)."""
+        pin = self.dist.device.type == "cuda"
         fields = {"input_ids": batch.input_ids, "labels": batch.labels}
         if getattr(batch, "segment_ids", None) is not None:
             fields["segment_ids"] = batch.segment_ids
@@ -371,10 +396,13 @@ class _Run:
         tensors = {}
         for name, array in fields.items():
             tensor = torch.from_numpy(array)
-            if pin:
-                tensor = tensor.pin_memory()
-            tensors[name] = tensor.to(device, non_blocking=pin)
+            tensors[name] = tensor.pin_memory() if pin else tensor
         return tensors
+
+    def _on_device(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        device = self.dist.device
+        pin = device.type == "cuda"
+        return {name: t.to(device, non_blocking=pin) for name, t in tensors.items()}
 
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
         # Each rank reads its own shards of this layout, whatever layout wrote them.
@@ -402,7 +430,7 @@ class _Run:
         from codekiln.model.config import flops_per_token
 
         flops = flops_per_token(self.model_config, config.seq_len)
-        batches: Iterator = iter(self.loader)
+        batches: Iterator = iter(self.loader)  # the prefetch thread starts here
         started = time.time()
         interval_start, paused, timed_steps = time.time(), 0.0, 0
         interval_loss = torch.tensor(self.interval[0], dtype=torch.float64, device=device)
@@ -411,7 +439,7 @@ class _Run:
         bar = TrainProgress(self.progress and self.dist.is_main, config.max_steps, self.step)
         try:
             while self.step < config.max_steps:
-                micro = [self._tensors(next(batches)) for _ in range(config.grad_accum)]
+                micro = [self._on_device(next(batches)) for _ in range(config.grad_accum)]
                 lr = lr_at(
                     self.step + 1, config.lr, config.min_lr, config.warmup_steps, config.max_steps
                 )
@@ -471,6 +499,7 @@ class _Run:
             if last_checkpoint != self.step:
                 self._checkpoint(started, interval_loss, interval_steps)
         finally:
+            self.loader.close()
             bar.close()
         self.elapsed = self.elapsed_before + time.time() - started
 

@@ -3,10 +3,15 @@
     DIR/metrics.jsonl   one JSON object per log step, and one per evaluation
     DIR/loss.png        the loss curves
 
-MFU = flops_per_token x tokens/s / (peak x ranks). The peak is `peak_flops` when set, else the
-datasheet's dense bf16 figure for H100/H200 (989 TFLOP/s) and A100 (312) under bf16, else a
-large matmul measured at start-up in the compute dtype (so on CPU, MFU is the share of what
-the BLAS achieves on one GEMM, not of a datasheet figure).
+MFU = flops_per_token x tokens/s / (peak x ranks), PaLM's definition (its appendix B): the
+FLOPs a step needs, 6N + 12 L C T per token (model/config.py's `flops_per_token`: N without
+the position table, the tied embedding in it as the output matmul; attention over the full
+T x T square), whatever is recomputed under activation checkpointing. The peak is
+`peak_flops` when set; else, under bf16 on a GPU whose `torch.cuda.get_device_name` is in
+PEAK_BF16_FLOPS (exact names: "NVIDIA H100 PCIe" and "NVIDIA H100 80GB HBM3" differ by a
+third), the datasheet's dense bf16 figure; else a large matmul measured at start-up in the
+compute dtype, and `peak_flops` says so (on CPU, MFU is then the share of what the BLAS
+achieves on one GEMM, not of a datasheet figure).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +29,28 @@ import torch
 from codekiln.manifest import write_atomic
 from codekiln.train.config import TrainConfig
 
-# Dense bf16 peak FLOP/s per device, from NVIDIA's datasheets (SXM parts, no sparsity).
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
+# Dense bf16 tensor-core peak FLOP/s (no sparsity) from NVIDIA's datasheets, keyed by the
+# exact name torch.cuda.get_device_name reports. The A10G (AWS's A10 variant) has no
+# published figure, so it is measured like any name not here.
+PEAK_BF16_FLOPS = {
+    "NVIDIA B200": 2250e12,
+    "NVIDIA H200": 989e12,  # SXM
+    "NVIDIA H200 NVL": 836e12,
+    "NVIDIA H100 80GB HBM3": 989e12,  # SXM
+    "NVIDIA H100 NVL": 836e12,
+    "NVIDIA H100 PCIe": 756e12,
+    "NVIDIA GH200 480GB": 989e12,
+    "NVIDIA A100-SXM4-80GB": 312e12,
+    "NVIDIA A100-SXM4-40GB": 312e12,
+    "NVIDIA A100 80GB PCIe": 312e12,
+    "NVIDIA A100-PCIE-40GB": 312e12,
+    "NVIDIA A30": 165e12,
+    "NVIDIA A40": 149.7e12,
+    "NVIDIA A10": 125e12,
+    "NVIDIA L40S": 362e12,
+    "NVIDIA L40": 181e12,
+    "NVIDIA L4": 121e12,
+}
 
 
 def measured_matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 1024) -> float:
@@ -43,17 +69,55 @@ def measured_matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 
     return 2 * size**3 * repeats / best
 
 
-def peak_flops(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> float:
+def datasheet_peak(name: str) -> float | None:
+    """The dense bf16 peak of the GPU named exactly `name`, None for a name not in the table.
+
+    >>> datasheet_peak("NVIDIA H100 80GB HBM3"), datasheet_peak("NVIDIA H100 PCIe")
+    (989000000000000.0, 756000000000000.0)
+    >>> datasheet_peak("NVIDIA H100"), datasheet_peak("NVIDIA A10G")
+    (None, None)
+    """
+    return PEAK_BF16_FLOPS.get(name.strip())
+
+
+def peak_flops(
+    config: TrainConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    say: Callable[[str], None] | None = None,
+) -> float:
     """Per-device peak for MFU: the config's, else the datasheet's dense bf16 figure for a
-    known GPU under bf16, else a matmul measured here (on CPU: what the BLAS achieves)."""
+    GPU named exactly in PEAK_BF16_FLOPS under bf16, else a matmul measured here (on CPU:
+    what the BLAS achieves); on a GPU `say` is told why it was measured."""
     if config.peak_flops is not None:
         return config.peak_flops
-    if device.type == "cuda" and dtype == torch.bfloat16:
+    peak, why = device_peak(device, dtype)
+    if why and say is not None and device.type == "cuda":
+        say(f"MFU: {why}; set peak_flops to use a datasheet figure")
+    return peak
+
+
+def device_peak(device: torch.device, dtype: torch.dtype) -> tuple[float, str | None]:
+    """(peak FLOP/s, None) from the datasheet table, or (a measured matmul's FLOP/s, why it
+    was measured)."""
+    if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        for key, value in PEAK_BF16_FLOPS.items():
-            if key in name:
-                return value
-    return measured_matmul_flops(device, dtype, 4096 if device.type == "cuda" else 1024)
+        known = datasheet_peak(name)
+        if known is not None and dtype == torch.bfloat16:
+            return known, None
+        why = (
+            f"{name!r} is not in the datasheet table (exact names)"
+            if known is None
+            else f"the compute dtype is {str(dtype).removeprefix('torch.')}, not bfloat16"
+        )
+    else:
+        why = "a CPU has no datasheet figure"
+    size = 4096 if device.type == "cuda" else 1024
+    measured = measured_matmul_flops(device, dtype, size)
+    return (
+        measured,
+        f"{why}: the peak is a measured {size}^3 matmul ({measured / 1e12:,.1f} TFLOP/s)",
+    )
 
 
 def _sync(device: torch.device) -> None:

@@ -712,11 +712,17 @@ class SftLoader:
         steps = self.steps_in_epoch(epoch)
         if not 0 <= step < steps:
             raise IndexError(f"step {step} is not in [0, {steps}) of epoch {epoch}")
+        size = self.config.batch_size
+        first = (step * self.world_size + self.rank) * size
+        return self.rows(epoch, np.arange(first, first + size, dtype=np.int64))
+
+    def rows(self, epoch: int, rows: np.ndarray) -> SftBatch:
+        """The packed rows `rows` of epoch `epoch` (any number; of `num_rows(epoch)`): what
+        `batch` hands out, and the fixed validation set."""
         order, starts = self._packing(epoch)
         ends = np.append(starts[1:], len(order))
-        size, row_len = self.config.batch_size, self.config.seq_len + 1
-        first = (step * self.world_size + self.rank) * size
-        rows = np.arange(first, first + size, dtype=np.int64)
+        size, row_len = len(rows), self.config.seq_len + 1
+        rows = np.asarray(rows, dtype=np.int64)
 
         tokens = np.full((size, row_len), self.pad_id, dtype=np.int64)
         segments = np.full((size, row_len), -1, dtype=np.int64)
@@ -807,11 +813,10 @@ class SftData:
         settings = SftLoaderConfig(config.seq_len, batch_size, seed=config.seed, split=split)
         return SftLoader(self.encoded, self.pad_id, settings, rank, world_size)
 
-    def valid_loader(self, batch_size: int, rank: int, world_size: int) -> SftLoader | None:
-        """The valid split's loader at the largest batch size it fills; None if none."""
-        for size in range(batch_size, 0, -1):
-            try:
-                return self.loader("valid", size, rank, world_size)
-            except UserError:
-                continue
-        return None
+    def valid_loader(self) -> SftLoader | None:
+        """The valid split's loader for one process (its packed rows are the validation
+        set, whatever the world size); None when no pair is held out."""
+        try:
+            return self.loader("valid", 1, 0, 1)
+        except UserError:
+            return None
