@@ -946,9 +946,14 @@ def _print_memory_plan(cfg, nproc: int, plan: dict, device_gib: float | None) ->
     console.print(table)
     if device_gib is not None:
         fits = plan["peak"] <= device_gib * gib
+        advice = ["lower batch_size", "add ranks (or raise tp_size, pp_size)"]
+        if not cfg.activation_checkpointing:
+            advice.insert(0, "set activation_checkpointing=true")
+        if plan["layout"].pp > 1 and cfg.pp_schedule == "gpipe":
+            advice.insert(0, "use pp_schedule=1f1b (GPipe keeps every micro-batch)")
         console.print(
             f"{'fits' if fits else 'does not fit'} a {device_gib:g} GiB device"
-            + ("" if fits else ": set activation_checkpointing, lower batch_size, or add ranks")
+            + ("" if fits else ": " + ", ".join(advice))
         )
 
 
