@@ -268,3 +268,47 @@ def test_the_estimate_counts_each_layout_s_share():
     assert estimate_memory(model, checkpointed, torch.float32)["activations"] < (
         one["activations"] / 2
     )
+
+
+def _memory_command(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    command = [sys.executable, "-m", "codekiln", "memory", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_memory_command_prints_one_rank_of_the_starcoder_layout():
+    """`codekiln memory` for StarCoder's TP 4 x PP 4 x DP 32 at 8K: the layout, every term,
+    and whether it fits an 80 GB GPU; checkpointing halves the activations' share there."""
+    recipe = [
+        "--nproc", "512", "--set", "model=15b", "--set", "seq_len=8192",
+        "--set", "batch_size=1", "--set", "grad_accum=16", "--set", "pp_size=4",
+        "--set", "parallel=fsdp+tp", "--set", "tp_size=4", "--device-gib", "80",
+    ]  # fmt: skip
+    plain = _memory_command(*recipe)
+    assert plain.returncode == 0, plain.stderr
+    assert "pp 4 x dp 32 (fsdp) x tp 4" in plain.stdout
+    assert "fits a 80 GiB device" in plain.stdout
+
+    def peak(out: str) -> float:
+        row = [line for line in out.splitlines() if line.count("│") == 7][-1]
+        return float(row.split("│")[-2].replace(",", ""))
+
+    checkpointed = _memory_command(*recipe, "--set", "activation_checkpointing=true")
+    assert peak(checkpointed.stdout) < peak(plain.stdout) < 80
+    gpipe = _memory_command(*recipe, "--set", "pp_schedule=gpipe", "--device-gib", "40")
+    assert "does not fit a 40 GiB device" in gpipe.stdout and "1f1b" in gpipe.stdout
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["parallel=fsdp+tp", "tp_size=3"], "tp_size that divides"),
+        (["pp_size=3", "grad_accum=3"], "divisible by 3"),
+        (["pp_size=8", "grad_accum=8", "model=small"], "n_layer divisible by its 8 stages"),
+    ],
+)
+def test_memory_command_refuses_a_layout_that_does_not_split(sets, message):
+    args = [item for pair in (("--set", s) for s in sets) for item in pair]
+    result = _memory_command("--nproc", "8", *args)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1
