@@ -12,10 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+import test_parallel
 import test_train
 import torch
 import torch.distributed as dist
@@ -138,20 +138,7 @@ def _settings(tokenizer, **extra) -> dict:
 
 
 def _torchrun(nproc: int, data, out, settings: dict, tmp_path, mode: str = "new") -> None:
-    script = tmp_path / "legs.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", str(nproc), str(script), str(data), str(out)]
-    run = subprocess.run(
-        [*command, json.dumps(settings), mode],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    test_parallel._torchrun(nproc, data, out, settings, tmp_path, mode, script=SCRIPT)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -156,17 +156,35 @@ def test_refuses_head_counts_that_do_not_split():
     assert mesh_shape("fsdp+tp", 4, tp_size=2) == (1, 2, 2)
 
 
-def _torchrun(nproc: int, data, out, settings: dict, tmp_path) -> None:
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(SCRIPT))
+def _torchrun(
+    nproc: int, data, out, settings: dict, tmp_path, *extra: str, script: str = SCRIPT
+) -> None:
+    """`script` (DATA OUT SETTINGS_JSON EXTRA...) under torchrun on `nproc` gloo ranks."""
+    path = tmp_path / f"script_{abs(hash(script))}.py"
+    path.write_text(textwrap.dedent(script))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", str(nproc), str(script), str(data), str(out)]
+    command += ["--nproc_per_node", str(nproc), str(path), str(data), str(out)]
     run = subprocess.run(
-        [*command, json.dumps(settings)], capture_output=True, text=True, timeout=240, env=env
+        [*command, json.dumps(settings), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def _cut_back(run, to, step: int, last: int):
+    """A copy of `run` at `to` as if it had stopped after the checkpoint of `step`: the later
+    checkpoint `last`, the export and the manifest gone."""
+    shutil.copytree(run, to)
+    shutil.rmtree(to / "checkpoints" / f"step_{last}")
+    shutil.rmtree(to / "model")
+    (to / "manifest.json").unlink()
+    (to / "checkpoints" / "latest").write_text(f"step_{step}\n")
+    return to
 
 
 def _rows(run, key: str) -> list[dict]:
@@ -237,12 +255,7 @@ def test_tensor_parallel_training_matches_one_process_and_resumes(packed, tmp_pa
     )
     assert {k: v.shape for k, v in load(two, 2).items()} == {k: v.shape for k, v in plain.items()}
 
-    cut = tmp_path / "cut"
-    shutil.copytree(two, cut)
-    shutil.rmtree(cut / "checkpoints" / "step_4")
-    shutil.rmtree(cut / "model")
-    (cut / "manifest.json").unlink()
-    (cut / "checkpoints" / "latest").write_text("step_2\n")
+    cut = _cut_back(two, tmp_path / "cut", 2, 4)
     result = train(data, cut, None, resume=True, progress=False)
     assert result.steps == 4
     _assert_same_run(two, cut)

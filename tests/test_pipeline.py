@@ -5,14 +5,11 @@ refuses before anything is allocated."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import test_train
-from test_parallel import _assert_same_run, _assert_same_weights, _settings, _torchrun
+from test_parallel import _assert_same_run, _assert_same_weights, _cut_back, _settings, _torchrun
 
 from codekiln.errors import UserError
 from codekiln.model.config import ModelConfig
@@ -183,12 +180,7 @@ def test_a_pipeline_checkpoint_resumes_in_one_process(packed, tmp_path):
     )
     two = tmp_path / "two"
     _torchrun(2, data, two, settings, tmp_path)
-    cut = tmp_path / "cut"
-    shutil.copytree(two, cut)
-    shutil.rmtree(cut / "checkpoints" / "step_4")
-    shutil.rmtree(cut / "model")
-    (cut / "manifest.json").unlink()
-    (cut / "checkpoints" / "latest").write_text("step_2\n")
+    cut = _cut_back(two, tmp_path / "cut", 2, 4)
     staged = tmp_path / "staged"
     shutil.copytree(cut, staged)
     assert train(data, cut, None, resume=True, progress=False).steps == 4
@@ -197,7 +189,7 @@ def test_a_pipeline_checkpoint_resumes_in_one_process(packed, tmp_path):
         import_hf(two / "model").state_dict(), import_hf(cut / "model").state_dict()
     )
     # And in two stages again: each loads its own entries (the tied head included).
-    _torchrun_resume(2, data, staged, tmp_path)
+    _torchrun(2, data, staged, {}, tmp_path, script=RESUME)
     _assert_same_run(two, staged)
     _assert_same_weights(
         import_hf(two / "model").state_dict(), import_hf(staged / "model").state_dict()
@@ -207,15 +199,8 @@ def test_a_pipeline_checkpoint_resumes_in_one_process(packed, tmp_path):
     assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in plain.items()}
 
 
-def _torchrun_resume(nproc: int, data, out, tmp_path) -> None:
-    script = tmp_path / "resume.py"
-    script.write_text(
-        "import sys\nfrom codekiln.train.loop import train\n"
-        "train(sys.argv[1], sys.argv[2], None, resume=True, progress=False)\n"
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc_per_node", str(nproc), str(script), str(data), str(out)]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
+RESUME = """
+import sys
+from codekiln.train.loop import train
+train(sys.argv[1], sys.argv[2], None, resume=True, progress=False)
+"""

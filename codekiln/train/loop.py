@@ -52,7 +52,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from codekiln.errors import UserError
@@ -63,7 +62,7 @@ from codekiln.manifest import (
     write_manifest,
 )
 from codekiln.pack.format import read_meta
-from codekiln.pack.loader import IGNORE_INDEX, LoaderConfig, TokenLoader
+from codekiln.pack.loader import LoaderConfig, TokenLoader
 from codekiln.train.checkpoint import (
     CHECKPOINT_VERSION,
     RNG_FILE,
@@ -115,7 +114,7 @@ from codekiln.train.parallel import (
 )
 from codekiln.train.prefetch import Prefetcher
 from codekiln.train.sft import SftData
-from codekiln.train.validation import rank_batches
+from codekiln.train.validation import add_batch_sums, loss_and_bpb, rank_batches
 
 
 def train(
@@ -725,25 +724,10 @@ def evaluate(
         labels = batch["labels"]
         with autocast or nullcontext():
             logits, _ = model(**inputs)
-        nats = F.cross_entropy(
-            logits.float().flatten(0, 1),
-            labels.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="none",
-        )
-        mask = labels.flatten() != IGNORE_INDEX
-        sums[0] += nats.sum()
-        sums[1] += mask.sum()
-        if sizes is not None:
-            size = sizes[labels.flatten().clamp(min=0)] * mask
-            sums[2] += (nats * (size > 0)).sum()
-            sums[3] += size.sum()
+        add_batch_sums(sums, logits, labels, sizes)
     all_reduce(sums)
     model.train(was_training)
-    nats, targets, byte_nats, total_bytes = sums.tolist()
-    loss = nats / max(targets, 1)
-    bpb = byte_nats / (math.log(2) * total_bytes) if sizes is not None and total_bytes else None
-    return loss, bpb
+    return loss_and_bpb(sums, sizes)
 
 
 def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:

@@ -47,7 +47,7 @@ from torch import nn
 
 from codekiln.errors import UserError
 from codekiln.model.gpt import _dropout, attention_mask, rotary_tables
-from codekiln.model.loss import IGNORE_INDEX, linear_cross_entropy
+from codekiln.model.loss import linear_cross_entropy
 from codekiln.train.config import PP_STAGES_PER_RANK
 
 
@@ -296,9 +296,8 @@ class Pipeline:
     ) -> tuple[float, float | None]:
         """(mean loss in nats, bits per byte or None) on `batches`, forward only through
         the stages; the last stage's sums are reduced over every rank (as `loop.evaluate`)."""
-        import math
-
         from codekiln.train.parallel import all_reduce
+        from codekiln.train.validation import add_batch_sums, loss_and_bpb
 
         # Unwrapped from DDP, which has nothing to do forward only; FSDP2's modules are
         # the stages themselves and gather their weights as they run.
@@ -322,25 +321,12 @@ class Pipeline:
                 if index < self.num_stages - 1:
                     following = (index + 1) % self.pp_size  # the next stage's rank
                     dist.send(x.contiguous(), group_dst=following, group=self.pp_group)
-            if not self.has_last:
-                continue
-            nats = F.cross_entropy(
-                x.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
-            )
-            mask = labels.flatten() != IGNORE_INDEX
-            sums[0] += nats.sum()
-            sums[1] += mask.sum()
-            if sizes is not None:
-                size = sizes[labels.flatten().clamp(min=0)] * mask
-                sums[2] += (nats * (size > 0)).sum()
-                sums[3] += size.sum()
+            if self.has_last:
+                add_batch_sums(sums, x, labels, sizes)
         all_reduce(sums)
         for module in (self.part, *modules):
             module.train(was_training)
-        nats, targets, byte_nats, total_bytes = sums.tolist()
-        loss = nats / max(targets, 1)
-        bpb = byte_nats / (math.log(2) * total_bytes) if sizes is not None and total_bytes else None
-        return loss, bpb
+        return loss_and_bpb(sums, sizes)
 
 
 def _stage_loss(loss: torch.Tensor, _labels: torch.Tensor) -> torch.Tensor:

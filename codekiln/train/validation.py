@@ -66,3 +66,32 @@ def rank_batches(
         pad.labels[:] = IGNORE_INDEX
         batches.append(pad)
     return batches
+
+
+def add_batch_sums(sums, logits, labels, sizes) -> None:
+    """Add one batch to `sums` (float64: nats, targets, nats of the targets that have bytes,
+    bytes): `logits` (B, T, V) against `labels` (B, T), `sizes` the bytes of each token id
+    (None: no bits per byte)."""
+    import torch.nn.functional as F
+
+    flat = labels.flatten()
+    nats = F.cross_entropy(
+        logits.float().flatten(0, 1), flat, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    mask = flat != IGNORE_INDEX
+    sums[0] += nats.sum()
+    sums[1] += mask.sum()
+    if sizes is not None:
+        size = sizes[flat.clamp(min=0)] * mask
+        sums[2] += (nats * (size > 0)).sum()
+        sums[3] += size.sum()
+
+
+def loss_and_bpb(sums, sizes) -> tuple[float, float | None]:
+    """(mean nats per target, bits per byte or None) from every rank's reduced `sums`."""
+    import math
+
+    nats, targets, byte_nats, total_bytes = sums.tolist()
+    loss = nats / max(targets, 1)
+    bpb = byte_nats / (math.log(2) * total_bytes) if sizes is not None and total_bytes else None
+    return loss, bpb
