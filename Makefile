@@ -7,7 +7,7 @@ STAMP := $(VENV)/.codekiln-installed
 DEV_STAMP := $(VENV)/.codekiln-dev-installed
 SYSTEM_STAMP := $(VENV)/.codekiln-system-installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ lint: $(DEV_STAMP)
 test: lint $(SYSTEM_STAMP)
 	$(BIN)/python -m pytest -q
 
+test-fast: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/curate.py
 	$(BIN)/python bench/dedup.py
@@ -52,6 +55,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/generate.py
 	$(BIN)/python bench/execute.py
 	$(BIN)/python bench/attribution.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) workspace bench/out .pytest_cache .ruff_cache
