@@ -129,6 +129,7 @@ def estimate_memory(
     dtype: torch.dtype,
     world_size: int = 1,
     trainable: int | None = None,
+    device_type: str = "cuda",
 ) -> dict[str, int]:
     """Bytes one rank holds at its peak (see the module docstring): `weights`, `gradients`
     and `optimizer` (their sum is `states`), `activations` and `startup`, with `params`
@@ -154,6 +155,13 @@ def estimate_memory(
             # (embeddings, final norm, head), with their unsharded gradients.
             weights += (2 * block + root) * 4
             gradients += (block + root) * 4
+            # The collectives' flat buffers of the largest group (the root): the all-gather
+            # output beside the parameters made from it, and the reduce-scatter input beside
+            # the gradients; gloo (CPU) has no reduce-scatter and all-reduces a whole-size
+            # copy instead (measured: tests/test_memory.py).
+            group = max(block, root) * 4
+            weights += group
+            gradients += group * (2 if device_type == "cpu" else 1)
             if config.fsdp_grad_sync == "last_microstep" and config.grad_accum > 1:
                 gradients += held * 4
         elif cut.dp > 1:
@@ -241,7 +249,9 @@ def check_memory(
 ) -> dict[str, int]:
     """The estimate (with `total`, this machine's need, and `available`); a UserError,
     before anything large is allocated, when the run cannot fit."""
-    need = estimate_memory(model_config, config, dtype, distributed.world_size, trainable)
+    need = estimate_memory(
+        model_config, config, dtype, distributed.world_size, trainable, distributed.device.type
+    )
     per_rank = max(need["states"] + need["activations"], need["startup"])
     total = per_rank
     if distributed.device.type == "cpu":
