@@ -275,7 +275,9 @@ def test_the_estimate_counts_each_layout_s_share():
     assert ddp["gradients"] == 2 * one["gradients"]  # DDP's buckets
     fsdp = estimate_memory(model, TrainConfig(model="1b", parallel="fsdp"), torch.float32, 4)
     assert fsdp["optimizer"] == one["optimizer"] // 4
-    assert one["weights"] / 4 < fsdp["weights"] < one["weights"] / 2  # + gathered blocks
+    # A quarter, plus the gathered blocks, the unsharded root (embeddings) and its all-gather
+    # buffer: at 1b the root is 9% of the model.
+    assert one["weights"] / 4 < fsdp["weights"] < 0.6 * one["weights"]
     assert fsdp["startup"] < one["weights"] / 2  # shards + the embedding, not the model
     whole = TrainConfig(model="1b", parallel="fsdp", grad_accum=4, fsdp_grad_sync="last_microstep")
     kept = estimate_memory(model, whole, torch.float32, 4)
