@@ -294,6 +294,7 @@ def plan_memory(config: TrainConfig, world_size: int, init_from_config: dict | N
 
     from codekiln.model.config import preset
     from codekiln.model.hf import config_from_hf
+    from codekiln.train.inputs import _check_context  # inputs imports this module
     from codekiln.train.parallel import check_layout
 
     if init_from_config is not None:
@@ -302,11 +303,7 @@ def plan_memory(config: TrainConfig, world_size: int, init_from_config: dict | N
         )
     else:
         model_config = preset(config.model, **config.model_overrides)
-    if config.seq_len > model_config.n_positions:
-        raise UserError(
-            f"seq_len {config.seq_len} is longer than the model's context of "
-            f"{model_config.n_positions} tokens: lower seq_len or raise n_positions"
-        )
+    _check_context(model_config, config)
     check_layout(model_config, config, world_size)
     dtype = torch.float32 if config.dtype == "float32" else torch.bfloat16
     need = estimate_memory(model_config, config, dtype, world_size)

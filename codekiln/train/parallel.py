@@ -479,29 +479,16 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     ranks may get an empty dict); a collective under FSDP2 and TP (every rank must call it)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    staged = hasattr(model, "pipeline")  # every rank keeps its stage's tensors, to gather
-    state = get_model_state_dict(model, options=_full_options(cpu_offload=not staged))
-    state = _fused(state, _sharded_qkv(model))
-    if staged:
-        from codekiln.train import pipeline
-
-        return pipeline.full_model_state(model, state)
-    return state
+    state = get_model_state_dict(model, options=_full_options(cpu_offload=True))
+    return _fused(state, _sharded_qkv(model))
 
 
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     """The optimizer's state keyed by parameter name (not position), on CPU; a collective."""
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    staged = hasattr(model, "pipeline")
-    options = _full_options(cpu_offload=not staged)
-    state = get_optimizer_state_dict(model, optimizer, options=options)
-    state = _map_optimizer_state(state, _fused, _sharded_qkv(model))
-    if staged:
-        from codekiln.train import pipeline
-
-        return pipeline.full_optimizer_state(state)
-    return state
+    state = get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
+    return _map_optimizer_state(state, _fused, _sharded_qkv(model))
 
 
 def load_full_state(
@@ -520,11 +507,6 @@ def load_full_state(
     )
 
     qkv = _sharded_qkv(model)
-    if hasattr(model, "pipeline"):  # a stage loads its own entries
-        from codekiln.train.pipeline import local_state
-
-        names = set(_fused(dict.fromkeys(model.state_dict()), qkv))
-        model_state, optimizer_state = local_state(names, model_state, optimizer_state)
     set_model_state_dict(model, _split(model_state, qkv), options=_full_options(strict=strict))
     if optimizer is not None and optimizer_state is not None:
         optimizer_state = _map_optimizer_state(optimizer_state, _split, qkv)
