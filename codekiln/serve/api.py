@@ -77,6 +77,7 @@ class GenerationRequest:
     include_usage: bool = False  # OpenAI stream_options.include_usage
     details: bool = False  # TGI details
     return_full_text: bool = False  # TGI
+    truncate: int | None = None  # TGI: keep only the last `truncate` prompt tokens
 
     @property
     def choices(self) -> int:

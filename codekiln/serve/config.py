@@ -9,17 +9,27 @@ from dataclasses import dataclass, field
 class ServeConfig:
     """How `codekiln serve` listens, admits requests and bounds their work.
 
-    Generation is CPU- or GPU-bound, so at most `max_concurrent` generations run at once and
-    at most `max_queue` more wait for a slot; beyond that a request gets 503 at once rather
-    than a long wait. Every other route answers from the request thread, whatever the load.
+    Generation is CPU- or GPU-bound: at most `max_batch` sequences decode together (one
+    running batch that requests join and leave at token boundaries; 1 turns batching off),
+    and at most `max_queue` requests wait, first come first served, for room in it; beyond
+    that a request is refused at once (TGI's 429, with Retry-After) rather than left to wait.
+    A newcomer's prompt is prefilled `prefill_chunk` tokens at a time between decode steps,
+    so a long prompt does not stall the batch. A prompt that does not fit the context with
+    the tokens asked for is trimmed (the end of the prefix and the start of the suffix kept,
+    as TGI's `truncate` does) when `truncate` is set, refused otherwise. A request must
+    arrive whole within `read_timeout` seconds.
     """
 
     host: str = "127.0.0.1"
     port: int = 8000
     api_key: str | None = field(default=None, repr=False)  # Bearer token; /health stays open
     model_name: str | None = None  # the name /v1/models lists (default: the backend's)
-    max_concurrent: int = 1
+    max_batch: int = 16
     max_queue: int = 64
+    prefill_chunk: int = 512  # prompt tokens prefilled per step between decode steps
+    truncate: bool = True  # trim over-long prompts instead of refusing them
+    read_timeout: float = 30.0  # seconds for a client to send its whole request
+    retry_after: int = 1  # seconds, the Retry-After of a refused (full) request
     max_body_bytes: int = 2 * 1024 * 1024
     max_new_tokens: int = 4096  # largest max_tokens / max_new_tokens a request may ask for
     max_n: int = 16  # samples per prompt
@@ -29,7 +39,7 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"serve: port must be in 0..65535 (0: any free port), got {self.port}")
-        for name in ("max_concurrent", "max_body_bytes", "max_new_tokens", "max_n"):
+        for name in ("max_batch", "prefill_chunk", "max_body_bytes", "max_new_tokens", "max_n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"serve: {name} must be at least 1, got {getattr(self, name)}")
         if self.max_queue < 0:
@@ -40,6 +50,8 @@ class ServeConfig:
             )
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("serve: api_key must not be empty: give a token, or none for no auth")
+        if not self.read_timeout > 0 or self.retry_after < 0:
+            raise ValueError("serve: read_timeout must be positive and retry_after 0 or more")
         if self.max_document_chars < 1:
             raise ValueError("serve: max_document_chars must be at least 1")
 

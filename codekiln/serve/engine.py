@@ -1,23 +1,31 @@
-"""The server's side of generation: admission, context checks, and samples that stop when
-their client goes away.
+"""The server's side of generation: admission, a first-come-first-served queue, and choices
+delivered as events that stop when their client goes away.
 
-Every sample is generated through `Backend.stream`, token by token, even for a request that
-wants one JSON answer at the end: between two deltas the server can look at the socket, and
-a client that hung up (an editor that moved the cursor on) costs at most one more token, not
-a whole completion. Greedy samples of the same prompt are all the same, so the n of a greedy
-request are generated once.
+A route turns its body into a `GenerationRequest`, `Engine.prepare` refuses what the model
+cannot do (before any work), and `Engine.submit` queues it and returns a `Generation` at
+once: an event stream of `Delta(choice, text)` and `Done(choice, sample)` the route reads
+(`async for event in generation.events()`, or `iter_events()` from a thread) and cancels
+(`generation.cancel()`) when its client leaves. A full queue raises `Overloaded`.
 
-At most `max_concurrent` samples hold a generation slot at a time; requests beyond that
-wait in line (up to `max_queue` of them, else `Overloaded`), and a waiting request whose
-client leaves gives up its place (`ClientGone`).
+Two ways to run the choices, picked from the backend:
+- a backend with `batch_engine()` (codekiln's own decoding) gets one running decode batch
+  that sequences join and leave at token boundaries (`codekiln.serve.batching`);
+- any other backend (transformers, an HTTP endpoint, CTranslate2) gets `max_batch` worker
+  threads, each streaming one choice at a time through `Backend.stream`, taken from one
+  FIFO queue.
+
+Either way a cancelled choice stops within one token, greedy choices of one prompt are
+generated once (they are all the same), and the metrics follow the queue, the batch, time
+to first token and tokens generated.
 """
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,11 +35,9 @@ from codekiln.serve.api import ApiError, GenerationRequest
 from codekiln.serve.config import ServeConfig
 from codekiln.serve.metrics import Metrics
 
-SLOT_POLL_SECONDS = 0.05
-
 
 class Overloaded(Exception):
-    """Every slot is busy and the line is full: answer 503."""
+    """The queue is full: answer 429 (TGI) or 503 (OpenAI), with Retry-After."""
 
 
 class ClientGone(Exception):
@@ -40,7 +46,7 @@ class ClientGone(Exception):
 
 @dataclass(frozen=True)
 class Sample:
-    """One finished sample; `finish_reason` is the backend's ("stop", "eos" or "length")."""
+    """One finished choice; `finish_reason` is the backend's ("stop", "eos" or "length")."""
 
     text: str
     finish_reason: str
@@ -48,21 +54,144 @@ class Sample:
     prompt_tokens: int
 
 
+@dataclass(frozen=True)
+class Delta:
+    """More text of one choice."""
+
+    choice: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """One choice finished; every Delta of it came before."""
+
+    choice: int
+    sample: Sample
+
+
+_END = object()  # the last item of a generation's event queue
+
+
+class Generation:
+    """One request's choices as they are generated (see the module docstring).
+
+    The engine's threads `emit` events; `events()` (asyncio) or `iter_events()` (a thread)
+    yield them in order and end after the last choice's Done, or raise the ApiError that
+    failed the request. `cancel()` is thread-safe and idempotent.
+    """
+
+    def __init__(
+        self, request: GenerationRequest, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        self.request = request
+        self.submitted = time.monotonic()
+        self.first_token: float | None = None  # monotonic time of the first Delta
+        self.samples: list[Sample | None] = [None] * request.choices
+        self._cancelled = threading.Event()
+        self._loop = loop
+        self._async_queue: asyncio.Queue | None = asyncio.Queue() if loop is not None else None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._remaining = request.choices
+        self._ended = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    # The engine's side.
+
+    def emit_delta(self, choice: int, text: str) -> None:
+        if text:
+            if self.first_token is None:
+                self.first_token = time.monotonic()
+            self._put(Delta(choice, text))
+
+    def emit_done(self, choice: int, sample: Sample) -> None:
+        with self._lock:
+            if self._ended or self.samples[choice] is not None:
+                return
+            self.samples[choice] = sample
+            self._remaining -= 1
+            last = self._remaining == 0
+            self._ended = last
+        self._put(Done(choice, sample))
+        if last:
+            self._put(_END)
+
+    def fail(self, error: ApiError) -> None:
+        """End the request with an error (its route answers it, or reports it in-stream)."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self._put(error)
+        self._put(_END)
+
+    @property
+    def finished(self) -> bool:
+        return self._ended
+
+    def _put(self, item: Any) -> None:
+        if self._async_queue is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._async_queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                self.cancel()
+        else:
+            self._queue.put(item)
+
+    # The route's side.
+
+    async def events(self) -> AsyncIterator[Delta | Done]:
+        assert self._async_queue is not None, "submit(request, loop) for events()"
+        while True:
+            item = await self._async_queue.get()
+            if item is _END:
+                return
+            if isinstance(item, ApiError):
+                raise item
+            yield item
+
+    def iter_events(self) -> Iterator[Delta | Done]:
+        assert self._async_queue is None, "submit(request) without a loop for iter_events()"
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, ApiError):
+                raise item
+            yield item
+
+    def result(self) -> list[Sample]:
+        """Every choice's sample, blocking (from a thread) until the last is done."""
+        for _ in self.iter_events():
+            pass
+        return [sample for sample in self.samples if sample is not None]
+
+
 class Engine:
-    """A backend shared by every request thread, behind a bounded set of slots."""
+    """A backend shared by every request (see the module docstring)."""
 
     def __init__(self, backend: Any, config: ServeConfig, metrics: Metrics) -> None:
         self.backend = backend
         self.config = config
         self.metrics = metrics
-        self._slots = threading.BoundedSemaphore(config.max_concurrent)
-        self._lock = threading.Lock()
-        self._waiting = 0
-        self._closed = False
+        make_batch = getattr(backend, "batch_engine", None)
+        self._runner = make_batch(config, metrics) if make_batch is not None else ThreadRunner(self)
 
     @property
     def context_length(self) -> int:
         return int(getattr(self.backend, "context_length", 0) or 0)
+
+    @property
+    def batching(self) -> bool:
+        """Whether sequences share one running decode batch (not one thread each)."""
+        return not isinstance(self._runner, ThreadRunner)
 
     def prompt_tokens(self, prompt: str, suffix: str | None = None) -> int | None:
         """Tokens the prompt (or FIM layout) takes, where the backend can count them."""
@@ -71,8 +200,9 @@ class Engine:
             return None
         return len(prompt_ids(prompt, suffix))
 
-    def check(self, request: GenerationRequest) -> None:
-        """Refuse, before any work, what the model cannot do (ApiError 400)."""
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        """Refuse, before any work, what the model cannot do (ApiError 400); with
+        `truncate` off, also a prompt that does not fit the context."""
         if request.suffix is not None and not self.backend.supports_fim:
             raise ApiError(
                 400,
@@ -83,130 +213,165 @@ class Engine:
             )
         context = self.context_length
         if not context:
-            return
-        if request.params.max_new_tokens > context:
+            return request
+        if request.params.max_new_tokens >= context:
             raise ApiError(
                 400,
                 f"this model's context is {context} tokens; "
-                f"{request.params.max_new_tokens} new tokens cannot fit",
+                f"{request.params.max_new_tokens} new tokens leave no room for a prompt",
                 "max_tokens",
                 "context_length_exceeded",
             )
+        if self.config.truncate:
+            return request  # the runner trims the prompt's tokens to fit
         for prompt in request.prompts:
             tokens = self.prompt_tokens(prompt, request.suffix)
-            if tokens is not None and tokens >= context:
+            limit = context - request.params.max_new_tokens
+            if tokens is not None and tokens > limit:
                 raise ApiError(
                     400,
-                    f"this model's context is {context} tokens, but the prompt has {tokens}: "
-                    "shorten the prompt to leave room for the completion",
+                    f"this model's context is {context} tokens: a prompt of {tokens} tokens "
+                    f"leaves no room for {request.params.max_new_tokens} new tokens; shorten "
+                    "it, or ask for fewer",
                     "prompt",
                     "context_length_exceeded",
                 )
+        return request
+
+    def submit(
+        self, request: GenerationRequest, loop: asyncio.AbstractEventLoop | None = None
+    ) -> Generation:
+        """Queue the request (Overloaded when the queue is full); never blocks."""
+        generation = Generation(request, loop)
+        self._runner.submit(generation)
+        return generation
 
     def close(self, timeout: float = 30.0) -> bool:
-        """Start no new generation and wait (up to `timeout`) for the running ones to end,
-        so no request thread is inside the model when the process exits. True if they did."""
-        self._closed = True
-        deadline = time.monotonic() + timeout
-        taken = 0
-        for _ in range(self.config.max_concurrent):
-            if self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                taken += 1
-        for _ in range(taken):
-            self._slots.release()
-        return taken == self.config.max_concurrent
+        """Start no new generation and wait (up to `timeout`) for the running ones to end.
+        True if they did."""
+        return self._runner.close(timeout)
 
-    @contextmanager
-    def slot(self, gone: Callable[[], bool]) -> Iterator[None]:
-        """Hold a generation slot for the block; wait in line for one if need be."""
-        if not self._slots.acquire(blocking=False):
+
+class ThreadRunner:
+    """`max_batch` worker threads over one FIFO queue of choices, for backends that decode
+    one sequence per call (see the module docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend = engine.backend
+        self.config = engine.config
+        self.metrics = engine.metrics
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._waiting = 0  # requests none of whose choices has started
+        self._running = 0
+        self._closed = False
+        self._workers = [
+            threading.Thread(target=self._work, name=f"codekiln-gen-{i}", daemon=True)
+            for i in range(self.config.max_batch)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def submit(self, generation: Generation) -> None:
+        with self._lock:
+            if self._closed or self._waiting >= self.config.max_queue + self._idle():
+                self.metrics.add("generations_rejected")
+                raise Overloaded
+            self._waiting += 1
+            self.metrics.set("queue_length", self._waiting)
+        request = generation.request
+        started = threading.Event()  # the first choice of the request has a worker
+        for index, prompt in enumerate(request.prompts):
+            for draw in range(request.n):
+                self._queue.put((generation, index, draw, prompt, started))
+
+    def _idle(self) -> int:
+        return self.config.max_batch - self._running
+
+    def close(self, timeout: float) -> bool:
+        with self._lock:
+            self._closed = True
+        for _ in self._workers:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return not any(worker.is_alive() for worker in self._workers)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            generation, index, draw, prompt, started = item
             with self._lock:
-                if self._waiting >= self.config.max_queue:
-                    self.metrics.add("generations_rejected")
-                    raise Overloaded
-                self._waiting += 1
+                if not started.is_set():
+                    started.set()
+                    self._waiting -= 1
+                    self.metrics.set("queue_length", self._waiting)
+                self._running += 1
+                self.metrics.set("batch_occupancy", self._running)
             try:
-                with self.metrics.gauge("generations_queued"):
-                    while not self._slots.acquire(timeout=SLOT_POLL_SECONDS):
-                        if gone():
-                            raise ClientGone
+                self._choice(generation, index, draw, prompt)
+            except ApiError as error:
+                generation.fail(error)
+            except Exception as exc:  # a backend failure ends this request, not the worker
+                generation.fail(ApiError(500, f"generation failed: {exc}", kind="server_error"))
             finally:
                 with self._lock:
-                    self._waiting -= 1
-        if self._closed:  # shutting down: no new generation starts
-            self._slots.release()
-            raise Overloaded
+                    self._running -= 1
+                    self.metrics.set("batch_occupancy", self._running)
+
+    def _choice(self, generation: Generation, index: int, draw: int, prompt: str) -> None:
+        request = generation.request
+        choice = index * request.n + draw
+        if generation.cancelled or generation.finished:
+            if not generation.finished:
+                generation.fail(ApiError(499, "the client went away"))
+            return
+        if draw > 0 and request.params.is_greedy:
+            first = self._wait_first(generation, index * request.n)
+            if first is not None:
+                generation.emit_delta(choice, first.text)
+                generation.emit_done(choice, first)
+            return
+        params = choice_params(request.params, index, draw)
         try:
-            with self.metrics.gauge("generations_running"):
-                yield
+            stream = self.backend.stream(prompt, params, request.suffix)
+        except UserError as exc:
+            raise ApiError(400, str(exc), "prompt") from None
+        try:
+            for delta in stream:
+                generation.emit_delta(choice, delta)
+                if generation.cancelled:
+                    self.metrics.add("generations_cancelled")
+                    generation.fail(ApiError(499, "the client went away"))
+                    return
         finally:
-            self._slots.release()
-
-    def samples(
-        self,
-        request: GenerationRequest,
-        on_delta: Callable[[int, str], None],
-        gone: Callable[[], bool],
-    ) -> list[Sample]:
-        """Every choice of the request, in OpenAI's order (prompt by prompt, n each).
-
-        `on_delta(choice, text)` receives the text as it is generated; raising ClientGone
-        from it (a failed write), or `gone()` turning true, stops generation and re-raises.
-        """
-        samples: list[Sample] = []
-        for index, prompt in enumerate(request.prompts):
-            first: Sample | None = None
-            for draw in range(request.n):
-                choice = index * request.n + draw
-                if first is not None and request.params.is_greedy:
-                    on_delta(choice, first.text)  # the same greedy text again
-                    samples.append(first)
-                    continue
-                params = _choice_params(request.params, index, draw)
-                sample = self.sample(prompt, request.suffix, params, gone, choice, on_delta)
-                first = first or sample
-                samples.append(sample)
-        return samples
-
-    def sample(
-        self,
-        prompt: str,
-        suffix: str | None,
-        params: SamplingParams,
-        gone: Callable[[], bool],
-        choice: int = 0,
-        on_delta: Callable[[int, str], None] | None = None,
-    ) -> Sample:
-        """One sample through the backend's stream, stopped between tokens if the client
-        leaves (ClientGone)."""
-        with self.slot(gone):
-            try:
-                stream = self.backend.stream(prompt, params, suffix)
-            except UserError as exc:
-                raise ApiError(400, str(exc), "prompt") from None
-            parts: list[str] = []
-            try:
-                for delta in stream:
-                    parts.append(delta)
-                    if on_delta is not None:
-                        on_delta(choice, delta)
-                    if gone():
-                        raise ClientGone
-            except ClientGone:
-                self.metrics.add("generations_cancelled")
-                raise
-            finally:
-                stream.close()
+            stream.close()
         completion = stream.completion
         assert completion is not None, "a finished stream holds its completion"
+        if generation.first_token is not None and choice == 0:
+            waited = generation.first_token - generation.submitted
+            self.metrics.observe("time_to_first_token_seconds", waited)
         self.metrics.add("generated_tokens", completion.tokens)
         self.metrics.add("prompt_tokens", completion.prompt_tokens)
-        return Sample(
-            "".join(parts), completion.finish_reason, completion.tokens, completion.prompt_tokens
+        sample = Sample(
+            completion.text, completion.finish_reason, completion.tokens, completion.prompt_tokens
         )
+        generation.emit_done(choice, sample)
+
+    @staticmethod
+    def _wait_first(generation: Generation, choice: int) -> Sample | None:
+        while generation.samples[choice] is None:
+            if generation.finished or generation.cancelled:
+                return None
+            time.sleep(0.005)
+        return generation.samples[choice]
 
 
-def _choice_params(params: SamplingParams, prompt: int, draw: int) -> SamplingParams:
+def choice_params(params: SamplingParams, prompt: int, draw: int) -> SamplingParams:
     """The first choice keeps the request's seed, so a one-sample request draws what
     `backend.complete([prompt], params)` draws; the others get seeds of their own."""
     if prompt == 0 and draw == 0:

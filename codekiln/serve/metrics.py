@@ -35,7 +35,8 @@ class Metrics:
             "generations_cancelled": 0,
             "generations_rejected": 0,
         }
-        self._gauges = {"requests_in_flight": 0, "generations_running": 0, "generations_queued": 0}
+        self._gauges = {"requests_in_flight": 0, "queue_length": 0, "batch_occupancy": 0}
+        self._observed: dict[str, list[float]] = defaultdict(list)
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -61,6 +62,14 @@ class Metrics:
         finally:
             with self._lock:
                 self._gauges[name] -= 1
+
+    def set(self, gauge: str, value: float) -> None:
+        with self._lock:
+            self._gauges[gauge] = value
+
+    def observe(self, histogram: str, seconds: float) -> None:
+        with self._lock:
+            self._observed[histogram].append(seconds)
 
     def value(self, name: str) -> int:
         """A counter's or gauge's current value (for tests and logs)."""
@@ -101,8 +110,8 @@ _HELP = {
     "generations_cancelled": "Generations stopped because the client went away.",
     "generations_rejected": "Requests refused with 503 because the queue was full.",
     "requests_in_flight": "HTTP requests being answered.",
-    "generations_running": "Generations holding a slot.",
-    "generations_queued": "Generations waiting for a slot.",
+    "queue_length": "Requests waiting for room in the running batch.",
+    "batch_occupancy": "Sequences in the running decode batch.",
 }
 
 
