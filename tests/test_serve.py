@@ -1,7 +1,10 @@
-"""`codekiln serve` with real clients on loopback: the `openai` package (streaming, FIM, n),
-TGI's shapes and the exact bodies llm-ls sends for its `tgi` and `openai` backends, greedy
-parity with `backend.complete`, validation errors, auth, /metrics, /overlap, a bounded
-concurrent load, and generation stopped when the client goes away."""
+"""`codekiln serve` with real clients on loopback: the `openai` package (sync, async,
+streaming, FIM, n), `text-generation`'s Client and AsyncClient, `huggingface_hub`'s
+InferenceClient, TGI's shapes and the exact bodies llm-ls sends for its `tgi` and `openai`
+backends, greedy parity with `backend.complete`, validation errors and bad inputs (JSON 4xx,
+never a 500), auth, /metrics, /overlap, a bounded concurrent load, slow requests cut off,
+a full queue refused (429/503 with Retry-After), and generation stopped without a traceback
+when the client goes away."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import pytest
 import torch
 from conftest import GOOD_PY, OTHER_PY, small_bpe
 
+from codekiln.errors import UserError
 from codekiln.generate import SamplingParams, load_backend
 from codekiln.generate.backend import TextStream
 from codekiln.generate.params import Completion
@@ -437,6 +441,12 @@ def test_overlap_with_an_attribution_index(tmp_path, backend):
         assert call(running.url + "/overlap", "POST", {"document": "short"})[2]["spans"] == []
 
 
+def test_port_in_use_is_one_clear_error(server):
+    port = int(server.url.rsplit(":", 1)[1])
+    with pytest.raises(UserError, match="pick another --port"):
+        start_server(Counting(), ServeConfig(port=port))
+
+
 def test_overlap_without_an_index_is_404(server):
     status, _, reply = call(server.url + "/overlap", "POST", {"document": "x"})
     assert status == 404 and reply["error"]["code"] == "no_attribution_index"
@@ -562,6 +572,7 @@ def test_openai_async_client(server, backend):
     assert texts == [expected.text] * 3 and streamed == expected.text
 
 
+@pytest.mark.filterwarnings("ignore:The `dict` method is deprecated")  # text-generation's
 def test_text_generation_client_and_async_client(server, backend):
     text_generation = pytest.importorskip("text_generation")
     [[expected]] = backend.complete([PROMPT], greedy(10))
@@ -682,6 +693,7 @@ def test_slow_request_is_cut_off_while_others_are_served(caplog, capfd):
     no_tracebacks(caplog, capfd)
 
 
+@pytest.mark.filterwarnings("ignore:The `dict` method is deprecated")
 def test_full_queue_answers_429_on_tgi_routes_and_503_on_openai(caplog, capfd):
     counting = Counting(delay=0.01)
     config = ServeConfig(port=0, max_batch=1, max_queue=0, retry_after=3)

@@ -787,8 +787,8 @@ def start_server(
 ) -> RunningServer:
     """Start serving in a background thread (port 0: any free port; see `.url`)."""
     config = config or ServeConfig(port=0)
-    app = build_app(model, config, attribution, **backend_options)
     sock = _bind(config)
+    app = _listen(sock, model, config, attribution, backend_options)
     server = _Server(_uvicorn_config(app, config), app)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="codekiln-serve", daemon=True
@@ -821,8 +821,8 @@ def serve(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop lines
-    app = build_app(model, config, attribution, **backend_options)
     sock = _bind(config)
+    app = _listen(sock, model, config, attribution, backend_options)
     log.info(
         "serving %s on %s (context %s tokens, FIM %s, attribution %s, auth %s, batch %d, queue %d)",
         app.model_name,
@@ -856,9 +856,27 @@ def _uvicorn_config(app: App, config: ServeConfig) -> uvicorn.Config:
     )
 
 
+def _listen(
+    sock: socket.socket,
+    model: Any,
+    config: ServeConfig,
+    attribution: Any,
+    backend_options: dict[str, Any],
+) -> App:
+    """The app, and the socket listening: from here connections wait in its backlog until
+    uvicorn serves them."""
+    try:
+        app = build_app(model, config, attribution, **backend_options)
+    except BaseException:
+        sock.close()
+        raise
+    sock.listen(2048)
+    return app
+
+
 def _bind(config: ServeConfig) -> socket.socket:
-    """The listening socket, bound here so that port 0's pick is known (and can be
-    logged, and connected to) before uvicorn serves it."""
+    """The socket to serve, bound here so that port 0's pick is known before uvicorn
+    serves it, and a port in use is reported before the model loads."""
     from codekiln.errors import UserError
 
     try:
@@ -868,7 +886,6 @@ def _bind(config: ServeConfig) -> socket.socket:
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(2048)  # connections wait in the backlog until uvicorn serves
     except OSError as exc:
         raise UserError(
             f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): "
