@@ -24,8 +24,8 @@ Bad requests get a JSON 4xx in the route's API shape, never a 500 or HTML: OpenA
 where validation is 422 and a full queue 429 (OpenAI's routes: 503), both full-queue
 answers with `Retry-After`. Limits: the body (413), the URL (414) and the headers (431),
 and `read_timeout` for a request to arrive whole (a head that never ends is cut off, a body
-that stalls gets 408). uvicorn's h11 protocol is subclassed for the two things it does in
-plain text or not at all: requests h11 cannot parse, and request heads that never end.
+that stalls gets 408; `codekiln.serve.listen` adapts uvicorn's h11 protocol for heads that
+never end and requests h11 cannot parse, which uvicorn leaves open or answers in plain text).
 Each request logs one line: method, path, status, seconds, prompt and completion tokens.
 """
 
@@ -45,14 +45,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import h11
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from codekiln.serve.api import (
     OPENAI_FINISH,
@@ -65,16 +62,21 @@ from codekiln.serve.api import (
 )
 from codekiln.serve.config import ServeConfig
 from codekiln.serve.engine import ClientGone, Delta, Done, Engine, Generation, Overloaded, Sample
+from codekiln.serve.listen import (
+    MAX_HEAD_BYTES,
+    MAX_URL_BYTES,
+    Server,
+    bind,
+    url_of,
+    uvicorn_config,
+)
 from codekiln.serve.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("codekiln.serve")
 
 TGI_ROUTES = frozenset({"/generate", "/generate_stream", "/", "/info"})
 OPEN_ROUTES = frozenset({"/health"})
-MAX_URL_BYTES = 8 * 1024  # path and query: 414 beyond
-MAX_HEAD_BYTES = 32 * 1024  # request line and headers: 431 beyond (h11's buffer limit too)
 DRAIN_LIMIT = 64 * 1024 * 1024  # a larger refused body is cut off, not read
-GRACEFUL_SECONDS = 5.0  # at shutdown, how long answers still being written may take
 DONE = object()  # OpenAI's `data: [DONE]`
 
 
@@ -643,105 +645,11 @@ def _tgi_details(sample: Sample, request: GenerationRequest) -> dict[str, Any]:
     }
 
 
-class Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for request heads and JSON for bad ones.
-
-    uvicorn waits for a request head as long as a client keeps the connection open (a
-    slow-loris holds a connection forever) and answers what h11 cannot parse in plain
-    text. Here a head must arrive within `read_timeout` (else 408 and the connection
-    closes), and the refusal is JSON: 414 for a request line, 431 for headers longer than
-    h11's buffer limit, 400 otherwise. The body's deadline is the routes' (`read_json`).
-    """
-
-    def __init__(self, *args: Any, read_timeout: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._read_timeout = read_timeout
-        self._head_timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._arm()
-
-    def data_received(self, data: bytes) -> None:
-        cycle = self.cycle
-        super().data_received(data)
-        if self.cycle is not cycle:  # a whole head arrived: the request is the route's now
-            self._disarm()
-        elif self.cycle is None or self.cycle.response_complete:
-            self._arm()  # part of a head: it has read_timeout to end
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def _arm(self) -> None:
-        if self._head_timer is None and not self.transport.is_closing():
-            self._head_timer = self.loop.call_later(self._read_timeout, self._head_timeout)
-
-    def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timeout(self) -> None:
-        self._head_timer = None
-        if self.cycle is not None and not self.cycle.response_complete:
-            return  # a request is being answered
-        message = f"the request head did not arrive whole within {self._read_timeout:g} s"
-        self._refuse(408, message, "request_timeout")
-
-    def send_400_response(self, msg: str) -> None:
-        buffered, _ = self.conn.trailing_data
-        limit = self.config.h11_max_incomplete_event_size or h11.DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
-        if len(buffered) > limit:
-            line = buffered.find(b"\r\n")
-            if line < 0 or line > MAX_URL_BYTES:
-                self._refuse(414, f"the URL is over {MAX_URL_BYTES} bytes", None)
-            else:
-                self._refuse(431, f"the request head is over {limit} bytes", None)
-        else:
-            self._refuse(400, f"not a valid HTTP/1.1 request ({msg})", "invalid_http")
-
-    def _refuse(self, status: int, message: str, code: str | None) -> None:
-        """Answer in OpenAI's error shape (no route is known yet) and close."""
-        if self.transport.is_closing():
-            return
-        body = json.dumps(ApiError(status, message, code=code).openai_body()).encode()
-        reason = _REASONS.get(status, "Bad Request").encode()
-        head = (
-            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n" % (status, reason, len(body))
-        )
-        self.transport.write(head + body)
-        self.transport.close()
-
-
-_REASONS = {
-    400: "Bad Request",
-    408: "Request Timeout",
-    414: "URI Too Long",
-    431: "Request Header Fields Too Large",
-}
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, cancelling running generations as shutdown starts, so answers
-    still being written end at once (503) instead of holding shutdown until they finish."""
-
-    def __init__(self, config: uvicorn.Config, app: App) -> None:
-        super().__init__(config)
-        self.codekiln_app = app
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self.codekiln_app.stop_generations()
-        await super().shutdown(sockets)
-
-
 @dataclass
 class RunningServer:
     """A server answering in a background thread; `close()` (or leaving `with`) stops it."""
 
-    server: _Server
+    server: Server
     thread: threading.Thread
     app: App
     url: str
@@ -787,9 +695,9 @@ def start_server(
 ) -> RunningServer:
     """Start serving in a background thread (port 0: any free port; see `.url`)."""
     config = config or ServeConfig(port=0)
-    sock = _bind(config)
+    sock = bind(config)
     app = _listen(sock, model, config, attribution, backend_options)
-    server = _Server(_uvicorn_config(app, config), app)
+    server = Server(uvicorn_config(app, config), app)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="codekiln-serve", daemon=True
     )
@@ -800,7 +708,7 @@ def start_server(
             app.engine.close()
             raise RuntimeError("the server did not start (see the log above)")
         time.sleep(0.005)
-    return RunningServer(server, thread, app, _url(sock))
+    return RunningServer(server, thread, app, url_of(sock))
 
 
 def serve(
@@ -821,12 +729,12 @@ def serve(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop lines
-    sock = _bind(config)
+    sock = bind(config)
     app = _listen(sock, model, config, attribution, backend_options)
     log.info(
         "serving %s on %s (context %s tokens, FIM %s, attribution %s, auth %s, batch %d, queue %d)",
         app.model_name,
-        _url(sock),
+        url_of(sock),
         app.engine.context_length or "unknown",
         "yes" if app.engine.backend.supports_fim else "no",
         "yes" if app.index is not None else "no",
@@ -835,25 +743,11 @@ def serve(
         config.max_queue,
     )
     try:
-        _Server(_uvicorn_config(app, config), app).run(sockets=[sock])
+        Server(uvicorn_config(app, config), app).run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # uvicorn has shut down; it re-raises the Ctrl-C it caught
     finally:
         app.engine.close()
-
-
-def _uvicorn_config(app: App, config: ServeConfig) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        http=partial(Protocol, read_timeout=config.read_timeout),
-        loop="asyncio",
-        lifespan="off",
-        log_config=None,  # the process's logging, as it is
-        access_log=False,  # App logs one line per request
-        server_header=False,
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-    )
 
 
 def _listen(
@@ -872,29 +766,3 @@ def _listen(
         raise
     sock.listen(2048)
     return app
-
-
-def _bind(config: ServeConfig) -> socket.socket:
-    """The socket to serve, bound here so that port 0's pick is known before uvicorn
-    serves it, and a port in use is reported before the model loads."""
-    from codekiln.errors import UserError
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            config.host, config.port, type=socket.SOCK_STREAM
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        raise UserError(
-            f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): "
-            "pick another --port or --host"
-        ) from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
