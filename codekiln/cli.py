@@ -820,7 +820,11 @@ def serve_command(
     from codekiln.serve import ServeConfig
     from codekiln.serve.http import serve
 
-    options = {"engine": engine} if dtype is None else {"engine": engine, "dtype": dtype}
+    options: dict[str, str] = {"engine": engine}
+    if dtype is not None:
+        if model.startswith(("http://", "https://")):
+            raise UserError("--dtype is for a model folder; an endpoint URL has its own")
+        options["dtype"] = dtype
     serve(
         model,
         host=host,
