@@ -785,26 +785,59 @@ def serve_command(
             help="Bearer token every route but /health requires.",
         ),
     ] = None,
-    max_concurrent: Annotated[
-        int, typer.Option("--max-concurrent", min=1, help="Generations at once.")
-    ] = 1,
+    max_batch: Annotated[
+        int,
+        typer.Option("--max-batch", min=1, help="Sequences decoded together (1: batching off)."),
+    ] = 16,
+    max_queue: Annotated[
+        int,
+        typer.Option("--max-queue", min=0, help="Requests that may wait; beyond, 429/503 at once."),
+    ] = 64,
     engine: Annotated[
-        str, typer.Option("--engine", help="auto, codekiln or transformers.")
+        str,
+        typer.Option("--engine", help="auto, codekiln, transformers, ctranslate2 or vllm."),
     ] = "auto",
+    dtype: Annotated[
+        str | None,
+        typer.Option("--dtype", help="float32, bfloat16 or int8 (default: the engine's)."),
+    ] = None,
+    read_timeout: Annotated[
+        float,
+        typer.Option(
+            "--read-timeout", min=0.001, help="Seconds for a client to send its whole request."
+        ),
+    ] = 30.0,
+    no_truncate: Annotated[
+        bool,
+        typer.Option(
+            "--no-truncate",
+            help="Refuse prompts too long for the context instead of trimming them.",
+        ),
+    ] = False,
 ) -> None:
     """Serve a model over HTTP: OpenAI /v1/completions (with suffix: fill-in-the-middle), TGI
     /generate and /generate_stream, /overlap (attribution), /health, /metrics."""
     from codekiln.serve import ServeConfig
     from codekiln.serve.http import serve
 
+    options: dict[str, str] = {"engine": engine}
+    if dtype is not None:
+        if model.startswith(("http://", "https://")):
+            raise UserError("--dtype is for a model folder; an endpoint URL has its own")
+        options["dtype"] = dtype
     serve(
         model,
         host=host,
         port=port,
         attribution=attribution,
         api_key=api_key,
-        config=ServeConfig(max_concurrent=max_concurrent),
-        engine=engine,
+        config=ServeConfig(
+            max_batch=max_batch,
+            max_queue=max_queue,
+            read_timeout=read_timeout,
+            truncate=not no_truncate,
+        ),
+        **options,
     )
 
 

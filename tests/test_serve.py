@@ -1,24 +1,34 @@
-"""`codekiln serve` with real clients on loopback: the `openai` package (streaming, FIM, n),
-TGI's shapes and the exact bodies llm-ls sends for its `tgi` and `openai` backends, greedy
-parity with `backend.complete`, validation errors, auth, /metrics, /overlap, a bounded
-concurrent load, and generation stopped when the client goes away."""
+"""`codekiln serve` with real clients on loopback: the `openai` package (sync, async,
+streaming, FIM, n), `text-generation`'s Client and AsyncClient, `huggingface_hub`'s
+InferenceClient, TGI's shapes and the exact bodies llm-ls sends for its `tgi` and `openai`
+backends, greedy parity with `backend.complete`, validation errors and bad inputs (JSON 4xx,
+never a 500), auth, /metrics, /overlap, a bounded concurrent load, slow requests cut off,
+a full queue refused (429/503 with Retry-After), and generation stopped without a traceback
+when the client goes away."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import GOOD_PY, OTHER_PY, small_bpe
 
+from codekiln.errors import UserError
 from codekiln.generate import SamplingParams, load_backend
 from codekiln.generate.backend import TextStream
 from codekiln.generate.params import Completion
@@ -63,7 +73,8 @@ def backend(model_dir):
 
 @pytest.fixture(scope="module")
 def server(backend):
-    with start_server(backend, ServeConfig(port=0, max_concurrent=2)) as running:
+    # truncate off: an over-long prompt is refused (400), as the validation test checks
+    with start_server(backend, ServeConfig(port=0, max_batch=2, truncate=False)) as running:
         yield running
 
 
@@ -217,7 +228,8 @@ def test_tgi_generate_and_stream(server, backend):
     assert stream[-1]["details"]["generated_tokens"] == expected.tokens
 
     full = {"inputs": PROMPT, "parameters": {"max_new_tokens": 10, "return_full_text": True}}
-    assert call(server.url + "/", "POST", full)[2]["generated_text"] == PROMPT + expected.text
+    [compat] = call(server.url + "/", "POST", full)[2]  # TGI's compat route: a list
+    assert compat["generated_text"] == PROMPT + expected.text
 
 
 def test_llm_ls_tgi_backend_body(server, backend):
@@ -429,6 +441,12 @@ def test_overlap_with_an_attribution_index(tmp_path, backend):
         assert call(running.url + "/overlap", "POST", {"document": "short"})[2]["spans"] == []
 
 
+def test_port_in_use_is_one_clear_error(server):
+    port = int(server.url.rsplit(":", 1)[1])
+    with pytest.raises(UserError, match="pick another --port"):
+        start_server(Counting(), ServeConfig(port=port))
+
+
 def test_overlap_without_an_index_is_404(server):
     status, _, reply = call(server.url + "/overlap", "POST", {"document": "x"})
     assert status == 404 and reply["error"]["code"] == "no_attribution_index"
@@ -502,20 +520,229 @@ def test_client_disconnect_stops_generation(stream):
         stopped_at = counting.steps
         time.sleep(0.1)
         assert counting.steps == stopped_at < 200  # of 2000
-        assert metrics.value("generations_running") == 0
+        assert metrics.value("batch_occupancy") == 0
         status, _, _ = call(running.url + "/health")
         assert status == 200
 
 
-def test_full_queue_answers_503():
+def no_tracebacks(caplog, capfd) -> None:
+    """Nothing the server logged or printed carries a traceback."""
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    assert "Traceback" not in caplog.text and "Traceback" not in capfd.readouterr().err
+
+
+def test_dropped_stream_cancels_without_traceback(caplog, capfd):
     counting = Counting(delay=0.01)
-    config = ServeConfig(port=0, max_concurrent=1, max_queue=0)
+    with start_server(counting, ServeConfig(port=0)) as running:
+        for path, body in [
+            ("/v1/completions", {"prompt": "x", "max_tokens": 2000, "stream": True}),
+            ("/generate_stream", {"inputs": "x", "parameters": {"max_new_tokens": 2000}}),
+        ]:
+            before = running.app.metrics.value("generations_cancelled")
+            sock = open_request(running.url, path, body)
+            received = b""
+            while received.count(b"data: ") < 3:
+                received += sock.recv(4096)
+            sock.close()
+            wait_for(lambda b=before: running.app.metrics.value("generations_cancelled") == b + 1)
+            stopped_at = counting.steps
+            time.sleep(0.1)
+            assert counting.steps == stopped_at
+    no_tracebacks(caplog, capfd)
+
+
+# Real clients: openai (async), text-generation, huggingface_hub.
+
+
+def test_openai_async_client(server, backend):
+    openai = pytest.importorskip("openai")
+    [[expected]] = backend.complete([PROMPT], greedy(12))
+
+    async def run():
+        client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="unused")
+        create = partial(
+            client.completions.create, model="x", prompt=PROMPT, max_tokens=12, temperature=0
+        )
+        replies = await asyncio.gather(*(create() for _ in range(3)))
+        stream = await create(stream=True)
+        streamed = "".join([chunk.choices[0].text async for chunk in stream if chunk.choices])
+        return [reply.choices[0].text for reply in replies], streamed
+
+    texts, streamed = asyncio.run(run())
+    assert texts == [expected.text] * 3 and streamed == expected.text
+
+
+@pytest.mark.filterwarnings("ignore:The `dict` method is deprecated")  # text-generation's
+def test_text_generation_client_and_async_client(server, backend):
+    text_generation = pytest.importorskip("text_generation")
+    [[expected]] = backend.complete([PROMPT], greedy(10))
+    client = text_generation.Client(server.url, timeout=60)
+    reply = client.generate(PROMPT, max_new_tokens=10)
+    assert reply.generated_text == expected.text
+    assert reply.details.generated_tokens == expected.tokens
+    streamed = list(client.generate_stream(PROMPT, max_new_tokens=10))
+    assert "".join(r.token.text for r in streamed) == expected.text
+    assert streamed[-1].generated_text == expected.text
+    assert streamed[-1].details.generated_tokens == expected.tokens
+    with pytest.raises(text_generation.errors.ValidationError):
+        client.generate(PROMPT, max_new_tokens=128)  # the whole context: TGI's 422
+
+    async def run():
+        client = text_generation.AsyncClient(server.url, timeout=60)
+        reply = await client.generate(PROMPT, max_new_tokens=10)
+        tokens = [r.token.text async for r in client.generate_stream(PROMPT, max_new_tokens=10)]
+        return reply.generated_text, "".join(tokens)
+
+    assert asyncio.run(run()) == (expected.text, expected.text)
+
+
+def test_huggingface_hub_inference_client(server, backend):
+    hub = pytest.importorskip("huggingface_hub")
+    [[expected]] = backend.complete([PROMPT], greedy(10))
+    client = hub.InferenceClient(base_url=server.url)
+    assert client.text_generation(PROMPT, max_new_tokens=10) == expected.text
+    detailed = client.text_generation(PROMPT, max_new_tokens=10, details=True)
+    assert detailed.generated_text == expected.text
+    assert detailed.details.generated_tokens == expected.tokens
+    streamed = list(client.text_generation(PROMPT, max_new_tokens=10, stream=True, details=True))
+    assert "".join(s.token.text for s in streamed) == expected.text
+    assert streamed[-1].details.finish_reason in ("length", "eos_token", "stop_sequence")
+
+
+# Bad requests: JSON 4xx, never a 500, never HTML.
+
+
+def raw_exchange(url: str, data: bytes | list[bytes], pause: float = 0.0) -> tuple[int, dict]:
+    """Send bytes (a list: pieces, `pause` apart) on a fresh connection; the status and JSON
+    body of the answer, read until the server closes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        for piece in [data] if isinstance(data, bytes) else data:
+            sock.sendall(piece)
+            time.sleep(pause)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), head
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_bad_inputs_answer_json_4xx(server):
+    url = server.url
+    for raw in (b'{"prompt": "\\ud800", "max_tokens": 2}', b"[" * 100_000 + b"]" * 100_000):
+        status, _, reply = call(url + "/v1/completions", "POST", raw=raw)
+        assert status == 400 and reply["error"]["code"] == "invalid_json", raw[:40]
+        status, _, reply = call(url + "/generate", "POST", raw=raw)
+        assert status == 422 and reply["error_type"] == "validation", raw[:40]
+    bad_tgi = [
+        {"inputs": "x", "parameters": {"max_new_tokens": 128}},  # the engine's 400
+        {"inputs": "x", "parameters": {"truncate": 0}},
+        {"inputs": "x", "stream": "yes"},
+    ]
+    for body in bad_tgi:
+        status, _, reply = call(url + "/", "POST", body)
+        assert status == 422 and reply["error_type"] == "validation", body
+
+    body = json.dumps({"prompt": PROMPT, "max_tokens": 3, "temperature": 0}).encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (body[:10], body[10:])) + b"0\r\n\r\n"
+    head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    status, reply = raw_exchange(url, head + b"Connection: close\r\n\r\n" + chunked)
+    assert status == 200 and reply["usage"]["completion_tokens"] >= 1
+
+    status, _, reply = call(url + "/health?" + "a" * 20_000)
+    assert status == 414 and reply["error"]["message"].startswith("the URL")
+    status, _, reply = call(url + "/health", headers={"X-Big": "a" * 40_000})
+    assert status == 431 and reply["error"]["message"]  # the app's, or h11's if it came in parts
+    # A head that grows past h11's buffer before it ends: refused by the protocol, in JSON.
+    line = b"GET /health?" + b"a" * 20_000
+    assert raw_exchange(url, [line, line], pause=0.05)[0] == 414
+    header = b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 20_000
+    assert raw_exchange(url, [header, b"a" * 20_000], pause=0.05)[0] == 431
+    status, reply = raw_exchange(url, b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == 400 and reply["error"]["code"] == "invalid_http"
+    assert call(url + "/health")[0] == 200
+
+
+def test_slow_request_is_cut_off_while_others_are_served(caplog, capfd):
+    counting = Counting(delay=0.001)
+    with start_server(counting, ServeConfig(port=0, read_timeout=1.0)) as running:
+        host, port = running.url.removeprefix("http://").split(":")
+        half_body = socket.create_connection((host, int(port)), timeout=10)
+        half_body.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+            + b'{"prompt": "x", '
+        )
+        half_head = socket.create_connection((host, int(port)), timeout=10)
+        half_head.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\n")
+        silent = socket.create_connection((host, int(port)), timeout=10)
+        started = time.monotonic()
+        for _ in range(5):  # the stalled ones hold nothing the others need
+            assert call(running.url + "/health")[0] == 200
+            body = {"inputs": "x", "parameters": {"max_new_tokens": 2}}
+            assert call(running.url + "/generate", "POST", body)[2] == {"generated_text": "xx"}
+        for sock in (half_body, half_head, silent):
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            sock.close()
+            assert time.monotonic() - started < 4.0  # read_timeout 1 s, and a busy machine
+            if sock is not silent:
+                assert answer.startswith(b"HTTP/1.1 408 "), answer
+                assert b'"request_timeout"' in answer
+    no_tracebacks(caplog, capfd)
+
+
+@pytest.mark.filterwarnings("ignore:The `dict` method is deprecated")
+def test_full_queue_answers_429_on_tgi_routes_and_503_on_openai(caplog, capfd):
+    counting = Counting(delay=0.01)
+    config = ServeConfig(port=0, max_batch=1, max_queue=0, retry_after=3)
     with start_server(counting, config) as running:
-        sock = open_request(
-            running.url, "/generate_stream", {"inputs": "x", "parameters": {"max_new_tokens": 300}}
+        busy = open_request(
+            running.url, "/generate_stream", {"inputs": "x", "parameters": {"max_new_tokens": 500}}
         )
         wait_for(lambda: counting.steps >= 2)
-        status, _, reply = call(running.url + "/generate", "POST", {"inputs": "x"})
-        assert status == 503 and reply["error_type"] == "server_error"
-        sock.close()
-        assert running.app.metrics.value("generations_rejected") == 1
+        status, head, reply = call(running.url + "/generate", "POST", {"inputs": "x"})
+        assert status == 429 and head["Retry-After"] == "3"
+        assert reply["error_type"] == "overloaded"
+        status, head, reply = call(running.url + "/v1/completions", "POST", {"prompt": "x"})
+        assert status == 503 and head["Retry-After"] == "3"
+        assert reply["error"]["code"] == "overloaded" and reply["error"]["type"] == "server_error"
+        text_generation = pytest.importorskip("text_generation")
+        with pytest.raises(text_generation.errors.OverloadedError):
+            text_generation.Client(running.url).generate("x")
+        openai = pytest.importorskip("openai")
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.InternalServerError):
+            client.completions.create(model="x", prompt="x")
+        open_request(running.url, "/generate", {"inputs": "x"}).close()  # leaves at once
+        assert running.app.metrics.value("generations_rejected") >= 4
+        busy.close()
+        wait_for(lambda: running.app.metrics.value("generations_cancelled") == 1)
+    no_tracebacks(caplog, capfd)
+
+
+@pytest.mark.slow
+def test_cli_serve_flags_and_ctrl_c_stops_it_cleanly(model_dir):
+    """`codekiln serve` as a user runs it: the flags reach the server, Ctrl-C ends it (exit
+    0, no traceback). Slow: a second Python process loads torch."""
+    command = [sys.executable, "-m", "codekiln.cli", "serve", str(model_dir), "--port", "0"]
+    flags = ["--max-batch", "2", "--max-queue", "1", "--dtype", "float32", "--no-truncate"]
+    process = subprocess.Popen(
+        [*command, *flags, "--read-timeout", "5"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        lines = []
+        while not (lines and " serving " in lines[-1]):
+            lines.append(process.stderr.readline())
+            assert lines[-1], "".join(lines)
+        url = re.search(r"on (http://\S+) ", lines[-1]).group(1)
+        assert call(url + "/info")[2]["max_concurrent_requests"] == 3
+        status, _, reply = call(url + "/v1/completions", "POST", {"prompt": PROMPT * 40})
+        assert status == 400 and reply["error"]["code"] == "context_length_exceeded"
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, rest
+    assert "Traceback" not in "".join(lines) + rest

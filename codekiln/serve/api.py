@@ -156,6 +156,9 @@ def parse_tgi(body: Any, config: ServeConfig, stream: bool) -> GenerationRequest
     if best_of not in (None, 1):
         raise ApiError(422, "best_of is not supported by this server", "best_of")
     max_new = _optional(parameters, "max_new_tokens", int, status=422)
+    truncate = _optional(parameters, "truncate", int, status=422)
+    if truncate is not None and truncate < 1:
+        raise ApiError(422, f"truncate must be at least 1, got {truncate}", "truncate")
     stop = _stop(parameters.get("stop"), "stop", status=422)
     stop += _stop(parameters.get("stop_tokens"), "stop_tokens", status=422)  # old llm-ls
     params = _sampling(
@@ -176,6 +179,7 @@ def parse_tgi(body: Any, config: ServeConfig, stream: bool) -> GenerationRequest
         stream=stream or (_optional(body, "stream", bool, status=422) or False),
         details=_optional(parameters, "details", bool, status=422) or False,
         return_full_text=_optional(parameters, "return_full_text", bool, status=422) or False,
+        truncate=truncate,
     )
 
 

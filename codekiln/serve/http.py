@@ -6,38 +6,50 @@ Routes (see docs/serving.md for every field):
     GET  /v1/models        the one model, with vLLM's `max_model_len`
     POST /generate         TGI; llm-ls's `tgi` backend and llm-vscode
     POST /generate_stream  TGI server-sent events
-    POST /                 TGI's compat route: /generate, or /generate_stream with "stream"
+    POST /                 TGI's compat route: a one-element list, or a stream with "stream"
     GET  /info             TGI's model facts
     POST /overlap          attribution spans and sources (with an index)
     GET  /health           liveness, never behind the API key
     GET  /metrics          Prometheus text format
 
-Design: the standard library's `ThreadingHTTPServer` gives each connection a thread, so
-/health, /metrics and /overlap answer at once whatever runs; generation goes through
-`Engine`, which bounds how many samples run at a time and stops one between tokens when its
-client disconnects (a failed write while streaming; EOF seen by peeking at the socket
-otherwise). No web framework is needed for nine JSON routes, and none is a dependency.
+Design: a Starlette app served by uvicorn on one asyncio loop. The loop only parses,
+routes and writes; generation runs in `Engine`'s threads (or its batch), which hand each
+request's text back as events (`Generation.events()`), so /health and /metrics answer at
+once whatever is generating. While a generation runs, its route also waits for the
+client's `http.disconnect` and cancels the generation when it comes: the engine drops the
+sequence within one step, streamed or not.
 
-Errors are JSON in the route's API shape: OpenAI's `{"error": {...}}` on /v1 and the
-others, TGI's `{"error", "error_type"}` (status 422 for validation, as TGI) on its routes.
+Bad requests get a JSON 4xx in the route's API shape, never a 500 or HTML: OpenAI's
+`{"error": {...}}` on /v1 and the others; TGI's `{"error", "error_type"}` on its routes,
+where validation is 422 and a full queue 429 (OpenAI's routes: 503), both full-queue
+answers with `Retry-After`. Limits: the body (413), the URL (414) and the headers (431),
+and `read_timeout` for a request to arrive whole (a head that never ends is cut off, a body
+that stalls gets 408; `codekiln.serve.listen` adapts uvicorn's h11 protocol for heads that
+never end and requests h11 cannot parse, which uvicorn leaves open or answers in plain text).
 Each request logs one line: method, path, status, seconds, prompt and completion tokens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
-import select
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from codekiln.serve.api import (
     OPENAI_FINISH,
@@ -49,14 +61,23 @@ from codekiln.serve.api import (
     parse_tgi,
 )
 from codekiln.serve.config import ServeConfig
-from codekiln.serve.engine import ClientGone, Engine, Overloaded, Sample
-from codekiln.serve.metrics import Metrics
+from codekiln.serve.engine import ClientGone, Delta, Done, Engine, Generation, Overloaded, Sample
+from codekiln.serve.listen import (
+    MAX_HEAD_BYTES,
+    MAX_URL_BYTES,
+    Server,
+    bind,
+    url_of,
+    uvicorn_config,
+)
+from codekiln.serve.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("codekiln.serve")
 
 TGI_ROUTES = frozenset({"/generate", "/generate_stream", "/", "/info"})
 OPEN_ROUTES = frozenset({"/health"})
-DRAIN_LIMIT = 64 * 1024 * 1024  # larger refused bodies are cut off, not read
+DRAIN_LIMIT = 64 * 1024 * 1024  # a larger refused body is cut off, not read
+DONE = object()  # OpenAI's `data: [DONE]`
 
 
 @dataclass
@@ -81,36 +102,138 @@ class Usage:
 
 
 @dataclass
+class Exchange:
+    """One request's bookkeeping: its API shape, tokens, status, whether to close after."""
+
+    tgi: bool
+    usage: Usage = field(default_factory=Usage)
+    status: int = 0
+    close: bool = False  # the body was not read whole: the connection cannot be reused
+
+
+class JSON(Response):
+    """A JSON response; ASCII escapes keep any text (a lone surrogate too) writable."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content).encode()
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, or ApiError 400: malformed, nested past Python's recursion
+    limit, or holding text that is not Unicode (a lone surrogate such as `"\\ud800"`, which
+    `json` accepts but no tokenizer or response can encode).
+
+    >>> parse_json(b'{"prompt": "x"}')
+    {'prompt': 'x'}
+    >>> parse_json(b'"\\\\ud800"')
+    Traceback (most recent call last):
+    ...
+    codekiln.serve.api.ApiError: the body holds a lone surrogate: send valid Unicode
+    """
+    try:
+        body = json.loads(raw)
+        json.dumps(body, ensure_ascii=False).encode()
+    except RecursionError:
+        raise ApiError(400, "the body's JSON is nested too deeply", code="invalid_json") from None
+    except UnicodeEncodeError:
+        message = "the body holds a lone surrogate: send valid Unicode"
+        raise ApiError(400, message, code="invalid_json") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ApiError(400, f"the body is not valid JSON ({exc})", code="invalid_json") from None
+    return body
+
+
 class App:
-    """What the routes share: the engine, the settings, metrics, an attribution index."""
+    """The routes and what they share: the engine, the settings, metrics, an attribution
+    index. An ASGI application (`await app(scope, receive, send)`)."""
 
-    engine: Engine
-    config: ServeConfig
-    metrics: Metrics
-    index: Any = None  # AttributionIndex
-    model_name: str = "codekiln"
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def routes(self) -> dict[str, dict[str, Callable[[Exchange], None]]]:
-        return {
-            "/health": {"GET": self.health},
-            "/metrics": {"GET": self.prometheus},
-            "/v1/models": {"GET": self.models},
-            "/v1/completions": {"POST": self.completions},
-            "/generate": {"POST": lambda ex: self.tgi(ex, stream=False)},
-            "/generate_stream": {"POST": lambda ex: self.tgi(ex, stream=True)},
-            "/": {"POST": lambda ex: self.tgi(ex, stream=False)},
-            "/info": {"GET": self.info},
-            "/overlap": {"POST": self.overlap},
+    def __init__(
+        self,
+        engine: Engine,
+        config: ServeConfig,
+        metrics: Metrics,
+        index: Any = None,
+        model_name: str = "codekiln",
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.metrics = metrics
+        self.index = index  # AttributionIndex
+        self.model_name = model_name
+        self.created = int(time.time())
+        self.closing = False
+        self._live: set[Generation] = set()
+        routes = {
+            "/health": ("GET", self.health),
+            "/metrics": ("GET", self.prometheus),
+            "/v1/models": ("GET", self.models),
+            "/v1/completions": ("POST", self.completions),
+            "/generate": ("POST", partial(self.tgi, stream=False)),
+            "/generate_stream": ("POST", partial(self.tgi, stream=True)),
+            "/": ("POST", partial(self.tgi, stream=False, compat=True)),
+            "/info": ("GET", self.info),
+            "/overlap": ("POST", self.overlap),
         }
+        self.paths = frozenset(routes)
+        self.starlette = Starlette(
+            routes=[
+                Route(path, self._endpoint(handler), methods=[method])
+                for path, (method, handler) in routes.items()
+            ],
+            exception_handlers={HTTPException: self._no_route},
+        )
 
-    def health(self, ex: Exchange) -> None:
-        ex.send_json(200, {"status": "ok", "model": self.model_name})
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.starlette(scope, receive, send)
+            return
+        started = time.monotonic()
+        path = scope["path"]
+        if len(path) > 1:
+            path = path.rstrip("/") or "/"
+        exchange = Exchange(tgi=path in TGI_ROUTES)
+        scope = {**scope, "path": path, "codekiln": exchange}
 
-    def prometheus(self, ex: Exchange) -> None:
-        ex.send_bytes(200, self.metrics.render().encode(), "text/plain; version=0.0.4")
+        async def send_noting_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+            await send(message)
 
-    def models(self, ex: Exchange) -> None:
+        with self.metrics.gauge("requests_in_flight"):
+            try:
+                too_large = _oversized_head(scope)
+                if too_large is not None:
+                    exchange.close = True
+                    response = self.error(too_large, exchange)
+                    await response(scope, receive, send_noting_status)
+                else:
+                    await self.starlette(scope, receive, send_noting_status)
+            finally:
+                status = exchange.status or 499  # nginx's "client closed request"
+                seconds = time.monotonic() - started
+                endpoint = path if path in self.paths else "other"
+                self.metrics.observe_request(endpoint, status, seconds)
+                log.info(
+                    "%s %s %d %.3fs prompt_tokens=%d completion_tokens=%d",
+                    scope["method"],
+                    path,
+                    status,
+                    seconds,
+                    exchange.usage.prompt,
+                    exchange.usage.completion,
+                )
+
+    # Routes.
+
+    async def health(self, request: Request, ex: Exchange) -> Response:
+        return JSON({"status": "ok", "model": self.model_name})
+
+    async def prometheus(self, request: Request, ex: Exchange) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def models(self, request: Request, ex: Exchange) -> Response:
         model = {
             "id": self.model_name,
             "object": "model",
@@ -118,23 +241,22 @@ class App:
             "owned_by": "codekiln",
             "max_model_len": self.engine.context_length or None,
         }
-        ex.send_json(200, {"object": "list", "data": [model]})
+        return JSON({"object": "list", "data": [model]})
 
-    def info(self, ex: Exchange) -> None:
+    async def info(self, request: Request, ex: Exchange) -> Response:
         context = self.engine.context_length or None
-        ex.send_json(
-            200,
+        return JSON(
             {
                 "model_id": self.model_name,
                 "max_total_tokens": context,
                 "max_input_tokens": context - 1 if context else None,
-                "max_concurrent_requests": self.config.max_concurrent + self.config.max_queue,
+                "max_concurrent_requests": self.config.max_batch + self.config.max_queue,
                 "router": "codekiln",
                 "supports_fim": bool(self.engine.backend.supports_fim),
-            },
+            }
         )
 
-    def overlap(self, ex: Exchange) -> None:
+    async def overlap(self, request: Request, ex: Exchange) -> Response:
         if self.index is None:
             raise ApiError(
                 404,
@@ -143,30 +265,30 @@ class App:
             )
         from codekiln.attribution import overlap_response
 
-        document = parse_document(ex.read_json(), self.config)
-        ex.send_json(200, overlap_response(self.index, document))
+        document = parse_document(await self.read_json(request, ex), self.config)
+        return JSON(await asyncio.to_thread(overlap_response, self.index, document))
 
-    def completions(self, ex: Exchange) -> None:
-        request = parse_openai(ex.read_json(), self.config)
-        self.engine.check(request)
+    async def completions(self, request: Request, ex: Exchange) -> Response | EventStream:
+        body = await self.read_json(request, ex)
+        generation_request = self.engine.prepare(parse_openai(body, self.config))
         ident = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
-        if request.stream:
-            self._stream_openai(ex, request, ident, created)
-            return
-        samples = self.engine.samples(request, lambda _choice, _delta: None, ex.client_gone)
-        ex.usage.add(samples, request.n)
+        generation = self.submit(generation_request)
+        if generation_request.stream:
+            chunks = self._openai_chunks(generation, ex, ident, created)
+            return EventStream(self, generation, chunks, ex)
+        samples = await self.collect(request, generation)
+        ex.usage.add(samples, generation_request.n)
         choices = [
             {
-                "text": _echo(request, i) + sample.text,
+                "text": _echo(generation_request, i) + sample.text,
                 "index": i,
                 "logprobs": None,
                 "finish_reason": OPENAI_FINISH[sample.finish_reason],
             }
             for i, sample in enumerate(samples)
         ]
-        ex.send_json(
-            200,
+        return JSON(
             {
                 "id": ident,
                 "object": "text_completion",
@@ -174,13 +296,15 @@ class App:
                 "model": self.model_name,
                 "choices": choices,
                 "usage": ex.usage.body(),
-            },
+            }
         )
 
-    def _stream_openai(
-        self, ex: Exchange, request: GenerationRequest, ident: str, created: int
-    ) -> None:
-        def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> None:
+    async def _openai_chunks(
+        self, generation: Generation, ex: Exchange, ident: str, created: int
+    ) -> AsyncIterator[Any]:
+        request = generation.request
+
+        def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> Any:
             body = {
                 "id": ident,
                 "object": "text_completion",
@@ -190,49 +314,59 @@ class App:
             }
             if usage is not None:
                 body["usage"] = usage
-            ex.send_event(body)
+            return body
 
         def choice(index: int, text: str, finish: str | None = None) -> dict[str, Any]:
             return {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
 
         started: set[int] = set()
 
-        def on_delta(index: int, delta: str) -> None:
-            if index not in started:
-                started.add(index)
-                delta = _echo(request, index) + delta
-            chunk([choice(index, delta)])
+        def echoed(index: int, text: str) -> str:
+            if index in started:
+                return text
+            started.add(index)
+            return _echo(request, index) + text
 
-        ex.start_events()
-        samples = self.engine.samples(request, on_delta, ex.client_gone)
-        for index, sample in enumerate(samples):
-            chunk([choice(index, "", OPENAI_FINISH[sample.finish_reason])])
-        ex.usage.add(samples, request.n)
-        if request.include_usage:
-            chunk([], ex.usage.body())
-        ex.send_done()
-
-    def tgi(self, ex: Exchange, stream: bool) -> None:
-        request = parse_tgi(ex.read_json(), self.config, stream)
-        self.engine.check(request)
-        prefix = request.prompts[0] if request.return_full_text else ""
-        if request.stream:
-            self._stream_tgi(ex, request, prefix)
+        try:
+            async for event in generation.events():
+                if isinstance(event, Delta):
+                    yield chunk([choice(event.choice, echoed(event.choice, event.text))])
+                else:
+                    finish = OPENAI_FINISH[event.sample.finish_reason]
+                    yield chunk([choice(event.choice, echoed(event.choice, ""), finish)])
+        except ApiError as exc:
+            yield self._stopped(exc).openai_body()
             return
-        [sample] = self.engine.samples(request, lambda _choice, _delta: None, ex.client_gone)
-        ex.usage.add([sample], 1)
-        body: dict[str, Any] = {"generated_text": prefix + sample.text}
-        if request.details:
-            body["details"] = _tgi_details(sample, request)
-        ex.send_json(200, body)
+        ex.usage.add([s for s in generation.samples if s is not None], request.n)
+        if request.include_usage:
+            yield chunk([], ex.usage.body())
+        yield DONE
 
-    def _stream_tgi(self, ex: Exchange, request: GenerationRequest, prefix: str) -> None:
-        # TGI's last event carries the whole text along with the last token, so each delta is
-        # held back until the next one (or the end) shows whether it is the last.
-        held: list[str] = []
+    async def tgi(
+        self, request: Request, ex: Exchange, stream: bool, compat: bool = False
+    ) -> Response | EventStream:
+        body = await self.read_json(request, ex)
+        generation_request = self.engine.prepare(parse_tgi(body, self.config, stream))
+        prefix = generation_request.prompts[0] if generation_request.return_full_text else ""
+        generation = self.submit(generation_request)
+        if generation_request.stream:
+            return EventStream(self, generation, self._tgi_events(generation, ex, prefix), ex)
+        [sample] = await self.collect(request, generation)
+        ex.usage.add([sample], 1)
+        reply: dict[str, Any] = {"generated_text": prefix + sample.text}
+        if generation_request.details:
+            reply["details"] = _tgi_details(sample, generation_request)
+        return JSON([reply] if compat else reply)  # TGI's `POST /` answers a list
+
+    async def _tgi_events(
+        self, generation: Generation, ex: Exchange, prefix: str
+    ) -> AsyncIterator[Any]:
+        # TGI's last event carries the whole text along with the last token, so each delta
+        # is held back until the next one (or the end) shows whether it is the last.
+        request = generation.request
         count = 0
 
-        def event(text: str, final: Sample | None = None) -> None:
+        def event(text: str, final: Sample | None = None) -> dict[str, Any]:
             nonlocal count
             token = {"id": -1, "text": text, "logprob": None, "special": False}
             body: dict[str, Any] = {
@@ -247,18 +381,254 @@ class App:
                     k: details[k] for k in ("finish_reason", "generated_tokens", "seed")
                 }
             count += 1
-            ex.send_event(body)
+            return body
 
-        def on_delta(_choice: int, delta: str) -> None:
-            if held:
-                event(held.pop())
-            held.append(delta)
-
-        ex.start_events()
-        [sample] = self.engine.samples(request, on_delta, ex.client_gone)
+        held: str | None = None
+        sample: Sample | None = None
+        try:
+            async for item in generation.events():
+                if isinstance(item, Delta):
+                    if held is not None:
+                        yield event(held)
+                    held = item.text
+                elif isinstance(item, Done):
+                    sample = item.sample
+        except ApiError as exc:
+            yield self._stopped(exc).tgi_body()
+            return
+        assert sample is not None, "a finished generation has its sample"
         ex.usage.add([sample], 1)
-        event(held.pop() if held else "", sample)
-        ex.close_events()
+        yield event(held or "", sample)
+
+    # Generation.
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        generation = self.engine.submit(request, asyncio.get_running_loop())
+        self._live.add(generation)
+        return generation
+
+    def release(self, generation: Generation) -> None:
+        """The route is done with the generation: stop it if it still runs."""
+        self._live.discard(generation)
+        if not generation.finished:
+            generation.cancel()
+
+    def stop_generations(self) -> None:
+        """Shutting down: cancel every running generation (their routes answer 503)."""
+        self.closing = True
+        for generation in list(self._live):
+            generation.cancel()
+
+    async def collect(self, request: Request, generation: Generation) -> list[Sample]:
+        """Every choice's sample; ClientGone (the generation cancelled) if the client
+        disconnects first."""
+
+        async def drain() -> None:
+            async for _ in generation.events():
+                pass
+
+        try:
+            await until_gone(request.receive, drain(), generation)
+        except ApiError as exc:
+            raise self._stopped(exc) from None
+        finally:
+            self.release(generation)
+        return [sample for sample in generation.samples if sample is not None]
+
+    def _stopped(self, exc: ApiError) -> ApiError:
+        if self.closing and exc.status == 499:
+            return ApiError(
+                503, "the server is shutting down", code="shutting_down", kind="server_error"
+            )
+        return exc
+
+    # Requests and errors.
+
+    async def read_json(self, request: Request, ex: Exchange) -> Any:
+        """The body as JSON: 413 when too large, 408 when it does not arrive whole within
+        `read_timeout`, 400 when malformed."""
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")  # h11 has checked it is a number
+        size = 0
+        chunks: list[bytes] = []
+        try:
+            async with asyncio.timeout(self.config.read_timeout):
+                if declared is not None and int(declared) > DRAIN_LIMIT:
+                    ex.close = True
+                    raise _too_large(int(declared), limit)
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size <= limit:
+                        chunks.append(chunk)
+                    elif size > DRAIN_LIMIT:
+                        ex.close = True
+                        break
+                # A refused body is read (up to DRAIN_LIMIT) all the same: a client still
+                # sending when the server closes gets a reset, and loses the 413 with it.
+        except TimeoutError:
+            ex.close = True
+            raise ApiError(
+                408,
+                f"the request did not arrive whole within {self.config.read_timeout:g} s",
+                code="request_timeout",
+            ) from None
+        except ClientDisconnect:
+            raise ClientGone from None
+        if size > limit:
+            raise _too_large(size, limit)
+        return parse_json(b"".join(chunks))
+
+    def _authorize(self, request: Request) -> None:
+        api_key = self.config.api_key
+        if api_key is None or request.scope["path"] in OPEN_ROUTES:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), api_key.encode()
+        ):
+            raise ApiError(
+                401,
+                "missing or wrong API key: send Authorization: Bearer KEY",
+                code="invalid_api_key",
+            )
+
+    def error(self, exc: ApiError, ex: Exchange, headers: dict[str, str] | None = None) -> Response:
+        """The error in the route's API shape; 400 is TGI's 422 on its routes."""
+        headers = dict(headers or {})
+        status = exc.status
+        if ex.tgi and status == 400:
+            status = 422
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if ex.close:
+            headers["Connection"] = "close"
+        return JSON(exc.tgi_body() if ex.tgi else exc.openai_body(), status, headers)
+
+    def _overloaded(self, ex: Exchange) -> Response:
+        headers = {"Retry-After": str(self.config.retry_after)}
+        message = "the server is busy: retry later"
+        if ex.tgi:  # TGI's answer (its clients raise OverloadedError on it)
+            return self.error(ApiError(429, message, kind="overloaded"), ex, headers)
+        exc = ApiError(503, message, code="overloaded", kind="server_error")
+        return self.error(exc, ex, headers)
+
+    def _endpoint(
+        self, handler: Callable[[Request, Exchange], Awaitable[Any]]
+    ) -> Callable[[Request], Awaitable[Any]]:
+        async def endpoint(request: Request) -> Any:
+            ex: Exchange = request.scope["codekiln"]
+            try:
+                self._authorize(request)
+                return await handler(request, ex)
+            except ApiError as exc:
+                return self.error(exc, ex)
+            except Overloaded:
+                return self._overloaded(ex)
+            except ClientGone:
+                return _say_nothing
+            except Exception:
+                log.exception("%s %s failed", request.method, request.scope["path"])
+                return self.error(ApiError(500, "internal server error", kind="server_error"), ex)
+
+        return endpoint
+
+    async def _no_route(self, request: Request, exc: Exception) -> Response:
+        """Starlette's 404 and 405, in JSON (and behind the API key, as every route)."""
+        ex: Exchange = request.scope["codekiln"]
+        path = request.scope["path"]
+        try:
+            self._authorize(request)
+        except ApiError as refused:
+            return self.error(refused, ex)
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            allow = (exc.headers or {}).get("Allow", "")
+            message = f"{path} takes {allow}, not {request.method}"
+            refused = ApiError(405, message, code="method_not_allowed")
+            return self.error(refused, ex, {"Allow": allow})
+        refused = ApiError(exc.status_code, f"no route {request.method} {path}", code="not_found")
+        return self.error(refused, ex)
+
+
+async def _say_nothing(scope: Any, receive: Any, send: Any) -> None:
+    """The response to a client that has gone: none."""
+
+
+class EventStream:
+    """A server-sent event response over a generation's events; the generation is
+    cancelled when the client disconnects, and released when the stream ends either way."""
+
+    def __init__(
+        self, app: App, generation: Generation, events: AsyncIterator[Any], exchange: Exchange
+    ) -> None:
+        self.app = app
+        self.generation = generation
+        self.events = events
+        self.exchange = exchange
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+        async def write() -> None:
+            async for item in self.events:
+                data = b"[DONE]" if item is DONE else json.dumps(item).encode()
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + data + b"\n\n",
+                        "more_body": True,
+                    }
+                )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        try:
+            await until_gone(receive, write(), self.generation)
+        except ClientGone:
+            pass
+        finally:
+            self.app.release(self.generation)
+
+
+async def until_gone(receive: Any, work: Coroutine[Any, Any, Any], generation: Generation) -> Any:
+    """Run `work` while watching for the client's disconnect; if it comes first, cancel the
+    generation and `work` and raise ClientGone. (The request body is read by then, so the
+    next ASGI message can only be `http.disconnect`.)"""
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            generation.cancel()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ClientGone
+    return task.result()
+
+
+def _too_large(size: int, limit: int) -> ApiError:
+    return ApiError(413, f"the body has {size} bytes; the limit is {limit}", code="body_too_large")
+
+
+def _oversized_head(scope: Any) -> ApiError | None:
+    """414 for a URL over MAX_URL_BYTES, 431 for headers over MAX_HEAD_BYTES. (h11 refuses
+    a head over MAX_HEAD_BYTES only while it is incomplete; a whole one arriving in one
+    read gets here.)"""
+    url = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    if url > MAX_URL_BYTES:
+        return ApiError(414, f"the URL has {url} bytes; the limit is {MAX_URL_BYTES}")
+    head = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+    if head > MAX_HEAD_BYTES:
+        return ApiError(431, f"the headers have {head} bytes; the limit is {MAX_HEAD_BYTES}")
+    return None
 
 
 def _echo(request: GenerationRequest, choice: int) -> str:
@@ -275,270 +645,19 @@ def _tgi_details(sample: Sample, request: GenerationRequest) -> dict[str, Any]:
     }
 
 
-class Exchange(BaseHTTPRequestHandler):
-    """One connection's requests: parsing, auth, dispatch, responses, the log line."""
-
-    protocol_version = "HTTP/1.1"
-    server: CodekilnHTTPServer
-
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's names)
-        self._dispatch()
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch()
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._dispatch()
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._dispatch()
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        app = self.server.app
-        started = time.monotonic()
-        self.status = 0
-        self.usage = Usage()
-        self._streaming = False
-        self._allow = ""
-        self._extra_headers: dict[str, str] = {}
-        path = self.path.split("?", 1)[0]
-        if len(path) > 1:
-            path = path.rstrip("/")
-        routes = app.routes()
-        endpoint = path if path in routes else "other"
-        with app.metrics.gauge("requests_in_flight"):
-            try:
-                self._answer(app, routes, path)
-            except ClientGone:
-                self.close_connection = True
-                self.status = self.status or 499  # nginx's "client closed request"
-            finally:
-                seconds = time.monotonic() - started
-                app.metrics.observe_request(endpoint, self.status, seconds)
-                log.info(
-                    "%s %s %d %.3fs prompt_tokens=%d completion_tokens=%d",
-                    self.command,
-                    path,
-                    self.status,
-                    seconds,
-                    self.usage.prompt,
-                    self.usage.completion,
-                )
-
-    def _answer(self, app: App, routes: dict[str, Any], path: str) -> None:
-        tgi = path in TGI_ROUTES
-        try:
-            if path not in OPEN_ROUTES:
-                self._authorize(app.config.api_key)
-            methods = routes.get(path)
-            if methods is None:
-                raise ApiError(404, f"no route {self.command} {path}", code="not_found")
-            handler = methods.get(self.command)
-            if handler is None:
-                self._allow = ", ".join(methods)
-                raise ApiError(
-                    405,
-                    f"{path} takes {self._allow}, not {self.command}",
-                    code="method_not_allowed",
-                )
-            handler(self)
-        except ApiError as exc:
-            self._refuse(exc, tgi)
-        except Overloaded:
-            self._refuse(
-                ApiError(
-                    503, "the server is busy: retry later", code="overloaded", kind="server_error"
-                ),
-                tgi,
-            )
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise ClientGone from exc
-        except ClientGone:
-            raise
-        except Exception:
-            log.exception("%s %s failed", self.command, path)
-            self._refuse(ApiError(500, "internal server error", kind="server_error"), tgi)
-
-    def _refuse(self, exc: ApiError, tgi: bool) -> None:
-        if self._streaming:  # headers are out: report in the stream, then end it
-            self.send_event(exc.tgi_body() if tgi else exc.openai_body())
-            self.close_events()
-            return
-        if exc.status in (401,):
-            self._extra_headers = {"WWW-Authenticate": "Bearer"}
-        self.send_json(exc.status, exc.tgi_body() if tgi else exc.openai_body())
-
-    def _authorize(self, api_key: str | None) -> None:
-        if api_key is None:
-            return
-        header = self.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), api_key.encode()
-        ):
-            raise ApiError(
-                401,
-                "missing or wrong API key: send Authorization: Bearer KEY",
-                code="invalid_api_key",
-            )
-
-    def read_json(self) -> Any:
-        """The request body as JSON (413 when too large, 400 when malformed)."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            raise ApiError(411, "send the body with a Content-Length, not chunked")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            raise ApiError(400, "Content-Length must be a non-negative integer")
-        limit = self.server.app.config.max_body_bytes
-        if length > limit:
-            self.close_connection = True
-            self._discard(length)
-            raise ApiError(
-                413, f"the body has {length} bytes; the limit is {limit}", code="body_too_large"
-            )
-        raw = self.rfile.read(length)
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            message = f"the body is not valid JSON ({exc})"
-            raise ApiError(400, message, code="invalid_json") from None
-
-    def _discard(self, length: int) -> None:
-        """Read and drop a refused body (up to DRAIN_LIMIT bytes): a client still sending
-        when the server closes gets a reset, and loses the 413 with it."""
-        remaining = length if length <= DRAIN_LIMIT else 0
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 1 << 16))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-
-    def client_gone(self) -> bool:
-        """Whether the client closed its side: the socket reads EOF without blocking."""
-        try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
-
-    def send_json(self, status: int, body: Any) -> None:
-        self.send_bytes(status, json.dumps(body).encode(), "application/json")
-
-    def send_bytes(self, status: int, payload: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        if self._allow and status == 405:
-            self.send_header("Allow", self._allow)
-        for name, value in self._extra_headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def start_events(self) -> None:
-        """Headers of a server-sent event stream; the connection closes after it."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        self._streaming = True
-
-    def send_event(self, body: Any) -> None:
-        self._write(b"data: " + json.dumps(body).encode() + b"\n\n")
-
-    def send_done(self) -> None:
-        self._write(b"data: [DONE]\n\n")
-        self.close_events()
-
-    def close_events(self) -> None:
-        self._streaming = False
-
-    def _write(self, data: bytes) -> None:
-        try:
-            self.wfile.write(data)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, OSError) as exc:
-            raise ClientGone from exc
-
-    def send_response(self, code: int, message: str | None = None) -> None:
-        self.status = code
-        super().send_response(code, message)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Silenced: `_dispatch` logs one line per request instead."""
-
-
-class CodekilnHTTPServer(ThreadingHTTPServer):
-    """A thread per connection. The threads are joined when the server closes (none may be
-    left inside the model when the interpreter exits: that aborts the process), so closing
-    first shuts the connections down, idle keep-alive ones included."""
-
-    daemon_threads = False
-    block_on_close = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], app: App) -> None:
-        self.app = app
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, Exchange)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_all(self) -> None:
-        """Stop serving: no new generation, running ones end, connections are shut down and
-        their threads joined."""
-        self.app.engine.close()
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        self.server_close()
-
-
 @dataclass
 class RunningServer:
     """A server answering in a background thread; `close()` (or leaving `with`) stops it."""
 
-    server: CodekilnHTTPServer
+    server: Server
     thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def app(self) -> App:
-        return self.server.app
+    app: App
+    url: str
 
     def close(self) -> None:
-        self.server.shutdown()
+        self.server.should_exit = True
         self.thread.join()
-        self.server.close_all()
+        self.app.engine.close()
 
     def __enter__(self) -> RunningServer:
         return self
@@ -553,7 +672,7 @@ def build_app(
     attribution: str | Path | Any = None,
     **backend_options: Any,
 ) -> App:
-    """The routes' shared state: `model` is a Backend, or a folder or URL for `load_backend`;
+    """The ASGI app: `model` is a Backend, or a folder or URL for `load_backend`;
     `attribution` an AttributionIndex or its folder."""
     if isinstance(model, str | Path):
         from codekiln.generate import load_backend
@@ -576,11 +695,20 @@ def start_server(
 ) -> RunningServer:
     """Start serving in a background thread (port 0: any free port; see `.url`)."""
     config = config or ServeConfig(port=0)
-    app = build_app(model, config, attribution, **backend_options)
-    server = _bind(config, app)
-    thread = threading.Thread(target=server.serve_forever, name="codekiln-serve", daemon=True)
+    sock = bind(config)
+    app = _listen(sock, model, config, attribution, backend_options)
+    server = Server(uvicorn_config(app, config), app)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="codekiln-serve", daemon=True
+    )
     thread.start()
-    return RunningServer(server, thread)
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            app.engine.close()
+            raise RuntimeError("the server did not start (see the log above)")
+        time.sleep(0.005)
+    return RunningServer(server, thread, app, url_of(sock))
 
 
 def serve(
@@ -592,39 +720,49 @@ def serve(
     config: ServeConfig | None = None,
     **backend_options: Any,
 ) -> None:
-    """Serve until interrupted; `host`, `port` and `api_key` override `config`'s.
+    """Serve until interrupted (Ctrl-C shuts down cleanly); `host`, `port` and `api_key`
+    override `config`'s.
 
     backend_options go to `load_backend` (`engine`, `device`, `dtype`, ...).
     """
     config = replace(config or ServeConfig(), host=host, port=port, api_key=api_key)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = build_app(model, config, attribution, **backend_options)
-    server = _bind(config, app)
-    host, port = server.server_address[:2]
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop lines
+    sock = bind(config)
+    app = _listen(sock, model, config, attribution, backend_options)
     log.info(
-        "serving %s on http://%s:%d (context %s tokens, FIM %s, attribution %s, auth %s)",
+        "serving %s on %s (context %s tokens, FIM %s, attribution %s, auth %s, batch %d, queue %d)",
         app.model_name,
-        host,
-        port,
+        url_of(sock),
         app.engine.context_length or "unknown",
         "yes" if app.engine.backend.supports_fim else "no",
         "yes" if app.index is not None else "no",
         "on" if config.api_key else "off",
+        config.max_batch,
+        config.max_queue,
     )
     try:
-        server.serve_forever()
+        Server(uvicorn_config(app, config), app).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn has shut down; it re-raises the Ctrl-C it caught
     finally:
-        server.close_all()
+        app.engine.close()
 
 
-def _bind(config: ServeConfig, app: App) -> CodekilnHTTPServer:
-    from codekiln.errors import UserError
-
+def _listen(
+    sock: socket.socket,
+    model: Any,
+    config: ServeConfig,
+    attribution: Any,
+    backend_options: dict[str, Any],
+) -> App:
+    """The app, and the socket listening: from here connections wait in its backlog until
+    uvicorn serves them."""
     try:
-        return CodekilnHTTPServer((config.host, config.port), app)
-    except OSError as exc:
-        raise UserError(
-            f"cannot listen on {config.host}:{config.port} ({exc.strerror or exc}): "
-            "pick another --port or --host"
-        ) from None
+        app = build_app(model, config, attribution, **backend_options)
+    except BaseException:
+        sock.close()
+        raise
+    sock.listen(2048)
+    return app
