@@ -359,7 +359,7 @@ def build_lsp_server(completer: Completer) -> Any:
         where = params["position"]
         position = types.Position(line=where["line"], character=where["character"])
         text = await run(params["textDocument"]["uri"], position, settings)
-        completions = [] if text is None else [{"generated_text": text}]
+        completions = [{"generated_text": text}] if text else []  # nothing to show: none
         return {"request_id": str(uuid.uuid4()), "completions": completions}
 
     @server.feature(ACCEPT_COMPLETION)
