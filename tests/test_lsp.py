@@ -585,7 +585,7 @@ def test_endpoint_not_up_at_start_is_retried(tmp_path):
     log_file.seek(0)
     log = log_file.read().decode()
     log_file.close()
-    assert "endpoint not up" in log and f"endpoint http://127.0.0.1:{port} up: model fake" in log
+    assert "endpoint not ready" in log and f"endpoint http://127.0.0.1:{port} up: model fake" in log
     assert "Traceback" not in log
 
 

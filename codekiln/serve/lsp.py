@@ -200,9 +200,10 @@ class Endpoint:
     """An OpenAI-compatible endpoint (`codekiln serve`'s) that may not be up yet.
 
     The language server starts before it, or outlives a restart of it: `ready()` connects on
-    first use (reading the model's name and context from `/v1/models`), and while the endpoint
-    does not answer it says so in one log line and waits `backoff` before trying again,
-    doubling it up to `LAST_RETRY_SECONDS`. Once connected it behaves as the backend it wraps.
+    first use (reading the model's name and context from `/v1/models`). While the endpoint
+    does not answer (or refuses, as with a wrong API key: the line says so) each call logs one
+    line and the next try waits `FIRST_RETRY_SECONDS`, doubled after each failure up to
+    `LAST_RETRY_SECONDS`. Once connected it behaves as the backend it wraps.
     """
 
     def __init__(self, url: str, **options: Any) -> None:
@@ -224,7 +225,7 @@ class Endpoint:
             now = time.monotonic()
             if now < self._next_try:
                 wait = self._next_try - now
-                log.info("endpoint %s not up: no completion (next try in %.1f s)", self.url, wait)
+                log.info("endpoint %s not ready: no completion, next try in %.1f s", self.url, wait)
                 return False
             from codekiln.generate import load_backend
 
@@ -233,7 +234,8 @@ class Endpoint:
                 backend = load_backend(self.url, retries=0, timeout=probe_timeout, **self.options)
             except UserError as exc:
                 self._next_try = now + self._delay
-                log.info("endpoint not up: %s; no completion, next try in %.1f s", exc, self._delay)
+                retry = self._delay
+                log.info("endpoint not ready: %s; no completion, next try in %.1f s", exc, retry)
                 self._delay = min(2 * self._delay, LAST_RETRY_SECONDS)
                 return False
             backend.retries, backend.timeout = self.retries, self.timeout
