@@ -869,6 +869,56 @@ def lsp_command(
     run_lsp(model, endpoint, config, api_key=api_key)
 
 
+@app.command("editor-settings")
+def editor_settings_command(
+    model: Annotated[
+        str,
+        typer.Argument(help="A model folder, or the URL of a running server (codekiln serve)."),
+    ],
+    editor: Annotated[str, typer.Option("--editor", help="vscode, neovim or emacs.")],
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="tgi or openai (llm-ls against codekiln serve), or lsp (codekiln lsp in "
+            "place of llm-ls); default: tgi, emacs: lsp.",
+        ),
+    ] = None,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Tokens each completion asks for.")
+    ] = 60,
+    context_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--context-tokens", min=2, help="The model's context, where it does not report it."
+        ),
+    ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", help="codekiln serve's URL, for a folder (127.0.0.1:8000)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: print).")
+    ] = None,
+) -> None:
+    """Settings for llm-vscode, llm.nvim or Emacs with the context window derived from the
+    model: its context (config.json's n_positions, or the server's max_model_len) minus
+    --max-new-tokens, since llm-ls leaves no room for the completion itself."""
+    from codekiln.serve.editors import model_facts, render
+
+    text = render(
+        editor, backend, model_facts(model, context_tokens), max_new_tokens, server=server
+    )
+    if output is None:
+        print(text, end="")
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"cannot write {output}: {error}") from None
+    err_console.print(f"wrote {output}", markup=False, highlight=False)
+
+
 def _print_task_list() -> None:
     from codekiln.evaluate.tasks import get_task, task_names
 

@@ -286,3 +286,57 @@ def test_gram_hits_length(corpus):
     assert len(index.gram_hits("x" * (WIDTH + 9))) == 10
     assert isinstance(index.gram_hits(""), np.ndarray)
     assert index.query("\ud800 lone surrogates pass through " * 5) == []
+
+
+def utf16_offset(text: str, code_points: int) -> int:
+    """What a JavaScript string index (VS Code's offsets) is for a Python str index."""
+    return len(text[:code_points].encode("utf-16-le")) // 2
+
+
+def test_overlap_offsets_in_utf16_and_utf8_with_astral_characters(tmp_path):
+    """VS Code counts UTF-16 units: 😀 and 𝔘 (beyond U+FFFF) count two, before and inside
+    a span; the spans cut the same text from the encoded document as from the str."""
+    rng = random.Random(5)
+    texts = []
+    for _ in DOCS:
+        lines = code_like(rng, 3000).splitlines(keepends=True)
+        texts.append("".join(line.rstrip("\n") + "  # 😀 𝔘 é\n" for line in lines))
+    write_corpus(tmp_path / "curated", texts)
+    result = build_index(
+        tmp_path / "curated", tmp_path / "index", AttributionConfig(), progress=False
+    )
+    index = AttributionIndex.open(result.out_dir)
+    document = "# 𝔘𝔘 😀 header\n" + texts[1][700:1300] + "\n# 😀 tail\n"
+    plain = overlap_response(index, document)
+    [[start, end]] = plain["spans"]
+    assert "😀" in document[:start] and "😀" in document[start:end]
+    utf16 = overlap_response(index, document, offsets="utf-16")
+    assert utf16["spans"] == [[utf16_offset(document, start), utf16_offset(document, end)]]
+    assert utf16["sources"] == plain["sources"]
+    [[start16, end16]] = utf16["spans"]
+    assert start16 > start and end16 - start16 > end - start
+    encoded = document.encode("utf-16-le")
+    assert encoded[2 * start16 : 2 * end16].decode("utf-16-le") == document[start:end]
+    [[start8, end8]] = overlap_response(index, document, offsets="utf-8")["spans"]
+    assert document.encode()[start8:end8].decode() == document[start:end]
+    with pytest.raises(ValueError, match="offsets must be one of"):
+        overlap_response(index, document, offsets="bytes")
+
+
+def test_overlap_request_as_llm_vscode_sends_it():
+    """llm-vscode posts {"document"} only; the unit comes from the endpoint's query string,
+    or a body field from other clients."""
+    from codekiln.serve.api import ApiError, parse_overlap
+    from codekiln.serve.config import ServeConfig
+
+    config = ServeConfig()
+    assert parse_overlap({"document": "x"}, config).offsets == "code-points"
+    from_url = parse_overlap({"document": "x😀"}, config, {"offsets": "utf-16"})
+    assert (from_url.document, from_url.offsets) == ("x😀", "utf-16")
+    assert parse_overlap({"document": "x", "offsets": "UTF8"}, config, {}).offsets == "utf-8"
+    for bad in ({"document": "x", "offsets": "bytes"}, {"document": "x", "offsets": 16}):
+        with pytest.raises(ApiError) as error:
+            parse_overlap(bad, config)
+        assert (error.value.status, error.value.param) == (400, "offsets")
+    with pytest.raises(ApiError, match="document must be a string"):
+        parse_overlap({"text": "x"}, config)

@@ -5,9 +5,12 @@ server, opens a Python file and receives a completion."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +23,8 @@ from test_serve import Counting, write_model
 from codekiln.generate import SamplingParams, load_backend
 from codekiln.serve.config import LspConfig
 from codekiln.serve.context import cursor_context
-from codekiln.serve.lsp import Completer, Settings, build_lsp_server
+from codekiln.serve.editors import model_facts, render
+from codekiln.serve.lsp import Completer, Settings, build_lsp_server, llm_ls_settings
 
 pytest.importorskip("pygls")
 
@@ -215,6 +219,45 @@ def test_llm_ls_get_completions_as_llm_nvim_sends_it(lsp, completer):
     )
 
 
+def test_unopened_document_gets_an_empty_result(lsp):
+    """Every request kind for a document never opened (or closed) answers nothing, not an
+    internal error: editors ask before their didOpen arrives."""
+    uri = URI.replace("example", "never_opened")
+    where = {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}}
+    for _ in range(2):  # never opened; then opened and closed
+        inline = lsp.request(
+            "textDocument/inlineCompletion", {**where, "context": {"triggerKind": 1}}
+        )
+        assert inline["result"] == {"items": []}, inline
+        completion = lsp.request("textDocument/completion", where)
+        assert completion["result"] == {"isIncomplete": True, "items": []}, completion
+        llm = lsp.request("llm-ls/getCompletions", {**where, "requestBody": {"max_tokens": 4}})
+        assert llm["result"]["completions"] == [], llm
+        lsp.open(SOURCE, uri)
+        lsp.send("textDocument/didClose", {"textDocument": {"uri": uri}}, request=False)
+
+
+def test_positions_count_utf16_units(lsp, completer):
+    """LSP positions are UTF-16 code units: 😀 and 𝔘 before the cursor count two each."""
+    uri = URI.replace("example", "astral")
+    text = "import os\n\n\ndef add(a, b):\n    s = '😀𝔘'; return a + b\n"
+    lsp.open(text, uri)
+    offset = text.index("; return") + len("; return")
+    line_start = text.rfind("\n", 0, offset) + 1
+    character = len(text[line_start:offset].encode("utf-16-le")) // 2
+    assert character == offset - line_start + 2
+    reply = lsp.request(
+        "llm-ls/getCompletions",
+        {
+            "textDocument": {"uri": uri},
+            "position": {"line": 4, "character": character},
+            "requestBody": {"parameters": {"max_new_tokens": 12, "temperature": 0}},
+        },
+    )
+    expected = completer.complete(text, offset)
+    assert reply["result"]["completions"] == [{"generated_text": expected}]
+
+
 def test_settings_from_llm_ls_request_body():
     base = Settings(SamplingParams(max_new_tokens=64), True, 0)
     from codekiln.serve.lsp import llm_ls_settings
@@ -363,11 +406,33 @@ llm.fim = { enabled = true, prefix = "<fim_prefix>", middle = "<fim_middle>",
 llm.contextWindow = 1024
 llm.ide = "neovim"
 local generated = vim.lsp.buf_request_sync(0, "llm-ls/getCompletions", llm, 60000)
+-- A file far longer than the context (over 2 KB), with the context window that
+-- `codekiln editor-settings` writes: the prompt is trimmed and the completion answered.
+vim.cmd("edit " .. os.getenv("CODEKILN_BIG_FILE"))
+local line = tonumber(os.getenv("CODEKILN_BIG_LINE"))
+vim.api.nvim_win_set_cursor(0, { line, 10 })
+local big = vim.lsp.buf_request_sync(0, "textDocument/completion",
+  vim.lsp.util.make_position_params(), 60000)
+llm[1] = nil
+llm.textDocument = vim.lsp.util.make_text_document_params()
+llm.position = vim.lsp.util.make_position_params().position
+llm.contextWindow = tonumber(os.getenv("CODEKILN_CONTEXT_WINDOW"))
+local big_llm = vim.lsp.buf_request_sync(0, "llm-ls/getCompletions", llm, 60000)
+-- A document this editor never opened: an empty answer, not an error.
+local client = vim.lsp.get_client_by_id(codekiln.client_id)
+local unopened = client.request_sync("textDocument/completion", {
+  textDocument = { uri = "file:///nowhere/never_opened.py" },
+  position = { line = 0, character = 0 },
+}, 30000, 0)
 local file = io.open(out, "w")
-file:write(vim.fn.json_encode({ completion = completion, llm = generated }))
+file:write(vim.fn.json_encode({ completion = completion, llm = generated, big = big,
+  big_llm = big_llm, unopened = unopened }))
 file:close()
 vim.cmd("qa!")
 """
+
+# Longer than the test model's 128-token context many times over.
+BIG_SOURCE = "".join(f"def f_{i}(a, b):\n    return a + {i}\n\n\n" for i in range(120))
 
 
 def only_result(results) -> dict:
@@ -384,6 +449,14 @@ def test_headless_neovim_receives_a_completion(tmp_path, model_dir, completer):
     source.write_text(SOURCE)
     script = tmp_path / "complete.lua"
     script.write_text(NVIM_SCRIPT)
+    big_file = tmp_path / "big.py"
+    big_file.write_text(BIG_SOURCE)
+    big_offset = BIG_SOURCE.index("def f_70(") + len("def f_70(a, b):\n    return")
+    big_line = BIG_SOURCE.count("\n", 0, big_offset) + 1
+    settings = render("neovim", "tgi", model_facts(str(model_dir)), max_new_tokens=12)
+    window = int(re.search(r"context_window = (\d+),", settings).group(1))
+    assert window == 128 - 12  # the test model's n_positions - max_new_tokens
+    assert len(BIG_SOURCE) > 2048 and completer.backend.count_tokens(BIG_SOURCE) > 5 * 128
     out = tmp_path / "result.json"
     env = {
         **os.environ,
@@ -393,6 +466,9 @@ def test_headless_neovim_receives_a_completion(tmp_path, model_dir, completer):
         "CODEKILN_PYTHON": sys.executable,
         "CODEKILN_MODEL": str(model_dir),
         "CODEKILN_LSP_ARGS": "--temperature 0 --max-new-tokens 12",
+        "CODEKILN_BIG_FILE": str(big_file),
+        "CODEKILN_BIG_LINE": str(big_line),
+        "CODEKILN_CONTEXT_WINDOW": str(window),
     }
     subprocess.run(
         [nvim, "--headless", "--clean", "-u", "NONE", "-c", f"luafile {script}"],
@@ -410,6 +486,21 @@ def test_headless_neovim_receives_a_completion(tmp_path, model_dir, completer):
     assert [item["textEdit"]["newText"] for item in items] == ["return" + expected]
     llm = only_result(results["llm"])
     assert llm["completions"] == [{"generated_text": expected}]
+    big_expected = completer.complete(BIG_SOURCE, big_offset)
+    assert big_expected
+    [item] = only_result(results["big"])["items"]
+    assert item["textEdit"]["newText"] == "return" + big_expected
+    llm_settings = llm_ls_settings(
+        {
+            "requestBody": {"parameters": {"max_new_tokens": 12, "temperature": 0}},
+            "contextWindow": window,
+            "tokensToClear": ["<|endoftext|>"],
+        },
+        completer.default_settings(),
+    )
+    big_llm = completer.complete(BIG_SOURCE, big_offset, llm_settings)
+    assert only_result(results["big_llm"])["completions"] == [{"generated_text": big_llm}]
+    assert results["unopened"]["result"]["items"] == []
 
 
 def test_endpoint_mode_through_codekiln_serve_gives_the_same_completion(completer):
@@ -422,6 +513,80 @@ def test_endpoint_mode_through_codekiln_serve_gives_the_same_completion(complete
         assert remote.backend.context_length == completer.backend.context_length
         for offset in (SOURCE.index("    return") + len("    return"), SOURCE.index("(1, 2)")):
             assert remote.complete(SOURCE, offset) == completer.complete(SOURCE, offset)
+
+
+class FakeEndpoint(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible server that answers every completion with "pass" (streamed)."""
+
+    def do_GET(self):
+        models = {"data": [{"id": "fake", "max_model_len": 256}]}
+        self._send(json.dumps(models).encode(), "application/json")
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert body["stream"] is True
+        event = {"choices": [{"index": 0, "text": "pass", "finish_reason": "length"}]}
+        self._send(f"data: {json.dumps(event)}\n\ndata: [DONE]\n\n".encode(), "text/event-stream")
+
+    def _send(self, data: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_endpoint_not_up_at_start_is_retried(tmp_path):
+    """`codekiln lsp --endpoint URL` starts before its server: completions are empty (one log
+    line each) until the server answers, then they work; the process never exits."""
+    with socket.socket() as probe:  # a free port, nothing listening on it yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_file = (tmp_path / "lsp.log").open("w+b")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "codekiln.serve.lsp", "--endpoint", f"http://127.0.0.1:{port}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+    )
+    server = None
+    try:
+        client = Client(process.stdin, process.stdout)
+        client.initialize()
+        client.open(SOURCE)
+        where = {"textDocument": {"uri": URI}, "position": {"line": 4, "character": 16}}
+        down = client.request("llm-ls/getCompletions", where)
+        assert down["result"]["completions"] == []
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), FakeEndpoint)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        deadline = time.monotonic() + 15
+        while True:  # the first retry comes after half a second's backoff
+            completions = client.request("llm-ls/getCompletions", where)["result"]["completions"]
+            if completions or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert completions == [{"generated_text": "pass"}]
+        assert process.poll() is None
+        client.request("shutdown", None)
+        client.send("exit", None, request=False)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        for stream in (process.stdin, process.stdout):
+            stream.close()
+    log_file.seek(0)
+    log = log_file.read().decode()
+    log_file.close()
+    assert "endpoint not ready" in log and f"endpoint http://127.0.0.1:{port} up: model fake" in log
+    assert "Traceback" not in log
 
 
 EMACS_SCRIPT = """

@@ -11,25 +11,30 @@ width + stride - 1 normalised characters always contains one stored gram.
     result = build_index("curated/", "index/", AttributionConfig())
     index = AttributionIndex.open("index/")
     overlap_response(index, completion)   # {"spans": [[start, end], ...], "sources": [...]}
+    overlap_response(index, completion, offsets="utf-16")   # VS Code's offsets
 """
 
 from codekiln.attribution.build import IndexResult, build_index
 from codekiln.attribution.config import AttributionConfig
 from codekiln.attribution.index import (
+    OFFSET_UNITS,
     AttributionIndex,
     Source,
     Span,
+    convert_offsets,
     describe_spans,
     overlap_response,
 )
 
 __all__ = [
+    "OFFSET_UNITS",
     "AttributionConfig",
     "AttributionIndex",
     "IndexResult",
     "Source",
     "Span",
     "build_index",
+    "convert_offsets",
     "describe_spans",
     "overlap_response",
 ]

@@ -12,10 +12,14 @@ the table has nothing.
 
 Hit grams that overlap or touch (in normalised text) merge into one span, reported in
 offsets of the original document: Python `str` indices (code points), end exclusive.
+`overlap_response` can count them in UTF-16 code units instead, as VS Code's and
+JavaScript's strings do (a character beyond U+FFFF counts two), or in UTF-8 bytes.
 """
 
 from __future__ import annotations
 
+import bisect
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,11 @@ from codekiln.attribution.sources import lookup, rows_of
 from codekiln.errors import UserError
 from codekiln.manifest import read_manifest
 
+OFFSET_UNITS = ("code-points", "utf-16", "utf-8")
+# Code points that take more than one unit: UTF-16 counts astral ones twice; UTF-8 counts
+# each range once more than the one below it.
+ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+UTF8_WIDER = (re.compile("[^\x00-\x7f]"), re.compile("[^\x00-\u07ff]"), ASTRAL)
 MAX_ROWS_PER_GRAM = 256  # a boilerplate gram can be in thousands of files; a few name it
 
 
@@ -218,15 +227,36 @@ def describe_spans(document: str, spans: list[Span]) -> list[str]:
 
 
 def overlap_response(
-    index: AttributionIndex, document: str, max_sources: int = 3
+    index: AttributionIndex, document: str, max_sources: int = 3, offsets: str = "code-points"
 ) -> dict[str, list]:
     """The body of `POST /overlap`: llm-vscode's `{"spans": [[start, end], ...]}` plus
     `"sources"`, a list parallel to `spans` of each span's training files
-    (`{"repo", "path", "license", "id", "grams"}`)."""
+    (`{"repo", "path", "license", "id", "grams"}`). `offsets` is the unit of the span
+    offsets (`OFFSET_UNITS`; llm-vscode needs "utf-16")."""
     if not isinstance(document, str):
         raise ValueError(f"document must be a string, got {type(document).__name__}")
     spans = index.query(document, max_sources=max_sources)
+    ends = convert_offsets(document, [p for span in spans for p in (span.start, span.end)], offsets)
     return {
-        "spans": [[span.start, span.end] for span in spans],
+        "spans": [[ends[2 * i], ends[2 * i + 1]] for i in range(len(spans))],
         "sources": [[source.to_dict() for source in span.sources] for span in spans],
     }
+
+
+def convert_offsets(document: str, positions: list[int], unit: str) -> list[int]:
+    """Code-point offsets into `document` counted in `unit` instead ("code-points",
+    "utf-16" code units or "utf-8" bytes).
+
+    >>> convert_offsets("a😀b𝔘c", [0, 1, 2, 3, 4, 5], "utf-16")
+    [0, 1, 3, 4, 6, 7]
+    >>> convert_offsets("aé€😀", [1, 2, 3, 4], "utf-8")
+    [1, 3, 6, 10]
+    """
+    if unit not in OFFSET_UNITS:
+        raise ValueError(f"offsets must be one of {', '.join(OFFSET_UNITS)}, got {unit!r}")
+    if unit == "code-points" or not positions:
+        return list(positions)
+    patterns = (ASTRAL,) if unit == "utf-16" else UTF8_WIDER
+    # Each position moves by how many wider code points precede it, per pattern.
+    wider = [[m.start() for m in pattern.finditer(document)] for pattern in patterns]
+    return [p + sum(bisect.bisect_left(starts, p) for starts in wider) for p in positions]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,15 @@ OPENAI_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 TGI_DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default for /generate
 OPENAI_FINISH = {"stop": "stop", "eos": "stop", "length": "length"}
 TGI_FINISH = {"stop": "stop_sequence", "eos": "eos_token", "length": "length"}
+OFFSET_NAMES = {  # what /overlap's `offsets` accepts, lower-cased, and the unit it means
+    "code-points": "code-points",
+    "codepoints": "code-points",
+    "utf-32": "code-points",
+    "utf-16": "utf-16",
+    "utf16": "utf-16",
+    "utf-8": "utf-8",
+    "utf8": "utf-8",
+}
 
 
 class ApiError(Exception):
@@ -181,6 +191,46 @@ def parse_tgi(body: Any, config: ServeConfig, stream: bool) -> GenerationRequest
         return_full_text=_optional(parameters, "return_full_text", bool, status=422) or False,
         truncate=truncate,
     )
+
+
+@dataclass(frozen=True)
+class OverlapRequest:
+    """A `POST /overlap`: the document, and the unit its span offsets are answered in."""
+
+    document: str
+    offsets: str = "code-points"
+
+
+def parse_overlap(
+    body: Any, config: ServeConfig, query: Mapping[str, str] | None = None
+) -> OverlapRequest:
+    """A `POST /overlap` body and the URL's query parameters.
+
+    llm-vscode's attribution command posts `{"document": TEXT}` (the text around the cursor,
+    with only a Content-Type header) to `llm.attributionEndpoint` and reads the spans as
+    JavaScript string offsets, UTF-16 code units; it sends no other field, so its endpoint
+    setting asks for them in the URL: `http://HOST:8000/overlap?offsets=utf-16`. Other
+    clients may put `"offsets"` in the body: "code-points" (the default, Python's `str`
+    indices), "utf-16" or "utf-8" (bytes).
+
+    >>> r = parse_overlap({"document": "x"}, ServeConfig(), {"offsets": "utf-16"})
+    >>> r.document, r.offsets
+    ('x', 'utf-16')
+    """
+    document = parse_document(body, config)
+    offsets = body.get("offsets")
+    if offsets is None and query is not None:
+        offsets = query.get("offsets")
+    if offsets is None:
+        return OverlapRequest(document)
+    unit = OFFSET_NAMES.get(offsets.lower()) if isinstance(offsets, str) else None
+    if unit is None:
+        raise ApiError(
+            400,
+            f"offsets must be one of code-points, utf-16 or utf-8, got {offsets!r}",
+            "offsets",
+        )
+    return OverlapRequest(document, unit)
 
 
 def parse_document(body: Any, config: ServeConfig) -> str:

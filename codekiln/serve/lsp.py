@@ -18,6 +18,13 @@ settings apply where they make sense (`fim.enabled`, `contextWindow`, `tokensToC
 model is the one this server was started with (`--model FOLDER`, or `--endpoint URL` for
 `codekiln serve` or any OpenAI-compatible server), and its own FIM tokens are used.
 
+A request for a document the server never saw opened (or saw closed) answers an empty
+result, as llm-ls does, rather than an error: editors send completion requests for buffers
+they have not synced yet. With `--endpoint`, the server starts whether or not the endpoint is
+up: each completion tries to reach it (at most once per backoff, which doubles from half a
+second to ten), answers nothing while it is down, logging one line, and works as soon as it
+answers; an endpoint that fails mid-completion is logged the same way.
+
 Staleness: one generation runs at a time. A request whose client cancels it
 (`$/cancelRequest`) or that a newer request for the same document supersedes stops between
 two tokens and answers with nothing; handlers are coroutines, so the editor's next request
@@ -36,7 +43,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
+from codekiln.errors import UserError
 from codekiln.generate.params import SamplingParams
 from codekiln.serve.config import LspConfig
 from codekiln.serve.context import CursorContext, cursor_context
@@ -48,6 +57,9 @@ GET_COMPLETIONS = "llm-ls/getCompletions"
 ACCEPT_COMPLETION = "llm-ls/acceptCompletion"
 REJECT_COMPLETION = "llm-ls/rejectCompletion"
 LOCK_POLL_SECONDS = 0.02
+FIRST_RETRY_SECONDS = 0.5  # backoff for an endpoint that is not up, doubled to the last
+LAST_RETRY_SECONDS = 10.0
+PROBE_TIMEOUT_SECONDS = 5.0  # a host that does not answer must not hold completions long
 
 
 @dataclass
@@ -116,12 +128,18 @@ class Completer:
         settings = settings or self.default_settings()
         ticket = ticket or Ticket("", threading.Event())
         started = time.monotonic()
+        ready = getattr(self.backend, "ready", None)
+        if ready is not None and not ready():  # an endpoint that is not up (it logged why)
+            return ""
         context = self.context(text, offset, settings)
         fim = settings.fim and self.backend.supports_fim and bool(context.suffix.strip())
         stop = self.config.multiline_stop if context.multiline else ("\n",)
         params = _with_stops(settings.params, stop)
-        text_out = self._generate(context, fim, params, ticket)
-        outcome = "cancelled" if text_out is None else f"{len(text_out)} chars"
+        try:
+            text_out = self._generate(context, fim, params, ticket)
+            outcome = "cancelled" if text_out is None else f"{len(text_out)} chars"
+        except UserError as exc:  # an endpoint that went away or refused: no completion
+            text_out, outcome = "", f"failed: {exc}"
         log.info(
             "completion %s offset %d %s%s: prompt %d+%d chars, %.0f ms, %s",
             ticket.uri or "-",
@@ -178,6 +196,67 @@ class Completer:
         return count(text)
 
 
+class Endpoint:
+    """An OpenAI-compatible endpoint (`codekiln serve`'s) that may not be up yet.
+
+    The language server starts before it, or outlives a restart of it: `ready()` connects on
+    first use (reading the model's name and context from `/v1/models`). While the endpoint
+    does not answer (or refuses, as with a wrong API key: the line says so) each call logs one
+    line and the next try waits `FIRST_RETRY_SECONDS`, doubled after each failure up to
+    `LAST_RETRY_SECONDS`. Once connected it behaves as the backend it wraps.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self.name = url
+        self.retries = options.pop("retries", 1)  # for completions; the probe fails fast
+        self.timeout = options.pop("timeout", 60.0)
+        self.options = options
+        self.backend: Any = None
+        self._lock = threading.Lock()
+        self._delay = FIRST_RETRY_SECONDS
+        self._next_try = 0.0
+
+    def ready(self) -> bool:
+        """Whether the endpoint answers; tries to connect when the backoff allows."""
+        with self._lock:
+            if self.backend is not None:
+                return True
+            now = time.monotonic()
+            if now < self._next_try:
+                wait = self._next_try - now
+                log.info("endpoint %s not ready: no completion, next try in %.1f s", self.url, wait)
+                return False
+            from codekiln.generate import load_backend
+
+            try:
+                probe_timeout = min(PROBE_TIMEOUT_SECONDS, self.timeout)
+                backend = load_backend(self.url, retries=0, timeout=probe_timeout, **self.options)
+            except UserError as exc:
+                self._next_try = now + self._delay
+                retry = self._delay
+                log.info("endpoint not ready: %s; no completion, next try in %.1f s", exc, retry)
+                self._delay = min(2 * self._delay, LAST_RETRY_SECONDS)
+                return False
+            backend.retries, backend.timeout = self.retries, self.timeout
+            self.backend, self.name = backend, backend.name
+            context = backend.context_length or "unknown"
+            log.info("endpoint %s up: model %s, context %s tokens", self.url, self.name, context)
+            return True
+
+    @property
+    def supports_fim(self) -> bool:
+        return self.backend.supports_fim if self.backend is not None else True
+
+    @property
+    def context_length(self) -> int:
+        return self.backend.context_length if self.backend is not None else 0
+
+    def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> Any:
+        assert self.backend is not None, "stream() before ready()"
+        return self.backend.stream(prompt, params, suffix)
+
+
 def llm_ls_settings(params: dict[str, Any], defaults: Settings) -> Settings:
     """Settings from an `llm-ls/getCompletions` request (its `requestBody` in TGI's shape,
     `{"parameters": {...}}`, or OpenAI's flat one).
@@ -221,8 +300,6 @@ def build_lsp_server(completer: Completer) -> Any:
         from lsprotocol import types
         from pygls.lsp.server import LanguageServer
     except ImportError:
-        from codekiln.errors import UserError
-
         raise UserError(
             "the language server needs pygls: pip install 'codekiln[serve]' (or 'pygls>=2')"
         ) from None
@@ -230,8 +307,16 @@ def build_lsp_server(completer: Completer) -> Any:
 
     server = LanguageServer("codekiln", codekiln.__version__)
 
+    def opened(uri: str) -> Any:
+        """The document as the editor last sent it; None when it was never opened (pygls
+        would read the file from disk, or fail for an unsaved buffer)."""
+        return server.workspace.text_documents.get(unquote(uri))
+
     async def run(uri: str, position: types.Position, settings: Settings) -> str | None:
-        document = server.workspace.get_text_document(uri)
+        document = opened(uri)
+        if document is None:
+            log.info("completion %s: document not opened, empty result", uri)
+            return None
         text = document.source
         offset = document.offset_at_position(position)
         ticket = completer.ticket(uri)
@@ -259,7 +344,8 @@ def build_lsp_server(completer: Completer) -> Any:
         ls: LanguageServer, params: types.CompletionParams
     ) -> types.CompletionList:
         uri, position = params.text_document.uri, params.position
-        lines = server.workspace.get_text_document(uri).lines  # as the request saw them
+        document = opened(uri)
+        lines = document.lines if document is not None else []  # as the request saw them
         line = list(lines[position.line : position.line + 1])
         text = await run(uri, position, completer.default_settings())
         if not text:
@@ -272,9 +358,10 @@ def build_lsp_server(completer: Completer) -> Any:
     async def get_completions(ls: LanguageServer, raw: Any) -> dict[str, Any]:
         params = _llm_ls_params(_plain(raw))
         settings = llm_ls_settings(params, completer.default_settings())
-        position = types.Position(**params["position"])
+        where = params["position"]
+        position = types.Position(line=where["line"], character=where["character"])
         text = await run(params["textDocument"]["uri"], position, settings)
-        completions = [] if text is None else [{"generated_text": text}]
+        completions = [{"generated_text": text}] if text else []  # nothing to show: none
         return {"request_id": str(uuid.uuid4()), "completions": completions}
 
     @server.feature(ACCEPT_COMPLETION)
@@ -297,21 +384,21 @@ def run_lsp(
 ) -> None:
     """Serve LSP on stdin/stdout until the editor exits; exactly one of `model` (a folder)
     and `endpoint` (an OpenAI-compatible URL, such as `codekiln serve`'s) names the model."""
-    from codekiln.errors import UserError
     from codekiln.generate import load_backend
 
     if (model is None) == (endpoint is None):
         raise UserError("give exactly one of --model FOLDER and --endpoint URL")
-    if endpoint is not None:
-        if not endpoint.startswith(("http://", "https://")):
-            raise UserError(f"--endpoint must be an http(s) URL, got {endpoint!r}")
-        backend = load_backend(endpoint, api_key=api_key, **backend_options)
-    else:
-        backend = load_backend(model, **backend_options)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
         )
+    if endpoint is not None:
+        if not endpoint.startswith(("http://", "https://")):
+            raise UserError(f"--endpoint must be an http(s) URL, got {endpoint!r}")
+        backend = Endpoint(endpoint, api_key=api_key, **backend_options)
+        backend.ready()  # connects now if it can; otherwise on the first completion
+    else:
+        backend = load_backend(model, **backend_options)
     server = build_lsp_server(Completer(backend, config))
     log.info("codekiln lsp: model %s, FIM %s", backend.name, backend.supports_fim)
     server.start_io()
@@ -329,8 +416,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context-tokens", type=int, default=LspConfig.context_tokens)
     parser.add_argument("--temperature", type=float, default=LspConfig.temperature)
     args = parser.parse_args(argv)
-    from codekiln.errors import UserError
-
     try:
         config = LspConfig(
             max_new_tokens=args.max_new_tokens,

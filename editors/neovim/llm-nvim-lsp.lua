@@ -8,7 +8,10 @@ require("llm").setup({
   tokens_to_clear = { "<|endoftext|>" },
   request_body = { parameters = { max_new_tokens = 60, temperature = 0.2, top_p = 0.95 } },
   fim = { enabled = true, prefix = "<fim_prefix>", middle = "<fim_middle>", suffix = "<fim_suffix>" },
-  context_window = 2048,
+  -- llm-ls's prompt budget: the model's context (runs/demo/model: the tiny preset's 512
+  -- tokens) minus max_new_tokens. `codekiln editor-settings MODEL --editor neovim
+  -- --backend lsp` writes this file for another model.
+  context_window = 452,
   lsp = {
     bin_path = vim.fn.expand("~/codekiln/editors/neovim/codekiln-lsp"),
     cmd_env = { CODEKILN_MODEL = vim.fn.expand("~/runs/demo/model") },
