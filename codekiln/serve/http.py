@@ -56,8 +56,8 @@ from codekiln.serve.api import (
     TGI_FINISH,
     ApiError,
     GenerationRequest,
-    parse_document,
     parse_openai,
+    parse_overlap,
     parse_tgi,
 )
 from codekiln.serve.config import ServeConfig
@@ -265,8 +265,12 @@ class App:
             )
         from codekiln.attribution import overlap_response
 
-        document = parse_document(await self.read_json(request, ex), self.config)
-        return JSON(await asyncio.to_thread(overlap_response, self.index, document))
+        body = await self.read_json(request, ex)
+        overlap = parse_overlap(body, self.config, request.query_params)
+        answer = await asyncio.to_thread(
+            overlap_response, self.index, overlap.document, offsets=overlap.offsets
+        )
+        return JSON(answer)
 
     async def completions(self, request: Request, ex: Exchange) -> Response | EventStream:
         body = await self.read_json(request, ex)
