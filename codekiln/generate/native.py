@@ -150,6 +150,13 @@ class CodekilnBackend(TokenBackend):
             fim_order=fim_order,
         )
 
+    def batch_engine(self, config: Any, metrics: Any) -> Any:
+        """`codekiln serve`'s runner: one decode batch that requests join and leave at token
+        boundaries (codekiln.serve.batching), for a ServeConfig and its Metrics."""
+        from codekiln.serve.batching import BatchRunner
+
+        return BatchRunner(self, config, metrics)
+
     def count_tokens(self, text: str) -> int:
         """Tokens the text encodes to (to budget prompts against context_length)."""
         return len(self._encode(text))
@@ -239,10 +246,12 @@ class CodekilnBackend(TokenBackend):
         return [start if start is not None else min(self.eos_ids)]
 
     def _fim_prompt(self, prefix: str, suffix: str) -> list[int]:
+        return fim_layout(*self._fim_parts(prefix, suffix), self.fim_order)
+
+    def _fim_parts(self, prefix: str, suffix: str) -> tuple[list[int], list[int], tuple]:
         """Each piece is encoded on its own, as training's FIM encodes it."""
         ids = fim_ids(self.tokenizer.token_to_id, self.name)
-        pieces = self._encode(prefix, False), self._encode(suffix, False)
-        return fim_layout(*pieces, ids, self.fim_order)
+        return self._encode(prefix, False), self._encode(suffix, False), ids
 
 
 def _fim_ids_or_none(tokenizer: Any, name: str) -> tuple[int, int, int] | None:

@@ -319,6 +319,7 @@ class CodeGPT(nn.Module):
         logits_to_keep: int = 0,
         segment_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """(logits, None) without labels: logits (B, T, V) in float32. (None, loss) with them.
 
@@ -330,6 +331,11 @@ class CodeGPT(nn.Module):
 
         Packed sequences (instruction tuning): segment_ids (B, T) keep attention inside each
         segment, and position_ids (B, T) give each token its position in its own segment.
+
+        A running batch of sequences of different lengths (codekiln.serve.batching) passes
+        position_ids (B, T), a cache that keeps each row's own length, and attn_mask: a bool
+        (B, 1, T, S) of the keys each row's queries see (its own tokens, within the sliding
+        window), in place of the mask computed from the cache's one length.
         """
         B, T = input_ids.shape
         past = kv_cache.length if kv_cache is not None else 0
@@ -362,7 +368,10 @@ class CodeGPT(nn.Module):
             else:
                 positions = position_ids  # (B, T)
             rope = rotary_tables(positions, self.config.head_dim, self.config.rope_theta)
-        mask = attention_mask(T, past, self.config.sliding_window, segment_ids, x.device)
+        if attn_mask is None:
+            mask = attention_mask(T, past, self.config.sliding_window, segment_ids, x.device)
+        else:
+            mask = attn_mask
         x = _dropout(x, self.dropout, self.training)
         for block in self.blocks:
             x = block(x, rope, kv_cache, mask)
