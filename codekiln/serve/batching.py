@@ -37,7 +37,7 @@ from codekiln.generate.sampling import next_tokens
 from codekiln.model.gpt import KVCache
 from codekiln.serve.api import ApiError
 from codekiln.serve.config import ServeConfig
-from codekiln.serve.engine import Generation, Overloaded, Sample, choice_params, prompt_ids
+from codekiln.serve.engine import Generation, Overloaded, Sample, choice_params, fitted_prompt_ids
 from codekiln.serve.metrics import Metrics
 
 RATE_WINDOW = 5.0  # seconds of decoding tokens_per_second averages over
@@ -340,7 +340,7 @@ class BatchRunner:
         under max_length finishes at once, with no text."""
         request = prompt.request.generation.request
         text = request.prompts[prompt.index]
-        prompt.ids = prompt_ids(self.backend, self.config, request, text)
+        prompt.ids = fitted_prompt_ids(self.backend, self.config, request, text)
         budget = self.backend._budget(len(prompt.ids), request.params)
         eos_ids = frozenset() if request.params.ignore_eos else self.backend.eos_ids
         first = prompt.index * request.n

@@ -340,7 +340,7 @@ class ThreadRunner:
             return
         params = choice_params(request.params, index, draw)
         try:
-            ids = prompt_ids(self.backend, self.config, request, prompt)
+            ids = fitted_prompt_ids(self.backend, self.config, request, prompt)
             if ids is None:
                 stream = self.backend.stream(prompt, params, request.suffix)
             else:
@@ -377,7 +377,7 @@ class ThreadRunner:
         return generation.samples[choice]
 
 
-def prompt_ids(
+def fitted_prompt_ids(
     backend: Any, config: ServeConfig, request: GenerationRequest, prompt: str
 ) -> list[int] | None:
     """The token ids one prompt of the request starts from, trimmed (`fit_prompt`) to leave
