@@ -207,6 +207,7 @@ class BatchRunner:
         self.prefilling: deque[_Prompt] = deque()
         self._queue: deque[_Prompt] = deque()
         self._waiting = 0  # requests none of whose prompts has been admitted
+        self._taken = 0  # rows in the batch or reserved by prefills (for submit's thread)
         self._cond = threading.Condition()
         self._closed = False
         self._abort = False
@@ -218,7 +219,7 @@ class BatchRunner:
     def submit(self, generation: Generation) -> None:
         request = generation.request
         with self._cond:
-            free = self.config.max_batch - self._reserved()
+            free = self.config.max_batch - self._taken
             if self._closed or self._waiting >= self.config.max_queue + max(0, free):
                 self.metrics.add("generations_rejected")
                 raise Overloaded
@@ -252,6 +253,7 @@ class BatchRunner:
         return False
 
     def _reserved(self) -> int:
+        """Rows in the batch or reserved by prefills; the scheduler's thread only."""
         return len(self.rows) + sum(prompt.rows for prompt in self.prefilling)
 
     # The scheduler thread.
@@ -280,6 +282,7 @@ class BatchRunner:
         self._prefill()
         if self.rows:
             self._decode()
+        self._taken = self._reserved()
         self.metrics.set("batch_occupancy", len(self.rows))
 
     def _drop_finished(self) -> None:
@@ -320,6 +323,7 @@ class BatchRunner:
                 if self._reserved() + prompt.rows > self.config.max_batch:
                     return
                 self._queue.popleft()
+                self._taken = self._reserved() + prompt.rows
                 if not prompt.request.started:
                     prompt.request.started = True
                     self._waiting -= 1
@@ -486,6 +490,7 @@ class BatchRunner:
             self.metrics.set("tokens_per_second", sum(n for _, n in self._rate) / elapsed)
 
     def _idle(self) -> None:
+        self._taken = 0
         self._busy_since = None
         self._rate.clear()
         self.metrics.set("tokens_per_second", 0)
