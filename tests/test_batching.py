@@ -22,7 +22,7 @@ from codekiln.generate import SamplingParams
 from codekiln.generate.backend import fit_fim
 from codekiln.generate.native import CodekilnBackend
 from codekiln.model import CodeGPT, ModelConfig
-from codekiln.serve import ServeConfig
+from codekiln.serve import ServeConfig, batching
 from codekiln.serve.api import ApiError, GenerationRequest
 from codekiln.serve.batching import BatchRunner
 from codekiln.serve.engine import Engine, Overloaded, ThreadRunner, choice_params
@@ -284,6 +284,24 @@ def test_a_failing_request_leaves_the_scheduler_running(learned, monkeypatch):
         bad.result()
     assert error.value.status == 500
     assert good.result()[0].tokens == 8
+    # So does one whose sampling breaks while it decodes beside others.
+    draw = batching.next_tokens
+    steps = {"n": 0}
+
+    def breaks_later(logits, params, generator):
+        steps["n"] += params.top_k == 7
+        if params.top_k == 7 and steps["n"] == 5:
+            raise RuntimeError("probability tensor contains nan")
+        return draw(logits, params, generator)
+
+    monkeypatch.setattr(batching, "next_tokens", breaks_later)
+    sampled = SamplingParams(temperature=0.8, top_k=7, max_new_tokens=20, seed=1, ignore_eos=True)
+    bad = served.submit(request(PROMPTS[2], sampled, n=2))
+    good = served.submit(request(PROMPTS[1], greedy(20, ignore_eos=True)))
+    with pytest.raises(ApiError) as error:
+        bad.result()
+    assert error.value.status == 500
+    assert good.result()[0].tokens == 20
     # A forward that fails takes down the batch it ran, not the scheduler.
     forward = learned.model.forward
     calls = {"n": 0}

@@ -403,7 +403,11 @@ class BatchRunner:
 
     def _join(self, prompt: _Prompt, logits: Tensor) -> None:
         """The prefilled prompt's rows join the batch and draw their first tokens."""
-        self.cache.insert(prompt.cache, len(prompt.members))
+        try:
+            self.cache.insert(prompt.cache, len(prompt.members))
+        except Exception as exc:  # no memory for its rows: this request fails, not the batch
+            self._fail(prompt.request, exc)
+            return
         self.rows.extend(prompt.members)
         start = len(self.rows) - len(prompt.members)
         rows = range(start, len(self.rows))
@@ -427,39 +431,54 @@ class BatchRunner:
         self._record(len(tokens))
         self._advance(list(enumerate(tokens)))
 
-    def _draw(self, logits: Tensor, rows: list[_Row]) -> list[int]:
+    def _draw(self, logits: Tensor, rows: list[_Row]) -> list[int | None]:
         """Each row's next token from its (V,) logits, with its own parameters: greedy rows
-        in one argmax, sampled ones each with its own generator (as the stream path)."""
-        tokens = logits.argmax(dim=-1).tolist()
+        in one argmax, sampled ones each with its own generator (as the stream path).
+        None for a row whose sampling failed (its request fails, the others go on)."""
+        tokens: list[int | None] = logits.argmax(dim=-1).tolist()
         for i, row in enumerate(rows):
             if row.generator is not None:
-                tokens[i] = int(next_tokens(logits[i : i + 1], row.params, row.generator)[0])
+                try:
+                    tokens[i] = int(next_tokens(logits[i : i + 1], row.params, row.generator)[0])
+                except Exception as exc:
+                    self._fail(row.request, exc)
+                    tokens[i] = None
         return tokens
 
-    def _advance(self, drawn: list[tuple[int, int]]) -> None:
+    def _advance(self, drawn: list[tuple[int, int | None]]) -> None:
         """Push each (row, token): stream its text, finish it at a stop, EOS or its budget;
-        finished rows leave the batch."""
+        finished rows, and rows whose request failed, leave the batch."""
         finished = []
         now = time.monotonic()
         for index, token in drawn:
             row = self.rows[index]
-            row.steps += 1
-            row.token = token
-            row.sample.push(token, row.eos_ids, last=row.steps == row.budget)
-            generation = row.request.generation
-            if not row.request.first_token:
-                row.request.first_token = True
-                self.metrics.observe("time_to_first_token_seconds", now - generation.submitted)
-            if row.sample.pending:
-                text = "".join(row.sample.pending)
-                row.sample.pending.clear()
-                for choice in row.choices:
-                    generation.emit_delta(choice, text)
-            if row.sample.finish_reason is not None:
-                self._emit_done(row, row.sample.finish_reason)
+            if token is None or row.request.generation.finished:
+                finished.append(index)
+                continue
+            try:
+                self._push(row, token, now)
+            except Exception as exc:
+                self._fail(row.request, exc)
+            if row.sample.finish_reason is not None or row.request.generation.finished:
                 finished.append(index)
         for index in sorted(finished, reverse=True):
             self._remove(index)
+
+    def _push(self, row: _Row, token: int, now: float) -> None:
+        row.steps += 1
+        row.token = token
+        row.sample.push(token, row.eos_ids, last=row.steps == row.budget)
+        generation = row.request.generation
+        if not row.request.first_token:
+            row.request.first_token = True
+            self.metrics.observe("time_to_first_token_seconds", now - generation.submitted)
+        if row.sample.pending:
+            text = "".join(row.sample.pending)
+            row.sample.pending.clear()
+            for choice in row.choices:
+                generation.emit_delta(choice, text)
+        if row.sample.finish_reason is not None:
+            self._emit_done(row, row.sample.finish_reason)
 
     def _emit_done(self, row: _Row, reason: str) -> None:
         completion = row.sample.completion(row.prompt_tokens) if row.steps else None
