@@ -49,8 +49,9 @@ class Backend(Protocol):
 class TokenBackend:
     """What the backends that tokenize and decode themselves (ours, transformers) share:
     `complete`, `infill` and `stream` over `prompt_ids`, overlong prompts refused before any
-    work, and a seed per prompt. Subclasses give `prompt_ids`, `_generate(ids, params, seed)`
-    and `_stream`, and set `context_length`."""
+    work (or trimmed by `fit_prompt` and streamed with `stream_ids`, as the server does), and
+    a seed per prompt. Subclasses give `prompt_ids`, `_fim_parts`, `_generate(ids, params,
+    seed)` and `_stream`, and set `context_length`."""
 
     counts_prompt_tokens = True  # max_length (prompt + completion) can be applied
 

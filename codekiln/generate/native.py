@@ -2,16 +2,16 @@
 
 For each prompt: one forward pass over the prompt (prefill) fills a cache sized once for
 prompt + completion, its rows are copied to the n samples, then each step feeds the n newest
-tokens (one per sample) and samples the next n. Prompts run one after another: CodeGPT's
-positions start at 0 for every row, so prompts of different lengths cannot share a batch
-without left padding, which it does not support; the n samples of a prompt do share one.
+tokens (one per sample) and samples the next n. Prompts run one after another here; the
+server's `batch_engine` (codekiln.serve.batching) runs sequences of different lengths in one
+batch, each row with its own positions and mask, and draws exactly what `stream` draws.
 A sample that finishes (end of text, a stop string) leaves the batch, so the rest run on.
 
 Context: a completion stops with finish_reason "length" where prompt + completion fill the
 model's context; a prompt that leaves no room for one token is refused with a UserError,
 never silently cut (callers that build prompts, like the language server, budget them with
-`count_tokens` and `context_length`). An empty prompt starts after <|endoftext|>, as every
-training document does.
+`count_tokens` and `context_length`; the server trims them with `fit_prompt`). An empty
+prompt starts after <|endoftext|>, as every training document does.
 """
 
 from __future__ import annotations
