@@ -11,6 +11,7 @@ the tests check the scheduling, not float32 rounding.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -25,7 +26,7 @@ from codekiln.model import CodeGPT, ModelConfig
 from codekiln.serve import ServeConfig, batching
 from codekiln.serve.api import ApiError, GenerationRequest
 from codekiln.serve.batching import BatchRunner
-from codekiln.serve.engine import Engine, Overloaded, ThreadRunner, choice_params
+from codekiln.serve.engine import Delta, Engine, Overloaded, ThreadRunner, choice_params
 from codekiln.serve.metrics import Metrics
 from codekiln.tokenizer.special import SPECIAL_TOKENS
 
@@ -355,3 +356,25 @@ def test_close_finishes_queued_work_then_refuses(learned):
     assert not served._runner._thread.is_alive()
     with pytest.raises(Overloaded):
         served.submit(request(PROMPTS[0], greedy(4)))
+
+
+def test_more_samples_than_rows_and_async_events(learned):
+    """n above max_batch is prefilled once per batchful of samples; each still draws what
+    its stream draws, and an asyncio route reads the same events."""
+    served = engine(learned, max_batch=2)
+    params = SamplingParams(temperature=0.9, max_new_tokens=10, seed=4)
+
+    async def read() -> dict[int, str]:
+        generation = served.submit(request(PROMPTS[2], params, n=3), asyncio.get_running_loop())
+        texts = {choice: "" for choice in range(3)}
+        async for event in generation.events():
+            if isinstance(event, Delta):
+                texts[event.choice] += event.text
+            else:
+                assert event.sample.text == texts[event.choice]
+        return texts
+
+    texts = asyncio.run(read())
+    for draw in range(3):
+        assert texts[draw] == "".join(learned.stream(PROMPTS[2], choice_params(params, 0, draw)))
+    assert served.close(5)
