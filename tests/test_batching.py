@@ -41,6 +41,16 @@ TEXT = (GOOD_PY + OTHER_PY) * 3
 PROMPTS = [TEXT[:n] for n in (5, 40, 120, 17, 230, 64, 90, 3)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Models this small gain nothing from a second thread, and on a shared machine each op
+    of a two-thread team can wait a scheduler tick for its partner (100x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
     return small_bpe([GOOD_PY, OTHER_PY] * 20, SPECIAL_TOKENS, vocab_size=VOCAB)
