@@ -71,8 +71,20 @@ class Timed:
         return figures
 
 
+class Observed(Metrics):
+    """Metrics that also keep every histogram observation (time to first token)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observed: dict[str, list[float]] = {}
+
+    def observe(self, histogram: str, seconds: float) -> None:
+        self.observed.setdefault(histogram, []).append(seconds)
+        super().observe(histogram, seconds)
+
+
 def run(backend, prompts: list[str], args, max_batch: int, timed: Timed) -> tuple[dict, list]:
-    metrics = Metrics()
+    metrics = Observed()
     engine = Engine(backend, ServeConfig(max_batch=max_batch, max_queue=len(prompts)), metrics)
     params = SamplingParams(greedy=True, max_new_tokens=args.new_tokens, ignore_eos=True)
     start = time.perf_counter()
@@ -82,7 +94,7 @@ def run(backend, prompts: list[str], args, max_batch: int, timed: Timed) -> tupl
     assert engine.close(10), "the engine did not stop"
     tokens = sum(sample.tokens for sample in samples)
     assert tokens == args.new_tokens * len(prompts)
-    ttft = sorted(metrics._observed["time_to_first_token_seconds"])
+    ttft = sorted(metrics.observed["time_to_first_token_seconds"])
     figures = {
         "max_batch": max_batch,
         "seconds": wall,

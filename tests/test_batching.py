@@ -78,7 +78,19 @@ def learned(tokenizer):
 
 
 def engine(backend, **config) -> Engine:
-    return Engine(backend, ServeConfig(**config), Metrics())
+    return Engine(backend, ServeConfig(**config), Observed())
+
+
+class Observed(Metrics):
+    """Metrics that also keep every histogram observation, for the tests to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observed: dict[str, list[float]] = {}
+
+    def observe(self, histogram: str, seconds: float) -> None:
+        self.observed.setdefault(histogram, []).append(seconds)
+        super().observe(histogram, seconds)
 
 
 def greedy(max_new_tokens: int = 24, **kw) -> SamplingParams:
@@ -352,7 +364,7 @@ def test_metrics_follow_the_batch(learned):
     assert seen["occupancy"] == 4 and seen["rate"] > 0
     assert metrics.value("generated_tokens") == sum(s.tokens for s in samples) == 240
     assert metrics.value("prompt_tokens") == sum(s.prompt_tokens for s in samples)
-    assert len(metrics._observed["time_to_first_token_seconds"]) == 6
+    assert len(metrics.observed["time_to_first_token_seconds"]) == 6
     assert metrics.value("queue_length") == 0
     assert served.close(5)
     assert metrics.value("batch_occupancy") == 0
