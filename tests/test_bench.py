@@ -128,3 +128,9 @@ def test_gpu_bench_without_a_gpu_is_one_line(tmp_path):
     )
     assert result.returncode == 2 and not (tmp_path / "gpu.json").exists()
     assert result.stderr.count("\n") == 1 and "CUDA" in result.stderr and "--smoke" in result.stderr
+
+
+def test_batching_bench_compares_batched_and_unbatched(tmp_path):
+    args = ("--preset", "tiny", "--clients", "3", "--prompt-tokens", "24", "--new-tokens", "3")
+    figures = run_bench("batching", tmp_path, *args, "--tokenizer-vocab", "512")
+    assert figures["ratio_tokens_per_s"] > 0 and figures["batched"]["decode_steps"] > 0

@@ -49,8 +49,9 @@ class Backend(Protocol):
 class TokenBackend:
     """What the backends that tokenize and decode themselves (ours, transformers) share:
     `complete`, `infill` and `stream` over `prompt_ids`, overlong prompts refused before any
-    work, and a seed per prompt. Subclasses give `prompt_ids`, `_generate(ids, params, seed)`
-    and `_stream`, and set `context_length`."""
+    work (or trimmed by `fit_prompt` and streamed with `stream_ids`, as the server does), and
+    a seed per prompt. Subclasses give `prompt_ids`, `_fim_parts`, `_generate(ids, params,
+    seed)` and `_stream`, and set `context_length`."""
 
     counts_prompt_tokens = True  # max_length (prompt + completion) can be applied
 
@@ -66,8 +67,11 @@ class TokenBackend:
         return self._generate_all(prompt_ids, params)
 
     def stream(self, prompt: str, params: SamplingParams, suffix: str | None = None) -> TextStream:
+        return self.stream_ids(self.prompt_ids(prompt, suffix), params)
+
+    def stream_ids(self, ids: list[int], params: SamplingParams) -> TextStream:
+        """`stream` from prompt token ids (a prompt `fit_prompt` trimmed, say)."""
         check_stream_params(params)
-        ids = self.prompt_ids(prompt, suffix)
         # Refuse an overlong prompt now, not at the first next().
         if self._budget(len(ids), params) == 0:
             return TextStream(_nothing(len(ids)))
@@ -85,6 +89,34 @@ class TokenBackend:
         ]
 
     def prompt_ids(self, prompt: str, suffix: str | None = None) -> list[int]:
+        raise NotImplementedError
+
+    def fit_prompt(
+        self,
+        prompt: str,
+        suffix: str | None,
+        max_new_tokens: int | None,
+        keep: int | None = None,
+    ) -> list[int]:
+        """`prompt_ids`, trimmed so that `max_new_tokens` still fit the context after them
+        (None: no such bound) and to at most `keep` tokens (TGI's `truncate`): the end of the
+        prompt stays, and of a fill-in-the-middle the end of the prefix and the start of the
+        suffix (see `fit_fim`), the text nearest the cursor."""
+        limit = keep
+        context = getattr(self, "context_length", 0)
+        if max_new_tokens is not None and context:
+            room = max(1, context - max_new_tokens)
+            limit = room if limit is None else min(limit, room)
+        if suffix is None or limit is None:
+            ids = self.prompt_ids(prompt, suffix)
+            return ids if limit is None else keep_end(ids, max(1, limit))
+        prefix_ids, suffix_ids, special = self._fim_parts(prompt, suffix)
+        prefix_ids, suffix_ids = fit_fim(prefix_ids, suffix_ids, limit - len(special))
+        return fim_layout(prefix_ids, suffix_ids, special, self.fim_order)
+
+    def _fim_parts(self, prefix: str, suffix: str) -> tuple[list[int], list[int], tuple]:
+        """The prefix's and the suffix's ids, each encoded on its own as training's FIM
+        encodes them, and the (<fim_prefix>, <fim_suffix>, <fim_middle>) ids."""
         raise NotImplementedError
 
     def _budget(self, prompt_tokens: int, params: SamplingParams) -> int:
@@ -157,6 +189,32 @@ def check_prompts(prompts: Sequence[str]) -> None:
 def check_stream_params(params: SamplingParams) -> None:
     if params.n != 1:
         raise ValueError(f"stream gives one sample; got n={params.n}: stream n times instead")
+
+
+def keep_end(ids: list[int], limit: int) -> list[int]:
+    """The last `limit` ids (all of them when they fit).
+
+    >>> keep_end([1, 2, 3, 4], 2), keep_end([1, 2], 5)
+    ([3, 4], [1, 2])
+    """
+    return ids[len(ids) - limit :] if len(ids) > limit else ids
+
+
+def fit_fim(prefix: list[int], suffix: list[int], limit: int) -> tuple[list[int], list[int]]:
+    """A prefix and a suffix trimmed to `limit` ids together: the end of the prefix and the
+    start of the suffix stay (the text around the cursor). The suffix gets at most a quarter
+    of the room, or more where the prefix leaves it unused; the prefix gets the rest.
+
+    >>> fit_fim(list(range(10)), [20, 21, 22, 23], 8)
+    ([4, 5, 6, 7, 8, 9], [20, 21])
+    >>> fit_fim([1, 2], [20, 21, 22, 23], 5)
+    ([1, 2], [20, 21, 22])
+    """
+    limit = max(0, limit)
+    if len(prefix) + len(suffix) <= limit:
+        return prefix, suffix
+    suffix_room = min(len(suffix), max(limit // 4, limit - len(prefix)))
+    return keep_end(prefix, limit - suffix_room), suffix[:suffix_room]
 
 
 def fim_layout(

@@ -107,9 +107,7 @@ class TransformersBackend(TokenBackend):
     def prompt_ids(self, prompt: str, suffix: str | None = None) -> list[int]:
         """The token ids generation starts from: the prompt's, or the FIM layout's."""
         if suffix is not None:
-            ids = self._fim or fim_ids(self._token_id, self.name)  # raises the UserError
-            pieces = self._encode(prompt, False), self._encode(suffix, False)
-            return fim_layout(*pieces, ids, self.fim_order)
+            return fim_layout(*self._fim_parts(prompt, suffix), self.fim_order)
         ids = self._encode(prompt)
         if not ids:
             start = self.tokenizer.bos_token_id
@@ -119,6 +117,10 @@ class TransformersBackend(TokenBackend):
                 raise UserError(f"model {self.name} has no token to start an empty prompt from")
             ids = [start]
         return ids
+
+    def _fim_parts(self, prefix: str, suffix: str) -> tuple[list[int], list[int], tuple]:
+        ids = self._fim or fim_ids(self._token_id, self.name)  # raises the UserError
+        return self._encode(prefix, False), self._encode(suffix, False), ids
 
     def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
         rows = 1 if params.is_greedy else params.n  # greedy samples are all the same

@@ -2,16 +2,16 @@
 
 For each prompt: one forward pass over the prompt (prefill) fills a cache sized once for
 prompt + completion, its rows are copied to the n samples, then each step feeds the n newest
-tokens (one per sample) and samples the next n. Prompts run one after another: CodeGPT's
-positions start at 0 for every row, so prompts of different lengths cannot share a batch
-without left padding, which it does not support; the n samples of a prompt do share one.
+tokens (one per sample) and samples the next n. Prompts run one after another here; the
+server's `batch_engine` (codekiln.serve.batching) runs sequences of different lengths in one
+batch, each row with its own positions and mask, and draws exactly what `stream` draws.
 A sample that finishes (end of text, a stop string) leaves the batch, so the rest run on.
 
 Context: a completion stops with finish_reason "length" where prompt + completion fill the
 model's context; a prompt that leaves no room for one token is refused with a UserError,
 never silently cut (callers that build prompts, like the language server, budget them with
-`count_tokens` and `context_length`). An empty prompt starts after <|endoftext|>, as every
-training document does.
+`count_tokens` and `context_length`; the server trims them with `fit_prompt`). An empty
+prompt starts after <|endoftext|>, as every training document does.
 """
 
 from __future__ import annotations
@@ -150,6 +150,13 @@ class CodekilnBackend(TokenBackend):
             fim_order=fim_order,
         )
 
+    def batch_engine(self, config: Any, metrics: Any) -> Any:
+        """`codekiln serve`'s runner: one decode batch that requests join and leave at token
+        boundaries (codekiln.serve.batching), for a ServeConfig and its Metrics."""
+        from codekiln.serve.batching import BatchRunner
+
+        return BatchRunner(self, config, metrics)
+
     def count_tokens(self, text: str) -> int:
         """Tokens the text encodes to (to budget prompts against context_length)."""
         return len(self._encode(text))
@@ -239,10 +246,12 @@ class CodekilnBackend(TokenBackend):
         return [start if start is not None else min(self.eos_ids)]
 
     def _fim_prompt(self, prefix: str, suffix: str) -> list[int]:
+        return fim_layout(*self._fim_parts(prefix, suffix), self.fim_order)
+
+    def _fim_parts(self, prefix: str, suffix: str) -> tuple[list[int], list[int], tuple]:
         """Each piece is encoded on its own, as training's FIM encodes it."""
         ids = fim_ids(self.tokenizer.token_to_id, self.name)
-        pieces = self._encode(prefix, False), self._encode(suffix, False)
-        return fim_layout(*pieces, ids, self.fim_order)
+        return self._encode(prefix, False), self._encode(suffix, False), ids
 
 
 def _fim_ids_or_none(tokenizer: Any, name: str) -> tuple[int, int, int] | None:

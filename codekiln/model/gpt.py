@@ -185,6 +185,8 @@ class Attention(nn.Module):
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)  # (B, KV, S, hd), S = past + T
+        if T == 1 and mask is not None and mask.dim() == 4 and self.n_kv_heads != self.n_head:
+            return self._grouped_step(q, k, v, mask)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -196,6 +198,17 @@ class Attention(nn.Module):
         )  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, q_dim)
         return _dropout(self.c_proj(y), self.dropout, self.training)
+
+    def _grouped_step(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """Attention of one new token per row under a per-row (B, 1, 1, S) mask (a running
+        batch's decode step), with fewer key/value heads than query heads: the query heads
+        that share a key/value head become that head's queries, so the keys are read once
+        rather than copied for every query head (SDPA's enable_gqa copies them on a CPU)."""
+        B, H, _, hd = q.shape
+        group = H // self.n_kv_heads
+        q = q.reshape(B, self.n_kv_heads, group, hd)  # (B, KV, H/KV, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, KV, H/KV, hd)
+        return _dropout(self.c_proj(y.reshape(B, 1, H * hd)), self.dropout, self.training)
 
 
 def attention_mask(
@@ -319,6 +332,7 @@ class CodeGPT(nn.Module):
         logits_to_keep: int = 0,
         segment_ids: Tensor | None = None,
         position_ids: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """(logits, None) without labels: logits (B, T, V) in float32. (None, loss) with them.
 
@@ -330,6 +344,11 @@ class CodeGPT(nn.Module):
 
         Packed sequences (instruction tuning): segment_ids (B, T) keep attention inside each
         segment, and position_ids (B, T) give each token its position in its own segment.
+
+        A running batch of sequences of different lengths (codekiln.serve.batching) passes
+        position_ids (B, T), a cache that keeps each row's own length, and attn_mask: a bool
+        (B, 1, T, S) of the keys each row's queries see (its own tokens, within the sliding
+        window), in place of the mask computed from the cache's one length.
         """
         B, T = input_ids.shape
         past = kv_cache.length if kv_cache is not None else 0
@@ -362,7 +381,10 @@ class CodeGPT(nn.Module):
             else:
                 positions = position_ids  # (B, T)
             rope = rotary_tables(positions, self.config.head_dim, self.config.rope_theta)
-        mask = attention_mask(T, past, self.config.sliding_window, segment_ids, x.device)
+        if attn_mask is None:
+            mask = attention_mask(T, past, self.config.sliding_window, segment_ids, x.device)
+        else:
+            mask = attn_mask
         x = _dropout(x, self.dropout, self.training)
         for block in self.blocks:
             x = block(x, rope, kv_cache, mask)

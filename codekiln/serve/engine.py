@@ -226,6 +226,8 @@ class Engine:
             return request  # the runner trims the prompt's tokens to fit
         for prompt in request.prompts:
             tokens = self.prompt_tokens(prompt, request.suffix)
+            if tokens is not None and request.truncate is not None:
+                tokens = min(tokens, request.truncate)
             limit = context - request.params.max_new_tokens
             if tokens is not None and tokens > limit:
                 raise ApiError(
@@ -338,7 +340,11 @@ class ThreadRunner:
             return
         params = choice_params(request.params, index, draw)
         try:
-            stream = self.backend.stream(prompt, params, request.suffix)
+            ids = fitted_prompt_ids(self.backend, self.config, request, prompt)
+            if ids is None:
+                stream = self.backend.stream(prompt, params, request.suffix)
+            else:
+                stream = self.backend.stream_ids(ids, params)
         except UserError as exc:
             raise ApiError(400, str(exc), "prompt") from None
         try:
@@ -369,6 +375,20 @@ class ThreadRunner:
                 return None
             time.sleep(0.005)
         return generation.samples[choice]
+
+
+def fitted_prompt_ids(
+    backend: Any, config: ServeConfig, request: GenerationRequest, prompt: str
+) -> list[int] | None:
+    """The token ids one prompt of the request starts from, trimmed (`fit_prompt`) to leave
+    room for the tokens asked for when `config.truncate` is on, and to the request's own
+    `truncate` (TGI's: its last that many tokens) either way; None for a backend that
+    tokenizes elsewhere (an HTTP endpoint), which gets the text."""
+    fit = getattr(backend, "fit_prompt", None)
+    if fit is None:
+        return None
+    max_new_tokens = request.params.max_new_tokens if config.truncate else None
+    return fit(prompt, request.suffix, max_new_tokens, request.truncate)
 
 
 def choice_params(params: SamplingParams, prompt: int, draw: int) -> SamplingParams:
