@@ -275,6 +275,11 @@ def test_truncation_off_refuses_long_prompts(learned):
         served.prepare(request(TEXT * 2, greedy(28)))
     assert error.value.status == 400
     assert served.prepare(request(TEXT * 2, greedy(28), truncate=50))  # fits once cut
+    # Submitted without prepare, the scheduler refuses it alone (400) and goes on.
+    with pytest.raises(ApiError) as error:
+        served.submit(request(TEXT * 2, greedy(28))).result()
+    assert error.value.status == 400
+    assert served.submit(request(PROMPTS[1], greedy(5))).result()[0].tokens == 5
     assert served.close(5)
 
 

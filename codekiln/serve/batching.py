@@ -332,11 +332,7 @@ class BatchRunner:
                 continue
             try:
                 self._start(prompt)
-            except UserError as exc:
-                prompt.request.generation.fail(ApiError(400, str(exc), "prompt"))
-            except ApiError as error:
-                prompt.request.generation.fail(error)
-            except Exception as exc:
+            except Exception as exc:  # a prompt too long, no FIM tokens, a tokenizer error
                 self._fail(prompt.request, exc)
 
     def _start(self, prompt: _Prompt) -> None:
@@ -516,6 +512,7 @@ class BatchRunner:
         self.metrics.set("batch_occupancy", 0)
 
     def _fail(self, request: _Request, exc: Exception) -> None:
+        """End one request: an ApiError as it is, a UserError (its input) as 400, else 500."""
         if isinstance(exc, ApiError):
             error = exc
         elif isinstance(exc, UserError):
