@@ -313,16 +313,16 @@ def test_a_failing_request_leaves_the_scheduler_running(learned, monkeypatch):
     assert error.value.status == 500
     assert good.result()[0].tokens == 8
     # So does one whose sampling breaks while it decodes beside others.
-    draw = batching.next_tokens
+    probs = batching.sampling_probs
     steps = {"n": 0}
 
-    def breaks_later(logits, params, generator):
+    def breaks_later(logits, params):
         steps["n"] += params.top_k == 7
         if params.top_k == 7 and steps["n"] == 5:
             raise RuntimeError("probability tensor contains nan")
-        return draw(logits, params, generator)
+        return probs(logits, params)
 
-    monkeypatch.setattr(batching, "next_tokens", breaks_later)
+    monkeypatch.setattr(batching, "sampling_probs", breaks_later)
     sampled = SamplingParams(temperature=0.8, top_k=7, max_new_tokens=20, seed=1, ignore_eos=True)
     bad = served.submit(request(PROMPTS[2], sampled, n=2))
     good = served.submit(request(PROMPTS[1], greedy(20, ignore_eos=True)))

@@ -24,9 +24,17 @@ def next_tokens(logits: Tensor, params: SamplingParams, generator: torch.Generat
     """
     if params.is_greedy:
         return logits.argmax(dim=-1)
-    logits = filter_logits(logits / params.temperature, params.top_k, params.top_p)
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    return torch.multinomial(sampling_probs(logits, params), 1, generator=generator).squeeze(1)
+
+
+def sampling_probs(logits: Tensor, params: SamplingParams) -> Tensor:
+    """The (B, V) distribution each row of (B, V) logits is sampled from under `params`.
+
+    Rows are computed independently, so a row's probabilities are the same alone or in a
+    batch (the server batches rows that share parameters, then draws each row with its own
+    generator, and must draw what one request alone would).
+    """
+    return torch.softmax(filter_logits(logits / params.temperature, params.top_k, params.top_p), -1)
 
 
 def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:

@@ -33,7 +33,7 @@ from torch import Tensor
 from codekiln.errors import UserError
 from codekiln.generate.native import CodekilnBackend, _Sample
 from codekiln.generate.params import SamplingParams, sample_seed
-from codekiln.generate.sampling import next_tokens
+from codekiln.generate.sampling import sampling_probs
 from codekiln.model.gpt import KVCache
 from codekiln.serve.api import ApiError
 from codekiln.serve.config import ServeConfig
@@ -432,12 +432,30 @@ class BatchRunner:
         in one argmax, sampled ones each with its own generator (as the stream path).
         None for a row whose sampling failed (its request fails, the others go on)."""
         tokens: list[int | None] = logits.argmax(dim=-1).tolist()
+        groups: dict[tuple[float, int, float], list[int]] = {}
         for i, row in enumerate(rows):
             if row.generator is not None:
+                key = (row.params.temperature, row.params.top_k, row.params.top_p)
+                groups.setdefault(key, []).append(i)
+        # Rows that share their parameters get their distributions in one batched call (a
+        # per-row filter cost a third of a 16-row step on the tiny preset); each row then
+        # draws with its own generator, as the stream path does.
+        for members in groups.values():
+            params = rows[members[0]].params
+            try:
+                index = torch.tensor(members, device=logits.device)
+                probs = sampling_probs(logits.index_select(0, index), params)
+            except Exception as exc:
+                for i in members:
+                    self._fail(rows[i].request, exc)
+                    tokens[i] = None
+                continue
+            for j, i in enumerate(members):
                 try:
-                    tokens[i] = int(next_tokens(logits[i : i + 1], row.params, row.generator)[0])
+                    drawn = torch.multinomial(probs[j : j + 1], 1, generator=rows[i].generator)
+                    tokens[i] = int(drawn)
                 except Exception as exc:
-                    self._fail(row.request, exc)
+                    self._fail(rows[i].request, exc)
                     tokens[i] = None
         return tokens
 
