@@ -24,7 +24,28 @@ def next_tokens(logits: Tensor, params: SamplingParams, generator: torch.Generat
     """
     if params.is_greedy:
         return logits.argmax(dim=-1)
-    return torch.multinomial(sampling_probs(logits, params), 1, generator=generator).squeeze(1)
+    probs = sampling_probs(logits, params)
+    return inverse_cdf(probs, uniforms(probs.shape[0], generator, probs.device))
+
+
+def uniforms(rows: int, generator: torch.Generator, device: torch.device) -> Tensor:
+    """(rows, 1) draws from [0, 1): one per row to sample, in row order."""
+    return torch.rand(rows, 1, generator=generator, device=device)
+
+
+def inverse_cdf(probs: Tensor, draws: Tensor) -> Tensor:
+    """The token each row's uniform draw picks from its (V,) distribution, as (B,) int64.
+
+    One uniform per row and a search in the cumulative sum: torch.multinomial draws V
+    exponentials per row, ~0.2 ms a row on a CPU, more than a small model's decode step.
+    A token of probability 0 is never picked.
+
+    >>> inverse_cdf(torch.tensor([[0.5, 0.0, 0.5]]), torch.tensor([[0.6]])).tolist()
+    [2]
+    """
+    cdf = probs.cumsum(dim=-1)
+    picked = torch.searchsorted(cdf, draws * cdf[:, -1:], right=True)
+    return picked.squeeze(1).clamp_(max=probs.shape[-1] - 1)
 
 
 def sampling_probs(logits: Tensor, params: SamplingParams) -> Tensor:
@@ -35,6 +56,9 @@ def sampling_probs(logits: Tensor, params: SamplingParams) -> Tensor:
     generator, and must draw what one request alone would).
     """
     return torch.softmax(filter_logits(logits / params.temperature, params.top_k, params.top_p), -1)
+
+
+TOP_P_CANDIDATES = 64  # tokens top-p looks at first
 
 
 def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
@@ -49,10 +73,19 @@ def filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p < 1:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        # Drop a token when the more likely ones already reach top_p without it.
-        drop = probs.cumsum(dim=-1) - probs >= top_p
-        drop[..., 0] = False
-        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+        # Only the most likely tokens can survive top-p: look at the top `k` of each row,
+        # and widen k until they hold top_p of the mass (every token beyond them is then
+        # dropped). Sorting the whole vocabulary instead cost ~0.6 ms a row per token.
+        probs = torch.softmax(logits, dim=-1)
+        k = min(vocab, TOP_P_CANDIDATES)
+        while True:
+            top, order = torch.topk(probs, k, dim=-1)  # (B, k), most likely first
+            if k == vocab or bool((top.sum(dim=-1) >= top_p).all()):
+                break
+            k = min(vocab, 8 * k)
+        # Keep a token while the more likely ones have not reached top_p without it.
+        keep = top.cumsum(dim=-1) - top < top_p
+        keep[..., 0] = True
+        kept = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, order, keep)
+        logits = logits.masked_fill(~kept, float("-inf"))
     return logits

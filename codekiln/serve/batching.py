@@ -33,7 +33,7 @@ from torch import Tensor
 from codekiln.errors import UserError
 from codekiln.generate.native import CodekilnBackend, _Sample
 from codekiln.generate.params import SamplingParams, sample_seed
-from codekiln.generate.sampling import sampling_probs
+from codekiln.generate.sampling import inverse_cdf, sampling_probs, uniforms
 from codekiln.model.gpt import KVCache
 from codekiln.serve.api import ApiError
 from codekiln.serve.config import ServeConfig
@@ -445,18 +445,15 @@ class BatchRunner:
             try:
                 index = torch.tensor(members, device=logits.device)
                 probs = sampling_probs(logits.index_select(0, index), params)
+                draws = [uniforms(1, rows[i].generator, logits.device) for i in members]
+                drawn = inverse_cdf(probs, torch.cat(draws)).tolist()
             except Exception as exc:
                 for i in members:
                     self._fail(rows[i].request, exc)
                     tokens[i] = None
                 continue
-            for j, i in enumerate(members):
-                try:
-                    drawn = torch.multinomial(probs[j : j + 1], 1, generator=rows[i].generator)
-                    tokens[i] = int(drawn)
-                except Exception as exc:
-                    self._fail(rows[i].request, exc)
-                    tokens[i] = None
+            for i, token in zip(members, drawn, strict=True):
+                tokens[i] = token
         return tokens
 
     def _advance(self, drawn: list[tuple[int, int | None]]) -> None:
