@@ -289,6 +289,9 @@ class CodeGPT(nn.Module):
             if config.tie_embeddings
             else nn.Linear(config.n_embd, config.vocab_size, bias=False)
         )
+        # Inference may swap in a module that computes the same logits as the head weight
+        # (an int8 copy of it for CPU decoding, codekiln.generate.int8); training never sets it.
+        self.output_head: nn.Module | None = None
         if not self.wte.weight.is_meta:  # on meta: to_empty, then init_weights or a load
             self.init_weights()
 
@@ -370,7 +373,9 @@ class CodeGPT(nn.Module):
             x = x[:, -logits_to_keep:]
         x = self.ln_f(x)  # (B, T, C)
         if labels is None:
-            return F.linear(x, self.head_weight).float(), None  # (B, T, V)
+            head = self.output_head
+            logits = F.linear(x, self.head_weight) if head is None else head(x)
+            return logits.float(), None  # (B, T, V)
         # Training needs only the loss: it is computed chunk by chunk, and the (B, T, V)
         # logits, the largest activation of a small model, are never held at once.
         return None, linear_cross_entropy(x.flatten(0, 1), self.head_weight, labels.flatten())
