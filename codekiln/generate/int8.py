@@ -28,11 +28,18 @@ from torch import Tensor, nn
 
 from codekiln.errors import UserError
 
-# Activations are rounded to 7 bits rather than 8, as PyTorch's dynamic quantization does
-# for fbgemm: x86 CPUs without VNNI add pairs of 8-bit products into 16 bits, which 8-bit
-# activations can overflow. The cost in agreement with float32 is measured by
-# tests/test_engines.py.
-REDUCE_RANGE = True
+# Activations are rounded to 7 bits rather than 8 on CPUs without VNNI, as PyTorch's own
+# dynamic quantization does for fbgemm: there, pairs of 8-bit products are added into 16
+# bits, which full-range activations can overflow. VNNI adds into 32 bits, so 8 bits are
+# safe, and they keep more of float32's greedy choices (measured by tests/test_engines.py).
+REDUCE_RANGE = not getattr(torch.cpu, "_is_vnni_supported", lambda: False)()
+
+# The C++ operator itself: calling it through torch.ops first walks the arguments in Python
+# looking for fake script objects (for tracing), about 6 us a call, half a millisecond a
+# token of the `small` preset. The public op where the private handle is gone.
+_linear_dynamic = getattr(
+    torch.ops.quantized.linear_dynamic.default, "_op", torch.ops.quantized.linear_dynamic
+)
 
 
 class Int8Linear(nn.Module):
@@ -48,7 +55,7 @@ class Int8Linear(nn.Module):
         self._packed = _pack(weight.detach().float(), None if bias is None else bias.detach())
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self._packed, REDUCE_RANGE)
+        return _linear_dynamic(x, self._packed, REDUCE_RANGE)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"

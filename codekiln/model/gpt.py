@@ -185,6 +185,9 @@ class Attention(nn.Module):
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)  # (B, KV, S, hd), S = past + T
+            if T == 1 and mask is None and not self.training:
+                y = _one_query_attention(q, k, v)  # (B, 1, H * hd)
+                return self.c_proj(y)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -196,6 +199,22 @@ class Attention(nn.Module):
         )  # (B, H, T, hd)
         y = y.transpose(1, 2).reshape(B, T, q_dim)
         return _dropout(self.c_proj(y), self.dropout, self.training)
+
+
+def _one_query_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """softmax(q k^T / sqrt(hd)) v for one new token that sees every cached one: (B, H, 1,
+    hd) queries, (B, KV, S, hd) keys and values -> (B, 1, H * hd).
+
+    What SDPA computes, in two batched matmuls: each key/value head serves its group of
+    H / KV query heads as the rows of one matrix, so nothing is repeated per head. Decoding
+    a token runs this once a layer, where SDPA's kernel costs several times more to start.
+    """
+    B, H, _, hd = q.shape
+    KV = k.shape[1]
+    q = q.reshape(B, KV, H // KV, hd)  # heads h of group g = h // (H / KV), as enable_gqa
+    scores = (q @ k.transpose(-1, -2)) * hd**-0.5  # (B, KV, H / KV, S)
+    weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    return (weights @ v).reshape(B, 1, H * hd)
 
 
 def attention_mask(
