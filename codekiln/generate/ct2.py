@@ -14,8 +14,9 @@ the n samples of a prompt decode as one batch.
 
 What differs: CTranslate2 seeds its random generator once per worker thread, so `seed`
 cannot make its samples repeat (greedy decoding is exact: float32 gives the same tokens as
-codekiln's engine). Its sampling applies temperature, then top-k, then top-p, as ours does.
-It converts gpt_bigcode (StarCoder) folders; its converter has no StarCoder2 support.
+codekiln's engine); temperature, top-k and top-p are its own implementation of them. It
+converts multi-query gpt_bigcode (StarCoder) folders; its converter has no StarCoder2
+support and reads every gpt_bigcode model as multi-query.
 ctranslate2 is an optional dependency: `pip install 'codekiln[ctranslate2]'`.
 """
 

@@ -5,13 +5,15 @@ The scheme is dynamic int8: weights are rounded once, symmetrically, per output 
 (scale = max |w| / 127 per row); each call rounds its input to 8 bits with a scale taken
 from that input, multiplies in int8 with int32 sums (fbgemm's VNNI kernels on x86) and
 scales the result back to float32. Decoding a small model is memory-bound, so reading a
-quarter of the bytes is most of the win. Measured against weight-only int8
-(`torch._weight_int8pack_mm`) on a Xeon with AVX-512 VNNI and AMX, 2 threads, one token
-(M = 1): the same speed on the block's layers with bf16 activations, 4.7x slower on the
-49,152-row output head, 15x slower with float32 activations, and 10-60x slower on a
-128-token prompt; dynamic int8 is 1.5-4x faster than float32 on every layer there. oneDNN's
-dynamic kernels are slower than fbgemm's at M = 1 (bench/generate.py holds the
-end-to-end figures).
+quarter of the bytes is most of the win.
+
+Measured on a Xeon with AVX-512 VNNI and AMX, 2 threads, the layer shapes of the `small`
+preset: for one token (M = 1) fbgemm's dynamic int8 takes 39-63 us a block layer and 0.9 ms
+for the 49,152-row head, against float32's 38-222 us and 5.9 ms. Weight-only int8
+(`torch._weight_int8pack_mm`) is as fast on the block layers with bfloat16 activations
+but 4.7x slower on the head, 14-30x slower with float32 activations, and 3-28x slower on a
+128-token prompt; oneDNN's dynamic kernels take 1.4x fbgemm's time over a token's 81
+layers. bench/generate.py holds the end-to-end figures.
 
 The output head matters: CodeGPT's head is the tied token embedding (V x C), a quarter of
 the `small` preset's weights, and it runs once per token like any layer. It gets an
