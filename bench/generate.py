@@ -1,20 +1,29 @@
-"""CPU generation speed: codekiln's KV-cached decoding against transformers' `generate`.
+"""CPU generation speed: codekiln's KV-cached decoding against transformers' `generate` and
+CTranslate2, in float32 and int8.
 
     python bench/generate.py [--presets tiny,small] [--prompt-tokens 128] [--new-tokens 64]
-                             [--repeat 3] [--dtype float32] [--threads N] [--json FIGURES]
+                             [--repeat 5] [--dtype float32] [--no-int8] [--threads N]
+                             [--json FIGURES]
 
 For each preset, a randomly initialised model is exported with `export_hf` (and a small BPE
-tokenizer trained on this Python's standard library) to a temporary folder; both engines load
-that very folder: `CodekilnBackend.from_folder` and `AutoModelForCausalLM.from_pretrained`.
-Both decode the same prompt greedily for exactly --new-tokens tokens (end of text ignored:
-`ignore_eos` here, `min_new_tokens` there). Ours is timed through `Backend.complete`, with
-tokenizing, incremental detokenizing and stop checks included; theirs is the bare `generate`
-call on token ids. In float32 the first generated tokens must agree, or the figures would
-compare different work and the bench stops (bfloat16 rounds differently: reported only).
+tokenizer trained on this Python's standard library) to a temporary folder; every engine
+loads that very folder: `CodekilnBackend.from_folder`, `AutoModelForCausalLM.from_pretrained`
+and `CTranslate2Backend` (which converts it with ctranslate2's converter first, outside the
+timings). Each decodes the same prompt greedily for exactly --new-tokens tokens (end of text
+ignored). Ours and CTranslate2 are timed through `Backend.complete`, tokenizing, incremental
+detokenizing and stop checks included; transformers' is the bare `generate` call on token
+ids. In float32 the first generated tokens must agree, or the figures would compare
+different work and the bench stops (bfloat16 and int8 round differently: reported only).
+
+The int8 rows are codekiln's `--dtype int8` (fbgemm dynamic int8 linears and head) and
+CTranslate2's int8 (its `int8` compute type), on the same exported folder, in the same run.
+CTranslate2 is left out where the package is missing, or cannot compute in --dtype here.
 
 Time to first token (TTFT) is a 1-token generation: prefill plus one sampling step. ms per
 generated token is (time for N tokens - TTFT) / (N - 1). The engines take turns; the best
-of --repeat timings counts. The ratios are ours over theirs (goal: <= 0.5 per token).
+of --repeat timings counts (on a shared machine the best is the one least disturbed). The
+ratios are ours over theirs: goals <= 0.5 per token against transformers, <= 1.0 int8
+against CTranslate2 int8.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import sysconfig
 import tempfile
@@ -61,6 +71,39 @@ def write_tokenizer(folder: Path, text: str, vocab_size: int) -> Path:
     return folder
 
 
+def cpu_features() -> str:
+    """The CPU's model name and which of its matrix and vector features int8 and float
+    kernels use (AMX, AVX-512 with VNNI, AVX2)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = [
+        ("AMX-INT8", "amx_int8"),
+        ("AMX-BF16", "amx_bf16"),
+        ("AVX-512F", "avx512f"),
+        ("AVX-512-VNNI", "avx512_vnni"),
+        ("AVX2", "avx2"),
+    ]
+    present = [name for name, flag in wanted if flag in flags]
+    return f"{model}, {os.cpu_count()} cores; " + (", ".join(present) or "no AVX2/AVX-512/AMX")
+
+
+def ctranslate2_computes(dtype: str) -> bool:
+    """Whether ctranslate2 is installed and can compute in dtype on this CPU."""
+    try:
+        import ctranslate2
+    except ImportError:
+        return False
+    return dtype in ctranslate2.get_supported_compute_types("cpu")
+
+
 def seconds(fn, *args) -> float:
     start = time.perf_counter()
     fn(*args)
@@ -72,21 +115,35 @@ def bench_preset(name: str, args: argparse.Namespace, tokenizer_dir: Path, text:
 
     config = preset(name)
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         folder = export_hf(CodeGPT(config), Path(tmp) / name, tokenizer_dir=tokenizer_dir)
-        ours = CodekilnBackend.from_folder(folder, device="cpu", dtype=args.dtype)
+        backends = {"codekiln": CodekilnBackend.from_folder(folder, device="cpu", dtype=args.dtype)}
         theirs = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, args.dtype))
         theirs.eval()
+        if args.int8:
+            backends["codekiln_int8"] = CodekilnBackend.from_folder(folder, dtype="int8")
+        ct2_dtypes = [d for d in (args.dtype, "int8" if args.int8 else None) if d]
+        for dtype in ct2_dtypes:
+            if ctranslate2_computes(dtype):
+                from codekiln.generate.ct2 import CTranslate2Backend
+
+                key = "ctranslate2" + ("_int8" if dtype == "int8" else "")
+                backends[key] = CTranslate2Backend(folder, "cpu", dtype, threads=threads)
+    ours = backends["codekiln"]
     prompt_ids = ours.prompt_ids(text)[: args.prompt_tokens]
     prompt = ours.tokenizer.decode(prompt_ids, skip_special_tokens=False)
     assert ours.prompt_ids(prompt) == prompt_ids, "the prompt does not re-encode to itself"
     input_ids = torch.tensor([prompt_ids])
 
-    def run_ours(new_tokens: int) -> list[int]:
-        params = SamplingParams(greedy=True, max_new_tokens=new_tokens, ignore_eos=True)
-        [[sample]] = ours.complete([prompt], params)
-        assert sample.tokens == new_tokens
-        return list(sample.token_ids)
+    def through_backend(backend):
+        def run(new_tokens: int) -> list[int]:
+            params = SamplingParams(greedy=True, max_new_tokens=new_tokens, ignore_eos=True)
+            [[sample]] = backend.complete([prompt], params)
+            assert sample.tokens == new_tokens
+            return list(sample.token_ids)
+
+        return run
 
     def run_theirs(new_tokens: int) -> list[int]:
         out = theirs.generate(
@@ -100,10 +157,13 @@ def bench_preset(name: str, args: argparse.Namespace, tokenizer_dir: Path, text:
         assert out.shape[1] == len(prompt_ids) + new_tokens
         return out[0, len(prompt_ids) :].tolist()
 
-    agree = run_ours(PARITY_TOKENS) == run_theirs(PARITY_TOKENS)
-    if not agree and args.dtype == "float32":
-        sys.exit(f"{name}: the engines' greedy tokens differ; the timings would compare nothing")
-    engines = {"codekiln": run_ours, "transformers": run_theirs}
+    engines = {key: through_backend(backend) for key, backend in backends.items()}
+    engines["transformers"] = run_theirs
+    reference = engines["codekiln"](PARITY_TOKENS)
+    agree = {key: run(PARITY_TOKENS) == reference for key, run in engines.items()}
+    exact = [key for key in ("transformers", "ctranslate2") if key in engines]
+    if args.dtype == "float32" and not all(agree[key] for key in exact):
+        sys.exit(f"{name}: the engines' greedy tokens differ ({agree}); the timings would differ")
     ttft = dict.fromkeys(engines, math.inf)
     total = dict.fromkeys(engines, math.inf)
     for _ in range(args.repeat):
@@ -113,19 +173,64 @@ def bench_preset(name: str, args: argparse.Namespace, tokenizer_dir: Path, text:
     figures: dict = {
         "preset": name,
         "parameters": num_parameters(config),
-        "greedy_tokens_agree": agree,
+        "greedy_tokens_agree": agree["transformers"],
+        "agree_with_codekiln": agree,
+        "engines": list(engines),
     }
     for engine in engines:
         per_token = (total[engine] - ttft[engine]) / (args.new_tokens - 1)
         figures[f"{engine}_ttft_ms"] = ttft[engine] * 1e3
         figures[f"{engine}_ms_per_token"] = per_token * 1e3
         figures[f"{engine}_total_s"] = total[engine]
-    figures["ratio_ms_per_token"] = (
-        figures["codekiln_ms_per_token"] / figures["transformers_ms_per_token"]
-    )
-    figures["ratio_ttft"] = figures["codekiln_ttft_ms"] / figures["transformers_ttft_ms"]
-    figures["ratio_total"] = figures["codekiln_total_s"] / figures["transformers_total_s"]
+    figures.update(ratios(figures, "codekiln", "transformers", ""))
+    if "ctranslate2" in engines:
+        figures.update(ratios(figures, "codekiln", "ctranslate2", "_vs_ctranslate2"))
+    if "ctranslate2_int8" in engines:
+        figures.update(ratios(figures, "codekiln_int8", "ctranslate2_int8", "_int8_vs_ctranslate2"))
     return figures
+
+
+def ratios(figures: dict, ours: str, theirs: str, suffix: str) -> dict:
+    return {
+        f"ratio_ms_per_token{suffix}": figures[f"{ours}_ms_per_token"]
+        / figures[f"{theirs}_ms_per_token"],
+        f"ratio_ttft{suffix}": figures[f"{ours}_ttft_ms"] / figures[f"{theirs}_ttft_ms"],
+        f"ratio_total{suffix}": figures[f"{ours}_total_s"] / figures[f"{theirs}_total_s"],
+    }
+
+
+def print_preset(result: dict, args: argparse.Namespace) -> None:
+    print(
+        f"{result['preset']} ({result['parameters'] / 1e6:.1f}M parameters, {args.dtype}, "
+        f"{torch.get_num_threads()} threads; prompt {args.prompt_tokens} tokens, "
+        f"{args.new_tokens} new; first {PARITY_TOKENS} greedy tokens as codekiln "
+        f"{args.dtype}: "
+        + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in result["agree_with_codekiln"].items())
+        + ")"
+    )
+    print(f"  {'':18} {'TTFT ms':>9} {'ms/token':>9}")
+    for engine in result["engines"]:
+        label = engine.replace("_int8", " int8")
+        print(
+            f"  {label:18} {result[f'{engine}_ttft_ms']:9.1f} "
+            f"{result[f'{engine}_ms_per_token']:9.2f}"
+        )
+    print(
+        f"  ours / transformers: {result['ratio_ms_per_token']:.2f}x per token (goal <= 0.5), "
+        f"{result['ratio_ttft']:.2f}x TTFT, {result['ratio_total']:.2f}x end to end"
+    )
+    if "ratio_ms_per_token_vs_ctranslate2" in result:
+        print(
+            f"  ours / CTranslate2, {args.dtype}: "
+            f"{result['ratio_ms_per_token_vs_ctranslate2']:.2f}x per token, "
+            f"{result['ratio_ttft_vs_ctranslate2']:.2f}x TTFT"
+        )
+    if "ratio_ms_per_token_int8_vs_ctranslate2" in result:
+        print(
+            f"  ours / CTranslate2, int8: "
+            f"{result['ratio_ms_per_token_int8_vs_ctranslate2']:.2f}x per token (goal <= 1.0), "
+            f"{result['ratio_ttft_int8_vs_ctranslate2']:.2f}x TTFT"
+        )
 
 
 def main() -> None:
@@ -133,8 +238,14 @@ def main() -> None:
     parser.add_argument("--presets", default="tiny,small", help="comma-separated presets")
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time codekiln's int8 against CTranslate2's int8 (default: on)",
+    )
     parser.add_argument("--tokenizer-vocab", type=int, default=4096)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -150,33 +261,26 @@ def main() -> None:
         "new_tokens": args.new_tokens,
         "dtype": args.dtype,
         "threads": torch.get_num_threads(),
+        "cpu": cpu_features(),
         "torch": torch.__version__,
         "presets": {},
     }
     import transformers
 
     figures["transformers"] = transformers.__version__
+    try:
+        import ctranslate2
+
+        figures["ctranslate2"] = ctranslate2.__version__
+    except ImportError:
+        print("ctranslate2 is not installed: its rows are left out")
+    print(f"CPU: {figures['cpu']}")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_dir = write_tokenizer(Path(tmp) / "tokenizer", text, args.tokenizer_vocab)
         for name in args.presets.split(","):
             result = bench_preset(name.strip(), args, tokenizer_dir, text)
             figures["presets"][result["preset"]] = result
-            print(
-                f"{result['preset']} ({result['parameters'] / 1e6:.1f}M parameters, "
-                f"{args.dtype}, {torch.get_num_threads()} threads; prompt {args.prompt_tokens} "
-                f"tokens, {args.new_tokens} new, greedy tokens agree: "
-                f"{result['greedy_tokens_agree']})"
-            )
-            print(f"  {'':14} {'TTFT ms':>9} {'ms/token':>9}")
-            for engine in ("codekiln", "transformers"):
-                print(
-                    f"  {engine:14} {result[f'{engine}_ttft_ms']:9.1f} "
-                    f"{result[f'{engine}_ms_per_token']:9.2f}"
-                )
-            print(
-                f"  ours / theirs: {result['ratio_ms_per_token']:.2f}x per token (goal <= 0.5), "
-                f"{result['ratio_ttft']:.2f}x TTFT, {result['ratio_total']:.2f}x end to end"
-            )
+            print_preset(result, args)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

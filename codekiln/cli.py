@@ -489,15 +489,38 @@ def export_command(
         bool,
         typer.Option("--merge", help="LoRA: also write the base with the adapter merged in."),
     ] = False,
+    ctranslate2: Annotated[
+        bool,
+        typer.Option(
+            "--ctranslate2",
+            help="Also convert the model for --engine ctranslate2, into "
+            "MODEL/ctranslate2-QUANTIZATION (needs codekiln[ctranslate2]).",
+        ),
+    ] = False,
+    quantization: Annotated[
+        str,
+        typer.Option("--quantization", help="With --ctranslate2: int8, float32 or bfloat16."),
+    ] = "int8",
 ) -> None:
     """Turn a training checkpoint (of any parallel layout) into a Hugging Face model folder,
     offline, on the CPU, in one process: what `codekiln train` writes at the end of a run."""
     from codekiln.train.export import export_run
 
+    if ctranslate2:
+        from codekiln.generate.ct2 import check_quantization
+
+        check_quantization(quantization)  # before the export, not after it
     result = export_run(run, step, output, True if merge else None)
     for kind, folder in (("model", result.model_dir), ("adapter", result.adapter_dir)):
         if folder is not None:
             console.print(f"exported {result.checkpoint.name} of {run}: {kind} in {folder}")
+    if ctranslate2:
+        from codekiln.generate.ct2 import convert_ctranslate2
+
+        if result.model_dir is None:
+            raise UserError("CTranslate2 converts whole models, not adapters: add --merge")
+        converted = convert_ctranslate2(result.model_dir, quantization=quantization)
+        console.print(f"CTranslate2 ({quantization}) in {converted}")
 
 
 @app.command("eval")

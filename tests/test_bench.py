@@ -53,10 +53,14 @@ def test_train_bench_times_both_engines(tmp_path):
     )
 
 
-def test_generate_bench_times_both_engines(tmp_path):
+def test_generate_bench_times_every_engine(tmp_path):
     args = ("--presets", "tiny", "--new-tokens", "4", "--prompt-tokens", "16", "--repeat", "1")
     tiny = run_bench("generate", tmp_path, *args)["presets"]["tiny"]
     assert tiny["greedy_tokens_agree"] and tiny["ratio_ms_per_token"] > 0
+    assert tiny["codekiln_int8_ms_per_token"] > 0
+    if "ctranslate2" in tiny["engines"]:  # installed: float32 parity, int8 timed beside ours
+        assert tiny["agree_with_codekiln"]["ctranslate2"]
+        assert tiny["ratio_ms_per_token_int8_vs_ctranslate2"] > 0
 
 
 def test_execute_bench_checks_every_canonical_solution(tmp_path):

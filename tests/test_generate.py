@@ -354,7 +354,7 @@ def test_load_backend_picks_the_engine(folders, tmp_path):
     with pytest.raises(UserError, match="no config.json"):
         load_backend(tmp_path / "empty")
     with pytest.raises(UserError, match="engine must be one of"):
-        load_backend(folders["bigcode"], engine="vllm")
+        load_backend(folders["bigcode"], engine="tgi")
     transformers = pytest.importorskip("transformers")
     assert isinstance(load_backend(folders["bigcode"], engine="transformers"), TransformersBackend)
     # Another architecture goes to transformers.

@@ -8,7 +8,9 @@ only this interface; which engine runs the model is the spec's business:
   (vLLM, TGI, llama.cpp, `codekiln serve`);
 - a folder whose config.json is gpt_bigcode or starcoder2 -> `CodekilnBackend`, codekiln's
   own incremental decoding (`engine="transformers"` forces transformers instead);
-- any other Hugging Face causal LM folder -> `TransformersBackend`.
+- any other Hugging Face causal LM folder -> `TransformersBackend`;
+- `engine="ctranslate2"` -> `CTranslate2Backend` (a gpt_bigcode folder, converted once),
+  `engine="vllm"` -> `VLLMBackend` (a GPU): optional engines made for serving.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from codekiln.errors import PromptTooLong, UserError
 from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.tokenizer.special import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 
-ENGINES = ("auto", "codekiln", "transformers")
+ENGINES = ("auto", "codekiln", "transformers", "ctranslate2", "vllm")
 FIM_ORDERS = ("psm", "spm")
 
 
@@ -281,8 +283,7 @@ def model_name(folder: str | Path) -> str:
 def load_backend(spec: str | Path, **options: Any) -> Backend:
     """The backend for a model folder or an OpenAI-compatible URL (see the module docstring).
 
-    options go to the backend's constructor, except `engine` ("auto", "codekiln" or
-    "transformers") for a folder.
+    options go to the backend's constructor, except `engine` (one of ENGINES) for a folder.
     """
     text = str(spec)
     if text.startswith(("http://", "https://")):
@@ -300,10 +301,23 @@ def load_backend(spec: str | Path, **options: Any) -> Backend:
         raise UserError(f"{folder} is not a model folder (a directory with config.json)")
     if engine == "auto":
         engine = "codekiln" if _codekiln_reads(folder) else "transformers"
+        if options.get("dtype") == "int8" and engine == "transformers":
+            raise UserError(
+                f"{folder} is not a model codekiln's engine reads, and int8 decoding is "
+                "codekiln's: use --dtype float32 or bfloat16"
+            )
     if engine == "codekiln":
         from codekiln.generate.native import CodekilnBackend
 
         return CodekilnBackend.from_folder(folder, **options)
+    if engine == "ctranslate2":
+        from codekiln.generate.ct2 import CTranslate2Backend
+
+        return CTranslate2Backend(folder, **options)
+    if engine == "vllm":
+        from codekiln.generate.vllm import VLLMBackend
+
+        return VLLMBackend(folder, **options)
     from codekiln.model.lora import is_adapter
 
     if is_adapter(folder):

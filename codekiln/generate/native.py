@@ -39,6 +39,8 @@ from codekiln.generate.text import IncrementalDecoder, StopMatcher
 from codekiln.model.gpt import CodeGPT, KVCache
 from codekiln.tokenizer.special import EOS
 
+DTYPES = ("float32", "bfloat16", "int8")
+
 
 @dataclass
 class _Sample:
@@ -125,22 +127,30 @@ class CodekilnBackend(TokenBackend):
         LoRA adapter folder (peft's format) whose base folder is on this machine: the
         adapter is merged into the base as it loads.
 
-        device: "cpu", "cuda", ... (default: CUDA when there is one); dtype: "float32" or
-        "bfloat16" (on a GPU, or a CPU with AMX).
+        device: "cpu", "cuda", ... (default: CUDA when there is one; the CPU for int8);
+        dtype: "float32", "bfloat16" (on a GPU, or a CPU with AMX) or "int8" (CPU decoding
+        with int8 weights, codekiln.generate.int8).
         """
         from codekiln.model.hf import import_hf
         from codekiln.model.lora import import_adapter, is_adapter
 
         folder = Path(folder)
-        if dtype not in ("float32", "bfloat16"):
-            raise UserError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+        if dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if dtype == "int8":
+            device = _int8_device(device)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         base = folder
         if is_adapter(folder):
             model, base = import_adapter(folder)
         else:
             model = import_hf(folder)
-        model = model.to(device=device, dtype=getattr(torch, dtype))
+        if dtype == "int8":
+            from codekiln.generate.int8 import quantize_int8
+
+            model = quantize_int8(model.to(device="cpu", dtype=torch.float32))
+        else:
+            model = model.to(device=device, dtype=getattr(torch, dtype))
         tokenizer_folder = folder if (folder / "tokenizer.json").is_file() else base
         return cls(
             model,
@@ -252,6 +262,19 @@ class CodekilnBackend(TokenBackend):
         """Each piece is encoded on its own, as training's FIM encodes it."""
         ids = fim_ids(self.tokenizer.token_to_id, self.name)
         return self._encode(prefix, False), self._encode(suffix, False), ids
+
+
+def _int8_device(device: str | None) -> str:
+    """int8 decoding runs on the CPU: the device it takes, or a UserError for another."""
+    if device is not None and torch.device(device).type != "cpu":
+        raise UserError(
+            f"int8 is for decoding on the CPU, not {device}: on a GPU use bfloat16 "
+            "(or --engine vllm)"
+        )
+    from codekiln.generate.int8 import check_int8_support
+
+    check_int8_support()
+    return "cpu"
 
 
 def _fim_ids_or_none(tokenizer: Any, name: str) -> tuple[int, int, int] | None:

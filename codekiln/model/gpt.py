@@ -185,8 +185,10 @@ class Attention(nn.Module):
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)  # (B, KV, S, hd), S = past + T
-        if T == 1 and mask is not None and mask.dim() == 4 and self.n_kv_heads != self.n_head:
-            return self._grouped_step(q, k, v, mask)
+        if T == 1 and not self.training and (mask is None or mask.dim() == 4):
+            # One new token per row (decoding), seeing every cached key or, in a running
+            # batch, those its row's (B, 1, 1, S) mask allows.
+            return self.c_proj(_one_query_attention(q, k, v, mask))  # (B, 1, H * hd)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -199,16 +201,24 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, q_dim)
         return _dropout(self.c_proj(y), self.dropout, self.training)
 
-    def _grouped_step(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
-        """Attention of one new token per row under a per-row (B, 1, 1, S) mask (a running
-        batch's decode step), with fewer key/value heads than query heads: the query heads
-        that share a key/value head become that head's queries, so the keys are read once
-        rather than copied for every query head (SDPA's enable_gqa copies them on a CPU)."""
-        B, H, _, hd = q.shape
-        group = H // self.n_kv_heads
-        q = q.reshape(B, self.n_kv_heads, group, hd)  # (B, KV, H/KV, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, KV, H/KV, hd)
-        return _dropout(self.c_proj(y.reshape(B, 1, H * hd)), self.dropout, self.training)
+
+def _one_query_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """softmax(q k^T / sqrt(hd)) v for one new token per row: (B, H, 1, hd) queries,
+    (B, KV, S, hd) keys and values, and a bool (B, 1, 1, S) mask of the keys each row sees
+    (None: all of them) -> (B, 1, H * hd).
+
+    What SDPA computes, in two batched matmuls: each key/value head serves its group of
+    H / KV query heads as the rows of one matrix, so nothing is repeated per head. Decoding
+    a token runs this once a layer, where SDPA's kernel costs several times more to start.
+    """
+    B, H, _, hd = q.shape
+    KV = k.shape[1]
+    q = q.reshape(B, KV, H // KV, hd)  # heads h of group g = h // (H / KV), as enable_gqa
+    scores = (q @ k.transpose(-1, -2)) * hd**-0.5  # (B, KV, H / KV, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    return (weights @ v).reshape(B, 1, H * hd)
 
 
 def attention_mask(
@@ -302,6 +312,9 @@ class CodeGPT(nn.Module):
             if config.tie_embeddings
             else nn.Linear(config.n_embd, config.vocab_size, bias=False)
         )
+        # Inference may swap in a module that computes the same logits as the head weight
+        # (an int8 copy of it for CPU decoding, codekiln.generate.int8); training never sets it.
+        self.output_head: nn.Module | None = None
         if not self.wte.weight.is_meta:  # on meta: to_empty, then init_weights or a load
             self.init_weights()
 
@@ -392,7 +405,9 @@ class CodeGPT(nn.Module):
             x = x[:, -logits_to_keep:]
         x = self.ln_f(x)  # (B, T, C)
         if labels is None:
-            return F.linear(x, self.head_weight).float(), None  # (B, T, V)
+            head = self.output_head
+            logits = F.linear(x, self.head_weight) if head is None else head(x)
+            return logits.float(), None  # (B, T, V)
         # Training needs only the loss: it is computed chunk by chunk, and the (B, T, V)
         # logits, the largest activation of a small model, are never held at once.
         return None, linear_cross_entropy(x.flatten(0, 1), self.head_weight, labels.flatten())
