@@ -173,6 +173,7 @@ class CTranslate2Backend(TokenBackend):
     _encode = CodekilnBackend._encode
     _start = CodekilnBackend._start
     _fim_prompt = CodekilnBackend._fim_prompt
+    _fim_parts = CodekilnBackend._fim_parts
 
     def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
         rows = 1 if params.is_greedy else params.n  # greedy samples are all the same
