@@ -62,12 +62,13 @@ def free_port() -> int:
 class Server:
     """`codekiln serve` in a child process, up once /health answers."""
 
-    def __init__(self, folder: Path, max_batch: int, log: Path) -> None:
+    def __init__(self, folder: Path, max_batch: int, log: Path, dtype: str = "float32") -> None:
         self.port = free_port()
         self.log = log.open("w")
         command = [
             sys.executable, "-m", "codekiln", "serve", str(folder),
             "--port", str(self.port), "--max-batch", str(max_batch), "--max-queue", "256",
+            "--dtype", dtype,
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
@@ -236,6 +237,12 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--requests", type=int, default=3, help="per client")
     parser.add_argument("--max-batch", type=int, default=16, help="the batching server's")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "int8"),
+        help="both servers' (bfloat16 makes the prefill cheap on a CPU with AMX)",
+    )
     parser.add_argument("--tokenizer-vocab", type=int, default=4096)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -250,9 +257,12 @@ def main() -> None:
         "new_tokens": NEW_TOKENS,
         "prompt_chars": PREFIX_CHARS + SUFFIX_CHARS,
         "requests_per_client": args.requests,
+        "dtype": args.dtype,
         "presets": {},
     }
-    print(f"CPU: {figures['cpu']}, {figures['cores']} cores; torch {torch.__version__}")
+    print(
+        f"CPU: {figures['cpu']}, {figures['cores']} cores; torch {torch.__version__}; {args.dtype}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_dir = write_tokenizer(Path(tmp) / "tokenizer", text, args.tokenizer_vocab)
         for name in args.presets.split(","):
@@ -261,7 +271,8 @@ def main() -> None:
             folder = export_hf(CodeGPT(config), Path(tmp) / name, tokenizer_dir=tokenizer_dir)
             runs: dict = {}
             for label, max_batch in (("batching off", 1), ("batching", args.max_batch)):
-                server = Server(folder, max_batch, Path(tmp) / f"{name}-{max_batch}.log")
+                log = Path(tmp) / f"{name}-{max_batch}.log"
+                server = Server(folder, max_batch, log, args.dtype)
                 try:
                     complete(server.port, *prompts[0], seed=0)  # warm up
                     runs[label] = [load(server.port, c, args.requests, prompts) for c in clients]

@@ -138,3 +138,13 @@ def test_batching_bench_compares_batched_and_unbatched(tmp_path):
     args = ("--preset", "tiny", "--clients", "3", "--prompt-tokens", "24", "--new-tokens", "3")
     figures = run_bench("batching", tmp_path, *args, "--tokenizer-vocab", "512")
     assert figures["ratio_tokens_per_s"] > 0 and figures["batched"]["decode_steps"] > 0
+
+
+@pytest.mark.slow  # two `codekiln serve` processes
+def test_serve_bench_loads_both_servers(tmp_path):
+    args = ("--presets", "tiny", "--clients", "1,2", "--requests", "1")
+    figures = run_bench("serve", tmp_path, *args, "--tokenizer-vocab", "512")
+    runs = figures["presets"]["tiny"]["runs"]
+    for results in runs.values():
+        assert [r["clients"] for r in results] == [1, 2]
+        assert all(r["errors"] == 0 and r["tokens_per_s"] > 0 for r in results)
