@@ -57,6 +57,8 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/finetune.py
 	$(BIN)/python bench/generate.py
+	$(BIN)/python bench/batching.py
+	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/execute.py
 	$(BIN)/python bench/attribution.py
 	$(BIN)/python bench/scale.py
