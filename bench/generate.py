@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import sysconfig
 import tempfile
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import torch
+from scale import cpu_features  # bench/scale.py, beside this script
 
 from codekiln.generate import CodekilnBackend, SamplingParams
 from codekiln.model.config import num_parameters, preset
@@ -69,30 +69,6 @@ def write_tokenizer(folder: Path, text: str, vocab_size: int) -> Path:
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": EOS}
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     return folder
-
-
-def cpu_features() -> str:
-    """The CPU's model name and which of its matrix and vector features int8 and float
-    kernels use (AMX, AVX-512 with VNNI, AVX2)."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    wanted = [
-        ("AMX-INT8", "amx_int8"),
-        ("AMX-BF16", "amx_bf16"),
-        ("AVX-512F", "avx512f"),
-        ("AVX-512-VNNI", "avx512_vnni"),
-        ("AVX2", "avx2"),
-    ]
-    present = [name for name, flag in wanted if flag in flags]
-    return f"{model}, {os.cpu_count()} cores; " + (", ".join(present) or "no AVX2/AVX-512/AMX")
 
 
 def ctranslate2_computes(dtype: str) -> bool:

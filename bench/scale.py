@@ -57,6 +57,7 @@ def cpu_features() -> str:
         ("AMX-INT8", "amx_int8"),
         ("AVX-512F", "avx512f"),
         ("AVX-512-BF16", "avx512_bf16"),
+        ("AVX-512-VNNI", "avx512_vnni"),
         ("AVX-512-FP16", "avx512_fp16"),
         ("AVX2", "avx2"),
     ]

@@ -42,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from generate import stdlib_text, write_tokenizer  # noqa: E402
+from scale import cpu_features  # noqa: E402
 
 from codekiln.model.config import num_parameters, preset  # noqa: E402
 from codekiln.model.gpt import CodeGPT  # noqa: E402
@@ -220,15 +221,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     rank = max(1, round(q / 100 * len(values)))
     return values[min(rank, len(values)) - 1]
-
-
-def cpu_features() -> str:
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n")[0].split()
-    except (OSError, IndexError):
-        return "unknown"
-    named = {"amx_tile": "AMX", "avx512f": "AVX-512", "avx2": "AVX2"}
-    return ", ".join(name for flag, name in named.items() if flag in flags) or "no AVX2"
 
 
 def main() -> None:
