@@ -35,6 +35,7 @@ from codekiln.generate.backend import (
 )
 from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.generate.sampling import next_tokens
+from codekiln.generate.step import DecodeStep
 from codekiln.generate.text import IncrementalDecoder, StopMatcher
 from codekiln.model.gpt import CodeGPT, KVCache
 from codekiln.tokenizer.special import EOS
@@ -114,6 +115,7 @@ class CodekilnBackend(TokenBackend):
         self.eos_ids = frozenset(eos)
         self.supports_fim = _fim_ids_or_none(tokenizer, name) is not None
         self._device = next(model.parameters()).device
+        self.step = DecodeStep(self.model)  # one token per row: the decode loops' forward
 
     @classmethod
     def from_folder(
@@ -229,7 +231,7 @@ class CodekilnBackend(TokenBackend):
                     tokens = [tokens[row] for row in running]
                     cache.keep(torch.tensor(running, device=self._device))
                 input_ids = torch.tensor(tokens, device=self._device).unsqueeze(1)  # (B, 1)
-                logits = self.model(input_ids, kv_cache=cache)[0][:, -1]  # (B, V)
+                logits = self.step(input_ids, cache)  # (B, V)
 
     def _prefill(self, prompt: list[int], cache: KVCache) -> Tensor:
         """The last position's logits, (1, V), after filling the cache with the prompt."""
