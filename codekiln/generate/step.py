@@ -115,15 +115,19 @@ class DecodeStep:
                 q = apply_rotary(q.view(B, H, 1, hd), *rope)
                 k = apply_rotary(k, *rope)
             k, v = cache.update(layer, k, v)  # (B, KV, S, hd)
-            q = q.reshape(B, KV, H // KV, hd)  # query heads grouped by their key head
-            scores = (q @ k.transpose(-1, -2)) * hd**-0.5  # (B, KV, H / KV, S)
-            if attn_mask is not None:
-                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            S = k.shape[2]
+            # forward's one-query attention (gpt._one_query_attention) as batched matrix
+            # products over B * KV groups of H / KV query heads: the same kernel calls.
+            q = q.reshape(B * KV, H // KV, hd)
+            scores = torch.bmm(q, k.reshape(B * KV, S, hd).transpose(1, 2)) * hd**-0.5
+            if attn_mask is not None:  # (B, 1, 1, S)
+                scores = scores.view(B, KV, H // KV, S).masked_fill(~attn_mask, float("-inf"))
             if scores.dtype == torch.float32:
                 weights = torch.softmax(scores, dim=-1)
             else:
                 weights = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-            h = (weights @ v).reshape(B, 1, H * hd)
+            weights = weights.reshape(B * KV, H // KV, S)
+            h = torch.bmm(weights, v.reshape(B * KV, S, hd)).view(B, 1, H * hd)
             x = x + proj[0](h, *proj[1])
             h = F.layer_norm(x, shape, w2, b2, eps)
             h = F.gelu(fc[0](h, *fc[1]), approximate=self.gelu)
