@@ -2,7 +2,8 @@
 
 For each prompt: one forward pass over the prompt (prefill) fills a cache sized once for
 prompt + completion, its rows are copied to the n samples, then each step feeds the n newest
-tokens (one per sample) and samples the next n. Prompts run one after another here; the
+tokens (one per sample) through `DecodeStep` (codekiln.generate.step: forward's arithmetic
+without its module calls) and samples the next n. Prompts run one after another here; the
 server's `batch_engine` (codekiln.serve.batching) runs sequences of different lengths in one
 batch, each row with its own positions and mask, and draws exactly what `stream` draws.
 A sample that finishes (end of text, a stop string) leaves the batch, so the rest run on.
