@@ -106,9 +106,9 @@ class DecodeStep:
             rope = rotary_tables(positions, self.head_dim, self.rope_theta)
         shape, eps, hd = self.shape, self.eps, self.head_dim
         for layer, (w1, b1, qkv, proj, w2, b2, fc, out, H, KV) in enumerate(self.layers):
-            h = F.layer_norm(x, shape, w1, b1, eps)
+            h = torch.layer_norm(x, shape, w1, b1, eps)  # F.layer_norm's kernel, no wrapper
             h = qkv[0](h, *qkv[1])  # (B, 1, H * hd + 2 * KV * hd)
-            q, k, v = h.split((H * hd, KV * hd, KV * hd), dim=-1)
+            q, k, v = h.split_with_sizes((H * hd, KV * hd, KV * hd), dim=-1)
             k = k.view(B, KV, 1, hd)
             v = v.view(B, KV, 1, hd)
             if rope is not None:
@@ -129,7 +129,7 @@ class DecodeStep:
             weights = weights.reshape(B * KV, H // KV, S)
             h = torch.bmm(weights, v.reshape(B * KV, S, hd)).view(B, 1, H * hd)
             x = x + proj[0](h, *proj[1])
-            h = F.layer_norm(x, shape, w2, b2, eps)
+            h = torch.layer_norm(x, shape, w2, b2, eps)
             h = F.gelu(fc[0](h, *fc[1]), approximate=self.gelu)
             x = x + out[0](h, *out[1])
         x = F.layer_norm(x, shape, *self.ln_f, eps)
