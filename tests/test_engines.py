@@ -244,3 +244,43 @@ def test_export_checks_the_ctranslate2_quantization_before_exporting(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "quantization must be one of" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"position": "rotary", "n_kv_heads": 2, "bias": False, "tie_embeddings": False}],
+)
+def test_decode_step_logits_are_forwards_bitwise_float32_and_int8(overrides):
+    # The decode loops' lean forward must compute what CodeGPT.forward computes, bit for
+    # bit, for one cached sequence and for a running batch of different lengths.
+    from codekiln.generate.int8 import quantize_int8
+    from codekiln.generate.step import DecodeStep
+    from codekiln.serve.batching import RaggedKVCache
+
+    torch.manual_seed(0)
+    config = ModelConfig(**{**TINY, **overrides})
+    for model in (CodeGPT(config).eval(), quantize_int8(CodeGPT(config))):
+        step = DecodeStep(model)
+        ids = torch.randint(0, config.vocab_size, (3, 9))
+        with torch.inference_mode():
+            caches = KVCache(config.n_layer, 16), KVCache(config.n_layer, 16)
+            for cache in caches:
+                model(ids, kv_cache=cache)
+            batches = [RaggedKVCache(config.n_layer, 4, config.n_positions) for _ in range(2)]
+            for length in (4, 7):
+                prompt = KVCache(config.n_layer)
+                model(ids[:1, :length], kv_cache=prompt)
+                for batch in batches:
+                    batch.insert(prompt, 2)
+            tokens, rows = ids[:, -1:], ids[[0, 1, 2, 0], -1:]  # rows: 4 in the batch
+            for _ in range(3):
+                logits = model(tokens, kv_cache=caches[0])[0][:, -1]
+                assert torch.equal(step(tokens, caches[1]), logits)
+                tokens = logits.argmax(-1, keepdim=True)
+                positions, mask = batches[0].begin_step(None)
+                logits = model(rows, kv_cache=batches[0], position_ids=positions, attn_mask=mask)
+                positions, mask = batches[1].begin_step(None)
+                assert torch.equal(step(rows, batches[1], positions, mask), logits[0][:, -1])
+                for batch in batches:
+                    batch.advance()
+                rows = logits[0][:, -1].argmax(-1, keepdim=True)

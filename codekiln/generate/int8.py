@@ -13,7 +13,12 @@ for the 49,152-row head, against float32's 38-222 us and 5.9 ms. Weight-only int
 (`torch._weight_int8pack_mm`) is as fast on the block layers with bfloat16 activations
 but 4.7x slower on the head, 14-30x slower with float32 activations, and 3-28x slower on a
 128-token prompt; oneDNN's dynamic kernels take 1.4x fbgemm's time over a token's 81
-layers. bench/generate.py holds the end-to-end figures.
+layers. What limits one token is fbgemm itself: each call costs ~16 us however small the
+layer (81 calls, 1.3 ms a token), and with weights streamed from memory rather than cache
+the 768- and 896-row layers gain only ~1.1x from a second thread (the 3,072-row ones and
+the head 1.6-1.9x), so at 1 thread a token costs ~1.1x CTranslate2's int8 and at 2 threads
+1.2-1.4x. `torch._int_mm` (oneDNN, int8 x int8) streams no faster. bench/generate.py holds
+the end-to-end figures.
 
 The output head matters: CodeGPT's head is the tied token embedding (V x C), a quarter of
 the `small` preset's weights, and it runs once per token like any layer. It gets an

@@ -2,7 +2,8 @@
 
 For each prompt: one forward pass over the prompt (prefill) fills a cache sized once for
 prompt + completion, its rows are copied to the n samples, then each step feeds the n newest
-tokens (one per sample) and samples the next n. Prompts run one after another here; the
+tokens (one per sample) through `DecodeStep` (codekiln.generate.step: forward's arithmetic
+without its module calls) and samples the next n. Prompts run one after another here; the
 server's `batch_engine` (codekiln.serve.batching) runs sequences of different lengths in one
 batch, each row with its own positions and mask, and draws exactly what `stream` draws.
 A sample that finishes (end of text, a stop string) leaves the batch, so the rest run on.
@@ -35,6 +36,7 @@ from codekiln.generate.backend import (
 )
 from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.generate.sampling import next_tokens
+from codekiln.generate.step import DecodeStep
 from codekiln.generate.text import IncrementalDecoder, StopMatcher
 from codekiln.model.gpt import CodeGPT, KVCache
 from codekiln.tokenizer.special import EOS
@@ -114,6 +116,7 @@ class CodekilnBackend(TokenBackend):
         self.eos_ids = frozenset(eos)
         self.supports_fim = _fim_ids_or_none(tokenizer, name) is not None
         self._device = next(model.parameters()).device
+        self.step = DecodeStep(self.model)  # one token per row: the decode loops' forward
 
     @classmethod
     def from_folder(
@@ -229,7 +232,7 @@ class CodekilnBackend(TokenBackend):
                     tokens = [tokens[row] for row in running]
                     cache.keep(torch.tensor(running, device=self._device))
                 input_ids = torch.tensor(tokens, device=self._device).unsqueeze(1)  # (B, 1)
-                logits = self.model(input_ids, kv_cache=cache)[0][:, -1]  # (B, V)
+                logits = self.step(input_ids, cache)  # (B, V)
 
     def _prefill(self, prompt: list[int], cache: KVCache) -> Tensor:
         """The last position's logits, (1, V), after filling the cache with the prompt."""

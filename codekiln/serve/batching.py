@@ -416,14 +416,13 @@ class BatchRunner:
         input_ids = torch.tensor([row.token for row in self.rows], device=self.device)
         positions, mask = self.cache.begin_step(self.window)
         try:
-            logits, _ = self.model(
-                input_ids[:, None], kv_cache=self.cache, position_ids=positions, attn_mask=mask
-            )
+            # The backend's lean decode forward (codekiln.generate.step), per-row positions
+            logits = self.backend.step(input_ids[:, None], self.cache, positions, mask)  # (B, V)
         except Exception as exc:
             self._fail_all(ApiError(500, f"generation failed: {exc}", kind="server_error"))
             return
         self.cache.advance()
-        tokens = self._draw(logits[:, -1], self.rows)
+        tokens = self._draw(logits, self.rows)
         self._record(len(tokens))
         self._advance(list(enumerate(tokens)))
 
