@@ -31,16 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
-from codekiln.generate.backend import TokenBackend, check_fim_order, model_name
+from codekiln.generate.backend import check_fim_order, model_name
 from codekiln.generate.native import (
-    CodekilnBackend,
+    TokenizedBackend,
     _config_eos_ids,
-    _fim_ids_or_none,
     _read_tokenizer,
     _Sample,
 )
 from codekiln.generate.params import Completion, SamplingParams
-from codekiln.tokenizer.special import EOS
 
 # dtype -> the weights' quantization in the converted folder (also its compute type).
 QUANTIZATIONS = {"float32": "float32", "int8": "int8", "bfloat16": "bfloat16"}
@@ -120,7 +118,7 @@ def convert_ctranslate2(
     return out
 
 
-class CTranslate2Backend(TokenBackend):
+class CTranslate2Backend(TokenizedBackend):
     """A gpt_bigcode model folder decoded by CTranslate2 (see the module docstring).
 
     dtype: "float32", "int8" or "bfloat16" (what this CPU or GPU supports); device "cpu"
@@ -155,25 +153,9 @@ class CTranslate2Backend(TokenBackend):
         )
         vocabulary = json.loads((converted / "vocabulary.json").read_text(encoding="utf-8"))
         self._tokens = vocabulary  # id -> the token string CTranslate2 takes
-        self.tokenizer = _read_tokenizer(folder)
-        self.name = model_name(folder)
-        self.fim_order = fim_order
+        tokenizer = _read_tokenizer(folder)
+        self._use_tokenizer(tokenizer, model_name(folder), fim_order, _config_eos_ids(folder))
         self.context_length = _context_length(folder)
-        eos = set(_config_eos_ids(folder))
-        if self.tokenizer.token_to_id(EOS) is not None:
-            eos.add(self.tokenizer.token_to_id(EOS))
-        self.eos_ids = frozenset(eos)
-        self.supports_fim = _fim_ids_or_none(self.tokenizer, self.name) is not None
-
-    # The same prompts and text handling as codekiln's own engine.
-    count_tokens = CodekilnBackend.count_tokens
-    prompt_ids = CodekilnBackend.prompt_ids
-    _new_sample = CodekilnBackend._new_sample
-    _decode_ids = CodekilnBackend._decode_ids
-    _encode = CodekilnBackend._encode
-    _start = CodekilnBackend._start
-    _fim_prompt = CodekilnBackend._fim_prompt
-    _fim_parts = CodekilnBackend._fim_parts
 
     def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
         rows = 1 if params.is_greedy else params.n  # greedy samples are all the same

@@ -89,7 +89,83 @@ class _Sample:
             self.pending.append(delta)
 
 
-class CodekilnBackend(TokenBackend):
+class TokenizedBackend(TokenBackend):
+    """What every engine that decodes with the model folder's own tokenizer.json shares
+    (codekiln's, CTranslate2, vLLM): prompts tokenized and laid out for fill-in-the-middle
+    as training laid them out, text decoded incrementally with stop strings, the
+    end-of-text ids. Subclasses call `_use_tokenizer` as they start."""
+
+    def _use_tokenizer(
+        self, tokenizer: Any, name: str, fim_order: str, eos_ids: Sequence[int] = ()
+    ) -> None:
+        check_fim_order(fim_order)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.fim_order = fim_order
+        eos = set(eos_ids)
+        if tokenizer.token_to_id(EOS) is not None:
+            eos.add(tokenizer.token_to_id(EOS))
+        self.eos_ids = frozenset(eos)
+        self.supports_fim = _fim_ids_or_none(tokenizer, name) is not None
+
+    # Streaming and n samples over the subclass's `_decode(ids, params, seed, samples)`, a
+    # generator that pushes each sample's tokens and yields after every step.
+
+    def _stream(self, ids: list[int], params: SamplingParams):
+        sample = self._new_sample(params)
+        for _ in self._decode(ids, params, sample_seed(params.seed, 0), [sample]):
+            if sample.pending:
+                yield "".join(sample.pending)
+                sample.pending.clear()
+        return sample.completion(len(ids))
+
+    def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
+        rows = 1 if params.is_greedy else params.n  # greedy samples are all the same
+        samples = [self._new_sample(params) for _ in range(rows)]
+        for _ in self._decode(ids, params, seed, samples):
+            for sample in samples:
+                sample.pending.clear()
+        completions = [sample.completion(len(ids)) for sample in samples]
+        return [replace(completions[i % rows]) for i in range(params.n)]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the text encodes to (to budget prompts against context_length)."""
+        return len(self._encode(text))
+
+    def prompt_ids(self, prompt: str, suffix: str | None = None) -> list[int]:
+        """The token ids generation starts from: the prompt's, or the FIM layout's."""
+        if suffix is None:
+            return self._encode(prompt) or self._start()
+        return self._fim_prompt(prompt, suffix)
+
+    def _new_sample(self, params: SamplingParams) -> _Sample:
+        return _Sample(IncrementalDecoder(self._decode_ids), StopMatcher(params.stop))
+
+    def _decode_ids(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def _start(self) -> list[int]:
+        start = self.tokenizer.token_to_id(EOS)
+        if start is None and not self.eos_ids:
+            raise UserError(
+                f"model {self.name} has no end-of-text token to start an empty prompt from: "
+                "give a prompt"
+            )
+        return [start if start is not None else min(self.eos_ids)]
+
+    def _fim_prompt(self, prefix: str, suffix: str) -> list[int]:
+        return fim_layout(*self._fim_parts(prefix, suffix), self.fim_order)
+
+    def _fim_parts(self, prefix: str, suffix: str) -> tuple[list[int], list[int], tuple]:
+        """Each piece is encoded on its own, as training's FIM encodes it."""
+        ids = fim_ids(self.tokenizer.token_to_id, self.name)
+        return self._encode(prefix, False), self._encode(suffix, False), ids
+
+
+class CodekilnBackend(TokenizedBackend):
     """A CodeGPT and its tokenizer behind the `Backend` interface (see the module docstring).
 
     `fim_order` is the layout infill prompts use ("psm", or StarCoder's "spm"; training
@@ -104,17 +180,9 @@ class CodekilnBackend(TokenBackend):
         name: str = "codekiln",
         fim_order: str = "psm",
     ) -> None:
-        check_fim_order(fim_order)
+        self._use_tokenizer(tokenizer, name, fim_order, eos_ids)
         self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.name = name
-        self.fim_order = fim_order
         self.context_length = model.config.n_positions
-        eos = set(eos_ids)
-        if tokenizer.token_to_id(EOS) is not None:
-            eos.add(tokenizer.token_to_id(EOS))
-        self.eos_ids = frozenset(eos)
-        self.supports_fim = _fim_ids_or_none(tokenizer, name) is not None
         self._device = next(model.parameters()).device
         self.step = DecodeStep(self.model)  # one token per row: the decode loops' forward
 
@@ -170,33 +238,6 @@ class CodekilnBackend(TokenBackend):
 
         return BatchRunner(self, config, metrics)
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens the text encodes to (to budget prompts against context_length)."""
-        return len(self._encode(text))
-
-    def prompt_ids(self, prompt: str, suffix: str | None = None) -> list[int]:
-        """The token ids generation starts from: the prompt's, or the FIM layout's."""
-        if suffix is None:
-            return self._encode(prompt) or self._start()
-        return self._fim_prompt(prompt, suffix)
-
-    def _stream(self, ids: list[int], params: SamplingParams):
-        sample = self._new_sample(params)
-        for _ in self._decode(ids, params, sample_seed(params.seed, 0), [sample]):
-            if sample.pending:
-                yield "".join(sample.pending)
-                sample.pending.clear()
-        return sample.completion(len(ids))
-
-    def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
-        rows = 1 if params.is_greedy else params.n  # greedy samples are all the same
-        samples = [self._new_sample(params) for _ in range(rows)]
-        for _ in self._decode(ids, params, seed, samples):
-            for sample in samples:
-                sample.pending.clear()
-        completions = [sample.completion(len(ids)) for sample in samples]
-        return [replace(completions[i % rows]) for i in range(params.n)]
-
     def _decode(
         self, prompt: list[int], params: SamplingParams, seed: int, samples: list[_Sample]
     ) -> Iterator[None]:
@@ -239,32 +280,6 @@ class CodekilnBackend(TokenBackend):
         input_ids = torch.tensor([prompt], device=self._device)
         logits, _ = self.model(input_ids, kv_cache=cache, logits_to_keep=1)
         return logits[:, -1]
-
-    def _new_sample(self, params: SamplingParams) -> _Sample:
-        return _Sample(IncrementalDecoder(self._decode_ids), StopMatcher(params.stop))
-
-    def _decode_ids(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def _encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
-
-    def _start(self) -> list[int]:
-        start = self.tokenizer.token_to_id(EOS)
-        if start is None and not self.eos_ids:
-            raise UserError(
-                f"model {self.name} has no end-of-text token to start an empty prompt from: "
-                "give a prompt"
-            )
-        return [start if start is not None else min(self.eos_ids)]
-
-    def _fim_prompt(self, prefix: str, suffix: str) -> list[int]:
-        return fim_layout(*self._fim_parts(prefix, suffix), self.fim_order)
-
-    def _fim_parts(self, prefix: str, suffix: str) -> tuple[list[int], list[int], tuple]:
-        """Each piece is encoded on its own, as training's FIM encodes it."""
-        ids = fim_ids(self.tokenizer.token_to_id, self.name)
-        return self._encode(prefix, False), self._encode(suffix, False), ids
 
 
 def _int8_device(device: str | None) -> str:

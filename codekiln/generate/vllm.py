@@ -17,20 +17,17 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
-from codekiln.generate.backend import TokenBackend, check_fim_order, model_name
+from codekiln.generate.backend import check_fim_order, model_name
 from codekiln.generate.native import (
-    CodekilnBackend,
+    TokenizedBackend,
     _config_eos_ids,
-    _fim_ids_or_none,
     _read_tokenizer,
 )
-from codekiln.generate.params import Completion, SamplingParams, sample_seed
-from codekiln.tokenizer.special import EOS
+from codekiln.generate.params import SamplingParams
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
@@ -43,7 +40,7 @@ def _vllm():
     return vllm
 
 
-class VLLMBackend(TokenBackend):
+class VLLMBackend(TokenizedBackend):
     """A Hugging Face model folder on a CUDA GPU through vLLM (see the module docstring).
 
     engine_options go to vllm.EngineArgs (gpu_memory_utilization, max_model_len, ...).
@@ -76,46 +73,14 @@ class VLLMBackend(TokenBackend):
         self._vllm = vllm
         args = vllm.EngineArgs(model=str(folder), dtype=dtype, **engine_options)
         self._engine = vllm.LLMEngine.from_engine_args(args)
-        self.tokenizer = _read_tokenizer(folder)
-        self.name = model_name(folder)
-        self.fim_order = fim_order
+        tokenizer = _read_tokenizer(folder)
+        self._use_tokenizer(tokenizer, model_name(folder), fim_order, _config_eos_ids(folder))
         self.context_length = int(self._engine.get_model_config().max_model_len)
-        eos = set(_config_eos_ids(folder))
-        if self.tokenizer.token_to_id(EOS) is not None:
-            eos.add(self.tokenizer.token_to_id(EOS))
-        self.eos_ids = frozenset(eos)
-        self.supports_fim = _fim_ids_or_none(self.tokenizer, self.name) is not None
         self._lock = threading.Lock()  # the engine is not thread-safe: every call holds it
         self._work = threading.Condition(self._lock)
         self._outputs: dict[str, queue.SimpleQueue] = {}
         self._ids = itertools.count()
         threading.Thread(target=self._drive, name="codekiln-vllm", daemon=True).start()
-
-    # The same prompts and text handling as codekiln's own engine.
-    count_tokens = CodekilnBackend.count_tokens
-    prompt_ids = CodekilnBackend.prompt_ids
-    _new_sample = CodekilnBackend._new_sample
-    _decode_ids = CodekilnBackend._decode_ids
-    _encode = CodekilnBackend._encode
-    _start = CodekilnBackend._start
-    _fim_prompt = CodekilnBackend._fim_prompt
-
-    def _generate(self, ids: list[int], params: SamplingParams, seed: int) -> list[Completion]:
-        rows = 1 if params.is_greedy else params.n  # greedy samples are all the same
-        samples = [self._new_sample(params) for _ in range(rows)]
-        for _ in self._decode(ids, params, seed, samples):
-            for sample in samples:
-                sample.pending.clear()
-        completions = [sample.completion(len(ids)) for sample in samples]
-        return [replace(completions[i % rows]) for i in range(params.n)]
-
-    def _stream(self, ids: list[int], params: SamplingParams):
-        sample = self._new_sample(params)
-        for _ in self._decode(ids, params, sample_seed(params.seed, 0), [sample]):
-            if sample.pending:
-                yield "".join(sample.pending)
-                sample.pending.clear()
-        return sample.completion(len(ids))
 
     def _decode(self, ids: list[int], params: SamplingParams, seed: int, samples: list):
         """Feed each sample the tokens vLLM makes for it, yielding after each batch of
