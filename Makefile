@@ -21,12 +21,12 @@ $(STAMP): pyproject.toml
 # evalplus is the reference HumanEval+ judge the tests compare with; without its dependencies
 # (its generators' clients, and `datasets`, which would send MultiPL-E tasks to the Hub).
 # text-generation (the serve tests' TGI client) pins huggingface-hub<1.0, which
-# transformers 5 outgrew; it works with hub 2.x, so it goes in without its pins.
+# transformers 5 outgrew; it works with hub 2.x, so it goes in without its pins (its other
+# dependency, aiohttp, is in the dev extra).
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	$(BIN)/python -m pip install --quiet --no-deps evalplus==0.3.1
 	$(BIN)/python -m pip install --quiet --no-deps text-generation==0.7.0
-	$(BIN)/python -m pip install --quiet aiohttp
 	touch $(DEV_STAMP)
 
 # bubblewrap, Chromium, Neovim and the evaluation toolchains, where this machine allows it.
