@@ -78,12 +78,10 @@ def model_facts(source: str, context_tokens: int | None = None) -> ModelFacts:
 
 
 def _folder_facts(folder: Path) -> ModelFacts:
-    config_file = folder / "config.json"
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        message = f"{folder} is not a model folder: cannot read {config_file} ({exc})"
-        raise UserError(message) from None
+    from codekiln.generate.backend import model_name
+    from codekiln.model.hf import read_hf_config
+
+    config = read_hf_config(folder)
     context = next((config[k] for k in CONTEXT_FIELDS if isinstance(config.get(k), int)), 0)
     tokenizer = folder / "tokenizer.json"
     fim = False
@@ -97,7 +95,7 @@ def _folder_facts(folder: Path) -> ModelFacts:
     folder = folder.resolve()
     return ModelFacts(
         source=str(folder),
-        name=folder.parent.name if folder.name == "model" else folder.name,
+        name=model_name(folder),  # the id `codekiln serve` lists for this folder
         context_tokens=context,
         fim=fim,
         tokenizer=str(tokenizer.resolve()) if tokenizer.exists() else None,

@@ -188,11 +188,6 @@ class Engine:
     def context_length(self) -> int:
         return int(getattr(self.backend, "context_length", 0) or 0)
 
-    @property
-    def batching(self) -> bool:
-        """Whether sequences share one running decode batch (not one thread each)."""
-        return not isinstance(self._runner, ThreadRunner)
-
     def prompt_tokens(self, prompt: str, suffix: str | None = None) -> int | None:
         """Tokens the prompt (or FIM layout) takes, where the backend can count them."""
         prompt_ids = getattr(self.backend, "prompt_ids", None)
@@ -284,8 +279,10 @@ class ThreadRunner:
             self.metrics.set("queue_length", self._waiting)
         request = generation.request
         started = threading.Event()  # the first choice of the request has a worker
+        # Greedy choices of one prompt are all the same: one stream serves them all.
+        draws = 1 if request.params.is_greedy else request.n
         for index, prompt in enumerate(request.prompts):
-            for draw in range(request.n):
+            for draw in range(draws):
                 self._queue.put((generation, index, draw, prompt, started))
 
     def _idle(self) -> int:
@@ -328,15 +325,10 @@ class ThreadRunner:
     def _choice(self, generation: Generation, index: int, draw: int, prompt: str) -> None:
         request = generation.request
         choice = index * request.n + draw
+        choices = range(choice, choice + request.n) if request.params.is_greedy else [choice]
         if generation.cancelled or generation.finished:
             if not generation.finished:
                 generation.fail(ApiError(499, "the client went away"))
-            return
-        if draw > 0 and request.params.is_greedy:
-            first = self._wait_first(generation, index * request.n)
-            if first is not None:
-                generation.emit_delta(choice, first.text)
-                generation.emit_done(choice, first)
             return
         params = choice_params(request.params, index, draw)
         try:
@@ -349,7 +341,8 @@ class ThreadRunner:
             raise ApiError(400, str(exc), "prompt") from None
         try:
             for delta in stream:
-                generation.emit_delta(choice, delta)
+                for each in choices:
+                    generation.emit_delta(each, delta)
                 if generation.cancelled:
                     self.metrics.add("generations_cancelled")
                     generation.fail(ApiError(499, "the client went away"))
@@ -366,15 +359,8 @@ class ThreadRunner:
         sample = Sample(
             completion.text, completion.finish_reason, completion.tokens, completion.prompt_tokens
         )
-        generation.emit_done(choice, sample)
-
-    @staticmethod
-    def _wait_first(generation: Generation, choice: int) -> Sample | None:
-        while generation.samples[choice] is None:
-            if generation.finished or generation.cancelled:
-                return None
-            time.sleep(0.005)
-        return generation.samples[choice]
+        for each in choices:
+            generation.emit_done(each, sample)
 
 
 def fitted_prompt_ids(
