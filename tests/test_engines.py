@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import test_train
 import torch
 from conftest import GOOD_PY, OTHER_PY, small_bpe
 
@@ -21,6 +22,7 @@ from codekiln.generate.int8 import Int8Linear
 from codekiln.model import CodeGPT, ModelConfig, export_hf
 from codekiln.model.gpt import KVCache
 from codekiln.tokenizer.special import EOS, SPECIAL_TOKENS
+from codekiln.train.loop import train
 
 TINY = {"vocab_size": 400, "n_positions": 128, "n_embd": 64, "n_layer": 2, "n_head": 4}
 PROMPTS = ["def add(a, b):\n    return", "", "import os\n\n\ndef walk(root):\n"]
@@ -244,6 +246,28 @@ def test_export_checks_the_ctranslate2_quantization_before_exporting(tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "quantization must be one of" in lines[0]
+
+
+packed = test_train.packed  # the fixture: a pack and its tokenizer
+
+
+@pytest.mark.slow  # a training run, then `codekiln export` in its own process
+def test_export_converts_a_run_for_the_ctranslate2_engine(packed, tmp_path):
+    pytest.importorskip("ctranslate2")
+    data, tokenizer = packed
+    run = tmp_path / "run"
+    train(data, run, test_train.tiny(tokenizer, max_steps=2, eval_every=0), progress=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "codekiln", "export", str(run), "--ctranslate2"]
+        + ["--quantization", "int8", "-o", str(tmp_path / "exported")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "exported" / "ctranslate2-int8" / "model.bin").is_file()
+    backend = load_backend(tmp_path / "exported", engine="ctranslate2", dtype="int8")
+    [[sample]] = backend.complete(["def f("], SamplingParams(greedy=True, max_new_tokens=4))
+    assert sample.tokens >= 1 or sample.finish_reason == "eos"
 
 
 @pytest.mark.parametrize(

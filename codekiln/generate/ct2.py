@@ -39,6 +39,7 @@ from codekiln.generate.native import (
     _Sample,
 )
 from codekiln.generate.params import Completion, SamplingParams
+from codekiln.tokenizer.special import EOS
 
 # dtype -> the weights' quantization in the converted folder (also its compute type).
 QUANTIZATIONS = {"float32": "float32", "int8": "int8", "bfloat16": "bfloat16"}
@@ -96,7 +97,7 @@ def convert_ctranslate2(
         except (ValueError, NotImplementedError, OSError, KeyError) as exc:
             first_line = (str(exc).strip().splitlines() or [repr(exc)])[0]
             raise UserError(f"CTranslate2 cannot convert {folder}: {first_line}") from None
-        _complete_config(tmp / "config.json")
+        _complete_config(tmp / "config.json", _end_of_text(folder))
         write_manifest(
             tmp,
             "ctranslate2",
@@ -275,21 +276,34 @@ def _source_files(folder: Path) -> list[list]:
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
-def _complete_config(path: Path) -> None:
+def _complete_config(path: Path, end_of_text: str | None) -> None:
     """Fill the converted config.json's token names that transformers 5 leaves unset.
 
-    The converter copies bos_token and unk_token from the tokenizer; a tokenizer that names
-    only an eos_token (codekiln's, StarCoder's under transformers 5) gives null, which
-    CTranslate2 refuses to load. StarCoder uses <|endoftext|> for all three; the eos token
-    is that here. Other null settings are dropped: CTranslate2 then uses its defaults.
+    The converter copies bos_token, eos_token and unk_token from the tokenizer's config; a
+    tokenizer that names only an eos_token (StarCoder's under transformers 5), or a folder
+    with no tokenizer_config.json (a training run's export), gives null, which CTranslate2
+    refuses to load. StarCoder uses <|endoftext|> for all three: `end_of_text`, the name of
+    the folder's end-of-text token, fills them. Other null settings are dropped: CTranslate2
+    then uses its defaults.
     """
     config = json.loads(path.read_text(encoding="utf-8"))
-    eos = config.get("eos_token")
-    for key in ("bos_token", "unk_token"):
+    eos = config.get("eos_token") or end_of_text
+    for key in ("bos_token", "eos_token", "unk_token"):
         if config.get(key) is None and eos is not None:
             config[key] = eos
     config = {key: value for key, value in config.items() if value is not None}
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _end_of_text(folder: Path) -> str | None:
+    """The end-of-text token's name: config.json's eos_token_id in the folder's tokenizer,
+    else <|endoftext|> where the tokenizer has it."""
+    tokenizer = _read_tokenizer(folder)
+    for token_id in _config_eos_ids(folder):
+        name = tokenizer.id_to_token(token_id)
+        if name is not None:
+            return name
+    return EOS if tokenizer.token_to_id(EOS) is not None else None
 
 
 def _context_length(folder: Path) -> int:
