@@ -5,11 +5,16 @@ every name this module can return. Plain text, binary and media files are not la
 give ``None``. The rule, in order:
 
 1. A well-known file name, matched exactly (``Dockerfile``, ``Makefile``, ``CMakeLists.txt``,
-   ``BUILD.bazel``, ``.bashrc``, ``Pipfile`` ...).
-2. The extension after the last dot, case-insensitively, except that ``.C`` and ``.H`` are C++.
-3. A name that starts with ``Dockerfile``/``Containerfile``/``Makefile``/``Jenkinsfile`` and a
-   ``.``, ``-`` or ``_`` (``Dockerfile.dev``), when its extension decided nothing.
-4. No answer from the name: the shebang line (``#!/usr/bin/env python3``, ``#!/bin/bash -e``,
+   ``BUILD.bazel``, ``.bashrc``, ``Pipfile``, ``Makefile.PL`` ...).
+2. A name that starts with ``Dockerfile``/``Containerfile``/``Makefile``/``GNUmakefile``/
+   ``Jenkinsfile`` (or ``dockerfile``/``makefile``) and a dot: what follows the dot names a
+   variant, not a language (``Makefile.sas`` is the makefile for the SAS/C compiler,
+   ``Dockerfile.dev``, ``makefile.linux``), unless it is the extension of a language build
+   scripts are written in (``Makefile.toml``, ``dockerfile.go``, ``Dockerfile.py``).
+3. The extension after the last dot, case-insensitively, except that ``.C`` and ``.H`` are C++.
+4. One of those names followed by ``-`` or ``_`` (``Dockerfile-alpine``), when its extension
+   decided nothing (``Dockerfile_test.go`` is Go).
+5. No answer from the name: the shebang line (``#!/usr/bin/env python3``, ``#!/bin/bash -e``,
    ``#!/usr/bin/env -S deno run``), with version suffixes dropped (``python3.11`` is python).
 
 Some extensions are shared by several languages. For them ``language_from_path`` returns
@@ -98,6 +103,8 @@ _EXTENSIONS_BY_LANGUAGE = {
     "Dhall": "dhall",
     "Diff": "diff patch",
     "Dockerfile": "dockerfile containerfile",
+    # Embedded JavaScript templates; Linguist's "EJS" (.ejs.t is left to Perl's .t).
+    "EJS": "ejs ect jst",
     "Elixir": "ex exs",
     "Elm": "elm",
     "Emacs Lisp": "el",
@@ -239,7 +246,9 @@ _FILENAMES_BY_LANGUAGE = {
     "JSON": "Pipfile.lock composer.lock flake.lock .jshintrc",
     "Just": "justfile Justfile .justfile",
     # Makefile.inc must be named here, or the ambiguous .inc would claim it.
-    "Makefile": "Makefile makefile GNUmakefile BSDmakefile Kbuild Makefile.inc",
+    "Makefile": "Makefile makefile GNUmakefile BSDmakefile Kbuild",
+    # ExtUtils::MakeMaker's script that writes the Makefile.
+    "Perl": "Makefile.PL",
     "Meson": "meson.build meson_options.txt meson.options",
     "Python": "SConstruct SConscript wscript",
     "R": ".Rprofile",
@@ -258,15 +267,22 @@ _FILENAMES_BY_LANGUAGE = {
 }
 
 # File names that keep their meaning with a suffix: Dockerfile.dev, Makefile-linux.
+_NAME_STEMS = {
+    "Dockerfile": "Dockerfile",
+    "dockerfile": "Dockerfile",
+    "Containerfile": "Dockerfile",
+    "Makefile": "Makefile",
+    "makefile": "Makefile",
+    "GNUmakefile": "Makefile",
+    "Jenkinsfile": "Groovy",
+}
 _NAME_PREFIXES = tuple(
-    (stem + sep, language)
-    for stem, language in [
-        ("Dockerfile", "Dockerfile"),
-        ("Containerfile", "Dockerfile"),
-        ("Makefile", "Makefile"),
-        ("Jenkinsfile", "Groovy"),
-    ]
-    for sep in ".-_"
+    (stem + sep, language) for stem, language in _NAME_STEMS.items() for sep in ".-_"
+)
+# After a stem and a dot, these extensions still name the language: a build tool's own file
+# (Makefile.toml for cargo-make) or a script about the build (dockerfile.go, Makefile.py).
+_STEM_YIELDS_TO = frozenset(
+    "py pl pm rb js mjs cjs ts go rs java kt kts lua sh bash toml json yml yaml xml md".split()
 )
 
 _M = re.MULTILINE
@@ -399,6 +415,8 @@ def language_from_path(path: str) -> str | None:
 
     >>> language_from_path("src/Main.kt"), language_from_path("docker/Dockerfile.dev")
     ('Kotlin', 'Dockerfile')
+    >>> language_from_path("amiga/Makefile.sas"), language_from_path("Makefile.toml")
+    ('Makefile', 'TOML')
     >>> language_from_path("lib/util.h") == AMBIGUOUS, language_from_path("notes.txt")
     (True, None)
     """
@@ -407,6 +425,9 @@ def language_from_path(path: str) -> str | None:
     if language is not None:
         return language
     dot = name.rfind(".")
+    stem = _NAME_STEMS.get(name[: name.find(".")]) if dot > 0 else None
+    if stem is not None and name[dot + 1 :].lower() not in _STEM_YIELDS_TO:
+        return stem
     if dot >= 0:
         ext = name[dot + 1 :]
         language = _CASED_EXTENSIONS.get(ext) or _EXTENSIONS.get(ext.lower())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sysconfig
@@ -154,19 +155,34 @@ def _git(repo: Path | str, *args: str) -> subprocess.CompletedProcess:
         raise UserError("git is not installed, but a source is a git repository") from None
 
 
-def remote_to_repo_name(url: str) -> str:
-    """The 'owner/name' part of a git remote URL.
+# git reads `host:path` as ssh only when no slash comes before the first colon; a drive
+# letter (`C:\src`) is a local path.
+_SCP_LIKE_RE = re.compile(r"(?![A-Za-z]:[\\/])[^/:]+:")
+
+
+def remote_to_repo_name(url: str) -> str | None:
+    """The 'owner/name' part of a git remote URL, or None when the remote is a local path.
+
+    A clone of a local clone has a path for its remote (`/tmp/x/owner+name/repo`, `../repo`,
+    `file:///srv/repo`); the folder names it better than that path's last two parts.
 
     >>> remote_to_repo_name("git@github.com:bigcode-project/starcoder.git")
     'bigcode-project/starcoder'
+    >>> remote_to_repo_name("../checkout") is None
+    True
     """
     url = url.strip().rstrip("/")
     if url.endswith(".git"):
         url = url[:-4]
-    if "://" not in url and ":" in url:  # scp-like syntax: user@host:owner/name
+    if "://" in url:
+        if url.lower().startswith("file://"):
+            return None
+    elif _SCP_LIKE_RE.match(url):  # user@host:owner/name
         url = url.split(":", 1)[1]
+    else:
+        return None
     parts = [p for p in url.replace("\\", "/").split("/") if p]
-    return "/".join(parts[-2:]) if parts else url
+    return "/".join(parts[-2:]) if parts else None
 
 
 def _git_repo_name(path: Path) -> str:
@@ -175,7 +191,7 @@ def _git_repo_name(path: Path) -> str:
         remote = "origin" if "origin" in remotes else remotes[0]
         url = _git(path, "remote", "get-url", remote).stdout.decode().strip()
         if url:
-            return remote_to_repo_name(url)
+            return remote_to_repo_name(url) or path.name
     return path.name
 
 
