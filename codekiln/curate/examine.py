@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from typing import Any
 
 from codekiln.curate.config import CurateConfig
@@ -99,6 +100,52 @@ def _table_lang(value: Any) -> str | None:
 
 def _owner(repo: str) -> str:
     return repo.split("/", 1)[0] if "/" in repo else repo
+
+
+# A file that is UTF-8 but for a few stray bytes (a Latin-1 "\xa9" in a copyright line) is
+# kept, its stray bytes read as cp1252. Legacy double-byte encodings (Shift-JIS, GBK) and
+# binary data have stray bytes in long runs or in bulk, and stay dropped.
+MAX_STRAY_FRACTION = 0.02
+MAX_STRAY_RUN = 3
+_STRAY_RE = re.compile("[\udc80-\udcff]+")
+# cp1252 leaves five bytes undefined; a file with one of them is read as Latin-1 instead.
+_CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")
+_CP1252 = {
+    0xDC00 + b: bytes([b]).decode("cp1252")
+    for b in range(0x80, 0x100)
+    if b not in _CP1252_UNDEFINED
+}
+_LATIN1 = {0xDC00 + b: chr(b) for b in range(0x80, 0x100)}
+
+
+def decode_mostly_utf8(raw: bytes) -> tuple[str | None, str | None]:
+    """Text and codec of bytes that are UTF-8 but for a few stray bytes, else (None, None).
+
+    Valid UTF-8 sequences keep their meaning; each stray byte is read as cp1252 (Latin-1
+    when one of cp1252's five undefined bytes is among them).
+
+    >>> decode_mostly_utf8(b"/* Copyright \\xa9 2024 Contoso. All rights reserved. */\\n")
+    ('/* Copyright © 2024 Contoso. All rights reserved. */\\n', 'cp1252')
+    >>> decode_mostly_utf8(bytes(range(128, 256)))
+    (None, None)
+    """
+    text = raw.decode("utf-8", "surrogateescape")
+    runs = _STRAY_RE.findall(text)
+    stray = sum(map(len, runs))
+    if stray > MAX_STRAY_FRACTION * len(raw) or max(map(len, runs), default=0) > MAX_STRAY_RUN:
+        return None, None
+    if any(ord(c) - 0xDC00 in _CP1252_UNDEFINED for run in runs for c in run):
+        return text.translate(_LATIN1), "latin-1"
+    return text.translate(_CP1252), "cp1252"
+
+
+def _decode_utf16(raw: bytes) -> str | None:
+    """Text of a file with a UTF-16 byte-order mark, or None when it is not UTF-16 text."""
+    try:
+        text = raw.decode("utf-16")
+    except UnicodeDecodeError:
+        return None
+    return None if "\0" in text else text
 
 
 class Examiner:
@@ -231,6 +278,11 @@ class Examiner:
         if item.data is not None:
             raw = item.data
             row["sha256"] = hashlib.sha256(raw).hexdigest()
+            if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                text = _decode_utf16(raw)
+                if text is not None:
+                    row["detail"] = "decoded:utf-16"
+                    return text, None
             if b"\0" in raw:
                 return "", "binary"
             if raw.startswith(b"\xef\xbb\xbf"):
@@ -238,7 +290,12 @@ class Examiner:
             try:
                 return raw.decode("utf-8"), None
             except UnicodeDecodeError:
+                pass
+            text, codec = decode_mostly_utf8(raw)
+            if text is None:
                 return "", "encoding"
+            row["detail"] = f"decoded:{codec}"
+            return text, None
         content = item.text or ""
         try:
             encoded = content.encode("utf-8")
