@@ -95,3 +95,27 @@ def test_clone_of_a_local_clone_is_named_from_its_folder(tmp_path):
     for args in (["init", "-q"], ["remote", "add", "origin", "/tmp/x/expressjs+express/repo"]):
         subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
     assert resolve_source(str(repo)).name == "express"
+
+
+GPL_HEADED = b"""/*
+ * mousedev.c - a driver
+ * Copyright (C) 2003 Jane Doe
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 2 of the License, or
+ * (at your option) any later version.
+ */
+#include <stdio.h>
+
+int mouse_count(int a, int b) { return a + b; }
+"""
+
+
+def test_a_gpl_notice_in_an_mit_repository_is_gpl():
+    config = CurateConfig.load(sets=["licenses=permissive"])
+    item = RawInput("dir", "acme/tools", "src/mousedev.c", "", 0, data=GPL_HEADED, license="MIT")
+    row, record = Examiner(config).examine(item)
+    assert (row["reason"], row["detail"], record) == ("license", "GPL-2.0-or-later", None)
+    row, record = examine("src/mousedev.c", GPL_HEADED)  # licenses=any keeps it, as GPL
+    assert record["license"] == row["license"] == "GPL-2.0-or-later"

@@ -6,6 +6,7 @@ import pytest
 from codekiln.curate.licenses import (
     PERMISSIVE,
     detect_license_text,
+    header_notice,
     is_license_file,
     license_allowed,
     normalize_expression,
@@ -501,3 +502,88 @@ def test_detected_ids_are_already_normalised():
 
 def test_header_tag_does_not_reach_into_the_next_line():
     assert spdx_header("# SPDX-License-Identifier:\n# MIT\n") is None
+
+
+def c_comment(notice: str) -> str:
+    return "/*\n" + "".join(f" * {line}".rstrip() + "\n" for line in notice.splitlines()) + " */\n"
+
+
+def hash_comment(notice: str) -> str:
+    return "".join(f"# {line}".rstrip() + "\n" for line in notice.splitlines())
+
+
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (c_comment(GPL_2_NOTICE), "GPL-2.0-or-later"),
+        (hash_comment(GPL_3_NOTICE), "GPL-3.0-or-later"),
+        (c_comment(LGPL_21_NOTICE), "LGPL-2.1-or-later"),
+        ("// " + LGPL_3_NOTICE.replace("\n", "\n// "), "LGPL-3.0-or-later"),
+        (hash_comment(AGPL_NOTICE), "AGPL-3.0-or-later"),
+        (c_comment(MPL_NOTICE), "MPL-2.0"),
+        (c_comment(APACHE_NOTICE), "Apache-2.0"),
+        (hash_comment(MIT), "MIT"),
+        (c_comment(BSD_3), "BSD-3-Clause"),
+        # The Linux kernel's wording: the version comes before the name, and no "later".
+        (
+            c_comment(
+                "This program is free software; you can redistribute it and/or modify it\n"
+                "under the terms of version 2 of the GNU General Public License as\n"
+                "published by the Free Software Foundation."
+            ),
+            "GPL-2.0-only",
+        ),
+        (
+            c_comment(
+                "This program is free software; you can redistribute it and/or modify\n"
+                "it under the terms of the GNU General Public License version 2 as\n"
+                "published by the Free Software Foundation."
+            ),
+            "GPL-2.0-only",
+        ),
+        # No version: the GPL lets one choose any version ever published.
+        (
+            c_comment("Distributed under the terms of the GNU General Public License."),
+            "GPL-1.0-or-later",
+        ),
+        ("# Licensed under the GPLv3.\nimport os\n", "GPL-3.0-only"),
+        (
+            c_comment(
+                "All rights reserved. This program and the accompanying materials\n"
+                "are made available under the terms of the Eclipse Public License v1.0\n"
+                "which accompanies this distribution."
+            ),
+            "EPL-1.0",
+        ),
+        (
+            c_comment(
+                "The contents of this file are subject to the Mozilla Public License Version\n"
+                '1.1 (the "License"); you may not use this file except in compliance.'
+            ),
+            "MPL-1.1",
+        ),
+        ("// Use of this source code is governed by an MIT-style license.\nx", "MIT"),
+        # A Python module docstring, after a shebang and an include guard in C.
+        ('#!/usr/bin/env python\n"""Tool.\n\n' + GPL_2_NOTICE + '"""\n', "GPL-2.0-or-later"),
+        ("#ifndef A_H\n#define A_H\n" + c_comment(MPL_NOTICE), "MPL-2.0"),
+    ],
+)
+def test_header_notice(header, expected):
+    assert header_notice(header + "int main(void) { return 0; }\n") == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "int x;\n",
+        "# Copyright 2024 Example. See LICENSE for details.\nx = 1\n",
+        # A notice after the first line of code is not the file's header.
+        "import os\n\n" + hash_comment(GPL_3_NOTICE),
+        "#include <stdio.h>\n" + c_comment(GPL_2_NOTICE),
+        # Code that names licenses is not a notice.
+        'LICENSES = ["GNU General Public License v3", "MIT"]\n',
+        "# This module parses license texts.\nPERMISSION = 'Permission is hereby granted'\n",
+    ],
+)
+def test_no_header_notice(text):
+    assert header_notice(text) is None

@@ -16,7 +16,7 @@ from typing import Any
 from codekiln.curate.config import CurateConfig
 from codekiln.curate.filters import Doc, build_filters
 from codekiln.curate.languages import AMBIGUOUS, LANGUAGES, detect_language, language_from_path
-from codekiln.curate.licenses import license_allowed, spdx_header
+from codekiln.curate.licenses import header_notice, license_allowed, spdx_header
 from codekiln.curate.sources import RawInput
 
 # Reasons in the order the steps apply them; the report's funnel follows this order. Sources
@@ -212,7 +212,7 @@ class Examiner:
             row["reason"] = reason
             return row, None
         if item.kind == "file":
-            row["license"] = spdx_header(content) or item.license
+            row["license"] = spdx_header(content) or header_notice(content) or item.license
         if not license_allowed(row["license"], self.policy):
             row["reason"] = "license"
             row["detail"] = row["license"]
