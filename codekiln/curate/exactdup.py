@@ -33,8 +33,8 @@ from codekiln.manifest import write_json
 
 _FORMAT_VERSION = 1
 # Rows of one partition sorted at once: ~150 bytes a row (two keys, id, rank) before the sort's
-# copies, so a window stays well under 100 MB whatever the corpus.
-WINDOW_ROWS = 1 << 18
+# copies, so a window stays under ~50 MB whatever the corpus.
+WINDOW_ROWS = 1 << 17
 # Candidates per partition that decide the partition count (at least 16, for parallelism).
 PARTITION_ROWS = 1 << 22
 

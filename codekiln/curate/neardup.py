@@ -75,8 +75,9 @@ _BLOCK_VALUES = 1 << 21
 _TEXT_BATCH = 1024  # rows of `content` read at once by a signature task
 _TOKEN_CACHE_LIMIT = 1 << 20
 # Stage 2 sorts at most about this many (band, hash, doc) rows at once (18 bytes each, and a
-# few times that while sorting); band rows per partition beyond which partitions are added.
-WINDOW_ROWS = 1 << 21
+# few times that while sorting: ~30 MB); band rows per partition beyond which partitions are
+# added, for parallel work rather than memory.
+WINDOW_ROWS = 1 << 19
 PARTITION_ROWS = 1 << 24
 
 BAND_DTYPE = np.dtype([("band", "<u2"), ("hash", "<u8"), ("doc", "<i8")])
