@@ -2,8 +2,9 @@
 Jaccard threshold 0.7).
 
 A document is the set of its 5-token shingles; tokens are the runs of `[A-Za-z0-9_]` in the
-code. MinHash keeps, per permutation, the smallest permuted shingle hash; LSH cuts the signature
-into b bands of r rows, and two documents that agree on a whole band become a candidate pair.
+code after its leading license header (`strip_leading_header`). MinHash keeps, per
+permutation, the smallest permuted shingle hash; LSH cuts the signature into b bands of r
+rows, and two documents that agree on a whole band become a candidate pair.
 Candidates are linked into clusters, and each cluster keeps one document: the one with the
 smallest `rank`. As in StarCoder, the candidates are not verified against the true Jaccard.
 
@@ -24,15 +25,20 @@ The work runs in four stages, each a set of independent tasks on an executor, wi
 `work_dir` between them, so memory follows the candidate pairs rather than the corpus:
 
     signatures/pNNN/fNNNNNN.npy   stage 1, one task per input file: (band, band_hash, doc) rows,
-                                  partitioned by band_hash
-    edges/pNNN.npy                stage 2, one task per partition: candidate edges (doc, doc)
+                                  partitioned by band_hash mod P, sorted by band_hash
+    edges/pNNN.npy                stage 2, one task per partition: candidate edges (doc, doc),
+                                  found a band_hash range at a time (a slice of each file)
     clusters.npy                  stage 3, in this process: (doc, cluster root) for linked docs
     (the result)                  stage 4, one task per input file with linked docs: their `id`
                                   and `rank` only, to pick survivors
 
-A doc is a global int64, `(input file index << 32) | row index`. Re-running with the same
-inputs and parameters reuses the finished stage-1 and stage-2 files (`neardup.json` records
-what they were made from; anything else clears them).
+A doc is a global int64, `(input file index << 32) | row index`. A worker holds at most one
+input file's rows (stage 1) or one window of WINDOW_ROWS band rows (stage 2), whatever the
+corpus; the partition count P grows with the corpus only to share stage 2 among more workers.
+This process holds the edges and linked documents, which grow with the duplicates.
+
+Re-running with the same inputs and parameters reuses the finished stage-1 and stage-2 files
+(`neardup.json` records what they were made from; anything else clears them).
 """
 
 from __future__ import annotations
