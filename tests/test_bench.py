@@ -150,6 +150,7 @@ def test_serve_bench_loads_both_servers(tmp_path):
         assert all(r["errors"] == 0 and r["tokens_per_s"] > 0 for r in results)
 
 
+@pytest.mark.slow  # two curate processes, ~10 s
 def test_curate_scale_bench_finds_the_planted_copies(tmp_path):
     figures = run_bench(
         "curate_scale", tmp_path, "--base-mb", "0.4", "--scales", "1", "2", "--workers", "1"
