@@ -148,3 +148,14 @@ def test_serve_bench_loads_both_servers(tmp_path):
     for results in runs.values():
         assert [r["clients"] for r in results] == [1, 2]
         assert all(r["errors"] == 0 and r["tokens_per_s"] > 0 for r in results)
+
+
+@pytest.mark.slow  # two curate processes, ~10 s
+def test_curate_scale_bench_finds_the_planted_copies(tmp_path):
+    figures = run_bench(
+        "curate_scale", tmp_path, "--base-mb", "0.4", "--scales", "1", "2", "--workers", "1"
+    )
+    for run in figures["runs"]:
+        assert run["exact_recall"] == 1.0 and run["near_recall"] > 0.8
+        assert run["originals_dropped"] == 0.0 and run["worker_rss_mb"] > 0
+    assert figures["ratios"]["s_per_mb"] > 0

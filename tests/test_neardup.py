@@ -365,13 +365,14 @@ def test_each_stage_reads_only_what_it_needs(planted, tmp_path):
     # Stage 1 needs only `content`: run it on a copy of input 0 that has nothing else.
     content_only = tmp_path / "content.parquet"
     pq.write_table(pq.read_table(paths[0], columns=["content"]), content_only)
-    docs = signature_task(SignatureTask(0, content_only, work, params))
+    docs = signature_task(SignatureTask(0, content_only, work, params, partitions=16))
     assert docs == pq.read_metadata(paths[0]).num_rows
     bands, _ = params.band_rows()
-    for p in range(params.partitions):
+    for p in range(16):
         part = np.load(work / "signatures" / f"p{p:03d}" / "f000000.npy")
         assert part.dtype == BAND_DTYPE
-        assert (part["hash"] % np.uint64(params.partitions) == p).all()
+        assert (part["hash"] % np.uint64(16) == p).all()
+        assert (np.diff(part["hash"].astype(np.float64)) >= 0).all()  # sorted by hash
         assert (part["doc"] >> 32 == 0).all()
     assert (
         sum(len(np.load(f)) for f in (work / "signatures").glob("p*/f000000.npy")) == docs * bands

@@ -74,15 +74,47 @@ def record_id(source: str, repo: str, path: str, key: str) -> str:
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
+# Folders whose files are more likely copies than originals: a duplicate outside them
+# survives one inside them, and one in an example or test folder survives a contrib copy.
+_EXAMPLE_DIRS = frozenset(
+    "example examples sample samples demo demos tutorial tutorials test tests testing "
+    "testdata test_data fixtures __tests__".split()
+)
+_IMPORTED_DIRS = frozenset(
+    "contrib vendor vendors vendored _vendor third_party third-party thirdparty 3rdparty "
+    "3rd_party external externals extern deps node_modules bower_components "
+    "site-packages".split()
+)
+
+
+def path_tier(path: str) -> int:
+    """0 for a core file, 1 inside an example or test folder, 2 inside a contrib or vendor-like
+    folder (the highest tier on the path wins; the file name does not count).
+
+    >>> path_tier("src/zlib.c"), path_tier("examples/zlib.c"), path_tier("Contrib/x/tests/a.c")
+    (0, 1, 2)
+    """
+    folders = set(path.lower().split("/")[:-1])
+    if folders & _IMPORTED_DIRS:
+        return 2
+    return 1 if folders & _EXAMPLE_DIRS else 0
+
+
 def survivor_rank(permissive: bool, stars: int | None, repo: str, path: str, id: str) -> str:
     """A string whose order is the order in which duplicates survive: permissive license
-    first, then most stars, then repository and path order (and id, so ranks are unique).
+    first, then the core file over a copy in an example, test, contrib or vendor-like folder
+    (`path_tier`), then most stars, then repository and path order (and id, so ranks are
+    unique).
 
     >>> survivor_rank(True, 5, "a/b", "x.py", "1") < survivor_rank(False, 900, "a/a", "x.py", "2")
     True
+    >>> core = survivor_rank(True, 0, "a/b", "src/x.c", "1")
+    >>> core < survivor_rank(True, 9, "a/a", "contrib/x.c", "2")
+    True
     """
     inverted = _MAX_STARS - min(max(stars or 0, 0), _MAX_STARS)
-    return f"{0 if permissive else 1}{inverted:012d}\0{repo}\0{path}\0{id}"
+    tier = path_tier(path)
+    return f"{0 if permissive else 1}{tier}{inverted:012d}\0{repo}\0{path}\0{id}"
 
 
 @functools.lru_cache(maxsize=4)

@@ -2,8 +2,9 @@
 Jaccard threshold 0.7).
 
 A document is the set of its 5-token shingles; tokens are the runs of `[A-Za-z0-9_]` in the
-code. MinHash keeps, per permutation, the smallest permuted shingle hash; LSH cuts the signature
-into b bands of r rows, and two documents that agree on a whole band become a candidate pair.
+code after its leading license header (`strip_leading_header`). MinHash keeps, per
+permutation, the smallest permuted shingle hash; LSH cuts the signature into b bands of r
+rows, and two documents that agree on a whole band become a candidate pair.
 Candidates are linked into clusters, and each cluster keeps one document: the one with the
 smallest `rank`. As in StarCoder, the candidates are not verified against the true Jaccard.
 
@@ -24,19 +25,25 @@ The work runs in four stages, each a set of independent tasks on an executor, wi
 `work_dir` between them, so memory follows the candidate pairs rather than the corpus:
 
     signatures/pNNN/fNNNNNN.npy   stage 1, one task per input file: (band, band_hash, doc) rows,
-                                  partitioned by band_hash
-    edges/pNNN.npy                stage 2, one task per partition: candidate edges (doc, doc)
+                                  partitioned by band_hash mod P, sorted by band_hash
+    edges/pNNN.npy                stage 2, one task per partition: candidate edges (doc, doc),
+                                  found a band_hash range at a time (a slice of each file)
     clusters.npy                  stage 3, in this process: (doc, cluster root) for linked docs
     (the result)                  stage 4, one task per input file with linked docs: their `id`
                                   and `rank` only, to pick survivors
 
-A doc is a global int64, `(input file index << 32) | row index`. Re-running with the same
-inputs and parameters reuses the finished stage-1 and stage-2 files (`neardup.json` records
-what they were made from; anything else clears them).
+A doc is a global int64, `(input file index << 32) | row index`. A worker holds at most one
+input file's rows (stage 1) or one window of WINDOW_ROWS band rows (stage 2), whatever the
+corpus; the partition count P grows with the corpus only to share stage 2 among more workers.
+This process holds the edges and linked documents, which grow with the duplicates.
+
+Re-running with the same inputs and parameters reuses the finished stage-1 and stage-2 files
+(`neardup.json` records what they were made from; anything else clears them).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -73,10 +80,124 @@ _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 _BLOCK_VALUES = 1 << 21
 _TEXT_BATCH = 1024  # rows of `content` read at once by a signature task
 _TOKEN_CACHE_LIMIT = 1 << 20
+# Stage 2 sorts at most about this many (band, hash, doc) rows at once (18 bytes each, and a
+# few times that while sorting: ~30 MB); band rows per partition beyond which partitions are
+# added, for parallel work rather than memory.
+WINDOW_ROWS = 1 << 19
+PARTITION_ROWS = 1 << 24
 
 BAND_DTYPE = np.dtype([("band", "<u2"), ("hash", "<u8"), ("doc", "<i8")])
 CLUSTER_DTYPE = np.dtype([("doc", "<i8"), ("root", "<i8")])
-_FORMAT_VERSION = 2  # 2: multiply-shift permutations (1: mod 2^31 - 1)
+# 3: shingles skip a leading license header; partition files sorted by hash
+# 2: multiply-shift permutations (1: mod 2^31 - 1)
+_FORMAT_VERSION = 3
+
+# Leading headers are looked for in the first characters only, so the scan costs the same for
+# any file size; a header that does not end within them is left in place.
+_HEADER_SCAN = 16384
+# Block comments, by opener: `/* */` (C family, CSS, Go, Rust, Java...), `<!-- -->` (markup),
+# `(* *)` (OCaml, Pascal), `{- -}` (Haskell), `--[[ ]]` (Lua), and Python's module docstrings.
+_BLOCK_COMMENTS = (
+    ("/*", "*/"),
+    ("<!--", "-->"),
+    ("(*", "*)"),
+    ("{-", "-}"),
+    ("--[[", "]]"),
+    ('"""', '"""'),
+    ("'''", "'''"),
+)
+# A run of line-comment lines: `#` (shell, Python, Ruby, R...), `//`, `--` (SQL, Haskell,
+# Lua, Ada), `;` (Lisp, assembly, INI), `%` (Erlang, MATLAB, TeX). `--`, `;` and `%` need a
+# space or a repeat after them (`--i;` and JavaScript's leading `;(function` are code);
+# preprocessor lines and Rust attributes start with `#` but are code.
+_COMMENT_LINES = re.compile(
+    r"(?:(?![ \t]*#(?:!?\[|[ \t]*(?:include|define|undef|if|ifdef|ifndef|elif|else|endif|pragma|"
+    r"import|error|warning|line|region|endregion|using)\b))"
+    r"[ \t]*(?:#|//|--(?=[-\s])|;(?=[;\s])|%(?=[%\s]))[^\n]*\n)+"
+)
+_BLANK = re.compile(r"[\s\ufeff]*")
+# Phrases of license and copyright notices, lowercase (not the bare word "license", which
+# module documentation uses for other things). Substring tests: one case-insensitive regex
+# alternation of these ran ~50x slower.
+_NOTICE_PHRASES = (
+    "copyright",
+    "\u00a9",
+    "spdx-license-identifier",
+    "licensed under",
+    "licensed to",
+    "permission is hereby granted",
+    "all rights reserved",
+    "warrant",
+    "gnu general",
+    "gnu lesser",
+    "gnu library",
+    "gnu affero",
+    "mozilla public",
+    "apache license",
+    "eclipse public",
+    "redistribution and use",
+    "is free software",
+    "see the license",
+)
+_C_IN_PARENS = re.compile(r"\(c\)\s*\w")
+
+
+def _is_notice(block: str) -> bool:
+    low = block.lower()
+    return any(p in low for p in _NOTICE_PHRASES) or (
+        "(c)" in low and _C_IN_PARENS.search(low) is not None
+    )
+
+
+def _comment_blocks(text: str, limit: int):
+    """(start, end) of each leading comment block of `text[:limit]`: a delimited block comment,
+    or a run of line-comment lines. Stops at the first code, or at a block that does not end
+    before `limit`."""
+    pos = 0
+    while True:
+        pos = _BLANK.match(text, pos, limit).end()
+        if pos >= limit:
+            return
+        for opener, closer in _BLOCK_COMMENTS:
+            if text.startswith(opener, pos):
+                end = text.find(closer, pos + len(opener), limit)
+                if end < 0:
+                    return
+                start, pos = pos, end + len(closer)
+                yield start, pos
+                break
+        else:
+            run = _COMMENT_LINES.match(text, pos, limit)
+            if run is None:
+                return
+            start, pos = pos, run.end()
+            if limit < len(text) and _COMMENT_LINES.match(text, pos, pos + 4096):
+                return  # the run goes on past the limit
+            yield start, pos
+
+
+def strip_leading_header(text: str) -> str:
+    r"""The text without its leading license header, for shingling: two files that differ only
+    in their notice stay duplicates, and two short files that share a long notice do not.
+
+    The header is the leading comment blocks (line comments in `#`, `//`, `--`, `;`, `%`, block
+    comments in `/* */`, `<!-- -->`, `(* *)`, `{- -}`, `--[[ ]]`, Python module docstrings) up
+    to the last one that reads as a license or copyright notice; later comment blocks (module
+    documentation) stay. A text with no such notice, or with no code token after it, comes
+    back whole. Only the first 16 KB are scanned.
+
+    >>> strip_leading_header("# Copyright 2024 Ann\n# MIT License\n\nimport os\n")
+    'import os\n'
+    >>> strip_leading_header("# Reads files.\nimport os\n")
+    '# Reads files.\nimport os\n'
+    """
+    cut = 0
+    for start, end in _comment_blocks(text, min(len(text), _HEADER_SCAN)):
+        if _is_notice(text[start:end]):
+            cut = end
+    if cut == 0 or _TOKEN.search(text, cut) is None:
+        return text
+    return text[cut:].lstrip("\r\n")
 
 
 @dataclass
@@ -90,7 +211,7 @@ class MinHashParams:
     bands: int | None = None
     rows: int | None = None
     seed: int = 42
-    partitions: int = 16
+    partitions: int | None = None  # None: `partition_count` of the band rows
 
     def __post_init__(self) -> None:
         if self.ngram < 1:
@@ -111,7 +232,7 @@ class MinHashParams:
             )
         if self.seed < 0:
             raise UserError(f"seed must be a non-negative integer (got {self.seed})")
-        if not 1 <= self.partitions <= 4096:
+        if self.partitions is not None and not 1 <= self.partitions <= 4096:
             raise UserError(f"partitions must be in 1..4096 (got {self.partitions}); try 16")
 
     def band_rows(self) -> tuple[int, int]:
@@ -158,6 +279,39 @@ def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
             best = (float(error[i]), i + 1, rows)
     assert best is not None
     return best[1], best[2]
+
+
+def hash_windows(rows: int, max_rows: int) -> list[int]:
+    """Upper bounds (exclusive) of the equal ranges of uint64 hash values that cut `rows`
+    uniformly spread hashes into windows of about `max_rows`; the last bound is 2^64.
+
+    >>> hash_windows(10, 4) == [2**64 // 3, 2 * 2**64 // 3, 2**64]
+    True
+    """
+    count = max(1, -(-rows // max(1, max_rows)))
+    return [(k + 1) * 2**64 // count for k in range(count)]
+
+
+def sorted_slice(keys: Any, start: int, upper: int) -> int:
+    """The end of the slice of sorted uint64 `keys`, from `start`, of the values below
+    `upper` (a `hash_windows` bound): a binary search that reads a few values of a mapped
+    file, never the whole column (numpy's searchsorted would copy a strided view).
+
+    >>> sorted_slice(np.array([1, 5, 9], dtype=np.uint64), 1, 9), sorted_slice([1], 0, 2**64)
+    (2, 1)
+    """
+    if upper >= 2**64:
+        return len(keys)
+    return bisect.bisect_left(keys, np.uint64(upper), lo=start)
+
+
+def partition_count(band_rows: int) -> int:
+    """Partitions for stage 2: 16 (parallel work), or more so each holds ~PARTITION_ROWS.
+
+    >>> partition_count(25 * 10**6), partition_count(25 * 10**9)
+    (16, 1491)
+    """
+    return min(4096, max(16, -(-band_rows // PARTITION_ROWS)))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -318,21 +472,28 @@ class NearDupResult:
 
 @dataclass(frozen=True)
 class SignatureTask:
-    """Stage 1 for one input file."""
+    """Stage 1 for one input file, into `partitions` partitions (default: params.partitions)."""
 
     index: int
     path: Path
     work_dir: Path
     params: MinHashParams
+    partitions: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.partitions is None:
+            object.__setattr__(self, "partitions", self.params.partitions or 16)
 
 
 @dataclass(frozen=True)
 class BucketTask:
-    """Stage 2 for one partition, over the stage-1 files of `inputs` input files."""
+    """Stage 2 for one partition, over the stage-1 files of `inputs` input files, read in
+    windows of at most about `window_rows` rows."""
 
     partition: int
     inputs: int
     work_dir: Path
+    window_rows: int = WINDOW_ROWS
 
 
 @dataclass(frozen=True, eq=False)
@@ -381,7 +542,7 @@ def signature_task(task: SignatureTask) -> int:
     first_row = 0
     parquet = pq.ParquetFile(task.path)
     for batch in parquet.iter_batches(batch_size=_TEXT_BATCH, columns=["content"]):
-        texts = batch.column(0).to_pylist()
+        texts = [strip_leading_header(t) if t else t for t in batch.column(0).to_pylist()]
         sets = [_shingles(text, params.ngram, cache) for text in texts]
         keep = np.flatnonzero([len(s) > 0 for s in sets])
         signatures = _min_hashes([sets[i] for i in keep], params.num_perm, params.seed)
@@ -394,11 +555,12 @@ def signature_task(task: SignatureTask) -> int:
     records["band"] = np.tile(np.arange(bands, dtype=np.uint16), len(doc))
     records["hash"] = band_h.ravel()
     records["doc"] = np.repeat(doc, bands)
-    # A bucket is (band, hash), so every member of a bucket lands in the same partition.
-    part = (records["hash"] % np.uint64(params.partitions)).astype(np.int64)
-    order = np.argsort(part, kind="stable")
-    bounds = np.searchsorted(part[order], np.arange(params.partitions + 1))
-    for p in range(params.partitions):
+    # A bucket is (band, hash), so every member of a bucket lands in the same partition; each
+    # partition file is sorted by hash, so stage 2 can read it a hash range at a time.
+    part = (records["hash"] % np.uint64(task.partitions)).astype(np.int64)
+    order = np.lexsort((records["hash"], part))
+    bounds = np.searchsorted(part[order], np.arange(task.partitions + 1))
+    for p in range(task.partitions):
         chunk = records[order[bounds[p] : bounds[p + 1]]]
         _save_npy(_partition_file(task.work_dir, p, task.index), chunk)
     # Written last, so its presence means every partition file of this input is complete.
@@ -427,21 +589,39 @@ def bucket_task(task: BucketTask) -> int:
     out = _edges_file(task.work_dir, task.partition)
     if out.exists():
         return len(np.load(out, mmap_mode="r"))
-    parts = [
-        np.load(_partition_file(task.work_dir, task.partition, i), allow_pickle=False)
-        for i in range(task.inputs)
-    ]
-    records = np.concatenate(parts) if parts else np.empty(0, dtype=BAND_DTYPE)
-    if len(records) == 0:
-        _save_npy(out, np.empty((0, 2), dtype=np.int64))
-        return 0
-    records = records[np.lexsort((records["doc"], records["hash"], records["band"]))]
-    band, hashes, doc = records["band"], records["hash"], records["doc"]
-    starts = np.r_[True, (band[1:] != band[:-1]) | (hashes[1:] != hashes[:-1])]
-    # Index of each row's bucket head: the running maximum of the positions of bucket starts.
-    head = np.maximum.accumulate(np.where(starts, np.arange(len(records)), 0))
-    member = ~starts
-    edges = _unique_pairs(doc[head[member]], doc[member])
+    paths = [_partition_file(task.work_dir, task.partition, i) for i in range(task.inputs)]
+    sizes = [len(np.load(path, mmap_mode="r")) for path in paths]
+    starts = [0] * len(paths)
+    src: list[np.ndarray] = []
+    dst: list[np.ndarray] = []
+    # Each file is sorted by hash: a window of the hash range is one slice of each file, and a
+    # bucket (one hash) lies in one window. Mapped files are dropped once their slice is copied.
+    for upper in hash_windows(sum(sizes), task.window_rows):
+        pieces = []
+        for i, path in enumerate(paths):
+            mapped = np.load(path, mmap_mode="r")
+            stop = sorted_slice(mapped["hash"], starts[i], upper)
+            if stop > starts[i]:
+                pieces.append(np.array(mapped[starts[i] : stop]))
+            starts[i] = stop
+            del mapped
+        if not pieces:
+            continue
+        records = np.concatenate(pieces)
+        del pieces
+        records = records[np.lexsort((records["doc"], records["hash"], records["band"]))]
+        band, hashes, doc = records["band"], records["hash"], records["doc"]
+        first = np.r_[True, (band[1:] != band[:-1]) | (hashes[1:] != hashes[:-1])]
+        # Each row's bucket head: the running maximum of the positions of bucket starts.
+        head = np.maximum.accumulate(np.where(first, np.arange(len(records)), 0))
+        member = ~first
+        src.append(doc[head[member]])
+        dst.append(doc[member])
+    assert starts == sizes, "every row falls in one window"
+    if src:
+        edges = _unique_pairs(np.concatenate(src), np.concatenate(dst))
+    else:
+        edges = np.empty((0, 2), dtype=np.int64)
     _save_npy(out, edges)
     return len(edges)
 
@@ -555,12 +735,16 @@ def near_duplicates(
     _check_inputs(inputs)
     _prepare(inputs, work_dir, params)
 
-    tasks = [SignatureTask(i, p, work_dir, params) for i, p in enumerate(inputs)]
+    bands, _ = params.band_rows()
+    partitions = params.partitions or partition_count(
+        bands * sum(pq.read_metadata(p).num_rows for p in inputs)
+    )
+    tasks = [SignatureTask(i, p, work_dir, params, partitions) for i, p in enumerate(inputs)]
     list(executor.map_unordered(signature_task, tasks))
-    buckets = [BucketTask(p, len(inputs), work_dir) for p in range(params.partitions)]
+    buckets = [BucketTask(p, len(inputs), work_dir) for p in range(partitions)]
     list(executor.map_unordered(bucket_task, buckets))
 
-    edges = [np.load(_edges_file(work_dir, p)) for p in range(params.partitions)]
+    edges = [np.load(_edges_file(work_dir, p)) for p in range(partitions)]
     edges = np.concatenate(edges) if edges else np.empty((0, 2), dtype=np.int64)
     # The same pair can come from several bands, so from several partitions.
     edges = _unique_pairs(edges[:, 0], edges[:, 1])

@@ -2,10 +2,11 @@
 
 Workers examine the inputs of each task (`examine.py`: decode, license, language, filters,
 decontamination, PII redaction) and write two files per task: the ledger rows of every input
-and the candidates that survived. The main process picks exact-duplicate survivors; the
-near-duplicate stages (`neardup.py`) run as tasks on the same executor; then the task files
-are streamed, in task order, into the ledger and the output shards. Task files stay until the
-stage finishes, so an interrupted run picks up where it stopped.
+and the candidates that survived. Exact deduplication (`exactdup.py`) and near deduplication
+(`neardup.py`) run as tasks on the same executor, over hash-partitioned files, so no process
+holds every document: this one holds the duplicates only. Then the task files are streamed,
+in task order, into the ledger and the output shards. Task files stay until the stage
+finishes, so an interrupted run picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from codekiln.curate.config import CurateConfig
+from codekiln.curate.exactdup import exact_duplicates
 from codekiln.curate.examine import Examiner
 from codekiln.curate.neardup import MinHashParams, NearDupResult, near_duplicates
 from codekiln.curate.sources import Source, Task, plan_tasks, read_task
@@ -226,7 +228,7 @@ def curate(
                 bar.advance(1, files=n_inputs, bytes=n_bytes)
         timings["process_s"] = time.time() - clock
         clock = time.time()
-        exact = _exact_duplicates(candidate_files)
+        exact = exact_duplicates(candidate_files, work / "exact", pool)
         timings["exact_dedup_s"] = time.time() - clock
         if config.near_dedup:
             clock = time.time()
@@ -360,33 +362,6 @@ def _task_key(task: Task) -> list[Any]:
         [list(e) for e in task.entries],
         [list(pair) for pair in task.licenses],
     ]
-
-
-def _exact_duplicates(candidate_files: list[Path]) -> dict[str, str]:
-    """Map every dropped exact duplicate's id to its survivor's id: the lowest rank wins."""
-    best: dict[str, tuple[str, str]] = {}
-    members: dict[str, list[str]] = {}
-    for path in candidate_files:
-        table = pq.read_table(path, columns=["id", "dedup_hash", "rank"])
-        for id_, key, rank in zip(
-            table.column("id").to_pylist(),
-            table.column("dedup_hash").to_pylist(),
-            table.column("rank").to_pylist(),
-            strict=True,
-        ):
-            if key not in best:
-                best[key] = (rank, id_)
-                members[key] = [id_]
-            else:
-                members[key].append(id_)
-                best[key] = min(best[key], (rank, id_))
-    duplicates = {}
-    for key, ids in members.items():
-        survivor = best[key][1]
-        for member in ids:
-            if member != survivor:
-                duplicates[member] = survivor
-    return duplicates
 
 
 def _dedup_decisions(
