@@ -281,6 +281,7 @@ def tokenizer_train_command(
 ) -> None:
     """Train the tokenizer on a deterministic sample of curated shards."""
     from codekiln.config import load_config
+    from codekiln.curate.pipeline import check_output_dir
     from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
 
     extra = list(sets or [])
@@ -289,6 +290,7 @@ def tokenizer_train_command(
     if sample_bytes is not None:
         extra.append(f"sample_bytes={sample_bytes}")
     cfg = load_config(TokenizerConfig, "tokenizer", config, extra)
+    check_output_dir(output)
     result = train_tokenizer(data, output, cfg, force=force)
     _print_tokenizer_summary(result)
 
@@ -306,9 +308,11 @@ def pack_command(
 ) -> None:
     """Tokenize curated shards into train/valid token shards, with metadata prefixes."""
     from codekiln.config import load_config
+    from codekiln.curate.pipeline import check_output_dir
     from codekiln.pack.pack import PackConfig, pack
 
     cfg = load_config(PackConfig, "pack", config, sets)
+    check_output_dir(output)
     result = pack(data, tokenizer, output, cfg, workers=workers, force=force, progress=not quiet)
     _print_pack_summary(result)
 

@@ -197,3 +197,33 @@ def test_makefile_has_the_readme_targets(target):
     assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.M)
     assert f"make {target}" in (ROOT / "README.md").read_text()
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_unusable_output_paths_give_one_line_and_exit_2(fixture_repo, tmp_path):
+    from codekiln.curate.pipeline import check_output_dir
+    from codekiln.errors import UserError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder\n")
+    for command in (
+        ["curate", str(fixture_repo)],
+        ["tokenizer", "train", str(tmp_path)],
+        ["pack", str(tmp_path), "--tokenizer", str(tmp_path)],
+    ):
+        assert_one_line_error(cli(*command, "-o", str(blocker / "out")), "is a file")
+    assert_one_line_error(cli("curate", str(fixture_repo), "-o", str(blocker)), "not a directory")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.geteuid() == 0:  # root writes anywhere: a read-only bind mount is not at hand
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(os, "access", lambda path, mode: False)
+                with pytest.raises(UserError, match="no permission to write in"):
+                    check_output_dir(locked / "out")
+        else:
+            assert_one_line_error(
+                cli("curate", str(fixture_repo), "-o", str(locked / "out")), "no permission"
+            )
+    finally:
+        locked.chmod(0o755)
