@@ -1106,7 +1106,7 @@ def data_lookup_command(
     ] = 50,
 ) -> None:
     """Am I in this dataset? Which files of a repository were kept, and why others were dropped."""
-    from codekiln.curate.lookup import lookup
+    from codekiln.curate.lookup import lookup, row_detail
 
     result = lookup(dataset, query)
     if not result.rows:
@@ -1124,11 +1124,7 @@ def data_lookup_command(
         table.add_column(column)
     shown = result.rows if limit == 0 else result.rows[:limit]
     for row in shown:
-        detail = row["detail"] or (
-            f"duplicate of {row['duplicate_of']}" if row["duplicate_of"] else ""
-        )
-        if row["pii"]:
-            detail = (detail + " " if detail else "") + f"redacted {row['pii']}"
+        detail = row_detail(row)
         table.add_row(row["repo"], row["path"], row["status"], row["reason"] or "", detail)
     console.print(table)
     if len(shown) < len(result.rows):

@@ -227,3 +227,34 @@ def test_unusable_output_paths_give_one_line_and_exit_2(fixture_repo, tmp_path):
             )
     finally:
         locked.chmod(0o755)
+
+
+def test_data_lookup_names_survivors_and_missing_licenses(tmp_path):
+    from conftest import GOOD_PY
+
+    from codekiln.curate.config import CurateConfig
+    from codekiln.curate.lookup import lookup, row_detail
+    from codekiln.curate.pipeline import curate
+    from codekiln.curate.sources import resolve_sources
+
+    repo = tmp_path / "octo"
+    for folder in ("lib", "src"):  # the same file twice; lib/ comes first, so it survives
+        (repo / folder).mkdir(parents=True)
+        (repo / folder / "util.py").write_text(GOOD_PY)
+    out = tmp_path / "out"
+    curate(resolve_sources([str(repo)]), out, progress=False)  # no LICENSE: all dropped
+    rows = lookup(out, "octo").rows
+    assert {(r["reason"], row_detail(r)) for r in rows} == {("license", "no license detected")}
+    out = tmp_path / "any"
+    curate(
+        resolve_sources([str(repo)]), out, CurateConfig.load(sets=["licenses=any"]), progress=False
+    )
+    rows = {r["path"]: r for r in lookup(out, "octo").rows}
+    kept, dropped = rows["lib/util.py"], rows["src/util.py"]
+    assert kept["status"] == "kept" and dropped["reason"] == "exact_duplicate"
+    assert row_detail(dropped) == "duplicate of octo/lib/util.py"
+    assert row_detail(kept) == "no license detected"
+    shown = cli("data", "lookup", str(out), "octo")
+    assert shown.returncode == 0, shown.stderr
+    assert "duplicate of octo/lib/util.py" in shown.stdout
+    assert "no license detected" in shown.stdout
