@@ -1141,12 +1141,16 @@ def _print_curate_summary(report: dict, out_dir: Path) -> None:
     for reason, slot in totals["dropped"].items():
         table.add_row(f"  dropped: {reason}", f"{slot['files']:,}", f"{slot['bytes'] / 1e6:,.1f}")
     table.add_row(
-        "kept", f"{totals['files_kept']:,}", f"{totals['bytes_kept'] / 1e6:,.1f}", style="bold"
+        "kept (MB written)",
+        f"{totals['files_kept']:,}",
+        f"{totals['bytes_kept'] / 1e6:,.1f}",
+        style="bold",
     )
     console.print(table)
-    top = [
-        f"{lang} {b['files_kept']:,}" for lang, b in report["languages"].items() if b["files_kept"]
-    ][:8]
+    from codekiln.curate.report import by_kept
+
+    kept = [(lang, b["files_kept"]) for lang, b in by_kept(report["languages"])]
+    top = [f"{lang} {files:,}" for lang, files in kept if files][:8]
     if top:
         console.print("kept by language: " + ", ".join(top))
     console.print(f"shards and ledger: {out_dir}  report: {out_dir / 'report.html'}")

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -69,15 +70,31 @@ def test_report_reconciles_with_the_ledger(fixture_repo, tmp_path):
     assert totals["bytes_in"] == sum(r["size"] for r in ledger)
     kept = [r for r in ledger if r["status"] == "kept"]
     assert totals["files_kept"] == len(kept)
-    assert totals["bytes_kept"] == sum(r["size"] for r in kept)
+    # Bytes kept are the bytes written: the shards' sizes, not the inputs' (PII redaction).
+    assert totals["bytes_kept"] == sum(r["size"] for r in read_records(out))
+    kept_in = sum(r["size"] for r in kept)
+    assert totals["bytes_in"] == kept_in + sum(v["bytes"] for v in totals["dropped"].values())
     reasons = Counter(r["reason"] for r in ledger if r["reason"])
     assert {k: v["files"] for k, v in totals["dropped"].items()} == dict(reasons)
     assert set(reasons) <= set(REASONS)
+    html = (out / "report.html").read_text()
+    repositories = report["repositories"]
+    assert repositories["count"] == len({r["repo"] for r in ledger})
     for field in ("files_in", "bytes_in", "files_kept", "bytes_kept"):
         assert sum(b[field] for b in report["languages"].values()) == totals[field]
+        assert sum(b[field] for b in report["sources"].values()) == totals[field]
+        in_repositories = [*repositories["top"], repositories["other"]]
+        assert sum(b[field] for b in in_repositories) == totals[field]
+    languages = re.findall(
+        r"<tr><td>([^<]+)</td><td>[\d,]+</td><td>[^<]+</td><td>([\d,]+)<",
+        html.split('id="languages"')[1].split("</table>")[0],
+    )
+    kept_order = [int(files.replace(",", "")) for _, files in languages]
+    assert len(languages) == len(report["languages"])
+    assert kept_order == sorted(kept_order, reverse=True)
     assert report["funnel"][-1]["files"] == totals["files_kept"]
-    html = (out / "report.html").read_text()
     assert "<svg" in html and "exact_duplicate" in html
+    assert 'id="repositories"' in html and 'id="sources"' in html
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "curate" and manifest["sources"][0]["sha256"]
     assert manifest["config"]["max_line_length"] == 1000
@@ -575,3 +592,42 @@ def test_a_folder_of_stack_tables_is_one_source_per_table(tmp_path):
         ("parquet", "the-stack/data/python/train-0.parquet"),
         ("parquet", "the-stack/data/rust/train-0.parquet"),
     ]
+
+
+def test_report_counts_written_bytes_and_bounds_the_repository_table(tmp_path):
+    from codekiln.curate.report import build_report
+
+    repo = tmp_path / "lib"
+    for i, name in enumerate(["alpha", "beta", "gamma", "delta"]):
+        (repo / name).mkdir(parents=True)
+        for j in range(i + 1):  # delta is the largest repository, alpha the smallest
+            (repo / name / f"m{j}.py").write_text(f"def f{j}():\n    return {j} + {i}\n")
+    (repo / "alpha" / "squares.ipynb").write_text(json.dumps(NOTEBOOK))
+    (repo / "beta" / "blob.py").write_bytes(b"\0binary")
+    source = Source("directory", str(repo), "lib", license="MIT", split_top_level=True)
+    out = tmp_path / "out"
+    report = curate([source], out, CurateConfig.load(), progress=False).report
+    records = read_records(out)
+    (notebook,) = [r for r in records if r["kind"] == "notebook"]
+    ledger = by_path(read_ledger(out))
+    assert notebook["size"] < ledger["alpha/squares.ipynb"]["size"]
+    assert report["kinds"]["notebook"]["bytes_kept"] == notebook["size"]
+    assert report["totals"]["bytes_kept"] == sum(r["size"] for r in records)
+    names = [b["repo"] for b in report["repositories"]["top"]]
+    bytes_in = Counter()
+    for row in ledger.values():
+        bytes_in[row["repo"]] += row["size"]
+    assert names == sorted(bytes_in, key=lambda repo: (-bytes_in[repo], repo))
+    beta = next(b for b in report["repositories"]["top"] if b["repo"] == "lib/beta")
+    assert beta["dropped"] == {"binary": 1} and beta["files_kept"] == 2
+    # Bounded: the 2 largest and one row for the rest; the same sums with runs spilled to disk.
+    for spill_rows in (10**6, 1):
+        small = build_report(out / "ledger", top_repositories=2, spill_rows=spill_rows)
+        table = small["repositories"]
+        assert [b["repo"] for b in table["top"]] == names[:2]
+        assert table["other"]["repositories"] == 2 and table["count"] == 4
+        for field in ("files_in", "bytes_in", "files_kept", "bytes_kept"):
+            in_table = [*table["top"], table["other"]]
+            assert sum(b[field] for b in in_table) == report["totals"][field]
+        assert table["other"]["dropped"] == {"binary": 1}
+    assert not list(out.glob(".report-*"))
