@@ -492,13 +492,25 @@ def test_curated_output_curates_again_with_every_record_kind(tmp_path, notebook_
     ]
 
 
-def test_table_records_keep_their_kind():
+def test_table_records_keep_their_kind(tmp_path):
     from codekiln.curate.sources import table_input
 
     source = Source("parquet", "x.parquet", "x.parquet")
     for kind in ("file", "notebook", "issue", "commit"):
         item = table_input(source, {"content": "text", "path": "a.ipynb", "kind": kind}, "row:0")
         assert item.kind == kind
+    # Issue and commit records curate again unchanged (no file filters, no re-conversion).
+    records = [
+        {"content": "<issue_start>Title: crash\nusername_0: it fails", "repo": "o/r",
+         "path": "issues/7", "kind": "issue", "license": "MIT"},
+        {"content": "<commit_before>x = 1\n<commit_msg>Fix x<commit_after>x = 2\n",
+         "repo": "o/r", "path": "x.py", "kind": "commit", "license": "MIT", "lang": "Python"},
+    ]  # fmt: skip
+    table = tmp_path / "records.parquet"
+    pq.write_table(pa.Table.from_pylist(records), table)
+    curate(resolve_sources([str(table)]), tmp_path / "out", progress=False)
+    kept = [(r["kind"], r["content"]) for r in read_records(tmp_path / "out")]
+    assert kept == [(r["kind"], r["content"]) for r in records]
     # A Stack row has no kind: a raw .ipynb in it is a file, converted when examined.
     assert table_input(source, {"content": "{}", "path": "a.ipynb"}, "row:0").kind == "file"
     assert table_input(source, {"content": "x", "kind": "blob"}, "row:0").kind == "file"
