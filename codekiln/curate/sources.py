@@ -143,12 +143,18 @@ def table_directory(path: Path) -> list[Path] | None:
             stage = None
         if stage == "curate":
             return sorted(path.glob("part-*.parquet"))
-    listing: list[tuple[str, str, int, int]] = []
-    _walk(str(path), "", frozenset(), listing)
-    files = [rel for rel, state, _size, _stamp in listing if not rel.startswith(".")]
-    if files and all(rel.lower().endswith(".parquet") for rel in files):
-        return [path / rel for rel in files]
-    return None
+    if (path / ".git").exists():
+        return None
+    tables = []
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            if not name.lower().endswith(".parquet"):
+                return None  # stop at the first file that is not a table
+            tables.append(Path(folder, name))
+    return sorted(tables) or None
 
 
 def resolve_sources(args: list[str]) -> list[Source]:
