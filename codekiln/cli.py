@@ -281,6 +281,7 @@ def tokenizer_train_command(
 ) -> None:
     """Train the tokenizer on a deterministic sample of curated shards."""
     from codekiln.config import load_config
+    from codekiln.curate.pipeline import check_output_dir
     from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
 
     extra = list(sets or [])
@@ -289,6 +290,7 @@ def tokenizer_train_command(
     if sample_bytes is not None:
         extra.append(f"sample_bytes={sample_bytes}")
     cfg = load_config(TokenizerConfig, "tokenizer", config, extra)
+    check_output_dir(output)
     result = train_tokenizer(data, output, cfg, force=force)
     _print_tokenizer_summary(result)
 
@@ -306,9 +308,11 @@ def pack_command(
 ) -> None:
     """Tokenize curated shards into train/valid token shards, with metadata prefixes."""
     from codekiln.config import load_config
+    from codekiln.curate.pipeline import check_output_dir
     from codekiln.pack.pack import PackConfig, pack
 
     cfg = load_config(PackConfig, "pack", config, sets)
+    check_output_dir(output)
     result = pack(data, tokenizer, output, cfg, workers=workers, force=force, progress=not quiet)
     _print_pack_summary(result)
 
@@ -1102,7 +1106,7 @@ def data_lookup_command(
     ] = 50,
 ) -> None:
     """Am I in this dataset? Which files of a repository were kept, and why others were dropped."""
-    from codekiln.curate.lookup import lookup
+    from codekiln.curate.lookup import lookup, row_detail
 
     result = lookup(dataset, query)
     if not result.rows:
@@ -1120,11 +1124,7 @@ def data_lookup_command(
         table.add_column(column)
     shown = result.rows if limit == 0 else result.rows[:limit]
     for row in shown:
-        detail = row["detail"] or (
-            f"duplicate of {row['duplicate_of']}" if row["duplicate_of"] else ""
-        )
-        if row["pii"]:
-            detail = (detail + " " if detail else "") + f"redacted {row['pii']}"
+        detail = row_detail(row)
         table.add_row(row["repo"], row["path"], row["status"], row["reason"] or "", detail)
     console.print(table)
     if len(shown) < len(result.rows):
@@ -1141,12 +1141,16 @@ def _print_curate_summary(report: dict, out_dir: Path) -> None:
     for reason, slot in totals["dropped"].items():
         table.add_row(f"  dropped: {reason}", f"{slot['files']:,}", f"{slot['bytes'] / 1e6:,.1f}")
     table.add_row(
-        "kept", f"{totals['files_kept']:,}", f"{totals['bytes_kept'] / 1e6:,.1f}", style="bold"
+        "kept (MB written)",
+        f"{totals['files_kept']:,}",
+        f"{totals['bytes_kept'] / 1e6:,.1f}",
+        style="bold",
     )
     console.print(table)
-    top = [
-        f"{lang} {b['files_kept']:,}" for lang, b in report["languages"].items() if b["files_kept"]
-    ][:8]
+    from codekiln.curate.report import by_kept
+
+    kept = [(lang, b["files_kept"]) for lang, b in by_kept(report["languages"])]
+    top = [f"{lang} {files:,}" for lang, files in kept if files][:8]
     if top:
         console.print("kept by language: " + ", ".join(top))
     console.print(f"shards and ledger: {out_dir}  report: {out_dir / 'report.html'}")

@@ -66,8 +66,10 @@ class LocalExecutor:
                     pending.add(self._pool.submit(fn, task))
 
 
-def _ray_call(fn: Callable[..., Any], task: Any) -> Any:
-    return fn(task)
+def _ray_call(fn: Callable[..., Any], task: Any) -> tuple[str, Any]:
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), fn(task)
 
 
 class RayExecutor:
@@ -78,6 +80,7 @@ class RayExecutor:
         self.workers = max(1, workers)
         self.address = address
         self._started = False
+        self.nodes: dict[str, int] = {}  # tasks run per Ray node id
 
     def __enter__(self) -> RayExecutor:
         try:
@@ -93,6 +96,10 @@ class RayExecutor:
                 ray.init(num_cpus=self.workers, log_to_driver=False, include_dashboard=False)
             self._started = True
         self._remote = ray.remote(_ray_call)
+        if self.address:
+            # On a cluster, spread the tasks over the nodes rather than filling one first:
+            # the work is I/O on shared storage as much as CPU.
+            self._remote = self._remote.options(scheduling_strategy="SPREAD")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -115,7 +122,9 @@ class RayExecutor:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                yield ray.get(ref)
+                node, result = ray.get(ref)
+                self.nodes[node] = self.nodes.get(node, 0) + 1
+                yield result
                 task = next(queue, None)
                 if task is not None:
                     pending.append(self._remote.remote(fn, task))

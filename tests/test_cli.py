@@ -197,3 +197,65 @@ def test_makefile_has_the_readme_targets(target):
     assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.M)
     assert f"make {target}" in (ROOT / "README.md").read_text()
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_unusable_output_paths_give_one_line_and_exit_2(fixture_repo, tmp_path):
+    from codekiln.curate.pipeline import check_output_dir
+    from codekiln.errors import UserError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder\n")
+    for command in (
+        ["curate", str(fixture_repo)],
+        ["tokenizer", "train", str(tmp_path)],
+        ["pack", str(tmp_path), "--tokenizer", str(tmp_path)],
+    ):
+        assert_one_line_error(cli(*command, "-o", str(blocker / "out")), "is a file")
+    with pytest.raises(UserError, match="not a directory"):
+        check_output_dir(blocker)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.geteuid() == 0:  # root writes anywhere: a read-only bind mount is not at hand
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(os, "access", lambda path, mode: False)
+                with pytest.raises(UserError, match="no permission to write in"):
+                    check_output_dir(locked / "out")
+        else:
+            assert_one_line_error(
+                cli("curate", str(fixture_repo), "-o", str(locked / "out")), "no permission"
+            )
+    finally:
+        locked.chmod(0o755)
+
+
+def test_data_lookup_names_survivors_and_missing_licenses(tmp_path):
+    from conftest import GOOD_PY
+
+    from codekiln.curate.config import CurateConfig
+    from codekiln.curate.lookup import lookup, row_detail
+    from codekiln.curate.pipeline import curate
+    from codekiln.curate.sources import resolve_sources
+
+    repo = tmp_path / "octo"
+    for folder in ("lib", "src"):  # the same file twice; lib/ comes first, so it survives
+        (repo / folder).mkdir(parents=True)
+        (repo / folder / "util.py").write_text(GOOD_PY)
+    out = tmp_path / "out"
+    curate(resolve_sources([str(repo)]), out, progress=False)  # no LICENSE: all dropped
+    rows = lookup(out, "octo").rows
+    assert {(r["reason"], row_detail(r)) for r in rows} == {("license", "no license detected")}
+    out = tmp_path / "any"
+    curate(
+        resolve_sources([str(repo)]), out, CurateConfig.load(sets=["licenses=any"]), progress=False
+    )
+    rows = {r["path"]: r for r in lookup(out, "octo").rows}
+    kept, dropped = rows["lib/util.py"], rows["src/util.py"]
+    assert kept["status"] == "kept" and dropped["reason"] == "exact_duplicate"
+    assert row_detail(dropped) == "duplicate of octo/lib/util.py"
+    assert row_detail(kept) == "no license detected"
+    shown = cli("data", "lookup", str(out), "octo")
+    assert shown.returncode == 0, shown.stderr
+    assert "duplicate of octo/lib/util.py" in shown.stdout
+    assert "no license detected" in shown.stdout

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -69,15 +70,31 @@ def test_report_reconciles_with_the_ledger(fixture_repo, tmp_path):
     assert totals["bytes_in"] == sum(r["size"] for r in ledger)
     kept = [r for r in ledger if r["status"] == "kept"]
     assert totals["files_kept"] == len(kept)
-    assert totals["bytes_kept"] == sum(r["size"] for r in kept)
+    # Bytes kept are the bytes written: the shards' sizes, not the inputs' (PII redaction).
+    assert totals["bytes_kept"] == sum(r["size"] for r in read_records(out))
+    kept_in = sum(r["size"] for r in kept)
+    assert totals["bytes_in"] == kept_in + sum(v["bytes"] for v in totals["dropped"].values())
     reasons = Counter(r["reason"] for r in ledger if r["reason"])
     assert {k: v["files"] for k, v in totals["dropped"].items()} == dict(reasons)
     assert set(reasons) <= set(REASONS)
+    html = (out / "report.html").read_text()
+    repositories = report["repositories"]
+    assert repositories["count"] == len({r["repo"] for r in ledger})
     for field in ("files_in", "bytes_in", "files_kept", "bytes_kept"):
         assert sum(b[field] for b in report["languages"].values()) == totals[field]
+        assert sum(b[field] for b in report["sources"].values()) == totals[field]
+        in_repositories = [*repositories["top"], repositories["other"]]
+        assert sum(b[field] for b in in_repositories) == totals[field]
+    languages = re.findall(
+        r"<tr><td>([^<]+)</td><td>[\d,]+</td><td>[^<]+</td><td>([\d,]+)<",
+        html.split('id="languages"')[1].split("</table>")[0],
+    )
+    kept_order = [int(files.replace(",", "")) for _, files in languages]
+    assert len(languages) == len(report["languages"])
+    assert kept_order == sorted(kept_order, reverse=True)
     assert report["funnel"][-1]["files"] == totals["files_kept"]
-    html = (out / "report.html").read_text()
     assert "<svg" in html and "exact_duplicate" in html
+    assert 'id="repositories"' in html and 'id="sources"' in html
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "curate" and manifest["sources"][0]["sha256"]
     assert manifest["config"]["max_line_length"] == 1000
@@ -432,3 +449,197 @@ def test_split_top_level_repositories(tmp_path):
     assert rows["pkg/__init__.py"]["repo"] == "lib/pkg"
     assert rows["single.py"]["repo"] == "lib/single"
     shutil.rmtree(out)
+
+
+NOTEBOOK = {
+    "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Squares\n"]},
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "execution_count": 1,
+            "outputs": [],
+            "source": ["def square(x):\n", "    return x * x\n"],
+        },
+    ],
+    "metadata": {"kernelspec": {"language": "python", "name": "python3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+@pytest.mark.parametrize("notebook_format", ["script", "structured"])
+def test_curated_output_curates_again_with_every_record_kind(tmp_path, notebook_format):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "LICENSE").write_text(MIT_LICENSE)
+    (repo / "good.py").write_text(GOOD_PY)
+    (repo / "squares.ipynb").write_text(json.dumps(NOTEBOOK))
+    config = CurateConfig.load(sets=[f"notebook_format={notebook_format}"])
+    first = tmp_path / "first"
+    curate(resolve_sources([str(repo)]), first, config, progress=False)
+    kinds = {r["path"]: r["kind"] for r in read_records(first)}
+    assert kinds == {"good.py": "file", "squares.ipynb": "notebook"}
+    # The output folder as a source stands for its shards: the ledger and report are no inputs.
+    sources = resolve_sources([str(first)])
+    assert [s.name for s in sources] == ["first/part-00000.parquet"]
+    second = tmp_path / "second"
+    curate(sources, second, config, progress=False)
+    assert Counter(r["status"] for r in read_ledger(second)) == {"kept": 2}
+    fields = ("repo", "path", "kind", "lang", "license", "content", "size")
+    assert [[r[f] for f in fields] for r in read_records(second)] == [
+        [r[f] for f in fields] for r in read_records(first)
+    ]
+
+
+def test_table_records_keep_their_kind(tmp_path):
+    from codekiln.curate.sources import table_input
+
+    source = Source("parquet", "x.parquet", "x.parquet")
+    for kind in ("file", "notebook", "issue", "commit"):
+        item = table_input(source, {"content": "text", "path": "a.ipynb", "kind": kind}, "row:0")
+        assert item.kind == kind
+    # Issue and commit records curate again unchanged (no file filters, no re-conversion).
+    records = [
+        {"content": "<issue_start>Title: crash\nusername_0: it fails", "repo": "o/r",
+         "path": "issues/7", "kind": "issue", "license": "MIT"},
+        {"content": "<commit_before>x = 1\n<commit_msg>Fix x<commit_after>x = 2\n",
+         "repo": "o/r", "path": "x.py", "kind": "commit", "license": "MIT", "lang": "Python"},
+    ]  # fmt: skip
+    table = tmp_path / "records.parquet"
+    pq.write_table(pa.Table.from_pylist(records), table)
+    curate(resolve_sources([str(table)]), tmp_path / "out", progress=False)
+    kept = [(r["kind"], r["content"]) for r in read_records(tmp_path / "out")]
+    assert kept == [(r["kind"], r["content"]) for r in records]
+    # A Stack row has no kind: a raw .ipynb in it is a file, converted when examined.
+    assert table_input(source, {"content": "{}", "path": "a.ipynb"}, "row:0").kind == "file"
+    assert table_input(source, {"content": "x", "kind": "blob"}, "row:0").kind == "file"
+
+
+STACK_V2_ROWS = [
+    {
+        "blob_id": "b1",
+        "directory_id": "d1",
+        "path": "/pkg/mod.py",
+        "content_id": "c1",
+        "detected_licenses": ["MIT", "Apache-2.0"],
+        "license_type": "permissive",
+        "repo_name": "octo/alpha",
+        "star_events_count": 12,
+        "language": "Python",
+        "src_encoding": "UTF-8",
+        "length_bytes": len(GOOD_PY),
+        "is_vendor": False,
+        "is_generated": False,
+        "extension": "py",
+        "content": GOOD_PY,
+    },
+    {
+        "blob_id": "b2",
+        "directory_id": "d2",
+        "path": "/third_party/lib.py",
+        "content_id": "c2",
+        "detected_licenses": [],
+        "license_type": "no_license",
+        "repo_name": "octo/beta",
+        "star_events_count": 0,
+        "language": "Python",
+        "src_encoding": "UTF-8",
+        "length_bytes": 30,
+        "is_vendor": True,
+        "is_generated": False,
+        "extension": "py",
+        "content": "def vendored():\n    return 1\n",
+    },
+    {
+        "blob_id": "b3",
+        "directory_id": "d3",
+        "path": "/gen/api.go",
+        "content_id": "c3",
+        "detected_licenses": [],
+        "license_type": "no_license",
+        "repo_name": "octo/gamma",
+        "star_events_count": 3,
+        "language": "Go",
+        "src_encoding": "UTF-8",
+        "length_bytes": 40,
+        "is_vendor": False,
+        "is_generated": True,
+        "extension": "go",
+        "content": "package api\n\nfunc Call() int {\n\treturn 1\n}\n",
+    },
+]
+
+
+def test_stack_v2_parquet(tmp_path):
+    table_path = tmp_path / "v2.parquet"
+    pq.write_table(pa.Table.from_pylist(STACK_V2_ROWS), table_path)
+    out = tmp_path / "out"
+    curate(resolve_sources([str(table_path)]), out, CurateConfig.load(), progress=False)
+    rows = {r["repo"]: r for r in read_ledger(out)}
+    assert rows["octo/beta"]["reason"] == "vendored"
+    assert rows["octo/gamma"]["reason"] == "autogenerated"
+    (record,) = read_records(out)
+    assert (record["repo"], record["path"], record["lang"]) == (
+        "octo/alpha",
+        "pkg/mod.py",
+        "Python",
+    )
+    assert (record["license"], record["stars"]) == ("MIT AND Apache-2.0", 12)
+    # The full v2 dataset names blobs without their contents: one line says what to do.
+    ids_only = tmp_path / "ids.parquet"
+    pq.write_table(pa.Table.from_pylist(STACK_V2_ROWS).drop(["content"]), ids_only)
+    with pytest.raises(UserError, match="Stack v2.*blob_id.*download the contents"):
+        resolve_source(str(ids_only))
+
+
+def test_a_folder_of_stack_tables_is_one_source_per_table(tmp_path):
+    data = tmp_path / "the-stack" / "data"
+    (data / "python").mkdir(parents=True)
+    (data / "rust").mkdir()
+    pq.write_table(pa.Table.from_pylist(STACK_ROWS[:2]), data / "python" / "train-0.parquet")
+    pq.write_table(pa.Table.from_pylist(STACK_ROWS[2:]), data / "rust" / "train-0.parquet")
+    sources = resolve_sources([str(tmp_path / "the-stack")])
+    assert [(s.kind, s.name) for s in sources] == [
+        ("parquet", "the-stack/data/python/train-0.parquet"),
+        ("parquet", "the-stack/data/rust/train-0.parquet"),
+    ]
+
+
+def test_report_counts_written_bytes_and_bounds_the_repository_table(tmp_path):
+    from codekiln.curate.report import build_report
+
+    repo = tmp_path / "lib"
+    for i, name in enumerate(["alpha", "beta", "gamma", "delta"]):
+        (repo / name).mkdir(parents=True)
+        for j in range(i + 1):  # delta is the largest repository, alpha the smallest
+            (repo / name / f"m{j}.py").write_text(f"def f{j}():\n    return {j} + {i}\n")
+    (repo / "alpha" / "squares.ipynb").write_text(json.dumps(NOTEBOOK))
+    (repo / "beta" / "blob.py").write_bytes(b"\0binary")
+    source = Source("directory", str(repo), "lib", license="MIT", split_top_level=True)
+    out = tmp_path / "out"
+    report = curate([source], out, CurateConfig.load(), progress=False).report
+    records = read_records(out)
+    (notebook,) = [r for r in records if r["kind"] == "notebook"]
+    ledger = by_path(read_ledger(out))
+    assert notebook["size"] < ledger["alpha/squares.ipynb"]["size"]
+    assert report["kinds"]["notebook"]["bytes_kept"] == notebook["size"]
+    assert report["totals"]["bytes_kept"] == sum(r["size"] for r in records)
+    names = [b["repo"] for b in report["repositories"]["top"]]
+    bytes_in = Counter()
+    for row in ledger.values():
+        bytes_in[row["repo"]] += row["size"]
+    assert names == sorted(bytes_in, key=lambda repo: (-bytes_in[repo], repo))
+    beta = next(b for b in report["repositories"]["top"] if b["repo"] == "lib/beta")
+    assert beta["dropped"] == {"binary": 1} and beta["files_kept"] == 2
+    # Bounded: the 2 largest and one row for the rest; the same sums with runs spilled to disk.
+    for spill_rows in (10**6, 1):
+        small = build_report(out / "ledger", top_repositories=2, spill_rows=spill_rows)
+        table = small["repositories"]
+        assert [b["repo"] for b in table["top"]] == names[:2]
+        assert table["other"]["repositories"] == 2 and table["count"] == 4
+        for field in ("files_in", "bytes_in", "files_kept", "bytes_kept"):
+            in_table = [*table["top"], table["other"]]
+            assert sum(b[field] for b in in_table) == report["totals"][field]
+        assert table["other"]["dropped"] == {"binary": 1}
+    assert not list(out.glob(".report-*"))

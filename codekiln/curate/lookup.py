@@ -10,7 +10,18 @@ import pyarrow.dataset as ds
 
 from codekiln.errors import UserError
 
-_COLUMNS = ["repo", "path", "lang", "status", "reason", "detail", "duplicate_of", "license", "pii"]
+_COLUMNS = [
+    "id",
+    "repo",
+    "path",
+    "lang",
+    "status",
+    "reason",
+    "detail",
+    "duplicate_of",
+    "license",
+    "pii",
+]
 
 
 @dataclass
@@ -48,4 +59,49 @@ def lookup(dataset: str | Path, query: str) -> LookupResult:
     )
     rows = table.filter(mask).to_pylist()
     rows.sort(key=lambda r: (r["repo"], r["path"]))
+    survivors = _survivors(ledger, {r["duplicate_of"] for r in rows if r["duplicate_of"]})
+    for row in rows:
+        row["survivor"] = survivors.get(row["duplicate_of"])
     return LookupResult(query, rows)
+
+
+def _survivors(ledger: Path, ids: set[str]) -> dict[str, str]:
+    """'repo/path' of each surviving id, from a filtered scan of the ledger."""
+    if not ids:
+        return {}
+    wanted = pc.field("id").isin(sorted(ids))
+    found = ds.dataset(str(ledger), format="parquet").to_table(
+        columns=["id", "repo", "path"], filter=wanted
+    )
+    return {
+        id_: f"{repo}/{path}"
+        for id_, repo, path in zip(
+            found["id"].to_pylist(),
+            found["repo"].to_pylist(),
+            found["path"].to_pylist(),
+            strict=True,
+        )
+    }
+
+
+def row_detail(row: dict) -> str:
+    """What to show beside a row's status: the surviving file of a duplicate, the license,
+    the ledger's detail, and what PII was redacted.
+
+    >>> row_detail({"status": "dropped", "reason": "license", "license": None, "detail": None,
+    ...             "duplicate_of": None, "survivor": None, "pii": None})
+    'no license detected'
+    """
+    parts = []
+    if row["duplicate_of"]:
+        parts.append(f"duplicate of {row.get('survivor') or row['duplicate_of']}")
+    elif row["reason"] == "license":
+        parts.append(row["license"] or "no license detected")
+    else:
+        if row["detail"]:
+            parts.append(row["detail"])
+        if row["status"] == "kept" and not row["license"]:
+            parts.append("no license detected")
+    if row["pii"]:
+        parts.append(f"redacted {row['pii']}")
+    return " ".join(parts)

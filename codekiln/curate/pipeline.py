@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -190,6 +191,7 @@ def curate(
 
     config = config or CurateConfig()
     out_dir = Path(out_dir)
+    check_output_dir(out_dir)
     described = [s.describe() for s in sources]
     request = {"config": config.to_dict(), "sources": described}
     previous = read_manifest(out_dir)
@@ -350,6 +352,20 @@ def _read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except OSError:
         return None
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Raise UserError, before any work, when `out_dir` cannot be a writable directory: it
+    is a file, lies under a file, or its nearest existing folder is not writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"output path {out_dir} exists and is not a directory")
+    parent = out_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"output path {out_dir}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"output path {out_dir}: no permission to write in {parent}")
 
 
 def _task_key(task: Task) -> list[Any]:

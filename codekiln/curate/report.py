@@ -1,15 +1,34 @@
-"""The curate report: every number is a sum over the ledger, so it reconciles by construction."""
+"""The curate report: every number is a sum over the ledger (and, for the bytes kept, over
+the shards), so it reconciles by construction.
+
+The ledger and shards are read in batches, aggregated batch by batch; nothing holds a row
+per input. The per-repository table is the one aggregate that grows with the corpus (one row
+per repository): its partial sums spill to sorted runs on disk past a bound and are merged
+back in repository order, keeping only the largest repositories in memory.
+"""
 
 from __future__ import annotations
 
+import heapq
 import json
+import tempfile
+from collections.abc import Iterable, Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as ds
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 UNKNOWN = "(unknown)"
+TOP_REPOSITORIES = 50
+_SPILL_ROWS = 2_000_000  # partial per-repository rows held in memory before a run is spilled
+_RUN_ROWS = 8_192  # a spilled run's row groups: the merge holds one per run
+_TOP_REASONS = 3
+_LEDGER_COLUMNS = ["source", "repo", "lang", "kind", "status", "reason", "size", "detail"]
+_LEDGER_COLUMNS += ["license", "pii"]
+_BATCH_ROWS = 65_536
 
 
 def _empty() -> dict[str, Any]:
@@ -17,47 +36,105 @@ def _empty() -> dict[str, Any]:
 
 
 def _add(bucket: dict[str, Any], status: str, reason: str | None, files: int, size: int) -> None:
+    """Add ledger counts. Kept bytes are not the ledger's: they come from the shards."""
     bucket["files_in"] += files
     bucket["bytes_in"] += size
     if status == "kept":
         bucket["files_kept"] += files
-        bucket["bytes_kept"] += size
     else:
         slot = bucket["dropped"].setdefault(reason, {"files": 0, "bytes": 0})
         slot["files"] += files
         slot["bytes"] += size
 
 
-def build_report(ledger_dir: Path) -> dict[str, Any]:
-    """Totals, per language, kind and source: files and bytes in, kept, dropped per reason;
-    and what each step did: PII redactions per type, near-duplicate cluster sizes,
-    contamination per benchmark task, files per license."""
-    from codekiln.curate.examine import REASONS
+def _batches(paths: Iterable[Path], columns: list[str]) -> Iterator[pa.Table]:
+    """The files' rows, one batch at a time. (A pyarrow dataset scan reads ahead without
+    bound when the consumer is slower than the reader, and memory grows with the ledger.)"""
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            yield pa.Table.from_batches([batch])
 
-    table = ds.dataset(str(ledger_dir), format="parquet").to_table(
-        columns=["source", "lang", "kind", "status", "reason", "size"]
-    )
-    keys = ["source", "lang", "kind", "status", "reason"]
-    grouped = (
+
+def _sums(table: pa.Table, keys: list[str]) -> list[dict[str, Any]]:
+    return (
         table.group_by(keys, use_threads=False)
         .aggregate([("size", "sum"), ("size", "count")])
         .to_pylist()
     )
-    # Sorting makes the report's key order independent of the group-by's order.
-    grouped.sort(key=lambda g: tuple(g[k] or "" for k in keys))
+
+
+def build_report(
+    ledger_dir: Path,
+    shard_paths: Iterable[Path] | None = None,
+    top_repositories: int = TOP_REPOSITORIES,
+    spill_rows: int = _SPILL_ROWS,
+) -> dict[str, Any]:
+    """Totals, per language, kind, source and repository (the `top_repositories` largest by
+    bytes in, and one row for the others): files and bytes in, kept, dropped per reason; and
+    what each step did: PII redactions per type, near-duplicate cluster sizes, contamination
+    per benchmark task, files per license.
+
+    Files are counted from the ledger. Bytes in are the inputs' sizes; bytes kept are the
+    sizes of the written records (the shards' `size`): a notebook's converted text, a file
+    after PII redaction. The shards default to the `part-*.parquet` beside `ledger_dir`.
+    """
+    from codekiln.curate.examine import REASONS
+
+    ledger_dir = Path(ledger_dir)
+    if shard_paths is None:
+        shard_paths = sorted(ledger_dir.parent.glob("part-*.parquet"))
+    keys = ["source", "lang", "kind", "status", "reason"]
+    counts: dict[tuple, list[int]] = {}
+    written: dict[tuple, int] = {}
+    steps = _StepCounts()
+    with _Repositories(top_repositories, spill_rows, ledger_dir.parent) as repositories:
+        for table in _batches(sorted(ledger_dir.glob("*.parquet")), _LEDGER_COLUMNS):
+            for group in _sums(table, keys):
+                slot = counts.setdefault(tuple(group[k] for k in keys), [0, 0])
+                slot[0] += group["size_count"]
+                slot[1] += group["size_sum"] or 0
+            steps.add(table)
+            repositories.add(table.select(["repo", "status", "reason", "size"]))
+        shard_columns = ["source", "lang", "kind", "repo", "size"]
+        for table in _batches(shard_paths, shard_columns):
+            for group in _sums(table, ["source", "lang", "kind"]):
+                key = (group["source"], group["lang"], group["kind"])
+                written[key] = written.get(key, 0) + (group["size_sum"] or 0)
+            n = table.num_rows
+            repositories.add(
+                pa.table(
+                    {
+                        "repo": table["repo"],
+                        "status": pa.array(["written"] * n, pa.string()),
+                        "reason": pa.nulls(n, pa.string()),
+                        "size": table["size"],
+                    }
+                )
+            )
+        repository_rows = repositories.result()
+
     totals = _empty()
     languages: dict[str, dict[str, Any]] = {}
     kinds: dict[str, dict[str, Any]] = {}
     sources: dict[str, dict[str, Any]] = {}
-    for group in grouped:
-        files, size = group["size_count"], group["size_sum"] or 0
-        for bucket in (
+
+    def buckets(source: str, lang: str | None, kind: str) -> tuple[dict[str, Any], ...]:
+        return (
             totals,
-            languages.setdefault(group["lang"] or UNKNOWN, _empty()),
-            kinds.setdefault(group["kind"], _empty()),
-            sources.setdefault(group["source"], _empty()),
-        ):
-            _add(bucket, group["status"], group["reason"], files, size)
+            languages.setdefault(lang or UNKNOWN, _empty()),
+            kinds.setdefault(kind, _empty()),
+            sources.setdefault(source, _empty()),
+        )
+
+    # Sorting makes the report's key order independent of the group-by's order.
+    for key in sorted(counts, key=lambda k: tuple(v or "" for v in k)):
+        source, lang, kind, status, reason = key
+        files, size = counts[key]
+        for bucket in buckets(source, lang, kind):
+            _add(bucket, status, reason, files, size)
+    for (source, lang, kind), size in sorted(written.items(), key=lambda kv: str(kv[0])):
+        for bucket in buckets(source, lang, kind):
+            bucket["bytes_kept"] += size
     order = {reason: i for i, reason in enumerate(REASONS)}
     for bucket in [totals, *languages.values(), *kinds.values(), *sources.values()]:
         bucket["dropped"] = dict(
@@ -71,55 +148,203 @@ def build_report(ledger_dir: Path) -> dict[str, Any]:
     return {
         "format_version": 1,
         "totals": totals,
-        "languages": dict(sorted(languages.items(), key=lambda kv: (-kv[1]["files_in"], kv[0]))),
+        "languages": dict(by_kept(languages)),
         "kinds": kinds,
         "sources": sources,
+        "repositories": repository_rows,
         "funnel": funnel,
-        "steps": _steps(ledger_dir),
+        "steps": steps.result(),
     }
 
 
-def _steps(ledger_dir: Path) -> dict[str, Any]:
-    table = ds.dataset(str(ledger_dir), format="parquet").to_table(
-        columns=["status", "reason", "detail", "license", "pii"]
-    )
-    pii_files: dict[str, int] = {}
-    pii_items: dict[str, int] = {}
-    edited = 0
-    for counts in table.column("pii").drop_null().to_pylist():
-        edited += 1
-        for kind, n in json.loads(counts).items():
-            pii_items[kind] = pii_items.get(kind, 0) + n
-            pii_files[kind] = pii_files.get(kind, 0) + 1
-    reasons = table.column("reason").to_pylist()
-    details = table.column("detail").to_pylist()
-    clusters: dict[str, int] = {}
-    contaminated: dict[str, int] = {}
-    for reason, detail in zip(reasons, details, strict=True):
-        if reason == "near_duplicate":
-            clusters[detail] = clusters.get(detail, 0) + 1
-        elif reason == "contaminated":
-            contaminated[detail] = contaminated.get(detail, 0) + 1
-    sizes: dict[int, int] = {}
-    for dropped in clusters.values():
-        sizes[dropped + 1] = sizes.get(dropped + 1, 0) + 1  # the survivor is kept
-    licenses: dict[str, int] = {}
-    for license in table.column("license").to_pylist():
-        key = license or "(none)"
-        licenses[key] = licenses.get(key, 0) + 1
-    return {
-        "pii": {
-            "files_edited": edited,
-            "items": dict(sorted(pii_items.items())),
-            "files": dict(sorted(pii_files.items())),
-        },
-        "near_dedup": {
-            "clusters": len(clusters),
-            "cluster_sizes": [{"size": k, "clusters": sizes[k]} for k in sorted(sizes)],
-        },
-        "contaminated": dict(sorted(contaminated.items())),
-        "licenses": dict(sorted(licenses.items(), key=lambda kv: (-kv[1], kv[0]))),
-    }
+def by_kept(buckets: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Buckets with the most files kept first (then most files in, then name): a language
+    whose files were mostly dropped does not hide the ones that make up the data. Readers
+    sort, since report.json is written with sorted keys.
+
+    >>> [k for k, _ in by_kept({"C": {"files_kept": 1, "files_in": 9},
+    ...                         "Go": {"files_kept": 5, "files_in": 5}})]
+    ['Go', 'C']
+    """
+    return sorted(buckets.items(), key=lambda kv: (-kv[1]["files_kept"], -kv[1]["files_in"], kv[0]))
+
+
+class _Repositories:
+    """Per-repository sums from partial (repo, status, reason, size) rows in bounded memory.
+
+    Ledger rows carry status kept/dropped and the input size; shard rows carry status
+    "written" and the written size. Partial sums past `spill_rows` go to a run sorted by
+    repository in a temporary folder; the runs are merged in repository order, so each
+    repository is finished once and only the `top` largest (by bytes in) are held.
+    """
+
+    def __init__(self, top: int, spill_rows: int, scratch: Path) -> None:
+        self.top = top
+        self.spill_rows = spill_rows
+        self.scratch = scratch
+        self.parts: list[pa.Table] = []
+        self.held = 0
+        self.runs: list[Path] = []
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> _Repositories:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def add(self, table: pa.Table) -> None:
+        part = _compact([table])
+        self.parts.append(part)
+        self.held += part.num_rows
+        if self.held >= self.spill_rows:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=".report-", dir=self.scratch)
+        path = Path(self._tmp.name) / f"run-{len(self.runs):05d}.parquet"
+        pq.write_table(_compact(self.parts), path, row_group_size=_RUN_ROWS)
+        self.runs.append(path)
+        self.parts, self.held = [], 0
+
+    def _rows(self) -> Iterator[tuple[str, str, str | None, int, int]]:
+        """(repo, status, reason, files, bytes), in repository order."""
+        if not self.runs:
+            yield from _table_rows(_compact(self.parts)) if self.parts else ()
+            return
+        if self.parts:
+            self._spill()
+        runs = [_run_rows(path) for path in self.runs]
+        yield from heapq.merge(*runs, key=lambda row: row[0])
+
+    def result(self) -> dict[str, Any]:
+        """The largest repositories by bytes in (ties: by name), and the rest summed."""
+        heap: list[tuple[int, int, dict[str, Any]]] = []
+        other = _empty()
+        other["repositories"] = 0
+        total = 0
+        for order, bucket in enumerate(self._repositories()):
+            total += 1
+            # Equal sizes: the later (greater) name is the smaller key, so it leaves first.
+            entry = (bucket["bytes_in"], -order, bucket)
+            if len(heap) < self.top:
+                heapq.heappush(heap, entry)
+                continue
+            if entry[:2] > heap[0][:2]:
+                entry = heapq.heapreplace(heap, entry)
+            _merge_into(other, entry[2])
+            other["repositories"] += 1
+        top = [entry[2] for entry in sorted(heap, key=lambda e: (-e[0], -e[1]))]
+        for bucket in [*top, other]:
+            bucket["dropped"] = dict(
+                sorted(bucket["dropped"].items(), key=lambda kv: (-kv[1], kv[0]))
+            )
+        for bucket in top:
+            bucket["dropped"] = dict(list(bucket["dropped"].items())[:_TOP_REASONS])
+        return {"count": total, "top": top, "other": other}
+
+    def _repositories(self) -> Iterator[dict[str, Any]]:
+        bucket: dict[str, Any] | None = None
+        for repo, status, reason, files, size in self._rows():
+            if bucket is None or bucket["repo"] != repo:
+                if bucket is not None:
+                    yield bucket
+                bucket = {"repo": repo, **_empty()}
+            if status == "written":
+                bucket["bytes_kept"] += size
+                continue
+            bucket["files_in"] += files
+            bucket["bytes_in"] += size
+            if status == "kept":
+                bucket["files_kept"] += files
+            else:
+                bucket["dropped"][reason] = bucket["dropped"].get(reason, 0) + files
+        if bucket is not None:
+            yield bucket
+
+
+def _compact(parts: list[pa.Table]) -> pa.Table:
+    """Sum partial rows per (repo, status, reason), sorted by those keys."""
+    table = pa.concat_tables(parts)
+    if "files" not in table.column_names:
+        table = table.append_column("files", pa.array([1] * table.num_rows, pa.int64()))
+    keys = ["repo", "status", "reason"]
+    summed = table.group_by(keys, use_threads=False).aggregate([("files", "sum"), ("size", "sum")])
+    summed = summed.rename_columns({"files_sum": "files", "size_sum": "size"})
+    return summed.select([*keys, "files", "size"]).sort_by([(k, "ascending") for k in keys])
+
+
+def _table_rows(table: pa.Table) -> Iterator[tuple[str, str, str | None, int, int]]:
+    for batch in table.to_batches(max_chunksize=65_536):
+        yield from zip(*(batch.column(i).to_pylist() for i in range(5)), strict=True)
+
+
+def _run_rows(path: Path) -> Iterator[tuple[str, str, str | None, int, int]]:
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_RUN_ROWS):
+        yield from zip(*(batch.column(i).to_pylist() for i in range(5)), strict=True)
+
+
+def _merge_into(into: dict[str, Any], bucket: dict[str, Any]) -> None:
+    for field in ("files_in", "bytes_in", "files_kept", "bytes_kept"):
+        into[field] += bucket[field]
+    for reason, files in bucket["dropped"].items():
+        into["dropped"][reason] = into["dropped"].get(reason, 0) + files
+
+
+class _StepCounts:
+    """What each step did, summed batch by batch over the ledger."""
+
+    def __init__(self) -> None:
+        self.pii_files: dict[str, int] = {}
+        self.pii_items: dict[str, int] = {}
+        self.edited = 0
+        self.clusters: dict[str, int] = {}  # grows with near-duplicates, not with inputs
+        self.contaminated: dict[str, int] = {}
+        self.licenses: dict[str, int] = {}
+
+    def add(self, table: pa.Table) -> None:
+        for counts in table.column("pii").drop_null().to_pylist():
+            self.edited += 1
+            for kind, n in json.loads(counts).items():
+                self.pii_items[kind] = self.pii_items.get(kind, 0) + n
+                self.pii_files[kind] = self.pii_files.get(kind, 0) + 1
+        for reason, into in (
+            ("near_duplicate", self.clusters),
+            ("contaminated", self.contaminated),
+        ):
+            rows = table.filter(pc.equal(table["reason"], reason))
+            if rows.num_rows:
+                for group in _counts(rows, "detail"):
+                    into[group["detail"]] = into.get(group["detail"], 0) + group["count"]
+        for group in _counts(table, "license"):
+            key = group["license"] or "(none)"
+            self.licenses[key] = self.licenses.get(key, 0) + group["count"]
+
+    def result(self) -> dict[str, Any]:
+        sizes: dict[int, int] = {}
+        for dropped in self.clusters.values():
+            sizes[dropped + 1] = sizes.get(dropped + 1, 0) + 1  # the survivor is kept
+        return {
+            "pii": {
+                "files_edited": self.edited,
+                "items": dict(sorted(self.pii_items.items())),
+                "files": dict(sorted(self.pii_files.items())),
+            },
+            "near_dedup": {
+                "clusters": len(self.clusters),
+                "cluster_sizes": [{"size": k, "clusters": sizes[k]} for k in sorted(sizes)],
+            },
+            "contaminated": dict(sorted(self.contaminated.items())),
+            "licenses": dict(sorted(self.licenses.items(), key=lambda kv: (-kv[1], kv[0]))),
+        }
+
+
+def _counts(table: pa.Table, column: str) -> list[dict[str, Any]]:
+    grouped = table.group_by([column], use_threads=False).aggregate([([], "count_all")])
+    return grouped.rename_columns({"count_all": "count"}).to_pylist()
 
 
 def _mb(size: int) -> str:
@@ -187,22 +412,50 @@ def _steps_html(steps: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _drops(dropped: dict[str, dict[str, int]]) -> str:
-    return ", ".join(f"{reason} {slot['files']:,}" for reason, slot in dropped.items())
+def _drops(dropped: dict[str, Any]) -> str:
+    """'reason files, ...' from {reason: {"files": n, ...}} or {reason: n}."""
+    return ", ".join(
+        f"{reason} {slot['files'] if isinstance(slot, dict) else slot:,}"
+        for reason, slot in dropped.items()
+    )
+
+
+def _bucket_rows(items: Iterable[tuple[str, dict[str, Any]]]) -> str:
+    return "".join(
+        f"<tr><td>{escape(name)}</td><td>{b['files_in']:,}</td><td>{_mb(b['bytes_in'])}</td>"
+        f"<td>{b['files_kept']:,}</td><td>{_mb(b['bytes_kept'])}</td>"
+        f"<td>{escape(_drops(b['dropped']))}</td></tr>"
+        for name, b in items
+    )
+
+
+_BUCKET_HEAD = (
+    "<th>files in</th><th>bytes in</th><th>files kept</th><th>bytes kept</th><th>dropped</th>"
+)
 
 
 def write_html_report(report: dict[str, Any], title: str = "curate report") -> str:
-    """A self-contained page: summary, the funnel as a chart, drops per reason, per language."""
+    """A self-contained page: summary, the funnel as a chart, drops per reason, and tables
+    per language, source and repository."""
     totals = report["totals"]
     reason_rows = "".join(
         f"<tr><td>{escape(reason)}</td><td>{slot['files']:,}</td><td>{_mb(slot['bytes'])}</td></tr>"
         for reason, slot in totals["dropped"].items()
     )
-    lang_rows = "".join(
-        f"<tr><td>{escape(lang)}</td><td>{b['files_in']:,}</td><td>{_mb(b['bytes_in'])}</td>"
-        f"<td>{b['files_kept']:,}</td><td>{_mb(b['bytes_kept'])}</td>"
-        f"<td>{escape(_drops(b['dropped']))}</td></tr>"
-        for lang, b in report["languages"].items()
+    lang_rows = _bucket_rows(by_kept(report["languages"]))
+    source_rows = _bucket_rows(by_kept(report.get("sources", {})))
+    repositories = report.get("repositories", {"count": 0, "top": [], "other": _empty()})
+    repo_items = [(b["repo"], b) for b in repositories["top"]]
+    other = repositories["other"]
+    if other.get("repositories"):
+        repo_items.append((f"{other['repositories']:,} other repositories", other))
+    repo_rows = _bucket_rows(repo_items)
+    shown = len(repositories["top"])
+    repo_note = (
+        f"The {shown:,} largest of {repositories['count']:,} repositories by bytes in; "
+        "the last row sums the others. Dropped: the most frequent reasons."
+        if other.get("repositories")
+        else f"All {repositories['count']:,} repositories, largest first."
     )
     kept_share = totals["files_kept"] / totals["files_in"] if totals["files_in"] else 0.0
     return f"""<!doctype html>
@@ -211,7 +464,7 @@ def write_html_report(report: dict[str, Any], title: str = "curate report") -> s
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-td:first-child, th:first-child, #languages td:last-child {{ text-align: left; }}
+td:first-child, th:first-child, .buckets td:last-child {{ text-align: left; }}
 th {{ background: #eef2f7; }}
 .summary {{ font-size: 1.1em; }}
 </style></head><body>
@@ -219,7 +472,8 @@ th {{ background: #eef2f7; }}
 <p class="summary">{totals["files_in"]:,} files ({_mb(totals["bytes_in"])}) in;
 <strong>{totals["files_kept"]:,} kept</strong>
 ({_mb(totals["bytes_kept"])}, {kept_share:.1%} of files).
-Every number below is a sum over the ledger.</p>
+Every number below is a sum over the ledger; bytes kept are the bytes written (a notebook's
+converted text, a file after PII redaction).</p>
 <h2>Funnel</h2>
 {_funnel_svg(report["funnel"])}
 <h2>Dropped, by reason</h2>
@@ -227,7 +481,12 @@ Every number below is a sum over the ledger.</p>
 <h2>What each step did</h2>
 {_steps_html(report.get("steps", {}))}
 <h2>By language</h2>
-<table id="languages"><tr><th>language</th><th>files in</th><th>bytes in</th><th>files kept</th>
-<th>bytes kept</th><th>dropped</th></tr>{lang_rows}</table>
+<table id="languages" class="buckets"><tr><th>language</th>{_BUCKET_HEAD}</tr>{lang_rows}</table>
+<h2>By source</h2>
+<table id="sources" class="buckets"><tr><th>source</th>{_BUCKET_HEAD}</tr>{source_rows}</table>
+<h2>By repository</h2>
+<p>{escape(repo_note)}</p>
+<table id="repositories" class="buckets"><tr><th>repository</th>{_BUCKET_HEAD}</tr>
+{repo_rows}</table>
 </body></html>
 """

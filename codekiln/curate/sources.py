@@ -128,8 +128,51 @@ def resolve_source(arg: str) -> Source:
     return Source(kind="directory", path=str(path), name=path.name)
 
 
+def table_directory(path: Path) -> list[Path] | None:
+    """The tables a directory stands for, or None when it is a directory of code.
+
+    A finished curate output stands for its shards (`part-*.parquet`; the ledger and report
+    are not inputs), so curated data can be curated again. A folder whose files are all
+    Parquet tables (a download of The Stack: `data/python/train-00000-of-00206.parquet`, ...)
+    stands for those tables.
+    """
+    manifest = path / "manifest.json"
+    if manifest.is_file() and any(path.glob("part-*.parquet")):
+        try:
+            stage = json.loads(manifest.read_text(encoding="utf-8")).get("stage")
+        except (OSError, ValueError, AttributeError):
+            stage = None
+        if stage == "curate":
+            return sorted(path.glob("part-*.parquet"))
+    if (path / ".git").exists():
+        return None
+    tables = []
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            if not name.lower().endswith(".parquet"):
+                return None  # stop at the first file that is not a table
+            tables.append(Path(folder, name))
+    return sorted(tables) or None
+
+
 def resolve_sources(args: list[str]) -> list[Source]:
-    sources = [resolve_source(arg) for arg in args]
+    """Sources for command-line paths; a directory of tables gives one source per table,
+    named '<directory>/<relative path>'."""
+    sources = []
+    for arg in args:
+        path = Path(arg).expanduser()
+        tables = table_directory(path.resolve()) if path.is_dir() else None
+        if tables is None:
+            sources.append(resolve_source(arg))
+            continue
+        root = path.resolve()
+        for table in tables:
+            kind = _check_table(table, "parquet")
+            name = f"{root.name}/{table.relative_to(root).as_posix()}"
+            sources.append(Source(kind=kind, path=str(table), name=name))
     seen: dict[str, str] = {}
     for source in sources:
         if source.name in seen:
@@ -286,6 +329,12 @@ def _check_table(path: Path, kind: str) -> str:
             schema = pq.ParquetFile(path).schema_arrow
         except Exception as exc:  # pyarrow raises several types for corrupt files
             raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
+        if "content" not in schema.names and "blob_id" in schema.names:
+            raise UserError(
+                f"{path}: no 'content' column: this is The Stack v2's layout of file ids "
+                "(blob_id) without their contents; download the contents (Software "
+                "Heritage's S3 bucket, as the dataset card shows) into a 'content' column first"
+            )
         if "content" not in schema.names:
             raise UserError(
                 f"{path}: no 'content' column (columns: {', '.join(schema.names) or 'none'})"
@@ -604,21 +653,40 @@ def _first(record: dict[str, Any], *names: str) -> Any:
     return None
 
 
+# The kinds of codekiln's own records: a curated record's content is already what the
+# record kind makes of its input (a notebook's converted text, an issue's thread), so it is
+# kept as it is when shards are curated again.
+_RECORD_KINDS = frozenset({"file", "notebook", "issue", "commit"})
+
+
 def table_input(source: Source, record: dict[str, Any], key: str) -> RawInput:
-    """Map a Stack-style record (or codekiln's own curated schema) onto a RawInput."""
+    """Map a table record onto a RawInput: The Stack v1 (`max_stars_repo_name`, ...), The
+    Stack v2 (`repo_name`, `detected_licenses`, `star_events_count`, ...), or codekiln's own
+    curated schema (`repo`, `path`, `kind`, ...)."""
     content = record.get("content")
     repo = _first(record, "repo", "max_stars_repo_name", "repo_name", "repository_name")
     path = _first(record, "path", "max_stars_repo_path", "file_path")
+    if isinstance(path, str) and "blob_id" in record:
+        path = path.lstrip("/")  # The Stack v2's paths start at the repository root, '/'
+    kind = record.get("kind")
     item = RawInput(
         source=source.name,
         repo=str(repo) if repo is not None else source.name,
         path=str(path) if path is not None else "",
         key=key,
         size=0,
-        license=_license_of(_first(record, "license", "licenses", "max_stars_repo_licenses")),
-        stars=_optional_int(_first(record, "stars", "max_stars_count")),
+        kind=kind if kind in _RECORD_KINDS else "file",
+        license=_license_of(
+            _first(record, "license", "licenses", "max_stars_repo_licenses", "detected_licenses")
+        ),
+        stars=_optional_int(_first(record, "stars", "max_stars_count", "star_events_count")),
         lang=_first(record, "lang", "language"),
     )
+    # The Stack v2 marks vendored and generated files (go-enry's rules); we trust its marks.
+    if record.get("is_vendor") is True:
+        item.reason = "vendored"
+    elif record.get("is_generated") is True:
+        item.reason = "autogenerated"
     if not isinstance(content, str):
         item.state = "malformed"
         return item
