@@ -63,7 +63,10 @@ What counts, and what was decided:
   `password=password`, `None`, type names, a bare identifier after a spaced `=`), empty
   values, values with whitespace (prose; passphrases are missed), paths, placeholders (`***`,
   `<password>`, `${PASSWORD}`, `%(pw)s`, `%s`, `changeme`, `password`, `secret`, `test`, yes/no,
-  ...) and prompts (`"Password: "`) are not passwords. A name quoted on one side only is the
+  ...) and prompts (`"Password: "`) are not passwords. A flag is given a value, not named in
+  prose: a value after a space must hold a digit or a symbol (`--password hunter2`, not
+  "the --password flag", so a one-word password such as `--requirepass letmein` is missed), and
+  a flag quoted by itself (`` the `--password` flag ``, `'--password' option`) takes none. A name quoted on one side only is the
   end of prose (`input("password: ")`) and is skipped, as is the first target of a tuple
   assignment (`user, password = "u", "p"`).
 
@@ -878,6 +881,8 @@ def _password_after(text: str, name_start: int, name_end: int, m: re.Match) -> P
     embedded = op == "=" and before.rstrip().endswith((";", "?", "&"))
     if not (flag or embedded) and quoted_name != (before[-1:] in ("'", '"', "`")):
         return None
+    if flag and quoted_name and op in " \t":
+        return None  # "the `--password` flag": a flag named in prose, not given a value
     if _TUPLE_TARGETS.fullmatch(before):
         return None  # `user, password = "u", "p"`: the first value is not the password
     if m.group("vq") is not None:
@@ -927,7 +932,8 @@ def _unquoted_is_literal(text: str, name: str, before: str, op: str, value: str,
     if (nxt and nxt in "([{.") or _CODE_VALUE.fullmatch(value):
         return False
     if name.startswith("-"):
-        return op in ("=", " ", "\t")
+        # `--password hunter2` gives a value; in "the --password flag" the next word is prose.
+        return op == "=" or op in " \t" and not value.rstrip(".").isalpha()
     if op in " \t" and name == "password" and _NETRC.search(before):
         return True  # `machine host login me password hunter2`
     if op not in ("=", ":"):
