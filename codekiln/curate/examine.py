@@ -180,8 +180,11 @@ class Examiner:
         elif item.kind == "commit":
             lang = None if by_name == AMBIGUOUS else by_name
         row["lang"] = lang
+        # Statistics are computed once: the filters use them, and so does the candidate record
+        # unless PII redaction changes the text.
+        doc = Doc(item.path, lang, content)
         if reason is None:
-            reason = self._content_reason(item, row["kind"], lang, content)
+            reason = self._content_reason(row["kind"], doc)
         if reason is not None:
             row["reason"] = reason
             return row, None
@@ -201,7 +204,7 @@ class Examiner:
 
         encoded = content.encode("utf-8")
         row["status"] = "kept"
-        stats = Doc(item.path, lang, content)
+        stats = doc if content is doc.content else Doc(item.path, lang, content)
         candidate = {
             "id": row["id"],
             "content": content,
@@ -269,18 +272,17 @@ class Examiner:
             return raw, lang, "empty"
         return text, lang, None
 
-    def _content_reason(self, item: RawInput, kind: str, lang: str | None, content: str):
+    def _content_reason(self, kind: str, doc: Doc) -> str | None:
         if kind in ("file", "notebook"):
-            if lang is None:
+            if doc.lang is None:
                 return "unknown_language"
-            if self.allowed is not None and lang not in self.allowed:
+            if self.allowed is not None and doc.lang not in self.allowed:
                 return "language_not_allowed"
-        if not content.strip():
+        if not doc.content.strip():
             return "empty"
         if kind == "file":
             # The quality filters are made for source files; issues, commits and notebooks
             # have filters of their own in their sources.
-            doc = Doc(item.path, lang, content)
             for step in self.filters:
                 reason = step.filter(doc)
                 if reason is not None:
