@@ -775,6 +775,10 @@ def _has_sequence(value: str, run: int = 5) -> bool:
 # Passwords
 
 _PW_KEYWORD = re.compile(r"pass|pwd|PASS|Pass|PWD|Pwd")
+_PW_KEYWORDS = frozenset(("pass", "pwd", "PASS", "Pass", "PWD", "Pwd"))
+# On lowercased text one literal `p` leads the pattern, which sre scans for far faster than the
+# class [pP] that leads `_PW_KEYWORD`.
+_PW_KEYWORD_LOWER = re.compile(r"p(?:ass|wd)")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.$-")
 _NAME_RIGHT = re.compile(r"[\w.$-]*")
 _NAME_PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
@@ -848,13 +852,13 @@ def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
             if _is_password_name(m.group(1)) and not _is_pw_placeholder(m.group(2)):
                 spans.append(PiiSpan(*m.span(2), "PASSWORD", m.group(2)))
     done = 0
-    for hit in _PW_KEYWORD.finditer(text):
-        if hit.start() < done:
+    for hit in _password_words(text):
+        if hit < done:
             continue  # still inside the name handled last
-        name_start = hit.start()
-        while name_start > hit.start() - 64 and name_start and text[name_start - 1] in _NAME_CHARS:
+        name_start = hit
+        while name_start > hit - 64 and name_start and text[name_start - 1] in _NAME_CHARS:
             name_start -= 1
-        name_end = _NAME_RIGHT.match(text, hit.start()).end()
+        name_end = _NAME_RIGHT.match(text, hit).end()
         m = _PW_AFTER.match(text, name_end)
         if m is None or not _is_password_name(text[name_start:name_end]):
             done = name_end
@@ -866,6 +870,18 @@ def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
         if span is not None:
             spans.append(span)
     return spans
+
+
+def _password_words(text: str) -> list[int]:
+    """Where `_PW_KEYWORD` matches, in order. No two of its matches can overlap, so these are
+    the positions of every pass/pwd written in one of its cases."""
+    if not text.isascii():  # lower() may change the length of other text
+        return [m.start() for m in _PW_KEYWORD.finditer(text)]
+    return [
+        m.start()
+        for m in _PW_KEYWORD_LOWER.finditer(text.lower())
+        if text[m.start() : m.end()] in _PW_KEYWORDS
+    ]
 
 
 def _password_after(text: str, name_start: int, name_end: int, m: re.Match) -> PiiSpan | None:
