@@ -120,8 +120,10 @@ def find_pii(text: str) -> list[PiiSpan]:
     if "." in text or ":" in text:
         found += _find_ips(text)
     present = _present_literals(text)
-    found += _find_keys(text, present)
-    found += _find_passwords(text, present)
+    # ASCII text only: lower() keeps its length, so positions found in it hold in `text`.
+    lowered = text.lower() if text.isascii() else None
+    found += _find_keys(text, present, lowered)
+    found += _find_passwords(text, present, lowered)
     return _without_overlaps(found)
 
 
@@ -530,7 +532,9 @@ _NAME_BEFORE = re.compile(r"""([A-Za-z_$@-][\w.$-]*)["'`]?\]?[ \t]*\Z""")
 _NAME_BEFORE_ANNOTATED = re.compile(
     r"""([A-Za-z_$@-][\w.$-]*)(?:[ \t]*:[ \t]*[\w.\[\]&'<> ]+)?[ \t]*\Z"""
 )
-_KEY_NAME = re.compile(r"(?i)key|secret|token|api|auth|credential")
+_KEY_NAME_WORDS = ("key", "secret", "token", "api", "auth", "credential")
+# On non-ASCII text (?i) also matches a few other letters (Kelvin K, long s, dotless i).
+_KEY_NAME = re.compile("(?i)" + "|".join(_KEY_NAME_WORDS))
 # Name parts that make a key-ish name about something else: a data-structure key
 # (`sort_key`, `primary_key`), a key's metadata (`api_key_id`, `token_type`, `auth_url`), or
 # another word (`author`, `monkey`, `keyboard`).
@@ -556,7 +560,7 @@ _CAPS_WORD = re.compile(r"(?<![A-Z0-9])[A-Z]{3,}(?![A-Z0-9])")
 _VOWELS = frozenset("aeiouyAEIOUY")
 
 
-def _find_keys(text: str, present: frozenset[str]) -> list[PiiSpan]:
+def _find_keys(text: str, present: frozenset[str], lowered: str | None) -> list[PiiSpan]:
     spans: list[PiiSpan] = []
     for det in _detectors()[0]:
         if det.literals is not None and det.literals.isdisjoint(present):
@@ -583,6 +587,10 @@ def _find_keys(text: str, present: frozenset[str]) -> list[PiiSpan]:
         spans += _generic_keys(text, _GOOGLE_API_KEY.finditer(text), group=0, named=False)
     if "earer" in present:
         spans += _generic_keys(text, _BEARER.finditer(text), group=1, named=False)
+    # A value counts only when its name matches `_KEY_NAME`; about half of all source files
+    # hold no such word, and a few substring tests are far cheaper than the scans below.
+    if lowered is not None and not any(word in lowered for word in _KEY_NAME_WORDS):
+        return spans
     spans += _generic_keys(text, _QUOTED_VALUE.finditer(text), group=2, named=True)
     spans += _generic_keys(text, _UNQUOTED_VALUE.finditer(text), group=2, named=True)
     if "</" in present:
@@ -832,7 +840,7 @@ _PW_PLACEHOLDERS = frozenset(
 )
 
 
-def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
+def _find_passwords(text: str, present: frozenset[str], lowered: str | None) -> list[PiiSpan]:
     spans = []
     if "://" in present:
         for regex in _basic_auth_regexes():
@@ -852,7 +860,7 @@ def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
             if _is_password_name(m.group(1)) and not _is_pw_placeholder(m.group(2)):
                 spans.append(PiiSpan(*m.span(2), "PASSWORD", m.group(2)))
     done = 0
-    for hit in _password_words(text):
+    for hit in _password_words(text, lowered):
         if hit < done:
             continue  # still inside the name handled last
         name_start = hit
@@ -872,14 +880,15 @@ def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
     return spans
 
 
-def _password_words(text: str) -> list[int]:
+def _password_words(text: str, lowered: str | None) -> list[int]:
     """Where `_PW_KEYWORD` matches, in order. No two of its matches can overlap, so these are
-    the positions of every pass/pwd written in one of its cases."""
-    if not text.isascii():  # lower() may change the length of other text
+    the positions of every pass/pwd written in one of its cases; `lowered` is the text
+    lowercased, if that kept its length."""
+    if lowered is None:
         return [m.start() for m in _PW_KEYWORD.finditer(text)]
     return [
         m.start()
-        for m in _PW_KEYWORD_LOWER.finditer(text.lower())
+        for m in _PW_KEYWORD_LOWER.finditer(lowered)
         if text[m.start() : m.end()] in _PW_KEYWORDS
     ]
 
