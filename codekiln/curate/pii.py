@@ -74,7 +74,10 @@ When spans overlap, KEY beats PASSWORD beats EMAIL beats IP_ADDRESS, then the lo
 
 Speed: every literal that gates a detector is looked for in one Aho-Corasick pass, the other
 rules run only when a cheap condition holds (`"@" in text`, a keyword), and regexes start
-with a literal where possible because sre scans for a literal in C. detect-secrets (which
+with a literal where possible because sre scans for a literal in C. ASCII text is lowercased
+once: the password-name scan then needs one literal-led pattern instead of a case alternation,
+and files without a key-like word (key, secret, token, api, auth, credential: about half of all
+source files) skip the scans for values assigned to such names. detect-secrets (which
 pulls in `requests`) and pyahocorasick are imported on first use and kept in a module-level
 cache, so importing this module is cheap and each worker process builds its own copy.
 """
@@ -433,7 +436,9 @@ _DETECT_SECRETS_PLUGINS = (
     ),
     # The IBM and SoftLayer patterns also fit unbranded `api_key = "..."` lines, which the
     # name-aware rule covers; running them only in files that name the vendor keeps them cheap.
-    ("ibm_cloud_iam", "IbmCloudIamDetector", ("ibm", "IBM", "Ibm"), None),
+    # Its pattern tries every position of the text (a lookbehind leads it); the gate, the
+    # 44-character value with the pattern's own class and flags, is a far cheaper scan.
+    ("ibm_cloud_iam", "IbmCloudIamDetector", ("ibm", "IBM", "Ibm"), r"(?i)[a-zA-Z0-9_\-]{44}"),
     ("ibm_cos_hmac", "IbmCosHmacDetector", ("secret", "SECRET", "Secret"), r"[0-9a-f]{48}"),
     ("jwt", "JwtTokenDetector", ("eyJ",), None),
     ("mailchimp", "MailchimpDetector", ("-us",), r"-us\d"),
