@@ -34,7 +34,8 @@ def _fraction(text: str, ascii_kept: bytes, keeps: Callable[[str], bool]) -> flo
         # Each distinct non-ASCII character is judged once.
         codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         chars, counts = np.unique(codes[codes > 127], return_counts=True)
-        kept += sum(n for c, n in zip(chars.tolist(), counts.tolist()) if keeps(chr(c)))
+        pairs = zip(chars.tolist(), counts.tolist(), strict=True)
+        kept += sum(n for c, n in pairs if keeps(chr(c)))
     return kept / len(text)
 
 

@@ -182,7 +182,7 @@ def _token_hashes(tokens: list[bytes], cache: dict[bytes, int]) -> np.ndarray:
     new = list(set(tokens).difference(cache))
     if new:
         digests = b"".join([hashlib.blake2b(t, digest_size=8).digest() for t in new])
-        cache.update(zip(new, np.frombuffer(digests, dtype="<u8").tolist()))
+        cache.update(zip(new, np.frombuffer(digests, dtype="<u8").tolist(), strict=True))
     return np.fromiter(map(cache.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
 
 

@@ -66,9 +66,9 @@ What counts, and what was decided:
   ...) and prompts (`"Password: "`) are not passwords. A flag is given a value, not named in
   prose: a value after a space must hold a digit or a symbol (`--password hunter2`, not
   "the --password flag", so a one-word password such as `--requirepass letmein` is missed), and
-  a flag quoted by itself (`` the `--password` flag ``, `'--password' option`) takes none. A name quoted on one side only is the
-  end of prose (`input("password: ")`) and is skipped, as is the first target of a tuple
-  assignment (`user, password = "u", "p"`).
+  a flag quoted by itself (`` the `--password` flag ``, `'--password' option`) takes none. A
+  name quoted on one side only is the end of prose (`input("password: ")`) and is skipped, as
+  is the first target of a tuple assignment (`user, password = "u", "p"`).
 
 When spans overlap, KEY beats PASSWORD beats EMAIL beats IP_ADDRESS, then the longer span wins.
 
