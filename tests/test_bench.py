@@ -30,7 +30,9 @@ def test_curate_bench_runs_and_reports_ratios(tmp_path):
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     assert figures["files"] > 1000 and figures["curate_1w_ratio_to_read"] > 0
-    assert "x of read" in result.stdout
+    assert figures["curate_1w_mb_per_cpu_s"] > 0
+    assert figures["curate_1w_dominant"] in ("plan", "process", "near_dedup", "write", "report")
+    assert "x of read" in result.stdout and "dominates" in result.stdout
 
 
 def run_bench(name: str, tmp_path: Path, *args: str) -> dict:

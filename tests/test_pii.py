@@ -444,6 +444,11 @@ def test_hex_key_without_hash_context_is_a_key():
         ("jdbc:postgresql://db/app?user=app&password=Tr0ub4dor&ssl=true", "Tr0ub4dor"),
         ("sql = \"UPDATE users SET password = 'Tr0ub4dor' WHERE id = 1\"", "Tr0ub4dor"),
         ("password2 = 'Secret1111x!'", "Secret1111x!"),
+        ("mysql -u root --password hunter2 db", "hunter2"),
+        ('cmd = "mysql --password Tr0ub4dor"', "Tr0ub4dor"),
+        ("cli --password 'hunter2'", "hunter2"),
+        ("`mysql --password=Tr0ub4dor`", "Tr0ub4dor"),
+        ('{"db": {"password": "Tr0ub4dor"}}', "Tr0ub4dor"),
     ],
 )
 def test_password_rule(text, expected):
@@ -485,6 +490,28 @@ def test_password_rule(text, expected):
     ],
 )
 def test_password_guards(text):
+    assert values(text, PASSWORD) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Pass the password with the `--password` flag.",
+        "the `--password` flag",
+        "use the --password flag to give it",
+        "--password option is required",
+        "The '--password' switch sets it; see --password below.",
+        "  -p, --password TEXT   The password.",
+        "Enter your password",
+        "    password: the user's password",
+        ":param password: the user's password",
+        "# password: the admin password",
+        "* `password` - the password to log in with",
+        "| password | The password |",
+    ],
+)
+def test_password_needs_an_assignment_not_prose(text):
+    """README, help-text, comment and docstring lines that mention a password give none."""
     assert values(text, PASSWORD) == []
 
 

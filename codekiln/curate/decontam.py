@@ -195,6 +195,7 @@ class Decontaminator:
         }
         self._automaton: Any = None
         self._longest = 0
+        self._inner_words: dict[str, list[frozenset[str]]] = {}
 
     @classmethod
     def default(
@@ -240,6 +241,16 @@ class Decontaminator:
         if owners:
             automaton.make_automaton()
         self._longest = max(map(len, owners), default=0)
+        # A string's inner words (all but its first and last, which may be parts of longer
+        # words) stand whole in any normalised text that holds it, so a text that lacks one
+        # of each string's inner words holds none of them: set tests that rule out nearly
+        # every file before the automaton runs. Each string's inner words are filed under
+        # the longest of them; a string of one or two words, under "", which every text has.
+        self._inner_words = {}
+        for string in owners:
+            inner = string.split(" ")[1:-1]
+            anchor = max(inner, key=len, default="")
+            self._inner_words.setdefault(anchor, []).append(frozenset(inner))
         return automaton
 
     def find(self, text: str) -> str | None:
@@ -248,8 +259,13 @@ class Decontaminator:
             self._automaton = self._build()
         if not self._longest:
             return None
+        words = text.lower().split()  # normalize(text) is " ".join(words)
+        present = {"", *words}
+        anchored = self._inner_words.keys() & present
+        if not any(inner <= present for a in anchored for inner in self._inner_words[a]):
+            return None
         best: tuple[int, tuple, str] | None = None
-        for end, (length, key, task_id) in self._automaton.iter(normalize(text)):
+        for end, (length, key, task_id) in self._automaton.iter(" ".join(words)):
             start = end - length + 1
             if best is not None and end - self._longest >= best[0]:
                 # Matches come in order of their end; none still to come starts at or before

@@ -63,15 +63,21 @@ What counts, and what was decided:
   `password=password`, `None`, type names, a bare identifier after a spaced `=`), empty
   values, values with whitespace (prose; passphrases are missed), paths, placeholders (`***`,
   `<password>`, `${PASSWORD}`, `%(pw)s`, `%s`, `changeme`, `password`, `secret`, `test`, yes/no,
-  ...) and prompts (`"Password: "`) are not passwords. A name quoted on one side only is the
-  end of prose (`input("password: ")`) and is skipped, as is the first target of a tuple
-  assignment (`user, password = "u", "p"`).
+  ...) and prompts (`"Password: "`) are not passwords. A flag is given a value, not named in
+  prose: a value after a space must hold a digit or a symbol (`--password hunter2`, not
+  "the --password flag", so a one-word password such as `--requirepass letmein` is missed), and
+  a flag quoted by itself (`` the `--password` flag ``, `'--password' option`) takes none. A
+  name quoted on one side only is the end of prose (`input("password: ")`) and is skipped, as
+  is the first target of a tuple assignment (`user, password = "u", "p"`).
 
 When spans overlap, KEY beats PASSWORD beats EMAIL beats IP_ADDRESS, then the longer span wins.
 
 Speed: every literal that gates a detector is looked for in one Aho-Corasick pass, the other
 rules run only when a cheap condition holds (`"@" in text`, a keyword), and regexes start
-with a literal where possible because sre scans for a literal in C. detect-secrets (which
+with a literal where possible because sre scans for a literal in C. ASCII text is lowercased
+once: the password-name scan then needs one literal-led pattern instead of a case alternation,
+and files without a key-like word (key, secret, token, api, auth, credential: about half of all
+source files) skip the scans for values assigned to such names. detect-secrets (which
 pulls in `requests`) and pyahocorasick are imported on first use and kept in a module-level
 cache, so importing this module is cheap and each worker process builds its own copy.
 """
@@ -117,8 +123,10 @@ def find_pii(text: str) -> list[PiiSpan]:
     if "." in text or ":" in text:
         found += _find_ips(text)
     present = _present_literals(text)
-    found += _find_keys(text, present)
-    found += _find_passwords(text, present)
+    # ASCII text only: lower() keeps its length, so positions found in it hold in `text`.
+    lowered = text.lower() if text.isascii() else None
+    found += _find_keys(text, present, lowered)
+    found += _find_passwords(text, present, lowered)
     return _without_overlaps(found)
 
 
@@ -428,7 +436,9 @@ _DETECT_SECRETS_PLUGINS = (
     ),
     # The IBM and SoftLayer patterns also fit unbranded `api_key = "..."` lines, which the
     # name-aware rule covers; running them only in files that name the vendor keeps them cheap.
-    ("ibm_cloud_iam", "IbmCloudIamDetector", ("ibm", "IBM", "Ibm"), None),
+    # Its pattern tries every position of the text (a lookbehind leads it); the gate, the
+    # 44-character value with the pattern's own class and flags, is a far cheaper scan.
+    ("ibm_cloud_iam", "IbmCloudIamDetector", ("ibm", "IBM", "Ibm"), r"(?i)[a-zA-Z0-9_\-]{44}"),
     ("ibm_cos_hmac", "IbmCosHmacDetector", ("secret", "SECRET", "Secret"), r"[0-9a-f]{48}"),
     ("jwt", "JwtTokenDetector", ("eyJ",), None),
     ("mailchimp", "MailchimpDetector", ("-us",), r"-us\d"),
@@ -527,7 +537,9 @@ _NAME_BEFORE = re.compile(r"""([A-Za-z_$@-][\w.$-]*)["'`]?\]?[ \t]*\Z""")
 _NAME_BEFORE_ANNOTATED = re.compile(
     r"""([A-Za-z_$@-][\w.$-]*)(?:[ \t]*:[ \t]*[\w.\[\]&'<> ]+)?[ \t]*\Z"""
 )
-_KEY_NAME = re.compile(r"(?i)key|secret|token|api|auth|credential")
+_KEY_NAME_WORDS = ("key", "secret", "token", "api", "auth", "credential")
+# On non-ASCII text (?i) also matches a few other letters (Kelvin K, long s, dotless i).
+_KEY_NAME = re.compile("(?i)" + "|".join(_KEY_NAME_WORDS))
 # Name parts that make a key-ish name about something else: a data-structure key
 # (`sort_key`, `primary_key`), a key's metadata (`api_key_id`, `token_type`, `auth_url`), or
 # another word (`author`, `monkey`, `keyboard`).
@@ -553,7 +565,7 @@ _CAPS_WORD = re.compile(r"(?<![A-Z0-9])[A-Z]{3,}(?![A-Z0-9])")
 _VOWELS = frozenset("aeiouyAEIOUY")
 
 
-def _find_keys(text: str, present: frozenset[str]) -> list[PiiSpan]:
+def _find_keys(text: str, present: frozenset[str], lowered: str | None) -> list[PiiSpan]:
     spans: list[PiiSpan] = []
     for det in _detectors()[0]:
         if det.literals is not None and det.literals.isdisjoint(present):
@@ -580,6 +592,10 @@ def _find_keys(text: str, present: frozenset[str]) -> list[PiiSpan]:
         spans += _generic_keys(text, _GOOGLE_API_KEY.finditer(text), group=0, named=False)
     if "earer" in present:
         spans += _generic_keys(text, _BEARER.finditer(text), group=1, named=False)
+    # A value counts only when its name matches `_KEY_NAME`; about half of all source files
+    # hold no such word, and a few substring tests are far cheaper than the scans below.
+    if lowered is not None and not any(word in lowered for word in _KEY_NAME_WORDS):
+        return spans
     spans += _generic_keys(text, _QUOTED_VALUE.finditer(text), group=2, named=True)
     spans += _generic_keys(text, _UNQUOTED_VALUE.finditer(text), group=2, named=True)
     if "</" in present:
@@ -772,6 +788,10 @@ def _has_sequence(value: str, run: int = 5) -> bool:
 # Passwords
 
 _PW_KEYWORD = re.compile(r"pass|pwd|PASS|Pass|PWD|Pwd")
+_PW_KEYWORDS = frozenset(("pass", "pwd", "PASS", "Pass", "PWD", "Pwd"))
+# On lowercased text one literal `p` leads the pattern, which sre scans for far faster than the
+# class [pP] that leads `_PW_KEYWORD`.
+_PW_KEYWORD_LOWER = re.compile(r"p(?:ass|wd)")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.$-")
 _NAME_RIGHT = re.compile(r"[\w.$-]*")
 _NAME_PARTS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
@@ -825,7 +845,7 @@ _PW_PLACEHOLDERS = frozenset(
 )
 
 
-def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
+def _find_passwords(text: str, present: frozenset[str], lowered: str | None) -> list[PiiSpan]:
     spans = []
     if "://" in present:
         for regex in _basic_auth_regexes():
@@ -845,13 +865,13 @@ def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
             if _is_password_name(m.group(1)) and not _is_pw_placeholder(m.group(2)):
                 spans.append(PiiSpan(*m.span(2), "PASSWORD", m.group(2)))
     done = 0
-    for hit in _PW_KEYWORD.finditer(text):
-        if hit.start() < done:
+    for hit in _password_words(text, lowered):
+        if hit < done:
             continue  # still inside the name handled last
-        name_start = hit.start()
-        while name_start > hit.start() - 64 and name_start and text[name_start - 1] in _NAME_CHARS:
+        name_start = hit
+        while name_start > hit - 64 and name_start and text[name_start - 1] in _NAME_CHARS:
             name_start -= 1
-        name_end = _NAME_RIGHT.match(text, hit.start()).end()
+        name_end = _NAME_RIGHT.match(text, hit).end()
         m = _PW_AFTER.match(text, name_end)
         if m is None or not _is_password_name(text[name_start:name_end]):
             done = name_end
@@ -863,6 +883,19 @@ def _find_passwords(text: str, present: frozenset[str]) -> list[PiiSpan]:
         if span is not None:
             spans.append(span)
     return spans
+
+
+def _password_words(text: str, lowered: str | None) -> list[int]:
+    """Where `_PW_KEYWORD` matches, in order. No two of its matches can overlap, so these are
+    the positions of every pass/pwd written in one of its cases; `lowered` is the text
+    lowercased, if that kept its length."""
+    if lowered is None:
+        return [m.start() for m in _PW_KEYWORD.finditer(text)]
+    return [
+        m.start()
+        for m in _PW_KEYWORD_LOWER.finditer(lowered)
+        if text[m.start() : m.end()] in _PW_KEYWORDS
+    ]
 
 
 def _password_after(text: str, name_start: int, name_end: int, m: re.Match) -> PiiSpan | None:
@@ -878,6 +911,8 @@ def _password_after(text: str, name_start: int, name_end: int, m: re.Match) -> P
     embedded = op == "=" and before.rstrip().endswith((";", "?", "&"))
     if not (flag or embedded) and quoted_name != (before[-1:] in ("'", '"', "`")):
         return None
+    if flag and quoted_name and op in " \t":
+        return None  # "the `--password` flag": a flag named in prose, not given a value
     if _TUPLE_TARGETS.fullmatch(before):
         return None  # `user, password = "u", "p"`: the first value is not the password
     if m.group("vq") is not None:
@@ -927,7 +962,8 @@ def _unquoted_is_literal(text: str, name: str, before: str, op: str, value: str,
     if (nxt and nxt in "([{.") or _CODE_VALUE.fullmatch(value):
         return False
     if name.startswith("-"):
-        return op in ("=", " ", "\t")
+        # `--password hunter2` gives a value; in "the --password flag" the next word is prose.
+        return op == "=" or op in " \t" and not value.rstrip(".").isalpha()
     if op in " \t" and name == "password" and _NETRC.search(before):
         return True  # `machine host login me password hunter2`
     if op not in ("=", ":"):

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from codekiln.curate.config import CurateConfig
 from codekiln.curate.exactdup import exact_duplicates
-from codekiln.curate.examine import Examiner
+from codekiln.curate.examine import Examiner, preload
 from codekiln.curate.neardup import MinHashParams, NearDupResult, near_duplicates
 from codekiln.curate.sources import Source, Task, plan_tasks, read_task
 from codekiln.errors import UserError
@@ -223,6 +223,8 @@ def curate(
     ledger_files = [work / f"ledger-{t.index:06d}.parquet" for t in tasks]
     candidate_files = [work / f"cand-{t.index:06d}.parquet" for t in tasks]
     near: NearDupResult | None = None
+    if executor == "local" and min(workers, len(jobs)) > 1:
+        preload(config)  # forked workers inherit it instead of each loading its own
     with make_executor(executor, min(workers, len(jobs)), ray_address) as pool:
         clock = time.time()
         with StageProgress("curate", len(jobs), "tasks", progress) as bar:
