@@ -147,6 +147,7 @@ _NOTICE_PHRASES = (
     "see the license",
 )
 _C_IN_PARENS = re.compile(r"\(c\)\s*\w")
+_TOKEN = re.compile(r"[A-Za-z0-9_]")  # a token begins here: the rest is not all header
 
 
 def _is_notice(block: str) -> bool:
