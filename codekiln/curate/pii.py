@@ -77,7 +77,9 @@ rules run only when a cheap condition holds (`"@" in text`, a keyword), and rege
 with a literal where possible because sre scans for a literal in C. ASCII text is lowercased
 once: the password-name scan then needs one literal-led pattern instead of a case alternation,
 and files without a key-like word (key, secret, token, api, auth, credential: about half of all
-source files) skip the scans for values assigned to such names. detect-secrets (which
+source files) skip the scans for values assigned to such names; in the others, those scans
+read only the lines that hold such a word, as IBM Cloud IAM's pattern reads only the lines
+that hold a value of its length. detect-secrets (which
 pulls in `requests`) and pyahocorasick are imported on first use and kept in a module-level
 cache, so importing this module is cheap and each worker process builds its own copy.
 """
