@@ -422,6 +422,7 @@ def _reads_as_version(text: str, start: int, end: int, value: str) -> bool:
 # which sre finds with a fast search instead of trying its leading class at every character.
 # Left out: HighEntropyString and Keyword (replaced by the name-aware rule below), IPPublic
 # (replaced by the IP rules) and BasicAuth, which `_find_passwords` runs as a PASSWORD rule.
+_IAM_GATE = r"(?i)[a-zA-Z0-9_\-]{44}"  # IBM Cloud IAM's value, with its pattern's flags
 _DETECT_SECRETS_PLUGINS = (
     ("aws", "AWSKeyDetector", ("A3T", "ABIA", "ACCA", "AKIA", "ASIA", "aws", "AWS", "Aws"), None),
     ("artifactory", "ArtifactoryDetector", None, r"A(?:KC|P[\dA-F])[a-zA-Z0-9]{8}"),
@@ -440,7 +441,7 @@ _DETECT_SECRETS_PLUGINS = (
     # name-aware rule covers; running them only in files that name the vendor keeps them cheap.
     # Its pattern tries every position of the text (a lookbehind leads it); the gate, the
     # 44-character value with the pattern's own class and flags, is a far cheaper scan.
-    ("ibm_cloud_iam", "IbmCloudIamDetector", ("ibm", "IBM", "Ibm"), r"(?i)[a-zA-Z0-9_\-]{44}"),
+    ("ibm_cloud_iam", "IbmCloudIamDetector", ("ibm", "IBM", "Ibm"), _IAM_GATE),
     ("ibm_cos_hmac", "IbmCosHmacDetector", ("secret", "SECRET", "Secret"), r"[0-9a-f]{48}"),
     ("jwt", "JwtTokenDetector", ("eyJ",), None),
     ("mailchimp", "MailchimpDetector", ("-us",), r"-us\d"),
@@ -647,7 +648,7 @@ _IAM_RUN = b"a" * 44
 
 def _gate_lines(gate: re.Pattern, text: str, lowered: str | None) -> list[tuple[int, int]]:
     """The lines where a `_LINE_LOCAL` detector's gate matches."""
-    if lowered is None or gate.pattern != r"(?i)[a-zA-Z0-9_\-]{44}":
+    if lowered is None or gate.pattern != _IAM_GATE:
         # Non-ASCII text: (?i) lets the class match a few other letters (Kelvin K, long s).
         return _lines_holding(text, [m.start() for m in gate.finditer(text)])
     mapped = text.encode("ascii").translate(_IAM_RUN_MAP)
