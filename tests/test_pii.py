@@ -604,3 +604,18 @@ def test_import_is_light_and_functions_pickle():
     assert out.stdout.split() == ["False", "False"], out.stderr
     assert pickle.loads(pickle.dumps(find_pii)) is find_pii
     assert pickle.loads(pickle.dumps(redact_pii)) is redact_pii
+
+
+def test_line_restricted_scans_find_what_whole_text_scans_find():
+    # ASCII text scans only some lines for key-name values and IBM Cloud IAM keys; text with a
+    # non-ASCII character is scanned whole. Both must find the same spans.
+    key = "aB3dE5fG7hJ9kL1mN2pQ4rS6tU8vW0xY2zA4bC6dE8fq"
+    text = (
+        "# intro\n" + "x = 1\n" * 3 + f'ibm_cloud_iam_key = "{key}"\n' + "y = 2\n"
+        'API_TOKEN = "Zq8vP2mWx9LtR4kNc7HyQ3"\n' + 'label = "Zq8vP2mWx9LtR4kNc7HyQ3"\n'
+        "auth: Xk2Lm9Pq4Rt7Vw3Yz8Bc\n"
+    )
+    spans = find_pii(text)
+    assert [s.value for s in spans] == [key, "Zq8vP2mWx9LtR4kNc7HyQ3", "Xk2Lm9Pq4Rt7Vw3Yz8Bc"]
+    shifted = [PiiSpan(s.start + 1, s.end + 1, s.kind, s.value) for s in spans]
+    assert find_pii("\u00e9" + text) == shifted

@@ -86,6 +86,8 @@ _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 # block that every pass read back from memory).
 _CHUNK_SHINGLES = 1 << 16
 _TEXT_BATCH = 1024  # rows of `content` read at once by a signature task
+# Token hashes of this process, kept across signature tasks (cleared past the limit: ~100 MB).
+_TOKEN_CACHE: dict[bytes, int] = {}
 _TOKEN_CACHE_LIMIT = 1 << 20
 # Stage 2 sorts at most about this many (band, hash, doc) rows at once (18 bytes each, and a
 # few times that while sorting: ~30 MB); band rows per partition beyond which partitions are
@@ -147,6 +149,7 @@ _NOTICE_PHRASES = (
     "see the license",
 )
 _C_IN_PARENS = re.compile(r"\(c\)\s*\w")
+_TOKEN = re.compile(r"[A-Za-z0-9_]")  # a token begins here: the rest is not all header
 
 
 def _is_notice(block: str) -> bool:
@@ -333,7 +336,7 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 def _token_hashes(tokens: list[bytes], cache: dict[bytes, int]) -> np.ndarray:
     # blake2b is stable across processes and runs (unlike hash()); each distinct token is
-    # hashed once per task, and the lookups below run in C.
+    # hashed once per worker process (`_TOKEN_CACHE`), and the lookups below run in C.
     new = list(set(tokens).difference(cache))
     if new:
         digests = b"".join([hashlib.blake2b(t, digest_size=8).digest() for t in new])
@@ -557,7 +560,7 @@ def signature_task(task: SignatureTask) -> int:
         return int(done.read_text())
     params = task.params
     bands, rows = params.band_rows()
-    cache: dict[bytes, int] = {}
+    cache = _TOKEN_CACHE  # shared by the tasks a worker runs: most tokens recur across files
     hashes, docs = [], []
     first_row = 0
     parquet = pq.ParquetFile(task.path)

@@ -77,7 +77,9 @@ rules run only when a cheap condition holds (`"@" in text`, a keyword), and rege
 with a literal where possible because sre scans for a literal in C. ASCII text is lowercased
 once: the password-name scan then needs one literal-led pattern instead of a case alternation,
 and files without a key-like word (key, secret, token, api, auth, credential: about half of all
-source files) skip the scans for values assigned to such names. detect-secrets (which
+source files) skip the scans for values assigned to such names; in the others, those scans
+read only the lines that hold such a word, as IBM Cloud IAM's pattern reads only the lines
+that hold a value of its length. detect-secrets (which
 pulls in `requests`) and pyahocorasick are imported on first use and kept in a module-level
 cache, so importing this module is cheap and each worker process builds its own copy.
 """
@@ -420,6 +422,7 @@ def _reads_as_version(text: str, start: int, end: int, value: str) -> bool:
 # which sre finds with a fast search instead of trying its leading class at every character.
 # Left out: HighEntropyString and Keyword (replaced by the name-aware rule below), IPPublic
 # (replaced by the IP rules) and BasicAuth, which `_find_passwords` runs as a PASSWORD rule.
+_IAM_GATE = r"(?i)[a-zA-Z0-9_\-]{44}"  # IBM Cloud IAM's value, with its pattern's flags
 _DETECT_SECRETS_PLUGINS = (
     ("aws", "AWSKeyDetector", ("A3T", "ABIA", "ACCA", "AKIA", "ASIA", "aws", "AWS", "Aws"), None),
     ("artifactory", "ArtifactoryDetector", None, r"A(?:KC|P[\dA-F])[a-zA-Z0-9]{8}"),
@@ -438,7 +441,7 @@ _DETECT_SECRETS_PLUGINS = (
     # name-aware rule covers; running them only in files that name the vendor keeps them cheap.
     # Its pattern tries every position of the text (a lookbehind leads it); the gate, the
     # 44-character value with the pattern's own class and flags, is a far cheaper scan.
-    ("ibm_cloud_iam", "IbmCloudIamDetector", ("ibm", "IBM", "Ibm"), r"(?i)[a-zA-Z0-9_\-]{44}"),
+    ("ibm_cloud_iam", "IbmCloudIamDetector", ("ibm", "IBM", "Ibm"), _IAM_GATE),
     ("ibm_cos_hmac", "IbmCosHmacDetector", ("secret", "SECRET", "Secret"), r"[0-9a-f]{48}"),
     ("jwt", "JwtTokenDetector", ("eyJ",), None),
     ("mailchimp", "MailchimpDetector", ("-us",), r"-us\d"),
@@ -458,6 +461,10 @@ _DETECT_SECRETS_PLUGINS = (
 # Literals that gate this module's own rules; found in the same pass.
 _OWN_LITERALS = ("AIza", "earer", "define", "</", "://", "dentified", "DENTIFIED", "auth=(")
 _OWN_LITERALS += ("auth = (", ".login(", "BasicAuth(")
+# Detectors whose matches lie within one line and hold a match of their gate: only the lines
+# where the gate matches are scanned (IBM Cloud IAM's pattern tries every position, and its gate
+# passes in files with any 44-character identifier run).
+_LINE_LOCAL = frozenset(("IbmCloudIamDetector",))
 # Detectors that match on shape alone: their hits must also look random.
 _SHAPE_ONLY = frozenset(
     ("ArtifactoryDetector", "DiscordBotTokenDetector", "TelegramBotTokenDetector")
@@ -576,7 +583,11 @@ def _find_keys(text: str, present: frozenset[str], lowered: str | None) -> list[
             spans += _private_keys(text)
             continue
         for regex in det.plugin.denylist:
-            for m in regex.finditer(text):
+            if det.name in _LINE_LOCAL:
+                matches = _finditer_lines(regex, text, _gate_lines(det.gate, text, lowered))
+            else:
+                matches = regex.finditer(text)
+            for m in matches:
                 start, end = _match_value(m)
                 if det.name == "AzureStorageKeyDetector":
                     start += len("AccountKey=")
@@ -592,17 +603,83 @@ def _find_keys(text: str, present: frozenset[str], lowered: str | None) -> list[
         spans += _generic_keys(text, _GOOGLE_API_KEY.finditer(text), group=0, named=False)
     if "earer" in present:
         spans += _generic_keys(text, _BEARER.finditer(text), group=1, named=False)
-    # A value counts only when its name matches `_KEY_NAME`; about half of all source files
-    # hold no such word, and a few substring tests are far cheaper than the scans below.
-    if lowered is not None and not any(word in lowered for word in _KEY_NAME_WORDS):
-        return spans
-    spans += _generic_keys(text, _QUOTED_VALUE.finditer(text), group=2, named=True)
-    spans += _generic_keys(text, _UNQUOTED_VALUE.finditer(text), group=2, named=True)
+    # A value counts only when its name matches `_KEY_NAME`, and name, operator and value sit
+    # on one line, so in ASCII text only the lines holding a key word are scanned: about half
+    # of all source files hold none, and the others few (a few per cent of all lines).
+    if lowered is None:
+        quoted, unquoted = _QUOTED_VALUE.finditer(text), _UNQUOTED_VALUE.finditer(text)
+    else:
+        lines = _key_word_lines(lowered)
+        if not lines:
+            return spans
+        quoted = _finditer_lines(_QUOTED_VALUE, text, lines)
+        unquoted = _finditer_lines(_UNQUOTED_VALUE, text, lines)
+    spans += _generic_keys(text, quoted, group=2, named=True)
+    spans += _generic_keys(text, unquoted, group=2, named=True)
     if "</" in present:
         spans += _generic_keys(text, _XML_VALUE.finditer(text), group=2, named=True)
     if "define" in present:
         spans += _generic_keys(text, _DEFINE_VALUE.finditer(text), group=2, named=True)
     return spans
+
+
+def _lines_holding(text: str, positions: list[int]) -> list[tuple[int, int]]:
+    """(start, end) of each line, newline excluded, that holds one of `positions`, in order."""
+    lines: list[tuple[int, int]] = []
+    last_end = -1
+    for pos in sorted(positions):
+        if pos <= last_end:
+            continue
+        end = text.find("\n", pos)
+        last_end = len(text) if end == -1 else end
+        lines.append((text.rfind("\n", 0, pos) + 1, last_end))
+    return lines
+
+
+# Runs of 44 of IBM Cloud IAM's value characters, found in ASCII text as a substring of the
+# text mapped to "a" (a value character) and " " (any other): sre would try the class at every
+# position.
+_IAM_RUN_MAP = bytes(
+    ord("a") if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else ord(" ")
+    for c in range(256)
+)
+_IAM_RUN = b"a" * 44
+
+
+def _gate_lines(gate: re.Pattern, text: str, lowered: str | None) -> list[tuple[int, int]]:
+    """The lines where a `_LINE_LOCAL` detector's gate matches."""
+    if lowered is None or gate.pattern != _IAM_GATE:
+        # Non-ASCII text: (?i) lets the class match a few other letters (Kelvin K, long s).
+        return _lines_holding(text, [m.start() for m in gate.finditer(text)])
+    mapped = text.encode("ascii").translate(_IAM_RUN_MAP)
+    positions = []
+    pos = mapped.find(_IAM_RUN)
+    while pos != -1:
+        positions.append(pos)
+        end = text.find("\n", pos)
+        pos = -1 if end == -1 else mapped.find(_IAM_RUN, end)
+    return _lines_holding(text, positions)
+
+
+def _key_word_lines(lowered: str) -> list[tuple[int, int]]:
+    """The lines of a lowercased text that hold one of `_KEY_NAME_WORDS`."""
+    positions = []
+    for word in _KEY_NAME_WORDS:
+        pos = lowered.find(word)
+        while pos != -1:
+            positions.append(pos)
+            end = lowered.find("\n", pos)
+            pos = -1 if end == -1 else lowered.find(word, end)
+    return _lines_holding(lowered, positions)
+
+
+def _finditer_lines(regex: re.Pattern, text: str, lines: list[tuple[int, int]]):
+    """`regex.finditer(text)` for a regex whose matches never span a newline, scanning only
+    `lines`: the same matches as the whole text gives there. With pos and endpos, lookbehinds
+    still see the text before the line, and a lookahead at the line's end sees its end, as at
+    a newline."""
+    for start, end in lines:
+        yield from regex.finditer(text, start, end)
 
 
 def _match_value(m: re.Match) -> tuple[int, int]:
