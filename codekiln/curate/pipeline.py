@@ -354,7 +354,7 @@ def _stream_outputs(
         )
         if decisions:
             ids = candidates.column("id").to_pylist()
-            candidates = candidates.filter(pa.array([i not in decisions for i in ids]))
+            candidates = candidates.filter(pa.array([i not in decisions for i in ids], pa.bool_()))
         if candidates.num_rows:
             shards.write(candidates)
         for source, path, sha, size in zip(
