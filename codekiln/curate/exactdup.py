@@ -223,7 +223,8 @@ def exact_duplicates(
     list(executor.map_unordered(group_task, groups))
     duplicates: dict[str, str] = {}
     for p in range(partitions):
-        table = pq.read_table(_dups_file(work_dir, p))
+        # One file at a time, on this thread: no reader threads, each with its own heap.
+        table = pq.ParquetFile(_dups_file(work_dir, p)).read(use_threads=False)
         for ids, survivors in zip(
             table.column("id").to_pylist(), table.column("survivor").to_pylist(), strict=True
         ):

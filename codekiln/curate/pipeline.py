@@ -110,9 +110,15 @@ def _process_task(
     return task.index, len(rows), total_bytes
 
 
+# Task files are written once and read a few times (dedup stages, then the output step), then
+# deleted: LZ4 costs about half of zstd's CPU time per MB written and read, for files ~1.6x
+# larger (measured on generated code files). The outputs stay zstd.
+_WORK_CODEC = "lz4"
+
+
 def _write_parquet(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression=_WORK_CODEC)
     tmp.replace(path)
 
 
@@ -298,7 +304,29 @@ def _write_outputs(
     """Stream the task files, in task order, into the ledger and the shards.
 
     Returns the shard paths and, per source, a hash over its inputs' paths and contents.
+    Memory stays that of one task's files: they are read on this thread (no reader threads,
+    each with its own heap), with the system allocator, whose freed pages go back to the
+    system after each task; Arrow's default pool (mimalloc) keeps them, and its resident
+    size grew with the number of tasks written.
     """
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        return _stream_outputs(
+            out_dir, ledger_files, candidate_files, decisions, config, source_names
+        )
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _stream_outputs(
+    out_dir: Path,
+    ledger_files: list[Path],
+    candidate_files: list[Path],
+    decisions: dict[str, tuple[str, str | None, str]],
+    config: CurateConfig,
+    source_names: list[str],
+) -> tuple[list[Path], dict[str, str]]:
     for old in list(out_dir.glob("part-*.parquet")) + [out_dir / "ledger"]:
         if old.is_dir():
             shutil.rmtree(old)
@@ -315,14 +343,18 @@ def _write_outputs(
     ledger = _RollingWriter(
         ledger_dir, LEDGER_SCHEMA, config.ledger_rows, lambda t: [1] * t.num_rows
     )
-    gone = pa.array(sorted(decisions), pa.string())
     hashes = {name: hashlib.sha256() for name in source_names}
     for ledger_path, candidates_path in zip(ledger_files, candidate_files, strict=True):
-        table = _apply_decisions(pq.read_table(ledger_path).replace_schema_metadata(), decisions)
+        # ParquetFile reads with the pool set above; read_table's dataset path does not.
+        table = pq.ParquetFile(ledger_path).read(use_threads=False).replace_schema_metadata()
+        table = _apply_decisions(table, decisions)
         ledger.write(table)
-        candidates = pq.read_table(candidates_path, columns=RECORD_SCHEMA.names)
-        if len(gone):
-            candidates = candidates.filter(pc.invert(pc.is_in(candidates["id"], gone)))
+        candidates = pq.ParquetFile(candidates_path).read(
+            columns=RECORD_SCHEMA.names, use_threads=False
+        )
+        if decisions:
+            ids = candidates.column("id").to_pylist()
+            candidates = candidates.filter(pa.array([i not in decisions for i in ids], pa.bool_()))
         if candidates.num_rows:
             shards.write(candidates)
         for source, path, sha, size in zip(
@@ -334,8 +366,21 @@ def _write_outputs(
         ):
             line = f"{path}\0{sha or size}\n".encode("utf-8", "surrogateescape")
             hashes[source].update(line)
+        del table, candidates
+        _release_memory()
     ledger.finish()
     return shards.finish(), {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def _release_memory() -> None:
+    """Give free pages back to the system: the system pool's release calls glibc's malloc_trim;
+    Parquet's reader and writer take some buffers from Arrow's C++ default pool whatever the
+    Python default is, and releasing it on this thread returns what it holds free."""
+    pa.system_memory_pool().release_unused()
+    _CPP_POOL.release_unused()
+
+
+_CPP_POOL = pa.default_memory_pool()  # at import: the pool the C++ library defaults to
 
 
 def _minhash_params(config: CurateConfig) -> MinHashParams:
