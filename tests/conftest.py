@@ -7,6 +7,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+# One OpenMP thread here and in every process the tests start, unless the caller chose: the
+# tests' models are tiny and gain nothing from a second thread, while on a busy 2-core
+# machine (a server, a sandbox or another test's ranks beside them) each op of a two-thread
+# team can wait a scheduler tick for its partner, up to 100x slower. Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 GOOD_PY = '''"""A small module."""
 
 
@@ -307,3 +313,33 @@ def save_hf_tokenizer(tokenizer, folder: Path) -> Path:
     )
     fast.save_pretrained(folder)
     return folder
+
+
+def cli_here(*args: str, columns: int = 200) -> subprocess.CompletedProcess:
+    """`codekiln ARGS` through the CLI's own entry point (`cli.main`: user errors become one
+    line and exit status 2), run in this process: the command's code and output are the
+    same as `python -m codekiln`'s, without a fresh interpreter importing torch (seconds per
+    call). For commands that leave no process-wide state behind; the entry point itself is
+    test_cli's."""
+    import contextlib
+    import io
+    import sys
+
+    from rich.console import Console
+
+    from codekiln import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = cli.console, cli.err_console, sys.argv
+    cli.console = Console(file=out, width=columns)
+    cli.err_console = Console(file=err, width=columns)
+    sys.argv = ["codekiln", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        cli.console, cli.err_console, sys.argv = saved
+    return subprocess.CompletedProcess(["codekiln", *args], code, out.getvalue(), err.getvalue())

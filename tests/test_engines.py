@@ -5,7 +5,6 @@ reused, the folders it cannot convert) and the one-line errors of missing option
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import sysconfig
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import test_train
 import torch
-from conftest import GOOD_PY, OTHER_PY, small_bpe
+from conftest import GOOD_PY, OTHER_PY, cli_here, small_bpe
 
 from codekiln.errors import UserError
 from codekiln.generate import CodekilnBackend, SamplingParams, load_backend
@@ -237,12 +236,7 @@ def test_missing_optional_engines_are_one_line_naming_the_extra(tiny_folder, mon
 
 def test_export_checks_the_ctranslate2_quantization_before_exporting(tmp_path):
     pytest.importorskip("ctranslate2")
-    result = subprocess.run(
-        [sys.executable, "-m", "codekiln", "export", str(tmp_path), "--ctranslate2"]
-        + ["--quantization", "int4"],
-        capture_output=True,
-        text=True,
-    )
+    result = cli_here("export", str(tmp_path), "--ctranslate2", "--quantization", "int4")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "quantization must be one of" in lines[0]
@@ -251,18 +245,14 @@ def test_export_checks_the_ctranslate2_quantization_before_exporting(tmp_path):
 packed = test_train.packed  # the fixture: a pack and its tokenizer
 
 
-@pytest.mark.slow  # a training run, then `codekiln export` in its own process
+@pytest.mark.slow  # a training run, then `codekiln export`
 def test_export_converts_a_run_for_the_ctranslate2_engine(packed, tmp_path):
     pytest.importorskip("ctranslate2")
     data, tokenizer = packed
     run = tmp_path / "run"
     train(data, run, test_train.tiny(tokenizer, max_steps=2, eval_every=0), progress=False)
-    done = subprocess.run(
-        [sys.executable, "-m", "codekiln", "export", str(run), "--ctranslate2"]
-        + ["--quantization", "int8", "-o", str(tmp_path / "exported")],
-        capture_output=True,
-        text=True,
-    )
+    options = ["--ctranslate2", "--quantization", "int8", "-o", str(tmp_path / "exported")]
+    done = cli_here("export", str(run), *options)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "exported" / "ctranslate2-int8" / "model.bin").is_file()
     backend = load_backend(tmp_path / "exported", engine="ctranslate2", dtype="int8")

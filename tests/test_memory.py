@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import cli_here
 from test_parallel import _free_port
 
 from codekiln.model.config import ModelConfig
@@ -292,9 +293,7 @@ def test_the_estimate_counts_each_layout_s_share():
 
 
 def _memory_command(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    command = [sys.executable, "-m", "codekiln", "memory", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    return cli_here("memory", *args, columns=200)
 
 
 def test_memory_command_prints_one_rank_of_the_starcoder_layout():

@@ -493,7 +493,9 @@ def test_two_processes_match_one_with_the_same_global_batch(packed, tmp_path, pa
     averages its half, then the halves are averaged (and under FSDP reduce-scattered), in
     another order than one process sums one batch. Without FIM no target is padding, so
     the mean of the two halves' means is the mean of the whole (with FIM's padded rows a
-    rank's mean weighs its targets differently, as in Megatron and nanoGPT)."""
+    rank's mean weighs its targets differently, as in Megatron and nanoGPT). The validation
+    set of 7 sequences splits 3/4 over the ranks, so the validation loss is also the one
+    process's on uneven shares."""
     data, tokenizer = packed
     settings = {
         "model_overrides": TINY,
@@ -504,7 +506,7 @@ def test_two_processes_match_one_with_the_same_global_batch(packed, tmp_path, pa
         "lr": 3e-3,
         "log_every": 1,
         "eval_every": 4,
-        "eval_sequences": 8,  # the validation set is per config: the same in both runs
+        "eval_sequences": 7,  # the validation set is per config: the same in both runs
         "checkpoint_every": 0,
         "peak_flops": 1e11,
         "parallel": parallel,
@@ -561,12 +563,13 @@ def torchrun(script: Path, processes: int, *args: str, timeout: int = 240):
 
 
 @pytest.mark.slow
-def test_validation_loss_is_the_same_in_one_two_and_four_processes(packed, tmp_path):
+def test_validation_loss_is_the_same_in_one_and_four_processes(packed, tmp_path):
     """The same weights (the seed's initialisation: one step at lr 1e-30 changes no float32
-    weight) evaluated on one fixed set of 7 sequences: in 1 process, and in 2 and 4 ddp ranks
-    (shares of 3/4 and 1/2/2/2 rows in batches of 2, so ranks run padding passes), and 4
-    fsdp ranks, whose padding passes must still join each block's all-gather. The same
-    val_loss and val_bpb up to float rounding (rows are summed in another order)."""
+    weight) evaluated on one fixed set of 7 sequences: in 1 process, and in 4 ddp ranks
+    (shares of 1/2/2/2 rows in batches of 2, so ranks run padding passes), and 4 fsdp ranks,
+    whose padding passes must still join each block's all-gather. The same val_loss and
+    val_bpb up to float rounding (rows are summed in another order). Two ranks' shares of
+    3/4 are checked by the two-process test, which trains on them too."""
     data, tokenizer = packed
     settings = {
         "model_overrides": TINY,
@@ -586,7 +589,7 @@ def test_validation_loss_is_the_same_in_one_two_and_four_processes(packed, tmp_p
     train(data, tmp_path / "p1", TrainConfig(**settings), progress=False)
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    runs = {"p2": (2, "ddp"), "p4": (4, "ddp"), "p4fsdp": (4, "fsdp")}
+    runs = {"p4": (4, "ddp"), "p4fsdp": (4, "fsdp")}
     for name, (processes, parallel) in runs.items():
         config = json.dumps({**settings, "parallel": parallel})
         torchrun(script, processes, str(data), str(tmp_path / name), config)
