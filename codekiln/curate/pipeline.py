@@ -11,12 +11,13 @@ finishes, so an interrupted run picks up where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,7 +255,8 @@ def curate(
     )
     timings["write_s"] = time.time() - clock
 
-    report = build_report(ledger_dir)
+    with system_allocator():
+        report = build_report(ledger_dir)
     write_json(out_dir / "report.json", report)
     title = f"curate: {out_dir.name}"
     write_atomic(out_dir / "report.html", write_html_report(report, title=title))
@@ -309,14 +311,10 @@ def _write_outputs(
     system after each task; Arrow's default pool (mimalloc) keeps them, and its resident
     size grew with the number of tasks written.
     """
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
+    with system_allocator():
         return _stream_outputs(
             out_dir, ledger_files, candidate_files, decisions, config, source_names
         )
-    finally:
-        pa.set_memory_pool(previous)
 
 
 def _stream_outputs(
@@ -370,6 +368,21 @@ def _stream_outputs(
         _release_memory()
     ledger.finish()
     return shards.finish(), {name: h.hexdigest() for name, h in hashes.items()}
+
+
+@contextlib.contextmanager
+def system_allocator() -> Iterator[None]:
+    """Arrow's system allocator while the block runs, then the previous default again. The
+    main process's last steps (writing, the report) read every task and ledger file in turn;
+    with mimalloc, Arrow's default, the freed pages stay resident and the peak grew with the
+    number of files."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        _release_memory()
+        pa.set_memory_pool(previous)
 
 
 def _release_memory() -> None:

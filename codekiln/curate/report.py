@@ -51,7 +51,9 @@ def _batches(paths: Iterable[Path], columns: list[str]) -> Iterator[pa.Table]:
     """The files' rows, one batch at a time. (A pyarrow dataset scan reads ahead without
     bound when the consumer is slower than the reader, and memory grows with the ledger.)"""
     for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+        for batch in pq.ParquetFile(path).iter_batches(
+            batch_size=_BATCH_ROWS, columns=columns, use_threads=False
+        ):
             yield pa.Table.from_batches([batch])
 
 
