@@ -255,7 +255,7 @@ def test_export_converts_a_run_for_the_ctranslate2_engine(packed, tmp_path):
     done = cli_here("export", str(run), *options)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "exported" / "ctranslate2-int8" / "model.bin").is_file()
-    backend = load_backend(tmp_path / "exported", engine="ctranslate2", dtype="int8")
+    backend = load_backend(tmp_path / "exported", engine="ctranslate2", dtype="int8", threads=1)
     [[sample]] = backend.complete(["def f("], SamplingParams(greedy=True, max_new_tokens=4))
     assert sample.tokens >= 1 or sample.finish_reason == "eos"
 
