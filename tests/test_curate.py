@@ -606,7 +606,8 @@ def test_a_folder_of_stack_tables_is_one_source_per_table(tmp_path):
     ]
 
 
-def test_report_counts_written_bytes_and_bounds_the_repository_table(tmp_path):
+def test_report_counts_written_bytes_and_bounds_the_repository_table(tmp_path, monkeypatch):
+    from codekiln.curate import report as report_module
     from codekiln.curate.report import build_report
 
     repo = tmp_path / "lib"
@@ -633,7 +634,9 @@ def test_report_counts_written_bytes_and_bounds_the_repository_table(tmp_path):
     beta = next(b for b in report["repositories"]["top"] if b["repo"] == "lib/beta")
     assert beta["dropped"] == {"binary": 1} and beta["files_kept"] == 2
     # Bounded: the 2 largest and one row for the rest; the same sums with runs spilled to disk.
-    for spill_rows in (10**6, 1):
+    # Fan-in 2: spilled runs are merged level by level before the last merge.
+    for spill_rows, fan_in in ((10**6, 16), (1, 16), (1, 2)):
+        monkeypatch.setattr(report_module, "_FAN_IN", fan_in)
         small = build_report(out / "ledger", top_repositories=2, spill_rows=spill_rows)
         table = small["repositories"]
         assert [b["repo"] for b in table["top"]] == names[:2]
@@ -643,3 +646,30 @@ def test_report_counts_written_bytes_and_bounds_the_repository_table(tmp_path):
             assert sum(b[field] for b in in_table) == report["totals"][field]
         assert table["other"]["dropped"] == {"binary": 1}
     assert not list(out.glob(".report-*"))
+
+
+def test_dedup_decisions_look_up_ids_in_sorted_arrays():
+    from codekiln.curate.neardup import NearDupResult
+
+    exact = pa.table({"id": ["b" * 32, "é1"], "survivor": ["a" * 32, "z"]})
+    near = NearDupResult(
+        duplicates={"b" * 32: ("a", "c"), "d": ("a", "c"), "x" * 40: ("a", "c")},
+        cluster_sizes={4: 1},
+        candidate_pairs=3,
+    )
+    decisions = pipeline._Decisions(exact, near)
+    assert len(decisions) == 4  # an exact duplicate stays exact though near-duplicate too
+    found = decisions.find(["b" * 32, "d", "c", "é1", None, "x" * 40, "x" * 39, "b"])
+    got = [decisions.get(int(p)) if p >= 0 else None for p in found]
+    assert got == [
+        ("exact_duplicate", None, "a" * 32),
+        ("near_duplicate", "a", "c"),
+        None,
+        ("exact_duplicate", None, "z"),
+        None,
+        ("near_duplicate", "a", "c"),
+        None,
+        None,
+    ]
+    empty = pipeline._Decisions(exact.slice(0, 0), None)
+    assert len(empty) == 0 and empty.find(["a"]).tolist() == [-1]

@@ -212,6 +212,21 @@ def exact_duplicates(
     partition count (default: `partition_count` of the rows) or the window size. Holds only
     the duplicates in this process.
     """
+    table = exact_duplicate_table(inputs, work_dir, executor, partitions, window_rows)
+    return dict(
+        zip(table.column("id").to_pylist(), table.column("survivor").to_pylist(), strict=True)
+    )
+
+
+def exact_duplicate_table(
+    inputs: list[Path],
+    work_dir: Path,
+    executor: Any,
+    partitions: int | None = None,
+    window_rows: int = WINDOW_ROWS,
+) -> pa.Table:
+    """`exact_duplicates` as a table of (id, survivor) rows, in partition order: Arrow
+    strings, without a Python object per id."""
     inputs = [Path(p) for p in inputs]
     work_dir = Path(work_dir)
     if partitions is None:
@@ -221,12 +236,10 @@ def exact_duplicates(
     list(executor.map_unordered(partition_task, tasks))
     groups = [GroupTask(p, len(inputs), work_dir, window_rows) for p in range(partitions)]
     list(executor.map_unordered(group_task, groups))
-    duplicates: dict[str, str] = {}
+    tables = []
     for p in range(partitions):
         # One file at a time, on this thread: no reader threads, each with its own heap.
-        table = pq.ParquetFile(_dups_file(work_dir, p)).read(use_threads=False)
-        for ids, survivors in zip(
-            table.column("id").to_pylist(), table.column("survivor").to_pylist(), strict=True
-        ):
-            duplicates[ids] = survivors
-    return duplicates
+        tables.append(pq.ParquetFile(_dups_file(work_dir, p)).read(use_threads=False))
+    if not tables:
+        return _DUPS_SCHEMA.empty_table()
+    return pa.concat_tables(tables).combine_chunks()

@@ -774,6 +774,8 @@ def near_duplicates(
     nodes, index = np.unique(edges, return_inverse=True)
     index = index.reshape(edges.shape)
     roots = connected_components(index[:, 0], index[:, 1], len(nodes))
+    candidate_pairs = len(edges)
+    del edges, index  # freed before the ids and ranks of the linked rows come in
     clusters = np.empty(len(nodes), dtype=CLUSTER_DTYPE)
     clusters["doc"], clusters["root"] = nodes, nodes[roots]
     _save_npy(work_dir / "clusters.npy", clusters)
@@ -789,7 +791,7 @@ def near_duplicates(
         positions = np.searchsorted(nodes, (np.int64(file) << 32) | rows)
         for position, id_, rank in zip(positions.tolist(), got_ids, got_ranks, strict=True):
             ids[position], ranks[position] = id_, rank
-    return _choose_survivors(nodes, roots, ids, ranks, inputs, len(edges))
+    return _choose_survivors(nodes, roots, ids, ranks, inputs, candidate_pairs)
 
 
 def _choose_survivors(

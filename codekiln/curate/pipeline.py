@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from codekiln.curate.config import CurateConfig
-from codekiln.curate.exactdup import exact_duplicates
+from codekiln.curate.exactdup import exact_duplicate_table
 from codekiln.curate.examine import Examiner, preload
 from codekiln.curate.neardup import MinHashParams, NearDupResult, near_duplicates
 from codekiln.curate.sources import Source, Task, plan_tasks, read_task
@@ -239,7 +240,7 @@ def curate(
                 bar.advance(1, files=n_inputs, bytes=n_bytes)
         timings["process_s"] = time.time() - clock
         clock = time.time()
-        exact = exact_duplicates(candidate_files, work / "exact", pool)
+        exact = exact_duplicate_table(candidate_files, work / "exact", pool)
         timings["exact_dedup_s"] = time.time() - clock
         if config.near_dedup:
             clock = time.time()
@@ -248,26 +249,28 @@ def curate(
             timings["near_dedup_s"] = time.time() - clock
 
     clock = time.time()
-    decisions = _dedup_decisions(exact, near)
+    decisions = _Decisions(exact, near)
+    candidate_pairs = near.candidate_pairs if near is not None else None
+    del exact, near  # the decisions hold what is needed, in compact arrays
     ledger_dir = out_dir / "ledger"
     shard_paths, source_hashes = _write_outputs(
         out_dir, ledger_files, candidate_files, decisions, config, [s.name for s in sources]
     )
     timings["write_s"] = time.time() - clock
 
-    with system_allocator():
+    with released():
         report = build_report(ledger_dir)
     write_json(out_dir / "report.json", report)
     title = f"curate: {out_dir.name}"
     write_atomic(out_dir / "report.html", write_html_report(report, title=title))
     shutil.rmtree(work, ignore_errors=True)
     extra: dict[str, Any] = {}
-    if near is not None:
+    if candidate_pairs is not None:
         bands, rows = params.band_rows()
         extra["near_dedup"] = {
             "bands": bands,
             "rows": rows,
-            "candidate_pairs": near.candidate_pairs,
+            "candidate_pairs": candidate_pairs,
         }
     if config.decontaminate:
         from codekiln.curate.examine import _decontaminator
@@ -299,7 +302,7 @@ def _write_outputs(
     out_dir: Path,
     ledger_files: list[Path],
     candidate_files: list[Path],
-    decisions: dict[str, tuple[str, str | None, str]],
+    decisions: _Decisions,
     config: CurateConfig,
     source_names: list[str],
 ) -> tuple[list[Path], dict[str, str]]:
@@ -307,11 +310,9 @@ def _write_outputs(
 
     Returns the shard paths and, per source, a hash over its inputs' paths and contents.
     Memory stays that of one task's files: they are read on this thread (no reader threads,
-    each with its own heap), with the system allocator, whose freed pages go back to the
-    system after each task; Arrow's default pool (mimalloc) keeps them, and its resident
-    size grew with the number of tasks written.
+    each with its own heap), and free pages go back to the system after each task.
     """
-    with system_allocator():
+    with released():
         return _stream_outputs(
             out_dir, ledger_files, candidate_files, decisions, config, source_names
         )
@@ -321,7 +322,7 @@ def _stream_outputs(
     out_dir: Path,
     ledger_files: list[Path],
     candidate_files: list[Path],
-    decisions: dict[str, tuple[str, str | None, str]],
+    decisions: _Decisions,
     config: CurateConfig,
     source_names: list[str],
 ) -> tuple[list[Path], dict[str, str]]:
@@ -350,9 +351,9 @@ def _stream_outputs(
         candidates = pq.ParquetFile(candidates_path).read(
             columns=RECORD_SCHEMA.names, use_threads=False
         )
-        if decisions:
-            ids = candidates.column("id").to_pylist()
-            candidates = candidates.filter(pa.array([i not in decisions for i in ids], pa.bool_()))
+        if len(decisions):
+            kept = decisions.find(candidates.column("id").to_pylist()) < 0
+            candidates = candidates.filter(pa.array(kept, pa.bool_()))
         if candidates.num_rows:
             shards.write(candidates)
         for source, path, sha, size in zip(
@@ -371,18 +372,17 @@ def _stream_outputs(
 
 
 @contextlib.contextmanager
-def system_allocator() -> Iterator[None]:
-    """Arrow's system allocator while the block runs, then the previous default again. The
-    main process's last steps (writing, the report) read every task and ledger file in turn;
-    with mimalloc, Arrow's default, the freed pages stay resident and the peak grew with the
-    number of files."""
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
+def released() -> Iterator[None]:
+    """Run the block, then give the allocators' free pages back to the system. The main
+    process's last steps (writing, the report) read every task and ledger file in turn, on
+    this thread. They use Arrow's default pool (mimalloc): Parquet's reader and writer take
+    their page and compression buffers from it whatever the Python default is, so running
+    them under the system allocator kept two heaps resident and raised the peak (at 16x the
+    bench corpus: write 192 -> 164 MB, report 196 -> 172 MB with mimalloc alone)."""
     try:
         yield
     finally:
         _release_memory()
-        pa.set_memory_pool(previous)
 
 
 def _release_memory() -> None:
@@ -440,37 +440,73 @@ def _task_key(task: Task) -> list[Any]:
     ]
 
 
-def _dedup_decisions(
-    exact: dict[str, str], near: NearDupResult | None
-) -> dict[str, tuple[str, str | None, str]]:
-    """id -> (reason, detail, survivor). An exact duplicate is reported as exact even when
-    it also falls in a near-duplicate cluster (it always does: identical texts collide)."""
-    decisions: dict[str, tuple[str, str | None, str]] = {
-        id_: ("exact_duplicate", None, survivor) for id_, survivor in exact.items()
-    }
-    if near is not None:
-        for id_, (cluster, survivor) in near.duplicates.items():
-            if id_ not in decisions:
-                decisions[id_] = ("near_duplicate", cluster, survivor)
-    return decisions
+_REASONS = ("exact_duplicate", "near_duplicate")
 
 
-def _apply_decisions(
-    table: pa.Table, decisions: dict[str, tuple[str, str | None, str]]
-) -> pa.Table:
-    ids = table.column("id").to_pylist()
-    hits = [decisions.get(i) for i in ids]
-    if not any(hits):
+def _encode(ids: list[str | None]) -> np.ndarray:
+    """Ids as a numpy array of byte strings (fixed width, the longest id's)."""
+    raw = [(i or "").encode("utf-8", "surrogateescape") for i in ids]
+    return np.array(raw, dtype=bytes) if raw else np.empty(0, dtype="S1")
+
+
+def _decode(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+class _Decisions:
+    """Dropped id -> (reason, detail, survivor), in numpy arrays sorted by id: a few dozen
+    bytes a duplicate (32-character ids: ~100 B) where a dict of str tuples took ~400 B. An
+    exact duplicate is reported as exact even when it also falls in a near-duplicate cluster
+    (it always does: identical texts collide)."""
+
+    def __init__(self, exact: pa.Table, near: NearDupResult | None) -> None:
+        ids = _encode(exact.column("id").to_pylist())
+        survivors = _encode(exact.column("survivor").to_pylist())
+        details = np.zeros(len(ids), dtype="S1")
+        reasons = np.zeros(len(ids), dtype=np.uint8)
+        if near is not None and near.duplicates:
+            near_ids = _encode(list(near.duplicates))
+            new = ~np.isin(near_ids, ids)
+            near_ids = near_ids[new]
+            values = [v for v, n in zip(near.duplicates.values(), new.tolist(), strict=True) if n]
+            ids = np.concatenate([ids, near_ids])
+            details = np.concatenate([details, _encode([c for c, _ in values])])
+            survivors = np.concatenate([survivors, _encode([s for _, s in values])])
+            reasons = np.concatenate([reasons, np.ones(len(near_ids), dtype=np.uint8)])
+        order = np.argsort(ids, kind="stable")
+        self.ids, self.reasons = ids[order], reasons[order]
+        self.details, self.survivors = details[order], survivors[order]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def find(self, ids: list[str | None]) -> np.ndarray:
+        """Each id's position in the decisions, -1 where it is not dropped."""
+        if not len(self.ids) or not ids:
+            return np.full(len(ids), -1, dtype=np.int64)
+        query = _encode(ids)
+        positions = np.minimum(np.searchsorted(self.ids, query), len(self.ids) - 1)
+        return np.where(self.ids[positions] == query, positions, -1)
+
+    def get(self, position: int) -> tuple[str, str | None, str]:
+        reason = self.reasons[position]
+        detail = _decode(self.details[position]) if reason else None
+        return _REASONS[reason], detail, _decode(self.survivors[position])
+
+
+def _apply_decisions(table: pa.Table, decisions: _Decisions) -> pa.Table:
+    positions = decisions.find(table.column("id").to_pylist())
+    hits = np.flatnonzero(positions >= 0).tolist()
+    if not hits:
         return table
     columns = {name: table.column(name).to_pylist() for name in ("status", "reason", "detail")}
     survivors = table.column("duplicate_of").to_pylist()
-    for i, hit in enumerate(hits):
-        if hit is not None:
-            reason, detail, survivor = hit
-            columns["status"][i] = "dropped"
-            columns["reason"][i] = reason
-            columns["detail"][i] = detail
-            survivors[i] = survivor
+    for i in hits:
+        reason, detail, survivor = decisions.get(int(positions[i]))
+        columns["status"][i] = "dropped"
+        columns["reason"][i] = reason
+        columns["detail"][i] = detail
+        survivors[i] = survivor
     columns["duplicate_of"] = survivors
     for name, values in columns.items():
         table = table.set_column(

@@ -10,6 +10,7 @@ back in repository order, keeping only the largest repositories in memory.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -17,18 +18,20 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 UNKNOWN = "(unknown)"
 TOP_REPOSITORIES = 50
-_SPILL_ROWS = 2_000_000  # partial per-repository rows held in memory before a run is spilled
-_RUN_ROWS = 8_192  # a spilled run's row groups: the merge holds one per run
+_SPILL_ROWS = 65_536  # partial per-repository rows held in memory before a run is spilled
+_RUN_ROWS = 2_048  # a spilled run's row groups: the merge holds one per run
+_FAN_IN = 16  # runs of one level merged into one of the next
 _TOP_REASONS = 3
 _LEDGER_COLUMNS = ["source", "repo", "lang", "kind", "status", "reason", "size", "detail"]
 _LEDGER_COLUMNS += ["license", "pii"]
-_BATCH_ROWS = 65_536
+_BATCH_ROWS = 16_384
 
 
 def _empty() -> dict[str, Any]:
@@ -177,7 +180,9 @@ class _Repositories:
     Ledger rows carry status kept/dropped and the input size; shard rows carry status
     "written" and the written size. Partial sums past `spill_rows` go to a run sorted by
     repository in a temporary folder; the runs are merged in repository order, so each
-    repository is finished once and only the `top` largest (by bytes in) are held.
+    repository is finished once and only the `top` largest (by bytes in) are held. Every
+    `_FAN_IN` runs of one level are merged into one run of the next, so the final merge, which
+    holds a row group per run, reads at most `_FAN_IN` runs per level.
     """
 
     def __init__(self, top: int, spill_rows: int, scratch: Path) -> None:
@@ -186,7 +191,8 @@ class _Repositories:
         self.scratch = scratch
         self.parts: list[pa.Table] = []
         self.held = 0
-        self.runs: list[Path] = []
+        self.runs: list[tuple[int, Path]] = []  # (level, path)
+        self._written = 0
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> _Repositories:
@@ -205,12 +211,23 @@ class _Repositories:
             self._spill()
 
     def _spill(self) -> None:
+        pq.write_table(_compact(self.parts), self._add_run(0), row_group_size=_RUN_ROWS)
+        self.parts, self.held = [], 0
+        while len(self.runs) >= _FAN_IN and len({lv for lv, _ in self.runs[-_FAN_IN:]}) == 1:
+            merged = self.runs[-_FAN_IN:]
+            del self.runs[-_FAN_IN:]
+            _write_rows(_merge_runs(merged), self._add_run(merged[0][0] + 1))
+            for _, old in merged:
+                old.unlink()
+
+    def _add_run(self, level: int) -> Path:
+        """A new run's path, listed at `level`."""
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix=".report-", dir=self.scratch)
-        path = Path(self._tmp.name) / f"run-{len(self.runs):05d}.parquet"
-        pq.write_table(_compact(self.parts), path, row_group_size=_RUN_ROWS)
-        self.runs.append(path)
-        self.parts, self.held = [], 0
+        path = Path(self._tmp.name) / f"run-{self._written:05d}.parquet"
+        self._written += 1
+        self.runs.append((level, path))
+        return path
 
     def _rows(self) -> Iterator[tuple[str, str, str | None, int, int]]:
         """(repo, status, reason, files, bytes), in repository order."""
@@ -219,8 +236,7 @@ class _Repositories:
             return
         if self.parts:
             self._spill()
-        runs = [_run_rows(path) for path in self.runs]
-        yield from heapq.merge(*runs, key=lambda row: row[0])
+        yield from _merge_runs(self.runs)
 
     def result(self) -> dict[str, Any]:
         """The largest repositories by bytes in (ties: by name), and the rest summed."""
@@ -269,19 +285,61 @@ class _Repositories:
 
 
 def _compact(parts: list[pa.Table]) -> pa.Table:
-    """Sum partial rows per (repo, status, reason), sorted by those keys."""
-    table = pa.concat_tables(parts)
+    """Sum partial rows per (repo, status, reason), sorted by those keys (nulls last).
+
+    Sorts and sums adjacent runs with compute kernels and numpy rather than `group_by`:
+    Acero's hash aggregation allocates from Arrow's C++ default pool (mimalloc) on its own
+    threads, whose freed pages stayed resident, and the main process's peak grew with the
+    number of repositories."""
+    table = pa.concat_tables(parts).combine_chunks()
     if "files" not in table.column_names:
         table = table.append_column("files", pa.array([1] * table.num_rows, pa.int64()))
     keys = ["repo", "status", "reason"]
-    summed = table.group_by(keys, use_threads=False).aggregate([("files", "sum"), ("size", "sum")])
-    summed = summed.rename_columns({"files_sum": "files", "size_sum": "size"})
-    return summed.select([*keys, "files", "size"]).sort_by([(k, "ascending") for k in keys])
+    table = table.take(pc.sort_indices(table, [(k, "ascending") for k in keys]))
+    n = table.num_rows
+    starts = np.zeros(n, dtype=bool)
+    if n:
+        starts[0] = True
+    for key in keys:
+        column = table.column(key)
+        if n > 1:
+            same = pc.equal(column.slice(1), column.slice(0, n - 1))
+            both_null = pc.and_(pc.is_null(column.slice(1)), pc.is_null(column.slice(0, n - 1)))
+            same = pc.or_kleene(pc.fill_null(same, False), both_null)
+            starts[1:] |= ~np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+    first = np.flatnonzero(starts)
+    sums = {}
+    for name in ("files", "size"):
+        values = table.column(name).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        sums[name] = np.add.reduceat(values, first) if n else values
+    heads = table.select(keys).take(pa.array(first, pa.int64()))
+    return pa.table(
+        {
+            **{k: heads.column(k) for k in keys},
+            "files": pa.array(sums["files"], pa.int64()),
+            "size": pa.array(sums["size"], pa.int64()),
+        }
+    )
 
 
 def _table_rows(table: pa.Table) -> Iterator[tuple[str, str, str | None, int, int]]:
     for batch in table.to_batches(max_chunksize=65_536):
         yield from zip(*(batch.column(i).to_pylist() for i in range(5)), strict=True)
+
+
+def _merge_runs(runs: list[tuple[int, Path]]) -> Iterator[tuple[str, str, str | None, int, int]]:
+    return heapq.merge(*(_run_rows(path) for _, path in runs), key=lambda row: row[0])
+
+
+def _write_rows(rows: Iterator[tuple[str, str, str | None, int, int]], path: Path) -> None:
+    names = ["repo", "status", "reason", "files", "size"]
+    types = [pa.string(), pa.string(), pa.string(), pa.int64(), pa.int64()]
+    schema = pa.schema(list(zip(names, types, strict=True)))
+    with pq.ParquetWriter(path, schema) as writer:
+        while batch := list(itertools.islice(rows, _RUN_ROWS)):
+            values = zip(*batch, strict=True)
+            columns = [pa.array(list(c), t) for c, t in zip(values, types, strict=True)]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
 
 
 def _run_rows(path: Path) -> Iterator[tuple[str, str, str | None, int, int]]:
