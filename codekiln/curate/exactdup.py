@@ -17,7 +17,6 @@ any partition count and window size.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from codekiln.curate.neardup import hash_windows, sorted_slice
+from codekiln.curate.neardup import hash_windows, input_stamps, sorted_slice, stage_is_current
 from codekiln.manifest import write_json
 
 _FORMAT_VERSION = 1
@@ -187,14 +186,10 @@ def _prepare(inputs: list[Path], work_dir: Path, partitions: int) -> None:
     state = {
         "format_version": _FORMAT_VERSION,
         "partitions": partitions,
-        "inputs": [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in inputs],
+        "inputs": input_stamps(inputs),
     }
     marker = work_dir / "exactdup.json"
-    try:
-        previous = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        previous = None
-    if previous != json.loads(json.dumps(state)):
+    if not stage_is_current(marker, state):
         shutil.rmtree(work_dir, ignore_errors=True)
         work_dir.mkdir(parents=True, exist_ok=True)
         write_json(marker, state)

@@ -426,7 +426,14 @@ _NOTICE_RULES = tuple(
         (_GNU, ""),
         ("Apache-2.0", r"apache license (?:version |v ?)?2 0|apache 2 0 license"),
         ("MIT", r"\bunder (?:the )?(?:terms of (?:the )?)?mit license|\bmit style license"),
+        ("PSF-2.0", r"\bpsf license\b|\bpython software foundation license\b"),
     )
+)
+# A header that offers a choice ("You can choose between two licenses: 1) GNU GPLv2 2) PSF
+# license", "dual licensed under the MIT or GPL") names each license it lists, joined with OR.
+_CHOICE_RE = re.compile(
+    r"\bchoose (?:between|either|one of)\b|\bchoice of\b|\bdual(?:ly)? licen[sc]ed\b"
+    r"|\b(?:licensed )?under either\b|\btwo licenses\b|\bthe licenses? of your choice\b"
 )
 # A GNU license without the word GNU, in a grant: "licensed under the GPLv2".
 _NOTICE_GPL_RE = re.compile(
@@ -499,6 +506,9 @@ def header_notice(text: str) -> str | None:
     'GPL-2.0-or-later'
     >>> header_notice("import os  # see the GNU General Public License v3\\n") is None
     True
+    >>> header_notice("# Copyright (C) 2000 B. K.\\n# You can choose between two licenses:\\n"
+    ...     "# 1) GNU GPLv2\\n# 2) PSF license for Python 2.2\\nimport os\\n")
+    'GPL-2.0-only OR PSF-2.0'
     """
     head = text[:NOTICE_CHARS]
     lower = head.lower()
@@ -507,13 +517,18 @@ def header_notice(text: str) -> str | None:
     flat = _flatten(_leading_comment(head))
     if not any(word in flat for word in _NOTICE_WORDS):
         return None
+    found = []
     for name, pattern in _NOTICE_RULES:
         if name == _GNU:
-            found = _notice_gnu(flat)
-            if found:
-                return found
+            gnu = _notice_gnu(flat)
+            if gnu:
+                found.append(gnu)
         elif pattern.search(flat):
-            return name
+            found.append(name)
+    if len(found) > 1 and _CHOICE_RE.search(flat):
+        return normalize_expression(" OR ".join(sorted(set(found))))
+    if found:
+        return found[0]
     for name, phrases in _COMPILED:
         if name != _GNU and all(phrase.search(flat) for phrase in phrases):
             return name

@@ -719,19 +719,30 @@ def _check_inputs(inputs: list[Path]) -> None:
         raise UserError("near_duplicates takes fewer than 2^31 input files; merge some")
 
 
+def input_stamps(inputs: list[Path]) -> list[list[Any]]:
+    """What a stage's files were made from: each input's path, size and modification time."""
+    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in inputs]
+
+
+def stage_is_current(marker: Path, state: dict[str, Any]) -> bool:
+    """Whether `marker` records `state`: earlier stage files may then be reused. When it does
+    not, the caller clears them, and `marker` is written anew with `state`."""
+    try:
+        previous = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        previous = None
+    return previous == json.loads(json.dumps(state))
+
+
 def _prepare(inputs: list[Path], work_dir: Path, params: MinHashParams) -> None:
     """Keep earlier stage files only if they were made from the same inputs and parameters."""
     state = {
         "format_version": _FORMAT_VERSION,
         "params": asdict(params),
-        "inputs": [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in inputs],
+        "inputs": input_stamps(inputs),
     }
     marker = work_dir / "neardup.json"
-    try:
-        previous = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        previous = None
-    if previous != json.loads(json.dumps(state)):
+    if not stage_is_current(marker, state):
         for name in ("signatures", "edges", "clusters.npy"):
             target = work_dir / name
             if target.is_dir():

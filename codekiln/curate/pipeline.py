@@ -298,6 +298,32 @@ def curate(
     return CurateResult(out_dir, report)
 
 
+@contextlib.contextmanager
+def released() -> Iterator[None]:
+    """Run the block, then give the allocators' free pages back to the system. The main
+    process's last steps (writing, the report) read every task and ledger file in turn, on
+    this thread. They use Arrow's default pool (mimalloc): Parquet's reader and writer take
+    their page and compression buffers from it whatever the Python default is, so running
+    them under the system allocator kept two heaps resident and raised the peak (at 16x the
+    bench corpus: write 192 -> 164 MB, report 196 -> 172 MB with mimalloc alone)."""
+    try:
+        yield
+    finally:
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """Give free pages back to the system: the system pool's release calls glibc's malloc_trim;
+    Parquet's reader and writer take some buffers from Arrow's C++ default pool whatever the
+    Python default is, and releasing it on this thread returns what it holds free."""
+    pa.system_memory_pool().release_unused()
+    _CPP_POOL.release_unused()
+
+
+_CPP_POOL = pa.default_memory_pool()  # at import: the pool the C++ library defaults to
+
+
+@released()
 def _write_outputs(
     out_dir: Path,
     ledger_files: list[Path],
@@ -312,20 +338,6 @@ def _write_outputs(
     Memory stays that of one task's files: they are read on this thread (no reader threads,
     each with its own heap), and free pages go back to the system after each task.
     """
-    with released():
-        return _stream_outputs(
-            out_dir, ledger_files, candidate_files, decisions, config, source_names
-        )
-
-
-def _stream_outputs(
-    out_dir: Path,
-    ledger_files: list[Path],
-    candidate_files: list[Path],
-    decisions: _Decisions,
-    config: CurateConfig,
-    source_names: list[str],
-) -> tuple[list[Path], dict[str, str]]:
     for old in list(out_dir.glob("part-*.parquet")) + [out_dir / "ledger"]:
         if old.is_dir():
             shutil.rmtree(old)
@@ -369,31 +381,6 @@ def _stream_outputs(
         _release_memory()
     ledger.finish()
     return shards.finish(), {name: h.hexdigest() for name, h in hashes.items()}
-
-
-@contextlib.contextmanager
-def released() -> Iterator[None]:
-    """Run the block, then give the allocators' free pages back to the system. The main
-    process's last steps (writing, the report) read every task and ledger file in turn, on
-    this thread. They use Arrow's default pool (mimalloc): Parquet's reader and writer take
-    their page and compression buffers from it whatever the Python default is, so running
-    them under the system allocator kept two heaps resident and raised the peak (at 16x the
-    bench corpus: write 192 -> 164 MB, report 196 -> 172 MB with mimalloc alone)."""
-    try:
-        yield
-    finally:
-        _release_memory()
-
-
-def _release_memory() -> None:
-    """Give free pages back to the system: the system pool's release calls glibc's malloc_trim;
-    Parquet's reader and writer take some buffers from Arrow's C++ default pool whatever the
-    Python default is, and releasing it on this thread returns what it holds free."""
-    pa.system_memory_pool().release_unused()
-    _CPP_POOL.release_unused()
-
-
-_CPP_POOL = pa.default_memory_pool()  # at import: the pool the C++ library defaults to
 
 
 def _minhash_params(config: CurateConfig) -> MinHashParams:
