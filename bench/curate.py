@@ -41,6 +41,7 @@ PROFILED = (
     ("  quality filters", "_content_reason"),
     ("  language detection", "detect_language"),
     ("  license header", "spdx_header"),
+    ("  license notice", "header_notice"),
     ("  read files", "read_task"),
     ("  write task files", "_write_parquet"),
     ("near-dup signatures", "signature_task"),
@@ -48,7 +49,7 @@ PROFILED = (
     ("  minhash", "_min_hashes"),
     ("  band hashes", "band_hashes"),
     ("near-dup buckets", "bucket_task"),
-    ("exact dedup", "_exact_duplicates"),
+    ("exact dedup", "exact_duplicate_table"),
     ("write outputs", "_write_outputs"),
     ("report", "build_report"),
 )

@@ -150,7 +150,7 @@ def test_core_file_survives_its_contrib_copies(tmp_path):
     config = CurateConfig.load(sets=["licenses=any", "task_files=1"])
     pool = pa.default_memory_pool().backend_name
     curate(resolve_sources([str(root)]), out, config, workers=2, progress=False)
-    # The output step writes with the system allocator, then gives Arrow's default back.
+    # Curating leaves Arrow's default allocator as it found it.
     assert pa.default_memory_pool().backend_name == pool
     ledger = pq.read_table(out / "ledger").to_pylist()
     rows = {r["path"]: r for r in ledger}

@@ -652,25 +652,27 @@ def _gate_lines(gate: re.Pattern, text: str, lowered: str | None) -> list[tuple[
         # Non-ASCII text: (?i) lets the class match a few other letters (Kelvin K, long s).
         return _lines_holding(text, [m.start() for m in gate.finditer(text)])
     mapped = text.encode("ascii").translate(_IAM_RUN_MAP)
-    positions = []
-    pos = mapped.find(_IAM_RUN)
-    while pos != -1:
-        positions.append(pos)
-        end = text.find("\n", pos)
-        pos = -1 if end == -1 else mapped.find(_IAM_RUN, end)
-    return _lines_holding(text, positions)
+    return _lines_holding(text, _first_per_line(mapped, _IAM_RUN, text))
 
 
 def _key_word_lines(lowered: str) -> list[tuple[int, int]]:
     """The lines of a lowercased text that hold one of `_KEY_NAME_WORDS`."""
     positions = []
     for word in _KEY_NAME_WORDS:
-        pos = lowered.find(word)
-        while pos != -1:
-            positions.append(pos)
-            end = lowered.find("\n", pos)
-            pos = -1 if end == -1 else lowered.find(word, end)
+        positions += _first_per_line(lowered, word, lowered)
     return _lines_holding(lowered, positions)
+
+
+def _first_per_line(haystack: str | bytes, needle: str | bytes, text: str) -> list[int]:
+    """Offsets of the first `needle` on each line of `haystack` that holds one; lines end at
+    the newlines of `text`, which has the same length (the text itself, or a mapped copy)."""
+    positions = []
+    pos = haystack.find(needle)
+    while pos != -1:
+        positions.append(pos)
+        end = text.find("\n", pos)
+        pos = -1 if end == -1 else haystack.find(needle, end)
+    return positions
 
 
 def _finditer_lines(regex: re.Pattern, text: str, lines: list[tuple[int, int]]):
