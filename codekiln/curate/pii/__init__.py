@@ -26,10 +26,11 @@ import zlib
 from collections import Counter
 from functools import cache
 
-from codekiln.curate.pii import keys, passwords
 from codekiln.curate.pii.emails import find_emails
 from codekiln.curate.pii.ips import find_ips
-from codekiln.curate.pii.keys import find_keys
+from codekiln.curate.pii.keys import LITERALS as KEY_LITERALS
+from codekiln.curate.pii.keys import detectors, find_keys
+from codekiln.curate.pii.passwords import LITERALS as PASSWORD_LITERALS
 from codekiln.curate.pii.passwords import find_passwords
 from codekiln.curate.pii.spans import PII_KINDS, PiiSpan
 
@@ -134,9 +135,9 @@ def _literal_automaton():
     import ahocorasick
 
     automaton = ahocorasick.Automaton()
-    for literal in keys.LITERALS + passwords.LITERALS:
+    for literal in KEY_LITERALS + PASSWORD_LITERALS:
         automaton.add_word(literal, literal)
-    for detector in keys.detectors():
+    for detector in detectors():
         for literal in detector.literals or ():
             automaton.add_word(literal, literal)
     automaton.make_automaton()

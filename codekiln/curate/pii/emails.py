@@ -47,6 +47,7 @@ _NOT_MAIL_HOSTS = frozenset(("self", "this", "cls", "np", "torch", "tf", "jnp", 
 
 
 def find_emails(text: str) -> list[PiiSpan]:
+    """EMAIL spans in `text`, in order."""
     spans = []
     at = text.find("@")
     while at != -1:

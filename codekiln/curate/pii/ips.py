@@ -53,6 +53,7 @@ _WORDY_NEIGHBOURS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW
 
 
 def find_ips(text: str) -> list[PiiSpan]:
+    """IP_ADDRESS spans in `text`, IPv4 then IPv6, each in order."""
     spans = []
     for m in _IPV4_TAIL.finditer(text):
         end = m.end()

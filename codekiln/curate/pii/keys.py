@@ -88,7 +88,7 @@ _DETECT_SECRETS_PLUGINS = (
     # Both patterns start with a literal already, so they are as cheap as any gate.
     ("twilio", "TwilioKeyDetector", None, None),
 )
-# Literals that gate this module's own rules; found in the same pass.
+# Literals that gate this module's own rules; found in the same pass over the text.
 LITERALS = ("AIza", "earer", "define", "</")
 # Detectors whose matches lie within one line and hold a match of their gate: only the lines
 # where the gate matches are scanned (IBM Cloud IAM's pattern tries every position, and its gate
@@ -180,6 +180,8 @@ _VOWELS = frozenset("aeiouyAEIOUY")
 
 
 def find_keys(text: str, present: frozenset[str], lowered: str | None) -> list[PiiSpan]:
+    """KEY spans in `text`, which holds the gating literals `present`; `lowered` is the text
+    lowercased, if that kept its length."""
     spans: list[PiiSpan] = []
     for det in detectors():
         if det.literals is not None and det.literals.isdisjoint(present):

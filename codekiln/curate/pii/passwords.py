@@ -41,6 +41,7 @@ from codekiln.curate.pii.spans import (
 
 # Literals that gate this module's rules; found in the package's one pass over the text.
 LITERALS = ("</", "://", "dentified", "DENTIFIED", "auth=(", "auth = (", ".login(", "BasicAuth(")
+
 _PW_KEYWORD = re.compile(r"pass|pwd|PASS|Pass|PWD|Pwd")
 _PW_KEYWORDS = frozenset(("pass", "pwd", "PASS", "Pass", "PWD", "Pwd"))
 # On lowercased text one literal `p` leads the pattern, which sre scans for far faster than the
@@ -106,6 +107,8 @@ def _basic_auth_regexes() -> tuple[re.Pattern, ...]:
 
 
 def find_passwords(text: str, present: frozenset[str], lowered: str | None) -> list[PiiSpan]:
+    """PASSWORD spans in `text`, which holds the gating literals `present`; `lowered` is the
+    text lowercased, if that kept its length."""
     spans = []
     if "://" in present:
         for regex in _basic_auth_regexes():
