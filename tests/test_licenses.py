@@ -14,6 +14,7 @@ from codekiln.curate.licenses import (
     repo_license,
     spdx_header,
 )
+from codekiln.errors import UserError
 
 # Short license files: a copyright line and the sentences that set each license apart.
 MIT = """MIT License
@@ -483,7 +484,7 @@ def test_parse_policy():
     assert parse_policy("mit,MIT") == ("MIT",)
     assert parse_policy("LicenseRef-Internal") == ("LicenseRef-Internal",)
     for bad in ("", " , ", "MIT;GPL", "MIT OR Apache-2.0", "MIT,(ISC)"):
-        with pytest.raises(ValueError, match="permissive"):
+        with pytest.raises(UserError, match="permissive"):
             parse_policy(bad)
 
 
