@@ -47,7 +47,11 @@ _NOT_MAIL_HOSTS = frozenset(("self", "this", "cls", "np", "torch", "tf", "jnp", 
 
 
 def find_emails(text: str) -> list[PiiSpan]:
-    """EMAIL spans in `text`, in order."""
+    """EMAIL spans in `text`, in order.
+
+    >>> find_emails("mail bob@corp.io, not x@self.weight")
+    [PiiSpan(start=5, end=16, kind='EMAIL', value='bob@corp.io')]
+    """
     spans = []
     at = text.find("@")
     while at != -1:

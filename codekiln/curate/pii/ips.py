@@ -53,7 +53,11 @@ _WORDY_NEIGHBOURS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVW
 
 
 def find_ips(text: str) -> list[PiiSpan]:
-    """IP_ADDRESS spans in `text`, IPv4 then IPv6, each in order."""
+    """IP_ADDRESS spans in `text`, IPv4 then IPv6, each in order.
+
+    >>> find_ips("host 93.184.216.34, version 1.20.3.7, 10.0.0.1")
+    [PiiSpan(start=5, end=18, kind='IP_ADDRESS', value='93.184.216.34')]
+    """
     spans = []
     for m in _IPV4_TAIL.finditer(text):
         end = m.end()

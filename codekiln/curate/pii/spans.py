@@ -44,7 +44,11 @@ def end_of_line(text: str, pos: int) -> int:
 
 
 def lines_holding(text: str, positions: list[int]) -> list[tuple[int, int]]:
-    """(start, end) of each line, newline excluded, that holds one of `positions`, in order."""
+    """(start, end) of each line, newline excluded, that holds one of `positions`, in order.
+
+    >>> lines_holding("ab\\ncd\\nef", [4, 1, 3])
+    [(0, 2), (3, 5)]
+    """
     lines: list[tuple[int, int]] = []
     last_end = -1
     for pos in sorted(positions):
@@ -58,7 +62,11 @@ def lines_holding(text: str, positions: list[int]) -> list[tuple[int, int]]:
 
 def first_per_line(haystack: str | bytes, needle: str | bytes, text: str) -> list[int]:
     """Offsets of the first `needle` on each line of `haystack` that holds one; lines end at
-    the newlines of `text`, which has the same length (the text itself, or a mapped copy)."""
+    the newlines of `text`, which has the same length (the text itself, or a mapped copy).
+
+    >>> first_per_line("key key\\nno\\nkey", "key", "key key\\nno\\nkey")
+    [0, 11]
+    """
     positions = []
     pos = haystack.find(needle)
     while pos != -1:
