@@ -8,10 +8,10 @@ from codekiln.curate.licenses.spdx import normalize_expression
 from codekiln.curate.licenses.texts import (
     COMPILED_RULES,
     GNU,
-    GNU_IDS,
     GNU_NAME_RE,
     GNU_VERSION_RE,
     flatten,
+    gnu_id,
 )
 
 # A license notice in a file's leading comment ("This program is free software ... GNU General
@@ -120,8 +120,7 @@ def _notice_gnu(flat: str) -> str | None:
     if version is None:
         return f"{_GNU_UNVERSIONED[family]}-or-later"
     major, minor = version.groups()
-    base = GNU_IDS.get((family, f"{major}.{minor}" if minor else major))
-    base = base or GNU_IDS.get((family, major))
+    base = gnu_id(family, major, minor)
     if base is None:
         return None
     later = _LATER_RE.match(flat, version.end(), version.end() + 60) or (

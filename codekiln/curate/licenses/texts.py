@@ -107,7 +107,7 @@ GNU_NAME_RE = re.compile(
     r"|(?P<gpl>general public license|gpl))(?:\b|(?=v\d))"
 )
 GNU_VERSION_RE = re.compile(r"(?:\b|(?<=gpl))(?:version|v) ?([1-3])(?: ([01]))?\b")
-GNU_IDS = {
+_GNU_IDS = {
     ("gpl", "1"): "GPL-1.0",
     ("gpl", "2"): "GPL-2.0",
     ("gpl", "3"): "GPL-3.0",
@@ -117,6 +117,17 @@ GNU_IDS = {
     ("lgpl", "3"): "LGPL-3.0",
     ("agpl", "3"): "AGPL-3.0",
 }
+
+
+def gnu_id(family: str, major: str, minor: str | None) -> str | None:
+    """The SPDX id, without -only or -or-later, of a GNU license ("gpl", "lgpl" or "agpl") at
+    a version; a minor version that names no license of its own falls back to the major.
+
+    >>> gnu_id("lgpl", "2", "1"), gnu_id("gpl", "2", "0"), gnu_id("agpl", "1", None)
+    ('LGPL-2.1', 'GPL-2.0', None)
+    """
+    exact = _GNU_IDS.get((family, f"{major}.{minor}" if minor else major))
+    return exact or _GNU_IDS.get((family, major))
 
 
 def _gnu_license(flat: str) -> str | None:
@@ -135,8 +146,7 @@ def _gnu_license(flat: str) -> str | None:
     if version is None:
         return None
     major, minor = version.groups()
-    base = GNU_IDS.get((family, f"{major}.{minor}" if minor else major))
-    base = base or GNU_IDS.get((family, major))
+    base = gnu_id(family, major, minor)
     if base is None:
         return None
     # The full texts end with a sample notice ("How to Apply These Terms") that says "or any
