@@ -1,4 +1,16 @@
-"""License notices in a file's leading comment, for files without an SPDX header."""
+"""License notices in a file's leading comment, for files without an SPDX header.
+
+A notice is a sentence such as "This program is free software ... GNU General Public License
+... either version 2", "This Source Code Form is subject to the terms of the Mozilla Public
+License, v. 2.0", "Licensed under the Apache License, Version 2.0", or the MIT or BSD text
+itself. `header_notice` runs on every file, so it is a table of notice phrases behind a
+substring pre-check, not a license-detection library. Measured on the first 60 lines of
+100 stdlib files (CPU time, a loaded 2-core machine): askalono (pyaskalono 0.2) ~185 ms a
+file, and it named "or later" notices -only, a GPL-2.0-only one GPL-3.0, an EPL-1.0 one MPL;
+scancode-toolkit 32.5 ~130-570 ms a file (accurate, 14 s to load its index). This costs
+about as much as `spdx_header` on a file without a notice word (~20 us there, ~2-3 us
+unloaded) and ~4x that when its header has one.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +26,6 @@ from codekiln.curate.licenses.texts import (
     gnu_id,
 )
 
-# A license notice in a file's leading comment ("This program is free software ... GNU General
-# Public License ... either version 2", "This Source Code Form is subject to the terms of the
-# Mozilla Public License, v. 2.0", "Licensed under the Apache License, Version 2.0", the MIT
-# or BSD text itself). It runs on every file, so it is a table of notice phrases behind a
-# substring pre-check, not a license-detection library. Measured on the first 60 lines of
-# 100 stdlib files (CPU time, a loaded 2-core machine): askalono (pyaskalono 0.2) ~185 ms a
-# file, and it named "or later" notices -only, a GPL-2.0-only one GPL-3.0, an EPL-1.0 one MPL;
-# scancode-toolkit 32.5 ~130-570 ms a file (accurate, 14 s to load its index). This costs
-# about as much as `spdx_header` on a file without a notice word (~20 us there, ~2-3 us
-# unloaded) and ~4x that when its header has one.
 NOTICE_LINES = 60
 NOTICE_CHARS = 4000
 _NOTICE_WORDS = ("licen", "permission", "redistribution")
