@@ -14,8 +14,8 @@ translator's, which reproduce them) as MultiPL-E's evaluators run them:
   are the languages;
 - :mod:`.task` makes each language a task of the evaluation harness.
 
-Importing this package registers every task and reads nothing; a task reads or translates
-its rows the first time its problems are asked for.
+The harness finds the tasks in ``codekiln.evaluate.tasks.TASKS``. Importing this package
+reads nothing; a task reads or translates its rows the first time its problems are asked for.
 """
 
 from codekiln.evaluate.multiple.runners import RUNNERS, Runner, runner

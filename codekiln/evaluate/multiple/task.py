@@ -34,7 +34,8 @@ from codekiln.evaluate.multiple.rust import Rust
 from codekiln.evaluate.multiple.scripting import Lua, Perl, Php, Ruby
 from codekiln.evaluate.multiple.translate import translate_rows
 from codekiln.evaluate.sandbox import Limits
-from codekiln.evaluate.tasks import Problem, Program, Task, cut_at_stop, register
+from codekiln.evaluate.tasks import Problem, Program, Task
+from codekiln.generate.text import cut_at_stop
 
 LANGUAGES: dict[str, type[Language]] = {
     cls.key: cls
@@ -142,7 +143,7 @@ class MultipleTask(Task):
 
     def postprocess(self, problem: Problem, text: str) -> str:
         """`text` up to the first of the row's stop tokens (or what the harness adds)."""
-        return cut_at_stop(text, (*problem.data["stop_tokens"], *HARNESS_STOP))
+        return cut_at_stop(text, (*problem.data["stop_tokens"], *HARNESS_STOP))[0]
 
     def program(self, problem: Problem, completion: str) -> Program:
         """The harness's program, run as MultiPL-E runs the language: the stripped prompt,
@@ -180,7 +181,3 @@ class MultipleTask(Task):
                 },
             },
         }
-
-
-for _key in LANGUAGES:
-    register(f"multiple-{_key}", functools.partial(MultipleTask, _key))

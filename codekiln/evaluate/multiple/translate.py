@@ -274,8 +274,8 @@ def originals() -> tuple[Original | Unexpressible, ...]:
     out: list[Original | Unexpressible] = []
     for problem in read_humaneval():
         number = int(problem["task_id"].rsplit("/", 1)[1])
-        if number in cleaned.SKIPPED:
-            error = Unexpressible(cleaned.SKIPPED[number])
+        if number in cleaned.cleanings().skipped:
+            error = Unexpressible(cleaned.cleanings().skipped[number])
             error.task_id = problem["task_id"]  # type: ignore[attr-defined]
             out.append(error)
             continue
@@ -288,12 +288,13 @@ def read_original(problem: dict[str, Any]) -> Original:
     written as Python) and ``assert ... == ...`` tests, with MultiPL-E's edits applied."""
     number = int(problem["task_id"].rsplit("/", 1)[1])
     function = _entry_point_any(problem["prompt"], problem["entry_point"])
-    signature = cleaned.SIGNATURES.get(number) or python_signature(function)
+    fixes = cleaned.cleanings()
+    signature = fixes.signatures.get(number) or python_signature(function)
     description = ast.get_docstring(function, clean=False) or ""
     description = _python_doctests(description)
-    description = cleaned.apply(description.split("\n"), cleaned.DOCSTRINGS.get(number, ()))
+    description = cleaned.apply(description.split("\n"), fixes.docstrings.get(number, ()))
     tests = python_tests(problem["test"])
-    tests = cleaned.apply_list(tests, cleaned.TESTS.get(number, ()))
+    tests = cleaned.apply_list(tests, fixes.tests.get(number, ()))
     return Original(number, problem["entry_point"], signature, "\n".join(description), tests)
 
 
