@@ -16,6 +16,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from codekiln.errors import UserError
 from codekiln.evaluate.multiple.base import Language
 from codekiln.evaluate.multiple.bash import Bash
 from codekiln.evaluate.multiple.cpp import Cpp
@@ -51,7 +52,7 @@ HARNESS_STOP = ("<file_sep>", END_OF_TEXT)
 def language(key: str) -> Language:
     """The Language of a key ("js", "cpp", ...)."""
     if key not in LANGUAGES:
-        raise ValueError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
+        raise UserError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
     return LANGUAGES[key]()
 
 

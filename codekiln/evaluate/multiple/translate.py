@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from codekiln.errors import UserError
 from codekiln.evaluate.multiple import cleaned
 from codekiln.evaluate.multiple.terms import DOCTEST, TERMS, TERMS_2023_09, reword
 
@@ -247,9 +248,9 @@ def translate_rows(
     from codekiln.evaluate.multiple.task import LANGUAGES
 
     if key not in LANGUAGES:
-        raise ValueError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
+        raise UserError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
     if version not in VERSIONS:
-        raise ValueError(f"unknown MultiPL-E version {version!r}: one of {', '.join(VERSIONS)}")
+        raise UserError(f"unknown MultiPL-E version {version!r}: one of {', '.join(VERSIONS)}")
     language = LANGUAGES[key]()  # fresh: translators keep per-problem state
     language.version = VERSIONS[version]
     rows: list[dict[str, Any]] = []
