@@ -12,17 +12,10 @@ across languages; the row's name is kept in the problem's data and in results.js
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
-from codekiln.errors import UserError
-from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.bash import Bash
-from codekiln.evaluate.multiple.cpp import Cpp
-from codekiln.evaluate.multiple.go import Go
-from codekiln.evaluate.multiple.java import Java
-from codekiln.evaluate.multiple.js import JavaScript, TypeScript
+from codekiln.evaluate.multiple.languages import LANGUAGES, language
 from codekiln.evaluate.multiple.official import (
     Rows,
     dataset_rows,
@@ -31,29 +24,15 @@ from codekiln.evaluate.multiple.official import (
     translator_rows,
 )
 from codekiln.evaluate.multiple.runners import runner
-from codekiln.evaluate.multiple.rust import Rust
-from codekiln.evaluate.multiple.scripting import Lua, Perl, Php, Ruby
 from codekiln.evaluate.multiple.translate import translate_rows
 from codekiln.evaluate.sandbox import Limits
 from codekiln.evaluate.tasks import Problem, Program, Task
 from codekiln.generate.text import cut_at_stop
 
-LANGUAGES: dict[str, type[Language]] = {
-    cls.key: cls
-    for cls in (JavaScript, TypeScript, Cpp, Java, Rust, Go, Php, Ruby, Lua, Perl, Bash)
-}
 END_OF_TEXT = "<|endoftext|>"
 # What the BigCode harness adds to a row's stop tokens: <file_sep>, and the tokenizer's end of
 # text (StarCoder's; a backend also stops at its own).
 HARNESS_STOP = ("<file_sep>", END_OF_TEXT)
-
-
-@functools.cache
-def language(key: str) -> Language:
-    """The Language of a key ("js", "cpp", ...)."""
-    if key not in LANGUAGES:
-        raise UserError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
-    return LANGUAGES[key]()
 
 
 def translation_report() -> dict[str, dict[str, Any]]:
