@@ -397,8 +397,10 @@ def test_a_program_cannot_signal_the_harness_group(box):
         assert outcome.status == "failed" and "SIGKILL" in outcome.detail, outcome
         assert "survived" not in outcome.stdout, outcome
         assert decoy.poll() is None, "the program's killpg reached the harness's group"
-        if box.isolation == "bwrap":
+        if box.isolation == "bwrap":  # not in its PID namespace
             assert outcome.stdout == "ProcessLookupError\n", outcome
+        elif os.geteuid() == 0 and box.process_limit_applies:  # it runs as nobody
+            assert outcome.stdout == "PermissionError\n", outcome
     finally:
         decoy.kill()
         decoy.wait()
