@@ -18,7 +18,7 @@ from codekiln.errors import UserError
 from codekiln.evaluate.config import EvalConfig
 from codekiln.evaluate.harness import evaluate
 from codekiln.evaluate.multiple.translate import DEFAULT_VERSION
-from codekiln.evaluate.tasks import TASKS, Task, _load_builtin, get_task, parse_tasks
+from codekiln.evaluate.tasks import TASKS, Task, get_task, parse_tasks
 from codekiln.generate import SamplingParams, load_backend
 
 
@@ -163,8 +163,7 @@ class _RowsTask(Task):
 
 
 def test_data_goes_to_the_tasks_that_read_it(tmp_path, monkeypatch):
-    _load_builtin()
-    monkeypatch.setitem(TASKS, _RowsTask.name, _RowsTask)  # gone after the test
+    monkeypatch.setitem(TASKS, _RowsTask.name, (f"{__name__}:_RowsTask",))  # gone after the test
     rows = tmp_path / "rows.jsonl"
     rows.write_text("{}\n")
     [task] = parse_tasks("rows-test", {"": rows})

@@ -15,7 +15,7 @@ from codekiln.evaluate.harness import evaluate, score_samples
 from codekiln.evaluate.humaneval import read_humaneval
 from codekiln.evaluate.infilling import make_hole
 from codekiln.evaluate.passk import pass_at_k, pass_at_ks
-from codekiln.evaluate.tasks import cut_at_stop, get_task, parse_tasks, task_names
+from codekiln.evaluate.tasks import get_task, parse_tasks, task_names
 from codekiln.generate import Completion
 
 PROBLEMS = {p["task_id"]: p for p in read_humaneval()}
@@ -76,7 +76,17 @@ def test_humaneval_task_is_the_stripped_prompts_and_the_bigcode_stop_words():
     assert {"\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```"} <= set(task.stop)
     text = "    return 1\n\nprint(f(2))\n"
     assert task.postprocess(problems[0], text) == "    return 1\n"
-    assert cut_at_stop("a\nif b", task.stop) == "a"
+    assert task.postprocess(problems[0], "a\nif b") == "a"
+
+
+def test_the_task_table_loads_each_task_by_its_name_and_has_every_multiple_language():
+    from codekiln.evaluate.multiple import LANGUAGES
+
+    names = task_names()
+    assert [n for n in names if n.startswith("multiple-")] == sorted(
+        f"multiple-{k}" for k in LANGUAGES
+    )
+    assert all(get_task(name).name == name for name in names)
 
 
 def test_infill_holes_are_the_fim_papers_three_kinds_and_stable():

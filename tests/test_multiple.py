@@ -14,6 +14,7 @@ import time
 import pytest
 from multiple_fixtures import BAD, GOOD
 
+from codekiln.errors import UserError
 from codekiln.evaluate.multiple import LANGUAGES, MultipleTask, translation_report
 from codekiln.evaluate.multiple.terms import reword, reword_terms
 from codekiln.evaluate.multiple.translate import (
@@ -114,7 +115,7 @@ def test_the_three_versions_differ_in_comments_drops_and_lua_none():
     # Bash: a test it cannot write dropped the problem, except in 2023-09.
     assert "HumanEval/7" in translate_rows("sh", "3")[1]
     assert "HumanEval/7" not in translate_rows("sh", "2023-09")[1]
-    with pytest.raises(ValueError, match="unknown MultiPL-E version"):
+    with pytest.raises(UserError, match="unknown MultiPL-E version"):
         translate_rows("js", "4")
 
 

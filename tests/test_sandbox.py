@@ -7,11 +7,12 @@ untouched. Properties that only bubblewrap provides skip without it; those that 
 process groups and the launcher provide run in both isolations.
 """
 
+import ast
 import importlib.util
 import os
 import secrets
-import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,11 +20,19 @@ from pathlib import Path
 import pytest
 
 from codekiln.errors import UserError
-from codekiln.evaluate import sandbox as sandbox_module
-from codekiln.evaluate.sandbox import Job, Limits, Outcome, Sandbox, python_check_program
+from codekiln.evaluate.sandbox import (
+    Job,
+    Limits,
+    Outcome,
+    Sandbox,
+    bubblewrap,
+    bwrap_support,
+    launcher,
+    python_check_program,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-HAVE_BWRAP = sandbox_module.bwrap_support()[0]
+HAVE_BWRAP = bwrap_support()[0]
 needs_bwrap = pytest.mark.skipif(not HAVE_BWRAP, reason="needs bubblewrap (bwrap) to work here")
 ISOLATIONS = ["bwrap", "none"] if HAVE_BWRAP else ["none"]
 SMALL = Limits(timeout=2.0, cpu_seconds=1, memory_bytes=256 << 20, disk_bytes=8 << 20,
@@ -313,8 +322,8 @@ def test_missing_command_is_a_sandbox_error(box):
 
 
 def test_without_bwrap_auto_warns_and_bwrap_refuses(monkeypatch):
-    monkeypatch.setattr(sandbox_module, "bwrap_support", lambda: (False, False))
-    sandbox_module._warn_unfenced.cache_clear()
+    monkeypatch.setattr(bubblewrap, "bwrap_support", lambda: (False, False))
+    bubblewrap.warn_unfenced.cache_clear()
     with pytest.warns(RuntimeWarning, match="network isolation.*filesystem view.*PID namespace"):
         assert Sandbox(SMALL, "auto").isolation == "none"
     with pytest.raises(UserError, match="bubblewrap"):
@@ -369,6 +378,55 @@ def test_limits_are_validated():
         Limits(processes=0)
 
 
-def test_signals_to_the_harness_group_are_untouched():
-    # The cell is its own session: a program's killpg cannot reach pytest's group.
-    assert os.getpgid(0) != 0 and signal.getsignal(signal.SIGINT) is not None
+def test_a_program_cannot_signal_the_harness_group(box):
+    # A decoy in pytest's own process group: a program that kills its group (killpg(0)) must
+    # take only itself, and with bubblewrap it cannot even see the harness's group.
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        code = (
+            "import signal\n"
+            "try:\n"
+            f"    os.killpg({os.getpgrp()}, 0)\n"
+            "    print('reachable', flush=True)\n"
+            "except OSError as error:\n"
+            "    print(type(error).__name__, flush=True)\n"
+            "os.killpg(0, signal.SIGKILL)\n"
+            "print('survived', flush=True)\n"
+        )
+        outcome = hostile(box, code)
+        assert outcome.status == "failed" and "SIGKILL" in outcome.detail, outcome
+        assert "survived" not in outcome.stdout, outcome
+        assert decoy.poll() is None, "the program's killpg reached the harness's group"
+        if box.isolation == "bwrap":  # not in its PID namespace
+            assert outcome.stdout == "ProcessLookupError\n", outcome
+        elif os.geteuid() == 0 and box.process_limit_applies:  # it runs as nobody
+            assert outcome.stdout == "PermissionError\n", outcome
+    finally:
+        decoy.kill()
+        decoy.wait()
+
+
+def test_the_launcher_is_standalone_code_that_imports_without_running():
+    # It runs as `python -I -c <its text>`: only the standard library, nothing at import.
+    tree = ast.parse(Path(launcher.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported and imported <= set(sys.stdlib_module_names), imported
+    assert not any(isinstance(node, ast.ImportFrom) for node in ast.walk(tree))
+    assert launcher.STATUS_FD == -1 and launcher.CONTROL_FD == -1  # main() did not run
+    assert [launcher.exit_status(c) for c in (None, 0, 3, 256 + 7, True)] == [0, 0, 3, 7, 1]
+
+
+def test_the_launcher_empties_a_folder_the_program_locked(tmp_path):
+    locked = tmp_path / "a" / "b"
+    locked.mkdir(parents=True)
+    (locked / "f.txt").write_text("x")
+    (tmp_path / "link").symlink_to(locked, target_is_directory=True)
+    locked.chmod(0o000)
+    (tmp_path / "a").chmod(0o500)
+    launcher.wipe(str(tmp_path))
+    assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codekiln.errors import UserError
+from codekiln.evaluate.multiple.versions import VERSIONS
 
 ISOLATION = ("auto", "bwrap", "none")
 HARNESS_MAX_LENGTH = 512  # the BigCode harness's max_length_generation default
@@ -46,7 +47,7 @@ class EvalConfig:
     memory_mb: int = 2048  # address space per program
     isolation: str = "auto"  # auto: bubblewrap when present, else rlimits only (warned)
     data: dict[str, str] = field(default_factory=dict)  # task ("" = any) -> official rows
-    # The MultiPL-E rows the translator writes offline: "3" (translate.DEFAULT_VERSION) is
+    # The MultiPL-E rows the translator writes offline: "3" (versions.DEFAULT_VERSION) is
     # what the BigCode harness runs now, "2.1.0" what it ran for the StarCoder papers,
     # "2023-09" the files in MultiPL-E's repository (docs/multiple.md).
     multiple_version: str = "3"
@@ -75,8 +76,6 @@ class EvalConfig:
             isinstance(k, str) and isinstance(v, str) for k, v in self.data.items()
         ):
             raise UserError(f"eval config: data must map task names to paths, got {self.data!r}")
-        from codekiln.evaluate.multiple.translate import VERSIONS
-
         if self.multiple_version not in VERSIONS:
             raise UserError(
                 f"eval config: multiple_version must be one of {', '.join(VERSIONS)}, "

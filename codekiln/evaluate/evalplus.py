@@ -39,7 +39,8 @@ from typing import Any
 from codekiln.errors import UserError
 from codekiln.evaluate import datafiles
 from codekiln.evaluate.humaneval import STOP
-from codekiln.evaluate.tasks import Problem, Program, Task, register
+from codekiln.evaluate.sandbox import Job, Limits, Sandbox
+from codekiln.evaluate.tasks import Problem, Program, Task
 
 # EvalPlus's defaults (evalplus/config.py and EVALPLUS_TIMEOUT_PER_TASK).
 MIN_TIME_LIMIT = 4.0
@@ -78,7 +79,7 @@ class HumanEvalPlus(Task):
         per_task_timeout: float = PER_TASK_TIMEOUT,
     ) -> None:
         if min(min_time_limit, gt_time_limit_factor, per_task_timeout) <= 0:
-            raise ValueError("EvalPlus time settings must be positive seconds / factors")
+            raise UserError("EvalPlus time settings must be positive seconds / factors")
         self.min_time_limit = min_time_limit
         self.gt_time_limit_factor = gt_time_limit_factor
         self.per_task_timeout = per_task_timeout
@@ -128,11 +129,9 @@ class HumanEvalPlus(Task):
         ]
 
     @property
-    def limits(self) -> Any:  # type: ignore[override]
+    def limits(self) -> Limits:  # type: ignore[override]
         """The sandbox's backstop for one check: both groups' longest deadlines and start-up;
         the runner itself enforces EvalPlus's limits inside it."""
-        from codekiln.evaluate.sandbox import Limits
-
         seconds = 2 * (self.per_task_timeout + 2) + 5
         return Limits(timeout=seconds, cpu_seconds=int(seconds) + 1, memory_bytes=MEMORY_BYTES)
 
@@ -156,8 +155,6 @@ class HumanEvalPlus(Task):
     def prepare(self, problems: list[Problem], config: Any = None) -> None:
         """Run the canonical solutions of `problems` not run yet, one after another as
         EvalPlus does (their times set the limits), and keep their outputs and times."""
-        from codekiln.evaluate.sandbox import Job, Limits, Sandbox
-
         todo = [p for p in problems if p.task_id not in self._truth]
         if not todo:
             return
@@ -315,6 +312,3 @@ def _records(stdout: str) -> list[dict[str, Any]]:
 def _last_record(stdout: str) -> dict[str, Any] | None:
     records = _records(stdout)
     return records[-1] if records else None
-
-
-register(HumanEvalPlus.name, HumanEvalPlus)

@@ -29,7 +29,10 @@ from typing import Any
 
 from codekiln.errors import PromptTooLong, UserError
 from codekiln.evaluate.config import EvalConfig
+from codekiln.evaluate.files import GENERATIONS, RESULTS, SETTINGS, VERDICTS
 from codekiln.evaluate.passk import pass_at_ks
+from codekiln.evaluate.report import write_report
+from codekiln.evaluate.sandbox import STATUSES, Limits, Sandbox, bwrap_support
 from codekiln.evaluate.tasks import Problem, Program, Task, parse_tasks
 from codekiln.manifest import (
     package_versions,
@@ -38,12 +41,6 @@ from codekiln.manifest import (
     write_json,
     write_manifest,
 )
-
-GENERATIONS = "generations.jsonl"
-VERDICTS = "verdicts.jsonl"
-RESULTS = "results.json"
-SETTINGS = "settings.json"
-STATUSES = ("passed", "failed", "timeout", "memory", "sandbox_error")
 
 
 def evaluate(
@@ -98,8 +95,6 @@ def evaluate(
         results[task.name] = write_results(
             task, problems, generations, verdicts, task_dir, config, info
         )
-    from codekiln.evaluate.report import write_report
-
     write_report(out, results, {task.name: task for task in tasks})
     write_manifest(
         out,
@@ -162,8 +157,6 @@ def score_samples(
     verdicts = execute(task, problems, generations, task_dir, config, progress)
     info = {"name": name or Path(samples).name, "samples": str(samples), "backend": "samples file"}
     results = write_results(task, problems, generations, verdicts, task_dir, config, info)
-    from codekiln.evaluate.report import write_report
-
     write_report(out_dir, {task.name: results}, {task.name: task})
     write_manifest(
         Path(out_dir),
@@ -341,19 +334,15 @@ def run_programs(
     programs: list[Program], task: Task, config: EvalConfig
 ) -> Iterable[tuple[int, Any]]:
     """(index, Outcome) for each program, as they finish, `config.workers` at a time."""
-    from codekiln.evaluate.sandbox import Sandbox
-
     if not programs:
         return []
     sandbox = Sandbox(task_limits(task, config), config.isolation, task.ro_paths)
     return sandbox.run_many([p.job() for p in programs], workers=config.workers)
 
 
-def task_limits(task: Task, config: EvalConfig):
+def task_limits(task: Task, config: EvalConfig) -> Limits:
     """The sandbox limits for one task's programs: the task's own (compilers and runtimes
     such as the JVM need more than Python), else the config's; a config timeout wins."""
-    from codekiln.evaluate.sandbox import Limits
-
     base = task.limits
     if base is None:
         timeout = config.timeout or task.timeout
@@ -569,8 +558,6 @@ def _whole_rows(path: Path) -> tuple[list[dict[str, Any]], int]:
 
 def _isolation(requested: str) -> str:
     """What fenced the programs: bubblewrap namespaces + rlimits, or rlimits alone."""
-    from codekiln.evaluate.sandbox import bwrap_support
-
     if requested == "none" or not bwrap_support()[0]:
         return "rlimits, process group, empty environment (no bubblewrap)"
     return "bubblewrap (no network, private /tmp, read-only system, PID namespace) + rlimits"

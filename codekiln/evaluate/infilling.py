@@ -43,7 +43,7 @@ from typing import Any
 from codekiln.errors import UserError
 from codekiln.evaluate import datafiles
 from codekiln.evaluate.humaneval import check_program, read_humaneval
-from codekiln.evaluate.tasks import Problem, Program, Task, register
+from codekiln.evaluate.tasks import Problem, Program, Task
 
 FIELDS = ("task_id", "entry_point", "prompt", "suffix", "canonical_solution", "test")
 # The BigCode harness's stop words for StarCoder's FIM task; end of text ends the middle.
@@ -315,10 +315,3 @@ def make_hole(solution: str, kind: str, seed: str) -> tuple[str, str, str] | Non
         start, end = sorted(rng.sample(range(len(solution) + 1), 2))
         return solution[:start], solution[start:end], solution[end:]
     raise ValueError(f"unknown hole kind {kind!r}: one of {', '.join(INFILL_KINDS)}")
-
-
-register(SingleLine.name, SingleLine)
-register(MultiLine.name, MultiLine)
-register(RandomSpan.name, RandomSpan)
-register(RandomSpanLight.name, RandomSpanLight)
-register(QuickInfill.name, QuickInfill)

@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from codekiln.evaluate.harness import GENERATIONS, RESULTS, VERDICTS
+from codekiln.evaluate.files import GENERATIONS, RESULTS, VERDICTS
 from codekiln.manifest import write_atomic
 
 SHOWN = 6  # sample completions per task

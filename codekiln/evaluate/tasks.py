@@ -4,17 +4,20 @@ A task hands out problems (a prompt to continue, or a prefix and suffix to infil
 how to cut a raw generation down to the completion it scores, and turns a completion into
 a program for the sandbox whose clean exit means "the tests passed". The harness does the
 rest (generation, resume, execution, pass@k, results files), so a new benchmark is one
-class registered here, without touching the harness.
+class and one line in ``TASKS``, without touching the harness.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
+from codekiln.evaluate.sandbox import Job
+from codekiln.generate.text import cut_at_stop
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,8 @@ class Program:
     fails_if_output_contains: dict[str, tuple[str, ...]] = field(default_factory=dict)
     run_timeout: float | None = None
 
-    def job(self) -> Any:
+    def job(self) -> Job:
         """The sandbox Job that runs this program."""
-        from codekiln.evaluate.sandbox import Job
-
         return Job(
             files=self.files,
             command=self.command,
@@ -109,46 +110,44 @@ class Task:
 
     def postprocess(self, problem: Problem, text: str) -> str:
         """The completion to score: `text` up to the first stop sequence."""
-        return cut_at_stop(text, self.stop)
+        return cut_at_stop(text, self.stop)[0]
 
     def ready(self) -> tuple[bool, str]:
         """Whether this machine can run the task's programs, and what is missing if not."""
         return True, ""
 
 
-def cut_at_stop(text: str, stop: tuple[str, ...] | list[str]) -> str:
-    """`text` up to (not including) the earliest of the `stop` strings.
-
-    >>> cut_at_stop("    return x\\ndef g():\\n    pass", ("\\nclass", "\\ndef"))
-    '    return x'
-    """
-    end = len(text)
-    for word in stop:
-        found = text.find(word)
-        if found != -1:
-            end = min(end, found)
-    return text[:end]
-
-
-TASKS: dict[str, Callable[[], Task]] = {}
-
-
-def register(name: str, factory: Callable[[], Task]) -> None:
-    TASKS[name] = factory
+# Every task: its name, the "module:attribute" of the class that makes it and the arguments
+# it takes. A task's module is imported the first time the task is asked for.
+_MULTIPLE = "codekiln.evaluate.multiple.task:MultipleTask"
+TASKS: dict[str, tuple[str, ...]] = {
+    "humaneval": ("codekiln.evaluate.humaneval:HumanEval",),
+    "humaneval-plus": ("codekiln.evaluate.evalplus:HumanEvalPlus",),
+    "humaneval-infill-single": ("codekiln.evaluate.infilling:SingleLine",),
+    "humaneval-infill-multi": ("codekiln.evaluate.infilling:MultiLine",),
+    "humaneval-infill-random": ("codekiln.evaluate.infilling:RandomSpan",),
+    "humaneval-infill-random-light": ("codekiln.evaluate.infilling:RandomSpanLight",),
+    "humaneval-infill-quick": ("codekiln.evaluate.infilling:QuickInfill",),
+    **{
+        f"multiple-{key}": (_MULTIPLE, key)
+        for key in ("js", "ts", "cpp", "java", "rs", "go", "php", "rb", "lua", "pl", "sh")
+    },
+}
 
 
 def get_task(name: str) -> Task:
-    _load_builtin()
+    """A fresh Task of that name (see ``TASKS``); an unknown name is a UserError."""
     if name not in TASKS:
         raise UserError(
             f"unknown task {name!r}: choose from {', '.join(sorted(TASKS))} "
             "(codekiln eval --list-tasks)"
         )
-    return TASKS[name]()
+    target, *arguments = TASKS[name]
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)(*arguments)
 
 
 def task_names() -> list[str]:
-    _load_builtin()
     return sorted(TASKS)
 
 
@@ -196,8 +195,3 @@ def parse_tasks(spec: str | list[str], data: Mapping[str, str | Path] | None = N
     if "" in data and not any(t.reads_data for t in tasks):
         raise UserError(f"--data was given, but none of {', '.join(names)} reads data")
     return tasks
-
-
-def _load_builtin() -> None:
-    """Import the modules that register tasks (lazily, so importing this one is cheap)."""
-    from codekiln.evaluate import evalplus, humaneval, infilling, multiple  # noqa: F401

@@ -8,23 +8,20 @@ translator's, which reproduce them) as MultiPL-E's evaluators run them:
 - :mod:`.official` reads the rows and says where they came from;
 - :mod:`.runners` is how each language is compiled, run and judged;
 - :mod:`.translate` writes MultiPL-E's rows from MultiPL-E's copies of the problems
-  (:mod:`.cleaned`), reworded with its table of terms (:mod:`.terms`), in one of three versions;
-- :mod:`.base` is what a language provides; :mod:`.js`, :mod:`.cpp`, :mod:`.java`,
-  :mod:`.rust`, :mod:`.go`, :mod:`.scripting` (PHP, Ruby, Lua, Perl) and :mod:`.bash`
-  are the languages;
+  (:mod:`.cleaned`), reworded with its table of terms (:mod:`.terms`), in one of three versions
+  (:mod:`.versions`);
+- :mod:`.base` is what a language provides and :mod:`.languages` the table of them;
+  :mod:`.js`, :mod:`.cpp`, :mod:`.java`, :mod:`.rust`, :mod:`.go`, :mod:`.scripting` (PHP,
+  Ruby, Lua, Perl) and :mod:`.bash` are the languages;
 - :mod:`.task` makes each language a task of the evaluation harness.
 
-Importing this package registers every task and reads nothing; a task reads or translates
-its rows the first time its problems are asked for.
+The harness finds the tasks in ``codekiln.evaluate.tasks.TASKS``. Importing this package
+reads nothing; a task reads or translates its rows the first time its problems are asked for.
 """
 
+from codekiln.evaluate.multiple.languages import LANGUAGES, language
 from codekiln.evaluate.multiple.runners import RUNNERS, Runner, runner
-from codekiln.evaluate.multiple.task import (
-    LANGUAGES,
-    MultipleTask,
-    language,
-    translation_report,
-)
+from codekiln.evaluate.multiple.task import MultipleTask, translation_report
 
 __all__ = [
     "LANGUAGES",

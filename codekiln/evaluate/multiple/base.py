@@ -14,7 +14,11 @@ from __future__ import annotations
 import ast
 from typing import Any, ClassVar
 
-from codekiln.evaluate.multiple.translate import DEFAULT_VERSION, VERSIONS, Unexpressible, Version
+from codekiln.evaluate.multiple.versions import DEFAULT_VERSION, VERSIONS, Version
+
+
+class Unexpressible(ValueError):
+    """A value, test or type that a translation cannot express; the message says why."""
 
 
 class Language:
@@ -28,7 +32,7 @@ class Language:
     row_language: ClassVar[str] = ""
     terms_key: ClassVar[str] = ""
     stop_tokens: ClassVar[tuple[str, ...]] = ()
-    # The generation of MultiPL-E's rows written (translate.VERSIONS); translate_rows sets it.
+    # The generation of MultiPL-E's rows written (versions.VERSIONS); translate_rows sets it.
     version: Version = VERSIONS[DEFAULT_VERSION]
     # Whether translate_prompt gets the docstring as written; by default it gets it cleaned
     # (translate.clean_description), as every MultiPL-E language but Python shows it.

@@ -10,8 +10,7 @@ import ast
 import re
 from typing import Any
 
-from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.translate import Unexpressible
+from codekiln.evaluate.multiple.base import Language, Unexpressible
 
 # MultiPL-E's translator works on (text, type) pairs: the type is a Python annotation-like
 # node, the literal's own type for values (``1`` is an int even where a float is expected), None

@@ -14,8 +14,7 @@ import ast
 import re
 from typing import Any
 
-from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.translate import Unexpressible
+from codekiln.evaluate.multiple.base import Language, Unexpressible
 
 ROW_HEADER = """package {name}_test
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import ast
 import re
 
-from codekiln.evaluate.multiple.base import Language
+from codekiln.evaluate.multiple.base import Language, Unexpressible
 from codekiln.evaluate.multiple.cpp import CppRows, Typed
-from codekiln.evaluate.multiple.translate import Unexpressible
 
 ROW_IMPORTS = (
     "java.util.*",

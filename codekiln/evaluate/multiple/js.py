@@ -12,8 +12,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.translate import Unexpressible
+from codekiln.evaluate.multiple.base import Language, Unexpressible
 
 
 class JavaScript(Language):

@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codekiln import __version__
 from codekiln.errors import UserError
 from codekiln.evaluate import datafiles
+from codekiln.evaluate.multiple import translate, versions
 
 FIELDS = ("name", "language", "prompt", "doctests", "original", "prompt_terminology", "tests",
           "stop_tokens")  # fmt: skip
@@ -216,17 +218,14 @@ def dataset_rows(key: str, languages: tuple[str, ...]) -> tuple[Rows | None, str
 
 def translator_rows(key: str, version: str | None = None) -> Rows:
     """Our translator's rows for `key` (what runs offline without --data), reproducing
-    MultiPL-E's generator `version` (translate.VERSIONS; None: its default)."""
-    from codekiln import __version__
-    from codekiln.evaluate.multiple import translate
-
-    version = version or translate.DEFAULT_VERSION
+    MultiPL-E's generator `version` (versions.VERSIONS; None: its default)."""
+    version = version or versions.DEFAULT_VERSION
     rows, dropped = translate.translate_rows(key, version)
     source = {
         "source": "codekiln translator",
         "codekiln": __version__,
         "multiple_version": version,
-        "generator_commit": translate.VERSIONS[version].commit,
+        "generator_commit": versions.VERSIONS[version].commit,
         "dropped": sorted(dropped, key=lambda t: order(t.replace("/", "_") + "_")),
     }
     return Rows(tuple(sorted(rows, key=lambda row: order(row["name"]))), source)

@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 
+from codekiln.errors import UserError
 from codekiln.evaluate.sandbox import Limits
 from codekiln.evaluate.tasks import Program
 
@@ -389,5 +390,5 @@ RUNNERS: dict[str, Runner] = {
 def runner(key: str) -> Runner:
     """The Runner of a task's language key ("cpp", "go", ...)."""
     if key not in RUNNERS:
-        raise ValueError(f"no MultiPL-E runner for {key!r}: one of {', '.join(RUNNERS)}")
+        raise UserError(f"no MultiPL-E runner for {key!r}: one of {', '.join(RUNNERS)}")
     return RUNNERS[key]

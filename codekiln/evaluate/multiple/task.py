@@ -12,16 +12,10 @@ across languages; the row's name is kept in the problem's data and in results.js
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
-from codekiln.evaluate.multiple.base import Language
-from codekiln.evaluate.multiple.bash import Bash
-from codekiln.evaluate.multiple.cpp import Cpp
-from codekiln.evaluate.multiple.go import Go
-from codekiln.evaluate.multiple.java import Java
-from codekiln.evaluate.multiple.js import JavaScript, TypeScript
+from codekiln.evaluate.multiple.languages import LANGUAGES, language
 from codekiln.evaluate.multiple.official import (
     Rows,
     dataset_rows,
@@ -30,28 +24,15 @@ from codekiln.evaluate.multiple.official import (
     translator_rows,
 )
 from codekiln.evaluate.multiple.runners import runner
-from codekiln.evaluate.multiple.rust import Rust
-from codekiln.evaluate.multiple.scripting import Lua, Perl, Php, Ruby
 from codekiln.evaluate.multiple.translate import translate_rows
 from codekiln.evaluate.sandbox import Limits
-from codekiln.evaluate.tasks import Problem, Program, Task, cut_at_stop, register
+from codekiln.evaluate.tasks import Problem, Program, Task
+from codekiln.generate.text import cut_at_stop
 
-LANGUAGES: dict[str, type[Language]] = {
-    cls.key: cls
-    for cls in (JavaScript, TypeScript, Cpp, Java, Rust, Go, Php, Ruby, Lua, Perl, Bash)
-}
 END_OF_TEXT = "<|endoftext|>"
 # What the BigCode harness adds to a row's stop tokens: <file_sep>, and the tokenizer's end of
 # text (StarCoder's; a backend also stops at its own).
 HARNESS_STOP = ("<file_sep>", END_OF_TEXT)
-
-
-@functools.cache
-def language(key: str) -> Language:
-    """The Language of a key ("js", "cpp", ...)."""
-    if key not in LANGUAGES:
-        raise ValueError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
-    return LANGUAGES[key]()
 
 
 def translation_report() -> dict[str, dict[str, Any]]:
@@ -142,7 +123,7 @@ class MultipleTask(Task):
 
     def postprocess(self, problem: Problem, text: str) -> str:
         """`text` up to the first of the row's stop tokens (or what the harness adds)."""
-        return cut_at_stop(text, (*problem.data["stop_tokens"], *HARNESS_STOP))
+        return cut_at_stop(text, (*problem.data["stop_tokens"], *HARNESS_STOP))[0]
 
     def program(self, problem: Problem, completion: str) -> Program:
         """The harness's program, run as MultiPL-E runs the language: the stripped prompt,
@@ -180,7 +161,3 @@ class MultipleTask(Task):
                 },
             },
         }
-
-
-for _key in LANGUAGES:
-    register(f"multiple-{_key}", functools.partial(MultipleTask, _key))

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import ast
 import functools
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from codekiln.errors import UserError
+from codekiln.evaluate.humaneval import read_humaneval
 from codekiln.evaluate.multiple import cleaned
-from codekiln.evaluate.multiple.terms import DOCTEST, TERMS, TERMS_2023_09, reword
-
-
-class Unexpressible(ValueError):
-    """A value, test or type that a translation cannot express; the message says why."""
-
+from codekiln.evaluate.multiple.base import Unexpressible
+from codekiln.evaluate.multiple.languages import LANGUAGES
+from codekiln.evaluate.multiple.terms import DOCTEST, reword
+from codekiln.evaluate.multiple.versions import DEFAULT_VERSION, VERSIONS, Version
 
 # --- MultiPL-E's rows ----------------------------------------------------------------------
 #
@@ -41,46 +40,6 @@ class Unexpressible(ValueError):
 # language's `gen_*` hooks, bottom-up, so a literal's own Python type (3 or 3.0) decides how it
 # is written. The language then wraps the docstring into its prompt (`translate_prompt`) and
 # the `assert LEFT == RIGHT` cases into its test suite.
-
-
-@dataclass(frozen=True)
-class Version:
-    """One generation of MultiPL-E's rows: the rules that changed between them.
-
-    The problems, examples and tests are the same in all three; the prompts' comments are not,
-    and a few kept problems and words differ.
-    """
-
-    name: str
-    commit: str  # the nuprl/MultiPL-E commit that generated the rows
-    deindent: bool  # the description goes through clean_description before the final prompt
-    line_start: re.Pattern[str]  # where a line comment's marker goes (Language.line_comments)
-    skip_failing_tests: bool  # a test the language cannot write is left out (else: problem dropped)
-    terms: dict[str, tuple[str, ...]]  # the rewording table
-    lua_marks_line_starts: bool  # Lua comments like the others, not simply every line
-
-
-VERSIONS: dict[str, Version] = {
-    # The October 2023 regeneration (after MultiPL-E issue #114): what the dataset serves at the
-    # BigCode harness's current pin. Every docstring line is a comment.
-    "3": Version(
-        "3", "7bc20f2", deindent=True, line_start=re.compile(r"\n(\s*)"),
-        skip_failing_tests=False, terms=TERMS, lua_marks_line_starts=False,
-    ),
-    # The rows of the StarCoder papers' time (dataset 2.1.0, June 2023): no deindenting, so every
-    # line is indented and gets its marker.
-    "2.1.0": Version(
-        "2.1.0", "11b407b", deindent=False, line_start=re.compile(r"\n(\s+)"),
-        skip_failing_tests=False, terms=TERMS_2023_09, lua_marks_line_starts=True,
-    ),
-    # MultiPL-E's prompts/ files of September 2023: deindented, then only the lines still
-    # indented get a marker, so most prompts are not valid code in the target language.
-    "2023-09": Version(
-        "2023-09", "3c9a62a", deindent=True, line_start=re.compile(r"\n(\s+)"),
-        skip_failing_tests=True, terms=TERMS_2023_09, lua_marks_line_starts=False,
-    ),
-}  # fmt: skip
-DEFAULT_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -244,12 +203,10 @@ def translate_rows(
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """HumanEval as MultiPL-E's rows for language `key` ("js", "rs", ...) in `version` (see
     VERSIONS): the rows, in HumanEval's order, and {task_id: reason} of the problems dropped."""
-    from codekiln.evaluate.multiple.task import LANGUAGES
-
     if key not in LANGUAGES:
-        raise ValueError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
+        raise UserError(f"unknown language {key!r}: one of {', '.join(LANGUAGES)}")
     if version not in VERSIONS:
-        raise ValueError(f"unknown MultiPL-E version {version!r}: one of {', '.join(VERSIONS)}")
+        raise UserError(f"unknown MultiPL-E version {version!r}: one of {', '.join(VERSIONS)}")
     language = LANGUAGES[key]()  # fresh: translators keep per-problem state
     language.version = VERSIONS[version]
     rows: list[dict[str, Any]] = []
@@ -269,13 +226,11 @@ def translate_rows(
 def originals() -> tuple[Original | Unexpressible, ...]:
     """The 164 problems as MultiPL-E's originals have them (or why MultiPL-E has none):
     HumanEval's, with MultiPL-E's signatures, hand-cleaned docstrings and tests applied."""
-    from codekiln.evaluate.humaneval import read_humaneval
-
     out: list[Original | Unexpressible] = []
     for problem in read_humaneval():
         number = int(problem["task_id"].rsplit("/", 1)[1])
-        if number in cleaned.SKIPPED:
-            error = Unexpressible(cleaned.SKIPPED[number])
+        if number in cleaned.cleanings().skipped:
+            error = Unexpressible(cleaned.cleanings().skipped[number])
             error.task_id = problem["task_id"]  # type: ignore[attr-defined]
             out.append(error)
             continue
@@ -288,12 +243,13 @@ def read_original(problem: dict[str, Any]) -> Original:
     written as Python) and ``assert ... == ...`` tests, with MultiPL-E's edits applied."""
     number = int(problem["task_id"].rsplit("/", 1)[1])
     function = _entry_point_any(problem["prompt"], problem["entry_point"])
-    signature = cleaned.SIGNATURES.get(number) or python_signature(function)
+    fixes = cleaned.cleanings()
+    signature = fixes.signatures.get(number) or python_signature(function)
     description = ast.get_docstring(function, clean=False) or ""
     description = _python_doctests(description)
-    description = cleaned.apply(description.split("\n"), cleaned.DOCSTRINGS.get(number, ()))
+    description = cleaned.apply(description.split("\n"), fixes.docstrings.get(number, ()))
     tests = python_tests(problem["test"])
-    tests = cleaned.apply_list(tests, cleaned.TESTS.get(number, ()))
+    tests = cleaned.apply_list(tests, fixes.tests.get(number, ()))
     return Original(number, problem["entry_point"], signature, "\n".join(description), tests)
 
 
