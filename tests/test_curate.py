@@ -163,6 +163,22 @@ def test_rerun_is_a_no_op_other_settings_refuse_force_redoes(fixture_repo, tmp_p
     assert by_path(read_ledger(out))["src/wide_lines.py"]["reason"] == "max_line_length"
 
 
+def test_another_stages_folder_is_refused_even_with_force(fixture_repo, tmp_path):
+    from codekiln.manifest import write_manifest
+
+    packed = tmp_path / "tokens"
+    packed.mkdir()
+    (packed / "train-00000.bin").write_bytes(b"tokens")
+    write_manifest(packed, "pack", request="abc")
+    before = sorted(p.name for p in packed.iterdir())
+    sources = resolve_sources([str(fixture_repo)])
+    for force in (False, True):
+        with pytest.raises(UserError, match="holds the output of `codekiln pack`"):
+            curate(sources, packed, small_tasks(), force=force, progress=False)
+    assert sorted(p.name for p in packed.iterdir()) == before
+    assert json.loads((packed / "manifest.json").read_text())["stage"] == "pack"
+
+
 def test_interrupted_run_resumes_from_finished_tasks(fixture_repo, tmp_path, monkeypatch):
     out = tmp_path / "out"
     sources = resolve_sources([str(fixture_repo)])

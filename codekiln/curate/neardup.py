@@ -46,7 +46,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -61,7 +60,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from codekiln.errors import UserError
-from codekiln.manifest import write_json
+from codekiln.hashing import GOLDEN64, fmix64
+from codekiln.manifest import atomic_path, write_json
 
 # Tokens are runs of [A-Za-z0-9_]. They are cut from the UTF-8 bytes: every other byte (any
 # byte of a non-ASCII character included) becomes a space, and bytes.split() cuts on spaces, in
@@ -74,11 +74,8 @@ _SEPARATORS = bytes(
 EMPTY = np.uint32(0xFFFFFFFF)
 _TOP = np.uint32(0xFFFFFFFE)  # the largest real signature value
 
-# Odd 64-bit multiplier for combining hashes in sequence, and MurmurHash3's 64-bit finaliser
-# constants, which spread every input bit over every output bit.
-_STEP = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xFF51AFD7ED558CCD)
-_MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
+# Odd 64-bit multiplier for combining hashes in sequence (then mixed by `fmix64`).
+_STEP = np.uint64(GOLDEN64)
 
 # Shingles of the documents permuted at once, one permutation at a time: 2^16 uint64 values
 # (512 KiB) stay in L2 cache across the multiply, the add and the per-document minimum. On the
@@ -324,16 +321,6 @@ def partition_count(band_rows: int) -> int:
     return min(4096, max(16, -(-band_rows // PARTITION_ROWS)))
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's finaliser on uint64 values (wrapping arithmetic), in place."""
-    x ^= x >> np.uint64(33)
-    x *= _MIX1
-    x ^= x >> np.uint64(33)
-    x *= _MIX2
-    x ^= x >> np.uint64(33)
-    return x
-
-
 def _token_hashes(tokens: list[bytes], cache: dict[bytes, int]) -> np.ndarray:
     # blake2b is stable across processes and runs (unlike hash()); each distinct token is
     # hashed once per worker process (`_TOKEN_CACHE`), and the lookups below run in C.
@@ -364,7 +351,7 @@ def _shingles(text: str | None, ngram: int, cache: dict[bytes, int]) -> np.ndarr
         shingle *= _STEP
         shingle += token_h[offset : offset + count]
     # Sort and drop repeats: several times faster than np.unique's hash table on these sizes.
-    shingle = np.sort(_mix(shingle))
+    shingle = np.sort(fmix64(shingle, in_place=True))
     return shingle[np.r_[True, shingle[1:] != shingle[:-1]]]
 
 
@@ -474,7 +461,7 @@ def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     for row in range(rows):
         out *= _STEP
         out += grouped[:, :, row]
-    return _mix(out)
+    return fmix64(out, in_place=True)
 
 
 @dataclass
@@ -531,10 +518,8 @@ class RankTask:
 def _save_npy(path: Path, array: np.ndarray) -> None:
     """np.save to a temporary name, then rename: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def _partition_file(work_dir: Path, partition: int, index: int) -> Path:

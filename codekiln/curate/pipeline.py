@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -32,12 +31,12 @@ from codekiln.curate.exactdup import exact_duplicate_table
 from codekiln.curate.examine import Examiner, preload
 from codekiln.curate.neardup import MinHashParams, NearDupResult, near_duplicates
 from codekiln.curate.sources import Source, Task, plan_tasks, read_task
-from codekiln.errors import UserError
 from codekiln.executor import make_executor
 from codekiln.manifest import (
+    atomic_path,
+    begin_stage,
     fingerprint,
     package_versions,
-    read_manifest,
     write_atomic,
     write_json,
     write_manifest,
@@ -119,9 +118,8 @@ _WORK_CODEC = "lz4"
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression=_WORK_CODEC)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=_WORK_CODEC)
 
 
 def _process_task_packed(args: tuple[Task, Source, CurateConfig, str]) -> tuple[int, int, int]:
@@ -199,33 +197,31 @@ def curate(
 
     config = config or CurateConfig()
     out_dir = Path(out_dir)
-    check_output_dir(out_dir)
     described = [s.describe() for s in sources]
     request = {"config": config.to_dict(), "sources": described}
-    previous = read_manifest(out_dir)
-    if previous is not None and not force:
-        if previous.get("request") == fingerprint(request):
-            report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-            return CurateResult(out_dir, report, skipped=True)
-        raise UserError(
-            f"{out_dir} holds a finished curate run with other sources or settings; "
-            "pass --force to replace it, or choose another output directory"
-        )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"output path {out_dir} exists and is not a directory")
     timings: dict[str, float] = {}
     clock = time.time()
+    # Planning first: a source that cannot be curated fails before the output folder exists.
     tasks = plan_tasks(sources, config)
-    plan_key = fingerprint({"request": request, "tasks": [_task_key(t) for t in tasks]})
     timings["plan_s"] = time.time() - clock
+    finished = begin_stage(
+        out_dir,
+        "curate",
+        fingerprint(request),
+        force,
+        holds="a finished curate run with other sources or settings",
+        inputs=tuple(s.path for s in sources),
+    )
+    if finished is not None:
+        report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+        return CurateResult(out_dir, report, skipped=True)
+    plan_key = fingerprint({"request": request, "tasks": [_task_key(t) for t in tasks]})
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / ".work"
     if force or _read_text(work / "plan") != plan_key:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(exist_ok=True)
     write_atomic(work / "plan", plan_key)
-    (out_dir / "manifest.json").unlink(missing_ok=True)
 
     jobs = [(task, sources[task.source], config, str(work)) for task in tasks]
     ledger_files = [work / f"ledger-{t.index:06d}.parquet" for t in tasks]
@@ -399,20 +395,6 @@ def _read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except OSError:
         return None
-
-
-def check_output_dir(out_dir: Path) -> None:
-    """Raise UserError, before any work, when `out_dir` cannot be a writable directory: it
-    is a file, lies under a file, or its nearest existing folder is not writable."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"output path {out_dir} exists and is not a directory")
-    parent = out_dir
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"output path {out_dir}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"output path {out_dir}: no permission to write in {parent}")
 
 
 def _task_key(task: Task) -> list[Any]:
