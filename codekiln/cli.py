@@ -106,7 +106,7 @@ def _curate_config(
     if licenses:
         extra.append(f"licenses={json.dumps(licenses)}")
     if commits:
-        extra.append("commits=true")
+        extra.append("commits.enabled=true")
     cfg = CurateConfig.load(config, extra)
     if opt_out is not None:
         try:

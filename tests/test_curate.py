@@ -29,7 +29,7 @@ EXPECTED["links/target.py"] = None
 
 
 def small_tasks(**extra) -> CurateConfig:
-    return CurateConfig.load(sets=["task_files=4", *[f"{k}={v}" for k, v in extra.items()]])
+    return CurateConfig.load(sets=["tasks.files=4", *[f"{k}={v}" for k, v in extra.items()]])
 
 
 def any_license(**extra) -> CurateConfig:
@@ -351,7 +351,7 @@ def test_stack_style_parquet_round_trip(tmp_path):
     curate(
         resolve_sources([str(table_path)]),
         out,
-        CurateConfig.load(sets=["task_rows=1", "licenses=any"]),
+        CurateConfig.load(sets=["tasks.rows=1", "licenses=any"]),
         progress=False,
     )
     ledger = read_ledger(out)
@@ -398,7 +398,7 @@ def test_jsonl_every_line_once_across_tasks(tmp_path):
     curate(
         resolve_sources([str(path)]),
         out,
-        CurateConfig.load(sets=["task_bytes=97", "licenses=any"]),
+        CurateConfig.load(sets=["tasks.bytes=97", "licenses=any"]),
         progress=False,
     )
     ledger = read_ledger(out)

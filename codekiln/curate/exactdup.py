@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from codekiln.curate.neardup import hash_windows, input_stamps, sorted_slice, stage_is_current
+from codekiln.curate.stagefiles import hash_windows, input_stamps, sorted_slice, stage_is_current
 from codekiln.manifest import atomic_path, write_json
 
 _FORMAT_VERSION = 1

@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 from codekiln.curate.config import CurateConfig
 from codekiln.curate.exactdup import exact_duplicate_table
 from codekiln.curate.examine import Examiner, preload
-from codekiln.curate.neardup import MinHashParams, NearDupResult, near_duplicates
-from codekiln.curate.sources import Source, Task, plan_tasks, read_task
+from codekiln.curate.neardup import NearDupResult, near_duplicates
+from codekiln.curate.sources import Source, SourceTask, plan_tasks, read_task
 from codekiln.executor import make_executor
 from codekiln.manifest import (
     atomic_path,
@@ -87,7 +87,7 @@ _CANDIDATE_SCHEMA = RECORD_SCHEMA.append(pa.field("dedup_hash", pa.string())).ap
 
 
 def _process_task(
-    task: Task, source: Source, config: CurateConfig, work_dir: str
+    task: SourceTask, source: Source, config: CurateConfig, work_dir: str
 ) -> tuple[int, int, int]:
     """Worker side: examine every input of one task; write its ledger and candidate files."""
     ledger_path = Path(work_dir) / f"ledger-{task.index:06d}.parquet"
@@ -122,7 +122,9 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp, compression=_WORK_CODEC)
 
 
-def _process_task_packed(args: tuple[Task, Source, CurateConfig, str]) -> tuple[int, int, int]:
+def _process_task_packed(
+    args: tuple[SourceTask, Source, CurateConfig, str],
+) -> tuple[int, int, int]:
     return _process_task(*args)
 
 
@@ -240,8 +242,7 @@ def curate(
         timings["exact_dedup_s"] = time.time() - clock
         if config.near_dedup:
             clock = time.time()
-            params = _minhash_params(config)
-            near = near_duplicates(candidate_files, work / "neardup", params, pool)
+            near = near_duplicates(candidate_files, work / "neardup", config.minhash, pool)
             timings["near_dedup_s"] = time.time() - clock
 
     clock = time.time()
@@ -262,7 +263,7 @@ def curate(
     shutil.rmtree(work, ignore_errors=True)
     extra: dict[str, Any] = {}
     if candidate_pairs is not None:
-        bands, rows = params.band_rows()
+        bands, rows = config.minhash.band_rows()
         extra["near_dedup"] = {
             "bands": bands,
             "rows": rows,
@@ -379,17 +380,6 @@ def _write_outputs(
     return shards.finish(), {name: h.hexdigest() for name, h in hashes.items()}
 
 
-def _minhash_params(config: CurateConfig) -> MinHashParams:
-    return MinHashParams(
-        ngram=config.minhash_ngram,
-        num_perm=config.minhash_perm,
-        threshold=config.minhash_threshold,
-        bands=config.minhash_bands,
-        rows=config.minhash_rows,
-        seed=config.minhash_seed,
-    )
-
-
 def _read_text(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
@@ -397,7 +387,7 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _task_key(task: Task) -> list[Any]:
+def _task_key(task: SourceTask) -> list[Any]:
     return [
         task.source,
         task.kind,
