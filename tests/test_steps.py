@@ -266,6 +266,12 @@ def test_issue_dumps_become_issue_records(tmp_path):
     assert text.startswith("<issue_start>") and text.endswith("<issue_closed>")
     assert "alice" not in text and "bob" not in text and "username_0" in text
     assert "Bumps foo" not in text
+    capped = tmp_path / "capped"  # the [curate.issues] settings reach the issue source
+    curate(
+        resolve_sources([str(dump)]), capped, config(**{"issues.max_comments": 1}), progress=False
+    )
+    ledger = {r["path"]: r for r in read_ledger(capped)}
+    assert ledger["issues/7"]["reason"] == "issue_too_many_comments"
 
 
 def test_commit_history_becomes_commit_records(tmp_path):
