@@ -3,7 +3,7 @@
 Workers examine the inputs of each task (`examine.py`: decode, license, language, filters,
 decontamination, PII redaction) and write two files per task: the ledger rows of every input
 and the candidates that survived. Exact deduplication (`exactdup.py`) and near deduplication
-(`neardup.py`) run as tasks on the same executor, over hash-partitioned files, so no process
+(`neardup/`) run as tasks on the same executor, over hash-partitioned files, so no process
 holds every document: this one holds the duplicates only. Then the task files are streamed,
 in task order, into the ledger and the output shards. Task files stay until the stage
 finishes, so an interrupted run picks up where it stopped.

@@ -13,7 +13,7 @@ from codekiln.curate.sources.base import Entry, RawInput, Source, SourceTask, en
 from codekiln.errors import UserError
 
 if TYPE_CHECKING:
-    from codekiln.curate.config import CurateConfig
+    from codekiln.curate.commits import Commits
 
 
 def run_git(repo: Path | str, *args: str) -> subprocess.CompletedProcess:
@@ -131,11 +131,11 @@ def read_git(task: SourceTask, source: Source, max_bytes: int) -> Iterator[RawIn
         yield item
 
 
-def read_commits(task: SourceTask, source: Source, config: CurateConfig) -> Iterator[RawInput]:
+def read_commits(task: SourceTask, source: Source, config: Commits) -> Iterator[RawInput]:
     from codekiln.curate.commits import commit_text, iter_commits
 
     license = dict(task.licenses).get(source.name)
-    for record in iter_commits(source.path, config.commits):
+    for record in iter_commits(source.path, config):
         item = RawInput(
             source=source.name,
             repo=source.name,

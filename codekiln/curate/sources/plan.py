@@ -137,7 +137,7 @@ def _file_stamp(path: str) -> str:
 def read_task(task: SourceTask, source: Source, config: CurateConfig) -> Iterator[RawInput]:
     """Yield every input of a task exactly once; failures become states, never exceptions."""
     if task.kind == "commits":
-        yield from read_commits(task, source, config)
+        yield from read_commits(task, source, config.commits)
     elif source.kind == "directory":
         yield from read_files(task, source, config.max_file_bytes)
     elif source.kind == "git":
