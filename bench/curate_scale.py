@@ -23,8 +23,8 @@ Prints a table and the ratios of the largest scale to the smallest (goals: memor
 time per byte <= 1.2x). Disk: the largest scale needs about 2.5x its size free in --dir.
 
 The smallest scale should give every worker several tasks, or its figures are not yet the
-steady state the larger ones reach: at the default task size (task_rows=4096, ~16 MB of these
-files) a 16 MB base gives 2 workers one task each; pass `--set task_rows=512` with a base that
+steady state the larger ones reach: at the default task size (tasks.rows=4096, ~16 MB of these
+files) a 16 MB base gives 2 workers one task each; pass `--set tasks.rows=512` with a base that
 small. At the full size (256 MB to 4 GB) curate runs ~5.5 GB in all; at ~0.45 s/MB with 2
 workers (2 cores) that is ~40 minutes, plus ~10 minutes of generating.
 """

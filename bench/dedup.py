@@ -50,7 +50,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from codekiln.curate.neardup import MinHashParams, near_duplicates
+from codekiln.curate.neardup import MinHash, near_duplicates
 from codekiln.executor import LocalExecutor
 
 HERE = Path(__file__).resolve().parent
@@ -216,9 +216,7 @@ def build_corpus(out: Path, copies: int, files: int, seed: int) -> tuple[list[Pa
 def run_ours(args_json: str) -> None:
     """The codekiln side, in its own process (`bench/dedup.py --ours JSON`)."""
     args = json.loads(args_json)
-    params = MinHashParams(
-        ngram=args["ngram"], bands=args["bands"], rows=args["rows"], seed=args["seed"]
-    )
+    params = MinHash(ngram=args["ngram"], bands=args["bands"], rows=args["rows"], seed=args["seed"])
     started = time.perf_counter()
     with LocalExecutor(args["workers"]) as executor:
         result = near_duplicates(
@@ -369,7 +367,7 @@ def main() -> None:
     for path in inputs:
         table = pq.read_table(path, columns=["id", "content"])
         texts.update(zip(table["id"].to_pylist(), table["content"].to_pylist(), strict=True))
-    bands, rows = MinHashParams().band_rows()
+    bands, rows = MinHash().band_rows()
     size = sum(len(t.encode()) for t in texts.values())
     print(
         f"corpus: {len(texts):,} docs ({len(planted)} planted copies), {size / 1e6:.1f} MB in "

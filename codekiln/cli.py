@@ -106,7 +106,7 @@ def _curate_config(
     if licenses:
         extra.append(f"licenses={json.dumps(licenses)}")
     if commits:
-        extra.append("commits=true")
+        extra.append("commits.enabled=true")
     cfg = CurateConfig.load(config, extra)
     if opt_out is not None:
         try:
@@ -281,7 +281,7 @@ def tokenizer_train_command(
 ) -> None:
     """Train the tokenizer on a deterministic sample of curated shards."""
     from codekiln.config import load_config
-    from codekiln.curate.pipeline import check_output_dir
+    from codekiln.manifest import check_output_dir
     from codekiln.tokenizer.train import TokenizerConfig, train_tokenizer
 
     extra = list(sets or [])
@@ -308,7 +308,7 @@ def pack_command(
 ) -> None:
     """Tokenize curated shards into train/valid token shards, with metadata prefixes."""
     from codekiln.config import load_config
-    from codekiln.curate.pipeline import check_output_dir
+    from codekiln.manifest import check_output_dir
     from codekiln.pack.pack import PackConfig, pack
 
     cfg = load_config(PackConfig, "pack", config, sets)

@@ -1,11 +1,14 @@
 """Loading any stage's config dataclass from a TOML file and `--set key=value` overrides.
 
 A config file may hold one table per stage (`[curate]`, `[tokenizer]`, `[pack]`, ...); a file
-without stage tables is read as the settings of the stage that loads it.
+without stage tables is read as the settings of the stage that loads it. A setting whose
+default is a dataclass is a table of its own (`[curate.minhash]`, `--set minhash.threshold=0.8`),
+built into that dataclass, to any depth.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import tomllib
@@ -35,22 +38,52 @@ def load_config(
     extra: dict[str, Any] | None = None,
 ) -> T:
     """`cls` with defaults, then the file's `[section]` table, then each `key=value`, then
-    `extra` (a command's own flags, already typed).
+    `extra` (a command's own flags, already typed). A field whose default is a dataclass is
+    a table of its own: `[section.field]` in the file, `field.key=value` with `--set`.
 
-    >>> from dataclasses import dataclass
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass
+    ... class Part:
+    ...     depth: int = 2
     >>> @dataclass
     ... class Demo:
     ...     size: int = 1
     ...     names: list | None = None
-    >>> load_config(Demo, "demo", sets=["size=3", "names=a,b"])
-    Demo(size=3, names=['a', 'b'])
+    ...     part: Part = field(default_factory=Part)
+    >>> load_config(Demo, "demo", sets=["size=3", "names=a,b", "part.depth=4"])
+    Demo(size=3, names=['a', 'b'], part=Part(depth=4))
     """
     merged = _merged(cls, section, path, sets)
-    merged.update(extra or {})
+    for key, value in (extra or {}).items():
+        if key in _tables(cls) and isinstance(value, dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
     try:
-        return cls(**merged)
+        return _build(cls, merged)
     except TypeError as exc:
         raise UserError(f"{section} config: {exc}") from None
+
+
+def _tables(cls: type) -> dict[str, type]:
+    """The fields of `cls` whose default is a dataclass (a table of settings), by name."""
+    defaults = cls()
+    return {
+        f.name: type(getattr(defaults, f.name))
+        for f in dataclasses.fields(cls)
+        if dataclasses.is_dataclass(getattr(defaults, f.name))
+    }
+
+
+def _build(cls: type[T], values: dict[str, Any]) -> T:
+    """`cls(**values)`, with each table's dict built into its own dataclass first."""
+    tables = _tables(cls)
+    return cls(
+        **{
+            key: _build(tables[key], value) if key in tables and isinstance(value, dict) else value
+            for key, value in values.items()
+        }
+    )
 
 
 def given_settings(
@@ -84,28 +117,46 @@ def _file_values(section: str, path: str | Path | None) -> dict[str, Any]:
 
 
 def _merged(cls: type, section: str, path: str | Path | None, sets: list[str] | None) -> dict:
-    """The defaults of `cls`, then the file's table, then the `key=value` items (unvalidated)."""
-    values = _file_values(section, path)
+    """The defaults of `cls`, then the file's table, then the `key=value` items (unvalidated),
+    as nested dicts."""
     base = dataclasses.asdict(cls())
-    for key in values:
-        if key not in base:
-            raise UserError(f"config file {path}: unknown {section} setting '{key}'")
-    merged = dict(base)
-    for key, value in values.items():
-        if isinstance(base[key], dict) and isinstance(value, dict):
-            # A file's tables add to the defaults entry by entry (e.g. per-language overrides).
-            merged[key] = {**base[key]}
-            for name, table in value.items():
-                old = merged[key].get(name, {})
-                merged[key][name] = {**old, **table} if isinstance(table, dict) else table
-        else:
-            merged[key] = value
+    merged = copy.deepcopy(base)
+    _merge_table(cls, merged, _file_values(section, path), section, path)
     for item in sets or []:
         key, sep, raw = item.partition("=")
         if not sep:
             raise UserError(f"--set expects key=value, got '{item}'")
         _assign(merged, key.strip(), parse_value(raw.strip()), base, section, cls)
     return merged
+
+
+def _merge_table(
+    cls: type, merged: dict[str, Any], values: dict[str, Any], where: str, path: Any
+) -> None:
+    """Merge a file's table `where` (e.g. "curate" or "curate.minhash") into `merged`."""
+    tables = _tables(cls)
+    for key, value in values.items():
+        if key not in merged:
+            if "." not in where:
+                raise UserError(f"config file {path}: unknown {where} setting '{key}'")
+            raise UserError(
+                f"config file {path}: unknown setting '{where}.{key}' "
+                f"(known in [{where}]: {', '.join(merged)})"
+            )
+        if key in tables:
+            if not isinstance(value, dict):
+                raise UserError(
+                    f"config file {path}: '{where}.{key}' is a table of settings; "
+                    f"write them under [{where}.{key}]"
+                )
+            _merge_table(tables[key], merged[key], value, f"{where}.{key}", path)
+        elif isinstance(merged[key], dict) and isinstance(value, dict):
+            # A file's tables add to the defaults entry by entry (e.g. per-language overrides).
+            for name, table in value.items():
+                old = merged[key].get(name, {})
+                merged[key][name] = {**old, **table} if isinstance(table, dict) else table
+        else:
+            merged[key] = value
 
 
 def split_sets(sets: list[str] | None, default: str) -> dict[str, list[str]]:
@@ -143,16 +194,27 @@ def parse_value(raw: str) -> Any:
 def _is_list_field(cls: type, name: str) -> bool:
     for f in dataclasses.fields(cls):
         if f.name == name:
-            return "list" in str(f.type)
+            return "list" in str(f.type) or "tuple" in str(f.type)
     return False
 
 
 def _assign(
     target: dict[str, Any], key: str, value: Any, base: dict[str, Any], section: str, cls: type
 ) -> None:
+    """Set dotted `key` in the merged settings: through tables (nested dataclasses), whose
+    keys are checked, then through free tables (dict settings such as `overrides`)."""
     parts = key.split(".")
+    while len(parts) > 1 and parts[0] in _tables(cls):
+        cls, target, base = _tables(cls)[parts[0]], target[parts[0]], base[parts[0]]
+        section, parts = f"{section}.{parts[0]}", parts[1:]
     if parts[0] not in base:
+        if "." in section:
+            raise UserError(f"--set: unknown setting '{section}.{parts[0]}'")
         raise UserError(f"--set: unknown {section} setting '{parts[0]}'")
+    if len(parts) == 1 and parts[0] in _tables(cls):
+        raise UserError(
+            f"--set: '{key}' is a table of settings; set one of them ({key}.NAME=VALUE)"
+        )
     if len(parts) == 1 and isinstance(value, str) and _is_list_field(cls, parts[0]):
         # A single name for a list setting: `languages=Python` means ["Python"].
         if not (isinstance(base[parts[0]], str) and value in (base[parts[0]], "any")):

@@ -200,8 +200,8 @@ def test_makefile_has_the_readme_targets(target):
 
 
 def test_unusable_output_paths_give_one_line_and_exit_2(fixture_repo, tmp_path):
-    from codekiln.curate.pipeline import check_output_dir
     from codekiln.errors import UserError
+    from codekiln.manifest import check_output_dir
 
     blocker = tmp_path / "file"
     blocker.write_text("not a folder\n")

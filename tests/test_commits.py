@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from codekiln.curate.commits import CommitConfig, commit_text, iter_commits, message_reason
+from codekiln.curate.commits import Commits, commit_text, iter_commits, message_reason
 from codekiln.errors import UserError
 
 
@@ -168,11 +168,11 @@ def test_commit_records_carry_content_message_and_size(history):
 
 def test_iter_commits_config(history):
     repo, ids = history
-    latest = list(iter_commits(repo, CommitConfig(max_commits=2)))
+    latest = list(iter_commits(repo, Commits(max_commits=2)))
     assert {r.commit for r in latest} == {ids["rename"], ids["remove"]}
     records = {
         (r.commit, r.path): r.reason
-        for r in iter_commits(repo, CommitConfig(include_added=False, max_file_bytes=200_000))
+        for r in iter_commits(repo, Commits(include_added=False, max_file_bytes=200_000))
     }
     assert records[ids["handle"], "big.txt"] == "commit_added"
     assert records[ids["handle"], "parser.py"] is None
@@ -224,5 +224,5 @@ def test_iter_commits_errors(tmp_path):
     ],
 )
 def test_commit_config_validation(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        CommitConfig(**kwargs)
+    with pytest.raises(UserError, match=message):
+        Commits(**kwargs)

@@ -46,3 +46,39 @@ def test_bad_files(tmp_path):
     bad.write_text("max_line_length = = 3")
     with pytest.raises(UserError, match="not valid TOML"):
         CurateConfig.load(bad)
+
+
+def test_component_tables_from_file_and_sets(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[curate.minhash]\nthreshold = 0.85\n[curate.issues]\nmax_comments = 3\n"
+        "bot_names = ['Helper']\n[curate.commits]\nenabled = true\n"
+    )
+    c = CurateConfig.load(path, ["minhash.seed=7", "tasks.files=8", "issues.min_chars=10"])
+    assert (c.minhash.threshold, c.minhash.seed, c.minhash.ngram) == (0.85, 7, 5)
+    assert c.minhash.band_rows() == (13, 19)
+    assert (c.issues.max_comments, c.issues.min_chars, c.issues.bot_names) == (3, 10, ("helper",))
+    assert c.commits.enabled and c.commits.max_file_bytes == 100_000
+    assert c.tasks.files == 8 and c.tasks.rows == 4096
+    assert c.to_dict()["minhash"]["threshold"] == 0.85
+    assert CurateConfig.load(sets=["commits.enabled=true"]).commits.enabled
+
+
+@pytest.mark.parametrize(
+    "text, sets, message",
+    [
+        ("[curate.minhash]\nbogus = 1\n", [], r"unknown setting 'curate\.minhash\.bogus'"),
+        ("[curate]\nminhash = 5\n", [], r"'curate\.minhash' is a table"),
+        ("", ["minhash.bogus=1"], r"unknown setting 'curate\.minhash\.bogus'"),
+        ("", ["minhash=0.8"], "is a table of settings"),
+        ("", ["minhash.threshold=1.5"], "threshold must be between 0 and 1"),
+        ("", ["issues.keep_tail_lines=99"], "keep_tail_lines"),
+        ("", ["commits.max_commits=0"], "max_commits"),
+        ("", ["tasks.files=0"], "tasks.files must be positive"),
+    ],
+)
+def test_bad_component_settings_raise_user_error(tmp_path, text, sets, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        CurateConfig.load(path, sets)

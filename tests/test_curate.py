@@ -29,7 +29,7 @@ EXPECTED["links/target.py"] = None
 
 
 def small_tasks(**extra) -> CurateConfig:
-    return CurateConfig.load(sets=["task_files=4", *[f"{k}={v}" for k, v in extra.items()]])
+    return CurateConfig.load(sets=["tasks.files=4", *[f"{k}={v}" for k, v in extra.items()]])
 
 
 def any_license(**extra) -> CurateConfig:
@@ -161,6 +161,22 @@ def test_rerun_is_a_no_op_other_settings_refuse_force_redoes(fixture_repo, tmp_p
     assert not redone.skipped
     assert by_path(read_ledger(out))["src/good.py"]["reason"] is None
     assert by_path(read_ledger(out))["src/wide_lines.py"]["reason"] == "max_line_length"
+
+
+def test_another_stages_folder_is_refused_even_with_force(fixture_repo, tmp_path):
+    from codekiln.manifest import write_manifest
+
+    packed = tmp_path / "tokens"
+    packed.mkdir()
+    (packed / "train-00000.bin").write_bytes(b"tokens")
+    write_manifest(packed, "pack", request="abc")
+    before = sorted(p.name for p in packed.iterdir())
+    sources = resolve_sources([str(fixture_repo)])
+    for force in (False, True):
+        with pytest.raises(UserError, match="holds the output of `codekiln pack`"):
+            curate(sources, packed, small_tasks(), force=force, progress=False)
+    assert sorted(p.name for p in packed.iterdir()) == before
+    assert json.loads((packed / "manifest.json").read_text())["stage"] == "pack"
 
 
 def test_interrupted_run_resumes_from_finished_tasks(fixture_repo, tmp_path, monkeypatch):
@@ -335,7 +351,7 @@ def test_stack_style_parquet_round_trip(tmp_path):
     curate(
         resolve_sources([str(table_path)]),
         out,
-        CurateConfig.load(sets=["task_rows=1", "licenses=any"]),
+        CurateConfig.load(sets=["tasks.rows=1", "licenses=any"]),
         progress=False,
     )
     ledger = read_ledger(out)
@@ -382,7 +398,7 @@ def test_jsonl_every_line_once_across_tasks(tmp_path):
     curate(
         resolve_sources([str(path)]),
         out,
-        CurateConfig.load(sets=["task_bytes=97", "licenses=any"]),
+        CurateConfig.load(sets=["tasks.bytes=97", "licenses=any"]),
         progress=False,
     )
     ledger = read_ledger(out)

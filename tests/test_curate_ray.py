@@ -52,7 +52,7 @@ def test_two_node_cluster_gives_the_bytes_of_a_local_run(
     cluster, fixture_repo, tmp_path, monkeypatch
 ):
     sources = resolve_sources([str(fixture_repo)])
-    config = CurateConfig.load(sets=["task_files=3", "near_dedup=true"])
+    config = CurateConfig.load(sets=["tasks.files=3", "near_dedup=true"])
     # The same folder name: the report's title names it.
     local, on_ray = tmp_path / "local" / "out", tmp_path / "ray" / "out"
     curate(sources, local, config, workers=2, progress=False)

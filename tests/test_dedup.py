@@ -15,7 +15,7 @@ from codekiln.curate.exactdup import exact_duplicates
 from codekiln.curate.examine import path_tier, survivor_rank
 from codekiln.curate.neardup import (
     BucketTask,
-    MinHashParams,
+    MinHash,
     bucket_task,
     near_duplicates,
     shingle_hashes,
@@ -99,7 +99,7 @@ def near_pair_run(tmp_path: Path, rows: list[dict]) -> dict:
     path = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     with LocalExecutor(1) as executor:
-        return near_duplicates([path], tmp_path / "work", MinHashParams(), executor).duplicates
+        return near_duplicates([path], tmp_path / "work", MinHash(), executor).duplicates
 
 
 def test_small_files_sharing_a_header_are_not_near_duplicates(tmp_path):
@@ -147,7 +147,7 @@ def test_core_file_survives_its_contrib_copies(tmp_path):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     out = tmp_path / "out"
-    config = CurateConfig.load(sets=["licenses=any", "task_files=1"])
+    config = CurateConfig.load(sets=["licenses=any", "tasks.files=1"])
     pool = pa.default_memory_pool().backend_name
     curate(resolve_sources([str(root)]), out, config, workers=2, progress=False)
     # Curating leaves Arrow's default allocator as it found it.
@@ -212,8 +212,8 @@ def test_near_dedup_windows_give_the_same_edges(tmp_path):
     path = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pylist(rows), path)
     with LocalExecutor(1) as executor:
-        whole = near_duplicates([path], tmp_path / "a", MinHashParams(partitions=1), executor)
-        split = near_duplicates([path], tmp_path / "b", MinHashParams(partitions=5), executor)
+        whole = near_duplicates([path], tmp_path / "a", MinHash(partitions=1), executor)
+        split = near_duplicates([path], tmp_path / "b", MinHash(partitions=5), executor)
     assert whole == split and len(whole.duplicates) == 19
     # One partition read in windows of 10 rows gives the edges of one read in one window.
     edges = np.load(tmp_path / "a" / "edges" / "p000.npy")

@@ -2,7 +2,8 @@ import copy
 
 import pytest
 
-from codekiln.curate.issues import IssueConfig, is_bot_login, issue_text, strip_email_reply
+from codekiln.curate.issues import Issues, is_bot_login, issue_text, strip_email_reply
+from codekiln.errors import UserError
 
 LONG_BODY = (
     "The parser crashes when the input is empty. @bob can you look? "
@@ -173,10 +174,10 @@ def test_bot_comments_do_not_count_toward_size_or_participants():
 
 def test_optional_caps():
     issue = rest_issue()  # two comments survive cleaning; 291 characters in all posts
-    assert issue_text(issue, IssueConfig(max_comments=1)) == (None, "issue_too_many_comments")
-    assert issue_text(issue, IssueConfig(max_comments=2))[1] is None
-    assert issue_text(issue, IssueConfig(max_chars=290)) == (None, "issue_too_long")
-    assert issue_text(issue, IssueConfig(max_chars=291))[1] is None
+    assert issue_text(issue, Issues(max_comments=1)) == (None, "issue_too_many_comments")
+    assert issue_text(issue, Issues(max_comments=2))[1] is None
+    assert issue_text(issue, Issues(max_chars=290)) == (None, "issue_too_long")
+    assert issue_text(issue, Issues(max_chars=291))[1] is None
 
 
 def test_issue_text_does_not_modify_its_input():
@@ -197,5 +198,5 @@ def test_issue_text_does_not_modify_its_input():
     ],
 )
 def test_issue_config_validation(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        IssueConfig(**kwargs)
+    with pytest.raises(UserError, match=message):
+        Issues(**kwargs)

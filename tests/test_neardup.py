@@ -16,7 +16,7 @@ from codekiln.curate.neardup import (
     BAND_DTYPE,
     EMPTY,
     BucketTask,
-    MinHashParams,
+    MinHash,
     NearDupResult,
     RankTask,
     SignatureTask,
@@ -31,6 +31,7 @@ from codekiln.curate.neardup import (
     shingle_hashes,
     signature_task,
 )
+from codekiln.errors import UserError
 from codekiln.executor import LocalExecutor
 
 # The planted corpus: families of one base document and variants edited to a target Jaccard.
@@ -121,7 +122,7 @@ def cluster_of(result: NearDupResult, ids: list[str]) -> dict[str, str]:
 class Planted:
     rows: list[tuple[str, int, str]]  # (id, family, content), in generation order
     paths: list[Path]
-    params: MinHashParams
+    params: MinHash
     result: NearDupResult
     signatures: np.ndarray  # aligned with rows
     bands: np.ndarray
@@ -133,7 +134,7 @@ def planted(tmp_path_factory) -> Planted:
     records = [{"id": i, "content": c, "rank": f"{n:05d}"} for n, (i, _, c) in enumerate(rows)]
     random.Random(1).shuffle(records)
     paths = write_inputs(tmp_path_factory.mktemp("planted"), records)
-    params = MinHashParams()
+    params = MinHash()
     with LocalExecutor(2) as executor:
         result = near_duplicates(paths, paths[0].parent / "work", params, executor)
     signatures = minhash_signatures([c for _, _, c in rows], params)
@@ -245,7 +246,7 @@ def test_results_do_not_depend_on_workers_or_runs(planted, tmp_path):
     assert list(one.duplicates) == sorted(one.duplicates)
     # Another seed draws other permutations but finds the same planted families.
     with LocalExecutor(2) as executor:
-        other = near_duplicates(paths, tmp_path / "seed", MinHashParams(seed=3), executor)
+        other = near_duplicates(paths, tmp_path / "seed", MinHash(seed=3), executor)
     assert other.duplicates.keys() & result.duplicates.keys()
 
 
@@ -277,7 +278,7 @@ def test_tokens_ignore_punctuation_and_whitespace():
 def test_short_documents(tmp_path):
     """Fewer than 5 tokens: one shingle of all tokens, so only an equal token sequence
     matches. No tokens at all: never a candidate, not even with each other."""
-    sig = minhash_signatures(["x = 1", "x == 1", "x = 2", "", "+ - *"], MinHashParams())
+    sig = minhash_signatures(["x = 1", "x == 1", "x = 2", "", "+ - *"], MinHash())
     assert estimated_jaccard(sig[0], sig[1]) == 1.0
     assert estimated_jaccard(sig[0], sig[2]) < 0.1
     assert (sig[3] == EMPTY).all() and (sig[4] == EMPTY).all()
@@ -291,7 +292,7 @@ def test_short_documents(tmp_path):
     ]
     paths = write_inputs(tmp_path / "in", rows, files=2)
     with LocalExecutor(1) as executor:
-        result = near_duplicates(paths, tmp_path / "work", MinHashParams(), executor)
+        result = near_duplicates(paths, tmp_path / "work", MinHash(), executor)
     assert result.duplicates == {"a": ("a", "b")}
     assert result.cluster_sizes == {2: 1}
 
@@ -325,7 +326,7 @@ def test_survivor_rank_cluster_id_and_sizes(tmp_path):
     ]
     paths = write_inputs(tmp_path / "in", rows, files=2)
     with LocalExecutor(2) as executor:
-        result = near_duplicates(paths, tmp_path / "work", MinHashParams(), executor)
+        result = near_duplicates(paths, tmp_path / "work", MinHash(), executor)
     assert result.duplicates == {
         "a1": ("a1", "a2"),
         "a3": ("a1", "a2"),
@@ -341,14 +342,14 @@ def test_repeated_ids_in_a_cluster_are_an_error(tmp_path):
     rows = [{"id": "same", "content": c, "rank": "0"} for c in copies]
     paths = write_inputs(tmp_path / "in", rows, files=1)
     with LocalExecutor(1) as executor, pytest.raises(ValueError, match="unique id"):
-        near_duplicates(paths, tmp_path / "work", MinHashParams(), executor)
+        near_duplicates(paths, tmp_path / "work", MinHash(), executor)
 
 
 def test_empty_inputs(tmp_path):
     empty = write_inputs(tmp_path / "in", [], files=2)
     with LocalExecutor(2) as executor:
         for inputs in (empty, []):
-            result = near_duplicates(inputs, tmp_path / "work", MinHashParams(), executor)
+            result = near_duplicates(inputs, tmp_path / "work", MinHash(), executor)
             assert result == NearDupResult(duplicates={}, cluster_sizes={}, candidate_pairs=0)
 
 
@@ -356,7 +357,7 @@ def test_missing_column_is_a_user_error(tmp_path):
     path = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"id": ["a"], "text": ["x"]}), path)
     with LocalExecutor(1) as executor, pytest.raises(ValueError, match="no `content` column"):
-        near_duplicates([path], tmp_path / "work", MinHashParams(), executor)
+        near_duplicates([path], tmp_path / "work", MinHash(), executor)
 
 
 def test_each_stage_reads_only_what_it_needs(planted, tmp_path):
@@ -410,10 +411,10 @@ def test_optimal_bands_and_overrides():
         assert b * r <= 128
     # A higher threshold needs longer bands.
     assert optimal_bands(0.9, 256)[1] > optimal_bands(0.7, 256)[1] > optimal_bands(0.5, 256)[1]
-    assert MinHashParams().band_rows() == (25, 10)
-    assert MinHashParams(bands=20).band_rows() == (20, 12)
-    assert MinHashParams(rows=8).band_rows() == (32, 8)
-    assert MinHashParams(bands=16, rows=16).band_rows() == (16, 16)
+    assert MinHash().band_rows() == (25, 10)
+    assert MinHash(bands=20).band_rows() == (20, 12)
+    assert MinHash(rows=8).band_rows() == (32, 8)
+    assert MinHash(bands=16, rows=16).band_rows() == (16, 16)
 
 
 @pytest.mark.parametrize(
@@ -429,10 +430,10 @@ def test_optimal_bands_and_overrides():
     ],
 )
 def test_params_are_validated(field, value, message):
-    with pytest.raises(ValueError, match=message):
-        MinHashParams(**{field: value})
-    with pytest.raises(ValueError, match="lower bands or rows"):
-        MinHashParams(bands=30, rows=10)
+    with pytest.raises(UserError, match=message):
+        MinHash(**{field: value})
+    with pytest.raises(UserError, match="lower bands or rows"):
+        MinHash(bands=30, rows=10)
 
 
 def find(parent: list[int], x: int) -> int:

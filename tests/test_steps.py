@@ -266,6 +266,12 @@ def test_issue_dumps_become_issue_records(tmp_path):
     assert text.startswith("<issue_start>") and text.endswith("<issue_closed>")
     assert "alice" not in text and "bob" not in text and "username_0" in text
     assert "Bumps foo" not in text
+    capped = tmp_path / "capped"  # the [curate.issues] settings reach the issue source
+    curate(
+        resolve_sources([str(dump)]), capped, config(**{"issues.max_comments": 1}), progress=False
+    )
+    ledger = {r["path"]: r for r in read_ledger(capped)}
+    assert ledger["issues/7"]["reason"] == "issue_too_many_comments"
 
 
 def test_commit_history_becomes_commit_records(tmp_path):
@@ -280,9 +286,8 @@ def test_commit_history_becomes_commit_records(tmp_path):
     git(repo, "commit", "-q", "-am", "Convert operands of add to integers before summing")
     out = tmp_path / "out"
     # Near-dedup off: a commit record and its file can be near-duplicates by chance (J ~ 0.6).
-    curate(
-        resolve_sources([str(repo)]), out, config(commits=True, near_dedup=False), progress=False
-    )
+    settings = config(**{"commits.enabled": True}, near_dedup=False)
+    curate(resolve_sources([str(repo)]), out, settings, progress=False)
     commits = [r for r in read_records(out) if r["kind"] == "commit"]
     assert commits, "the modifying commit becomes a record"
     text = next(r["content"] for r in commits if "integers" in r["content"])
@@ -312,7 +317,7 @@ def test_ray_executor_gives_byte_identical_output(fixture_repo, tmp_path):
     pytest.importorskip("ray")
     sources = resolve_sources([str(fixture_repo)])
     local, on_ray = tmp_path / "local", tmp_path / "ray"
-    cfg = config(task_files=4)
+    cfg = config(**{"tasks.files": 4})
     curate(sources, local, cfg, workers=2, progress=False)
     curate(sources, on_ray, cfg, workers=2, progress=False, executor="ray")
     files = sorted(p.relative_to(local) for p in local.rglob("*.parquet"))

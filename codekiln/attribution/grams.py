@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from codekiln.hashing import fmix64
+
 WHITESPACE_MODES = ("remove", "collapse", "keep")
 
 # Every code point for which str.isspace() is true (tests/test_attribution.py checks the list).
@@ -42,21 +44,6 @@ SPACES = np.array(
 _BASE = 0x9E3779B97F4A7C15  # odd: invertible mod 2^64
 _BASE_INVERSE = pow(_BASE, -1, 1 << 64)
 _CHAR_SEED = np.uint64(0x243F6A8885A308D3)
-
-
-def fmix64(x: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser, elementwise: a bijection that mixes every input bit
-    into every output bit.
-
-    >>> [hex(v) for v in fmix64(np.array([0, 1], dtype=np.uint64))]
-    ['0x0', '0xb456bcfc34c2cb2c']
-    """
-    x = np.asarray(x, dtype=np.uint64)
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xFF51AFD7ED558CCD)
-    x = x ^ (x >> np.uint64(33))
-    x = x * np.uint64(0xC4CEB9FE1A85EC53)
-    return x ^ (x >> np.uint64(33))
 
 
 def code_points(text: str) -> np.ndarray:

@@ -50,9 +50,11 @@ _WEB_EDITOR_MESSAGE = re.compile(r"(?:update|create|delete|add|rename) \S*[./]\S
 
 
 @dataclass
-class CommitConfig:
-    """Which commits and changed files become training pairs."""
+class Commits:
+    """Whether git sources' history is curated (`enabled`, the `--commits` flag), and which
+    commits and changed files become training pairs."""
 
+    enabled: bool = False  # also curate git sources' history as commit records
     max_commits: int | None = None  # newest first-parent, non-merge commits to read
     max_file_bytes: int = 100_000  # either side; StarCoder dropped old contents >= 100k chars
     min_message_chars: int = 8  # codekiln: StarCoder kept half of the subjects under 5 words
@@ -69,13 +71,13 @@ class CommitConfig:
         _check_int(self, "min_message_chars", 0)
         _check_int(self, "min_message_words", 0)
         if not isinstance(self.max_chars_per_word, int | float) or self.max_chars_per_word <= 0:
-            raise ValueError(
+            raise UserError(
                 f"max_chars_per_word must be a positive number, got {self.max_chars_per_word!r}"
             )
         for name in ("generic_messages", "bad_substrings"):
             values = getattr(self, name)
             if isinstance(values, str) or not all(isinstance(v, str) for v in values):
-                raise ValueError(f"{name} must be a list of strings, got {values!r}")
+                raise UserError(f"{name} must be a list of strings, got {values!r}")
             setattr(self, name, tuple(_normalise_subject(v) for v in values))
 
 
@@ -96,14 +98,14 @@ class CommitRecord:
 def _check_int(config: object, name: str, low: int) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _normalise_subject(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def message_reason(message: str, config: CommitConfig | None = None) -> str | None:
+def message_reason(message: str, config: Commits | None = None) -> str | None:
     """Why a commit message is not worth training on, or None. Only the subject line counts.
 
     - ``commit_message_auto``: written by a tool: "Merge branch/pull request ...", "Bump x
@@ -120,7 +122,7 @@ def message_reason(message: str, config: CommitConfig | None = None) -> str | No
     >>> message_reason("Handle empty input in the tokenizer") is None
     True
     """
-    config = config or CommitConfig()
+    config = config or Commits()
     subject = message.strip().split("\n", 1)[0].strip()
     lower = _normalise_subject(subject)
     if _AUTO_MESSAGE.match(lower):
@@ -262,7 +264,7 @@ def _record(
     change: tuple[str, ...],
     message_reason_: str | None,
     blobs: _BlobReader,
-    config: CommitConfig,
+    config: Commits,
 ) -> CommitRecord:
     old_mode, new_mode, old_blob, new_blob, status, path = change
     record = CommitRecord(commit, path, message, "", "", None, 0, status)
@@ -300,7 +302,7 @@ def _record(
     return record
 
 
-def iter_commits(repo: str | Path, config: CommitConfig | None = None) -> Iterator[CommitRecord]:
+def iter_commits(repo: str | Path, config: Commits | None = None) -> Iterator[CommitRecord]:
     """One record per changed file of each commit on HEAD's first-parent line, newest first.
 
     Merge commits are not inputs and yield nothing (their first-parent diff is the merged
@@ -316,7 +318,7 @@ def iter_commits(repo: str | Path, config: CommitConfig | None = None) -> Iterat
     ``commit_encoding`` (not UTF-8), the message reasons of `message_reason`,
     ``commit_empty``, ``commit_no_change``, ``commit_whitespace_only``.
     """
-    config = config or CommitConfig()
+    config = config or Commits()
     path = Path(repo)
     if not path.is_dir():
         raise UserError(f"not a directory: {repo}")

@@ -1,4 +1,9 @@
-"""The curate stage's configuration: one dataclass, loadable from TOML and overridable by key."""
+"""The curate stage's configuration: one dataclass, loadable from TOML and overridable by key.
+
+Flat fields are the per-input filters; each component with settings of its own has its own
+small dataclass inside (`minhash`, `issues`, `commits`, `tasks`): a `[curate.minhash]` table
+in a file, `--set minhash.threshold=0.8` on the command line.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from codekiln.config import load_config
+from codekiln.curate.commits import Commits
+from codekiln.curate.issues import Issues
+from codekiln.curate.neardup import MinHash
 from codekiln.errors import UserError
 
 # Languages that are prose or query text: long lines are normal there, so StarCoder's
@@ -79,6 +87,27 @@ THRESHOLDS = (
 
 
 @dataclass
+class Tasks:
+    """How sources are cut into tasks, the unit of parallel work. The cut depends on the
+    inputs only, and the output is the same for any cut."""
+
+    files: int = 256  # files of a directory or git source per task
+    rows: int = 4096  # rows per task for Parquet sources (whole row groups)
+    bytes: int = 16_000_000  # bytes per task for JSONL sources
+
+    def __post_init__(self) -> None:
+        for name in ("files", "rows", "bytes"):
+            _check_positive(self, name, "tasks.")
+
+
+def _check_positive(config: object, name: str, prefix: str = "") -> None:
+    if getattr(config, name) <= 0:
+        raise UserError(
+            f"curate config: {prefix}{name} must be positive, got {getattr(config, name)}"
+        )
+
+
+@dataclass
 class CurateConfig:
     """Everything that decides which inputs are kept. Thresholds follow StarCoder's pipeline.
 
@@ -133,34 +162,17 @@ class CurateConfig:
     benchmark_files: list[str] = field(default_factory=list)  # more benchmarks to remove
     pii: bool = True  # redact emails, IP addresses, keys and passwords
     near_dedup: bool = True
-    minhash_ngram: int = 5
-    minhash_perm: int = 256
-    minhash_threshold: float = 0.7
-    minhash_bands: int | None = None  # None: chosen for the threshold
-    minhash_rows: int | None = None
-    minhash_seed: int = 42
+    minhash: MinHash = field(default_factory=MinHash)  # near-duplicate settings
     notebook_format: str = "structured"  # "structured" (<jupyter_*> tokens) | "script"
-    commits: bool = False  # also curate git sources' history as commit records
-    max_commits: int | None = None
-    task_files: int = 256  # inputs per task: the unit of parallel work
-    task_rows: int = 4096  # rows per task for Parquet sources
-    task_bytes: int = 16_000_000  # bytes per task for JSONL sources
+    issues: Issues = field(default_factory=Issues)  # GitHub issue sources
+    commits: Commits = field(default_factory=Commits)  # git history (commits.enabled)
+    tasks: Tasks = field(default_factory=Tasks)
     shard_bytes: int = 64_000_000  # content bytes per output Parquet shard
     ledger_rows: int = 1_000_000  # rows per ledger Parquet file
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_file_bytes",
-            "task_files",
-            "task_rows",
-            "task_bytes",
-            "shard_bytes",
-            "ledger_rows",
-        ):
-            if getattr(self, name) <= 0:
-                raise UserError(
-                    f"curate config: {name} must be positive, got {getattr(self, name)}"
-                )
+        for name in ("max_file_bytes", "shard_bytes", "ledger_rows"):
+            _check_positive(self, name)
         if self.notebook_format not in ("structured", "script"):
             raise UserError(
                 f"curate config: notebook_format must be 'structured' or 'script', "

@@ -27,8 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from codekiln.curate.neardup import hash_windows, input_stamps, sorted_slice, stage_is_current
-from codekiln.manifest import write_json
+from codekiln.curate.stagefiles import hash_windows, input_stamps, sorted_slice, stage_is_current
+from codekiln.manifest import atomic_path, write_json
 
 _FORMAT_VERSION = 1
 # Rows of one partition sorted at once: ~150 bytes a row (two keys, id, rank) before the sort's
@@ -86,10 +86,12 @@ def _dups_file(work_dir: Path, partition: int) -> Path:
 
 def _write_arrow(path: Path, table: pa.Table) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, _SCHEMA) as writer:
+    with (
+        atomic_path(path) as tmp,
+        pa.OSFile(str(tmp), "wb") as sink,
+        pa.ipc.new_file(sink, _SCHEMA) as writer,
+    ):
         writer.write_table(table)
-    tmp.replace(path)
 
 
 def _keys(digests: list[str]) -> np.ndarray:
@@ -175,9 +177,8 @@ def group_task(task: GroupTask) -> int:
     assert starts == sizes, "every row falls in one window"
     dups = pa.concat_tables(found) if found else _DUPS_SCHEMA.empty_table()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(dups, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        pq.write_table(dups, tmp)
     return dups.num_rows
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from codekiln.errors import UserError
+
 ISSUE_START = "<issue_start>"
 ISSUE_COMMENT = "<issue_comment>"
 ISSUE_CLOSED = "<issue_closed>"
@@ -50,7 +52,7 @@ _BOT_BODIES = (
 
 
 @dataclass
-class IssueConfig:
+class Issues:
     """How GitHub issues are cleaned and filtered; defaults are StarCoder's.
 
     Sizes count the characters of all posts after cleaning (title excluded), as StarCoder's
@@ -78,7 +80,7 @@ class IssueConfig:
         _check_int(self, "max_comment_lines", 1)
         _check_int(self, "keep_tail_lines", 0)
         if self.keep_tail_lines >= self.max_comment_lines:
-            raise ValueError(
+            raise UserError(
                 f"keep_tail_lines ({self.keep_tail_lines}) must be below max_comment_lines "
                 f"({self.max_comment_lines}); the head of a long post would be empty"
             )
@@ -88,7 +90,7 @@ class IssueConfig:
         for name in ("bot_names", "bot_keywords", "bot_suffixes", "bot_bodies"):
             values = getattr(self, name)
             if isinstance(values, str) or not all(isinstance(v, str) for v in values):
-                raise ValueError(f"{name} must be a list of strings, got {values!r}")
+                raise UserError(f"{name} must be a list of strings, got {values!r}")
             # Logins compare case-insensitively; regexes keep their case (\A, \S).
             keep_case = name == "bot_bodies"
             setattr(self, name, tuple(v if keep_case else v.lower() for v in values))
@@ -96,13 +98,13 @@ class IssueConfig:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"bot_bodies: {pattern!r} is not a regex ({exc})") from None
+                raise UserError(f"bot_bodies: {pattern!r} is not a regex ({exc})") from None
 
 
 def _check_int(config: object, name: str, low: int) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise UserError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 @lru_cache(maxsize=8)
@@ -110,13 +112,13 @@ def _bot_body_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
 
 
-def is_bot_login(login: str, config: IssueConfig | None = None) -> bool:
+def is_bot_login(login: str, config: Issues | None = None) -> bool:
     """Whether a GitHub login belongs to a bot, by StarCoder's name rules.
 
     >>> [is_bot_login(x) for x in ("dependabot[bot]", "k8s-ci-robot", "SparkQA", "octocat")]
     [True, True, True, False]
     """
-    config = config or IssueConfig()
+    config = config or Issues()
     lower = login.lower()
     return (
         lower in config.bot_names
@@ -125,7 +127,7 @@ def is_bot_login(login: str, config: IssueConfig | None = None) -> bool:
     )
 
 
-def _is_bot_body(text: str, config: IssueConfig) -> bool:
+def _is_bot_body(text: str, config: Issues) -> bool:
     regex = _bot_body_regex(config.bot_bodies)
     if regex is not None and regex.search(text):
         return True
@@ -283,7 +285,7 @@ def _normalise_issue(issue: Any) -> tuple[str, list[_Post], bool] | None:
     return issue["title"], posts, closed
 
 
-def issue_text(issue: dict, config: IssueConfig | None = None) -> tuple[str | None, str | None]:
+def issue_text(issue: dict, config: Issues | None = None) -> tuple[str | None, str | None]:
     """An issue as StarCoder's conversation text, or the reason to drop it.
 
     Accepts the REST shape (``title``, ``body``, ``user.login``, ``state``/``closed_at``,
@@ -310,7 +312,7 @@ def issue_text(issue: dict, config: IssueConfig | None = None) -> tuple[str | No
     >>> text[:36], text[-14:], reason
     ('<issue_start>Title: Crash\\nusername_0', '<issue_closed>', None)
     """
-    config = config or IssueConfig()
+    config = config or Issues()
     normalised = _normalise_issue(issue)
     if normalised is None:
         return None, "issue_malformed"

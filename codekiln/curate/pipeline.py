@@ -3,7 +3,7 @@
 Workers examine the inputs of each task (`examine.py`: decode, license, language, filters,
 decontamination, PII redaction) and write two files per task: the ledger rows of every input
 and the candidates that survived. Exact deduplication (`exactdup.py`) and near deduplication
-(`neardup.py`) run as tasks on the same executor, over hash-partitioned files, so no process
+(`neardup/`) run as tasks on the same executor, over hash-partitioned files, so no process
 holds every document: this one holds the duplicates only. Then the task files are streamed,
 in task order, into the ledger and the output shards. Task files stay until the stage
 finishes, so an interrupted run picks up where it stopped.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -30,14 +29,14 @@ import pyarrow.parquet as pq
 from codekiln.curate.config import CurateConfig
 from codekiln.curate.exactdup import exact_duplicate_table
 from codekiln.curate.examine import Examiner, preload
-from codekiln.curate.neardup import MinHashParams, NearDupResult, near_duplicates
-from codekiln.curate.sources import Source, Task, plan_tasks, read_task
-from codekiln.errors import UserError
+from codekiln.curate.neardup import NearDupResult, near_duplicates
+from codekiln.curate.sources import Source, SourceTask, plan_tasks, read_task
 from codekiln.executor import make_executor
 from codekiln.manifest import (
+    atomic_path,
+    begin_stage,
     fingerprint,
     package_versions,
-    read_manifest,
     write_atomic,
     write_json,
     write_manifest,
@@ -88,7 +87,7 @@ _CANDIDATE_SCHEMA = RECORD_SCHEMA.append(pa.field("dedup_hash", pa.string())).ap
 
 
 def _process_task(
-    task: Task, source: Source, config: CurateConfig, work_dir: str
+    task: SourceTask, source: Source, config: CurateConfig, work_dir: str
 ) -> tuple[int, int, int]:
     """Worker side: examine every input of one task; write its ledger and candidate files."""
     ledger_path = Path(work_dir) / f"ledger-{task.index:06d}.parquet"
@@ -119,12 +118,13 @@ _WORK_CODEC = "lz4"
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression=_WORK_CODEC)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression=_WORK_CODEC)
 
 
-def _process_task_packed(args: tuple[Task, Source, CurateConfig, str]) -> tuple[int, int, int]:
+def _process_task_packed(
+    args: tuple[SourceTask, Source, CurateConfig, str],
+) -> tuple[int, int, int]:
     return _process_task(*args)
 
 
@@ -199,33 +199,31 @@ def curate(
 
     config = config or CurateConfig()
     out_dir = Path(out_dir)
-    check_output_dir(out_dir)
     described = [s.describe() for s in sources]
     request = {"config": config.to_dict(), "sources": described}
-    previous = read_manifest(out_dir)
-    if previous is not None and not force:
-        if previous.get("request") == fingerprint(request):
-            report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-            return CurateResult(out_dir, report, skipped=True)
-        raise UserError(
-            f"{out_dir} holds a finished curate run with other sources or settings; "
-            "pass --force to replace it, or choose another output directory"
-        )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"output path {out_dir} exists and is not a directory")
     timings: dict[str, float] = {}
     clock = time.time()
+    # Planning first: a source that cannot be curated fails before the output folder exists.
     tasks = plan_tasks(sources, config)
-    plan_key = fingerprint({"request": request, "tasks": [_task_key(t) for t in tasks]})
     timings["plan_s"] = time.time() - clock
+    finished = begin_stage(
+        out_dir,
+        "curate",
+        fingerprint(request),
+        force,
+        holds="a finished curate run with other sources or settings",
+        inputs=tuple(s.path for s in sources),
+    )
+    if finished is not None:
+        report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+        return CurateResult(out_dir, report, skipped=True)
+    plan_key = fingerprint({"request": request, "tasks": [_task_key(t) for t in tasks]})
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / ".work"
     if force or _read_text(work / "plan") != plan_key:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(exist_ok=True)
     write_atomic(work / "plan", plan_key)
-    (out_dir / "manifest.json").unlink(missing_ok=True)
 
     jobs = [(task, sources[task.source], config, str(work)) for task in tasks]
     ledger_files = [work / f"ledger-{t.index:06d}.parquet" for t in tasks]
@@ -244,8 +242,7 @@ def curate(
         timings["exact_dedup_s"] = time.time() - clock
         if config.near_dedup:
             clock = time.time()
-            params = _minhash_params(config)
-            near = near_duplicates(candidate_files, work / "neardup", params, pool)
+            near = near_duplicates(candidate_files, work / "neardup", config.minhash, pool)
             timings["near_dedup_s"] = time.time() - clock
 
     clock = time.time()
@@ -266,7 +263,7 @@ def curate(
     shutil.rmtree(work, ignore_errors=True)
     extra: dict[str, Any] = {}
     if candidate_pairs is not None:
-        bands, rows = params.band_rows()
+        bands, rows = config.minhash.band_rows()
         extra["near_dedup"] = {
             "bands": bands,
             "rows": rows,
@@ -383,17 +380,6 @@ def _write_outputs(
     return shards.finish(), {name: h.hexdigest() for name, h in hashes.items()}
 
 
-def _minhash_params(config: CurateConfig) -> MinHashParams:
-    return MinHashParams(
-        ngram=config.minhash_ngram,
-        num_perm=config.minhash_perm,
-        threshold=config.minhash_threshold,
-        bands=config.minhash_bands,
-        rows=config.minhash_rows,
-        seed=config.minhash_seed,
-    )
-
-
 def _read_text(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
@@ -401,21 +387,7 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def check_output_dir(out_dir: Path) -> None:
-    """Raise UserError, before any work, when `out_dir` cannot be a writable directory: it
-    is a file, lies under a file, or its nearest existing folder is not writable."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"output path {out_dir} exists and is not a directory")
-    parent = out_dir
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"output path {out_dir}: {parent} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"output path {out_dir}: no permission to write in {parent}")
-
-
-def _task_key(task: Task) -> list[Any]:
+def _task_key(task: SourceTask) -> list[Any]:
     return [
         task.source,
         task.kind,
