@@ -40,7 +40,7 @@ from codekiln.model.hf import export_hf  # noqa: E402
 from codekiln.serve import ServeConfig  # noqa: E402
 from codekiln.serve.api import GenerationRequest  # noqa: E402
 from codekiln.serve.batching import BatchRunner  # noqa: E402
-from codekiln.serve.engine import Engine  # noqa: E402
+from codekiln.serve.scheduler import Engine  # noqa: E402
 from codekiln.serve.metrics import Metrics  # noqa: E402
 
 

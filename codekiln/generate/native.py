@@ -4,7 +4,7 @@ For each prompt: one forward pass over the prompt (prefill) fills a cache sized 
 prompt + completion, its rows are copied to the n samples, then each step feeds the n newest
 tokens (one per sample) through `DecodeStep` (codekiln.generate.step: forward's arithmetic
 without its module calls) and samples the next n. Prompts run one after another here; the
-server's `batch_engine` (codekiln.serve.batching) runs sequences of different lengths in one
+server's `batch_runner` (codekiln.serve.batching) runs sequences of different lengths in one
 batch, each row with its own positions and mask, and draws exactly what `stream` draws.
 A sample that finishes (end of text, a stop string) leaves the batch, so the rest run on.
 
@@ -231,7 +231,7 @@ class CodekilnBackend(TokenizedBackend):
             fim_order=fim_order,
         )
 
-    def batch_engine(self, config: Any, metrics: Any) -> Any:
+    def batch_runner(self, config: Any, metrics: Any) -> Any:
         """`codekiln serve`'s runner: one decode batch that requests join and leave at token
         boundaries (codekiln.serve.batching), for a ServeConfig and its Metrics."""
         from codekiln.serve.batching import BatchRunner

@@ -13,10 +13,10 @@ Routes (see docs/serving.md for every field):
     GET  /metrics          Prometheus text format
 
 Design: a Starlette app served by uvicorn on one asyncio loop. The loop only parses,
-routes and writes; generation runs in `Engine`'s threads (or its batch), which hand each
+routes and writes; generation runs in `Scheduler`'s threads (or its batch), which hand each
 request's text back as events (`Generation.events()`), so /health and /metrics answer at
 once whatever is generating. While a generation runs, its route also waits for the
-client's `http.disconnect` and cancels the generation when it comes: the engine drops the
+client's `http.disconnect` and cancels the generation when it comes: the scheduler drops the
 sequence within one step, streamed or not.
 
 Bad requests get a JSON 4xx in the route's API shape, never a 500 or HTML: OpenAI's
@@ -61,7 +61,7 @@ from codekiln.serve.api import (
     parse_tgi,
 )
 from codekiln.serve.config import ServeConfig
-from codekiln.serve.engine import ClientGone, Delta, Done, Engine, Generation, Overloaded, Sample
+from codekiln.serve.scheduler import ClientGone, Delta, Done, Scheduler, Generation, Overloaded, Sample
 from codekiln.serve.listen import (
     MAX_HEAD_BYTES,
     MAX_URL_BYTES,
@@ -146,18 +146,18 @@ def parse_json(raw: bytes) -> Any:
 
 
 class App:
-    """The routes and what they share: the engine, the settings, metrics, an attribution
+    """The routes and what they share: the scheduler, the settings, metrics, an attribution
     index. An ASGI application (`await app(scope, receive, send)`)."""
 
     def __init__(
         self,
-        engine: Engine,
+        scheduler: Scheduler,
         config: ServeConfig,
         metrics: Metrics,
         index: Any = None,
         model_name: str = "codekiln",
     ) -> None:
-        self.engine = engine
+        self.scheduler = scheduler
         self.config = config
         self.metrics = metrics
         self.index = index  # AttributionIndex
@@ -239,12 +239,12 @@ class App:
             "object": "model",
             "created": self.created,
             "owned_by": "codekiln",
-            "max_model_len": self.engine.context_length or None,
+            "max_model_len": self.scheduler.context_length or None,
         }
         return JSON({"object": "list", "data": [model]})
 
     async def info(self, request: Request, ex: Exchange) -> Response:
-        context = self.engine.context_length or None
+        context = self.scheduler.context_length or None
         return JSON(
             {
                 "model_id": self.model_name,
@@ -252,7 +252,7 @@ class App:
                 "max_input_tokens": context - 1 if context else None,
                 "max_concurrent_requests": self.config.max_batch + self.config.max_queue,
                 "router": "codekiln",
-                "supports_fim": bool(self.engine.backend.supports_fim),
+                "supports_fim": bool(self.scheduler.backend.supports_fim),
             }
         )
 
@@ -274,7 +274,7 @@ class App:
 
     async def completions(self, request: Request, ex: Exchange) -> Response | EventStream:
         body = await self.read_json(request, ex)
-        generation_request = self.engine.prepare(parse_openai(body, self.config))
+        generation_request = self.scheduler.prepare(parse_openai(body, self.config))
         ident = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         generation = self.submit(generation_request)
@@ -350,7 +350,7 @@ class App:
         self, request: Request, ex: Exchange, stream: bool, compat: bool = False
     ) -> Response | EventStream:
         body = await self.read_json(request, ex)
-        generation_request = self.engine.prepare(parse_tgi(body, self.config, stream))
+        generation_request = self.scheduler.prepare(parse_tgi(body, self.config, stream))
         prefix = generation_request.prompts[0] if generation_request.return_full_text else ""
         generation = self.submit(generation_request)
         if generation_request.stream:
@@ -407,7 +407,7 @@ class App:
     # Generation.
 
     def submit(self, request: GenerationRequest) -> Generation:
-        generation = self.engine.submit(request, asyncio.get_running_loop())
+        generation = self.scheduler.submit(request, asyncio.get_running_loop())
         self._live.add(generation)
         return generation
 
@@ -661,7 +661,7 @@ class RunningServer:
     def close(self) -> None:
         self.server.should_exit = True
         self.thread.join()
-        self.app.engine.close()
+        self.app.scheduler.close()
 
     def __enter__(self) -> RunningServer:
         return self
@@ -688,7 +688,7 @@ def build_app(
         attribution = AttributionIndex.open(attribution)
     metrics = Metrics()
     name = config.model_name or str(getattr(model, "name", "codekiln"))
-    return App(Engine(model, config, metrics), config, metrics, attribution, name)
+    return App(Scheduler(model, config, metrics), config, metrics, attribution, name)
 
 
 def start_server(
@@ -709,7 +709,7 @@ def start_server(
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            app.engine.close()
+            app.scheduler.close()
             raise RuntimeError("the server did not start (see the log above)")
         time.sleep(0.005)
     return RunningServer(server, thread, app, url_of(sock))
@@ -739,8 +739,8 @@ def serve(
         "serving %s on %s (context %s tokens, FIM %s, attribution %s, auth %s, batch %d, queue %d)",
         app.model_name,
         url_of(sock),
-        app.engine.context_length or "unknown",
-        "yes" if app.engine.backend.supports_fim else "no",
+        app.scheduler.context_length or "unknown",
+        "yes" if app.scheduler.backend.supports_fim else "no",
         "yes" if app.index is not None else "no",
         "on" if config.api_key else "off",
         config.max_batch,
@@ -751,7 +751,7 @@ def serve(
     except KeyboardInterrupt:
         pass  # uvicorn has shut down; it re-raises the Ctrl-C it caught
     finally:
-        app.engine.close()
+        app.scheduler.close()
 
 
 def _listen(

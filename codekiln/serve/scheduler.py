@@ -1,14 +1,14 @@
 """The server's side of generation: admission, a first-come-first-served queue, and choices
 delivered as events that stop when their client goes away.
 
-A route turns its body into a `GenerationRequest`, `Engine.prepare` refuses what the model
-cannot do (before any work), and `Engine.submit` queues it and returns a `Generation` at
+A route turns its body into a `GenerationRequest`, `Scheduler.prepare` refuses what the model
+cannot do (before any work), and `Scheduler.submit` queues it and returns a `Generation` at
 once: an event stream of `Delta(choice, text)` and `Done(choice, sample)` the route reads
 (`async for event in generation.events()`, or `iter_events()` from a thread) and cancels
 (`generation.cancel()`) when its client leaves. A full queue raises `Overloaded`.
 
 Two ways to run the choices, picked from the backend:
-- a backend with `batch_engine()` (codekiln's own decoding) gets one running decode batch
+- a backend with `batch_runner()` (codekiln's own decoding) gets one running decode batch
   that sequences join and leave at token boundaries (`codekiln.serve.batching`);
 - any other backend (transformers, an HTTP endpoint, CTranslate2) gets `max_batch` worker
   threads, each streaming one choice at a time through `Backend.stream`, taken from one
@@ -76,7 +76,7 @@ _END = object()  # the last item of a generation's event queue
 class Generation:
     """One request's choices as they are generated (see the module docstring).
 
-    The engine's threads `emit` events; `events()` (asyncio) or `iter_events()` (a thread)
+    The scheduler's threads `emit` events; `events()` (asyncio) or `iter_events()` (a thread)
     yield them in order and end after the last choice's Done, or raise the ApiError that
     failed the request. `cancel()` is thread-safe and idempotent.
     """
@@ -103,7 +103,7 @@ class Generation:
     def cancel(self) -> None:
         self._cancelled.set()
 
-    # The engine's side.
+    # The scheduler's side.
 
     def emit_delta(self, choice: int, text: str) -> None:
         if text:
@@ -174,14 +174,14 @@ class Generation:
         return [sample for sample in self.samples if sample is not None]
 
 
-class Engine:
+class Scheduler:
     """A backend shared by every request (see the module docstring)."""
 
     def __init__(self, backend: Any, config: ServeConfig, metrics: Metrics) -> None:
         self.backend = backend
         self.config = config
         self.metrics = metrics
-        make_batch = getattr(backend, "batch_engine", None)
+        make_batch = getattr(backend, "batch_runner", None)
         self._runner = make_batch(config, metrics) if make_batch is not None else ThreadRunner(self)
 
     @property
@@ -253,11 +253,11 @@ class ThreadRunner:
     """`max_batch` worker threads over one FIFO queue of choices, for backends that decode
     one sequence per call (see the module docstring)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.backend = engine.backend
-        self.config = engine.config
-        self.metrics = engine.metrics
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.backend = scheduler.backend
+        self.config = scheduler.config
+        self.metrics = scheduler.metrics
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._waiting = 0  # requests none of whose choices has started
