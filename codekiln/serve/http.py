@@ -392,19 +392,20 @@ def start_server(
 
 def serve(
     model: Any,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str | None = None,
+    port: int | None = None,
     attribution: str | Path | Any = None,
     api_key: str | None = None,
     config: ServeConfig | None = None,
     **backend_options: Any,
 ) -> None:
-    """Serve until interrupted (Ctrl-C shuts down cleanly); `host`, `port` and `api_key`
-    override `config`'s.
+    """Serve until interrupted (Ctrl-C shuts down cleanly); `host`, `port` and `api_key`,
+    where given, override `config`'s.
 
     backend_options go to `load_backend` (`engine`, `device`, `dtype`, ...).
     """
-    config = replace(config or ServeConfig(), host=host, port=port, api_key=api_key)
+    given = {"host": host, "port": port, "api_key": api_key}
+    config = replace(config or ServeConfig(), **{k: v for k, v in given.items() if v is not None})
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop lines
