@@ -100,16 +100,16 @@ def train_command(
     with `--set pp_size=N`."""
     import os
 
-    from codekiln.config import given_settings
-    from codekiln.train.config import TrainConfig
-    from codekiln.train.loop import train
-    from codekiln.train.summary import print_train_summary
-
     if sft is not None and data is not None:
         raise UserError("give --data (token shards) or --sft (instruction pairs), not both")
     source = sft if sft is not None else data
     if source is None:
         raise UserError("give --data TOKENS (a pack folder) or --sft PAIRS to train on")
+    from codekiln.config import given_settings
+    from codekiln.train.config import TrainConfig
+    from codekiln.train.loop import train
+    from codekiln.train.summary import print_train_summary
+
     flags = given(
         init_from=None if init_from is None else str(init_from),
         sft=True if sft is not None else None,
