@@ -26,8 +26,9 @@ from codekiln.model import CodeGPT, ModelConfig
 from codekiln.serve import ServeConfig, batching
 from codekiln.serve.api import ApiError, GenerationRequest
 from codekiln.serve.batching import BatchRunner
-from codekiln.serve.scheduler import Delta, Scheduler, Overloaded, ThreadRunner, choice_params
+from codekiln.serve.generation import Delta, Overloaded, choice_params
 from codekiln.serve.metrics import Metrics
+from codekiln.serve.scheduler import Scheduler, ThreadRunner
 from codekiln.tokenizer.special import SPECIAL_TOKENS
 
 VOCAB = 400
@@ -284,13 +285,14 @@ def test_truncation_off_refuses_long_prompts(learned):
 
 
 class ThreadsOnly:
-    """The codekiln backend without batch_runner: the scheduler runs it on worker threads."""
+    """The codekiln backend without continuous batching: the scheduler runs it on worker
+    threads."""
 
     def __init__(self, backend: CodekilnBackend) -> None:
         self._backend = backend
 
     def __getattr__(self, name: str):
-        if name == "batch_runner":
+        if name == "continuous_batching":
             raise AttributeError(name)
         return getattr(self._backend, name)
 

@@ -58,6 +58,7 @@ from codekiln.serve import routes_service as service
 from codekiln.serve import routes_tgi as tgi
 from codekiln.serve.api import ApiError, GenerationRequest
 from codekiln.serve.config import ServeConfig
+from codekiln.serve.generation import ClientGone, Generation, Overloaded, Sample
 from codekiln.serve.listen import (
     MAX_HEAD_BYTES,
     MAX_URL_BYTES,
@@ -68,7 +69,7 @@ from codekiln.serve.listen import (
 )
 from codekiln.serve.metrics import Metrics
 from codekiln.serve.responses import JSON, Exchange, parse_json, say_nothing, until_gone
-from codekiln.serve.scheduler import ClientGone, Generation, Overloaded, Sample, Scheduler
+from codekiln.serve.scheduler import Scheduler
 
 log = logging.getLogger("codekiln.serve")
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.responses import Response
 
 from codekiln.serve.api import ApiError
-from codekiln.serve.scheduler import ClientGone, Generation, Sample
+from codekiln.serve.generation import ClientGone, Generation, Sample
 
 if TYPE_CHECKING:
     from codekiln.serve.http import App

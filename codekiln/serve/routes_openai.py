@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from codekiln.serve.api import OPENAI_FINISH, ApiError, GenerationRequest, parse_openai
+from codekiln.serve.generation import Delta, Generation
 from codekiln.serve.responses import DONE, JSON, EventStream, Exchange
-from codekiln.serve.scheduler import Delta, Generation
 
 if TYPE_CHECKING:
     from codekiln.serve.http import App

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from codekiln.serve.api import TGI_FINISH, ApiError, GenerationRequest, parse_tgi
+from codekiln.serve.generation import Delta, Done, Generation, Sample
 from codekiln.serve.responses import JSON, EventStream, Exchange
-from codekiln.serve.scheduler import Delta, Done, Generation, Sample
 
 if TYPE_CHECKING:
     from codekiln.serve.http import App
