@@ -58,7 +58,7 @@ def _group(name: str, help: str) -> typer.Typer:
     return group
 
 
-# The commands, in the order `codekiln --help` lists them.
+# The table of commands (`codekiln --help` lists the groups after the single commands).
 app.command("curate")(data.curate_command)
 app.command("run")(workspace.run_command)
 tokenizer_app = _group(
