@@ -1,18 +1,19 @@
-"""Continuous batching in codekiln's engine: concurrent requests through one running decode
-batch against the same engine with batching off (`max_batch` 1), in one run.
+"""Continuous batching in codekiln's server: concurrent requests through one running decode
+batch against the same scheduler with batching off (`max_batch` 1), in one run.
 
     python bench/batching.py [--preset small] [--clients 16] [--prompt-tokens 400]
                              [--new-tokens 60] [--max-batch 16] [--threads N] [--json FIGURES]
 
-A randomly initialised preset is exported with `export_hf` (and a small BPE tokenizer trained
-on this Python's standard library) and loaded with `CodekilnBackend.from_folder`. --clients
-greedy requests, each a different --prompt-tokens slice of the standard library, are
-submitted at once to an `Engine` (no HTTP) and decode exactly --new-tokens tokens each
-(end of text ignored). Each configuration reports tokens/s (generated tokens over the wall
-time from the first submit to the last sample), median and worst time to first token, and
-where the scheduler's time went: prefill (the same work with batching on or off) and decode
-steps. The batched samples must equal the unbatched ones, or the figures compare different
-work and the bench stops. The ratio is batched over unbatched tokens/s (goal: >= 4).
+A randomly initialised preset is exported with `export_hf` (and a small BPE tokenizer
+trained on this Python's standard library) and loaded with `CodekilnBackend.from_folder`.
+--clients greedy requests, each a different --prompt-tokens slice of the standard library,
+are submitted at once to the server's `Scheduler` (no HTTP) and decode exactly --new-tokens
+tokens each (end of text ignored). Each configuration reports tokens/s (generated tokens
+over the wall time from the first submit to the last sample), median and worst time to first
+token, and where the scheduler's time went: prefill (the same work with batching on or off)
+and decode steps. The batched samples must equal the unbatched ones, or the figures compare
+different work and the bench stops. The ratio is batched over unbatched tokens/s
+(goal: >= 4).
 
 On a CPU prefill is compute-bound and costs the same either way, so it bounds the ratio:
 with 400-token prompts and 60 new tokens, (prefill + serial decode) / prefill.
@@ -40,8 +41,8 @@ from codekiln.model.hf import export_hf  # noqa: E402
 from codekiln.serve import ServeConfig  # noqa: E402
 from codekiln.serve.api import GenerationRequest  # noqa: E402
 from codekiln.serve.batching import BatchRunner  # noqa: E402
-from codekiln.serve.engine import Engine  # noqa: E402
 from codekiln.serve.metrics import Metrics  # noqa: E402
+from codekiln.serve.scheduler import Scheduler  # noqa: E402
 
 
 class Timed:
@@ -85,13 +86,15 @@ class Observed(Metrics):
 
 def run(backend, prompts: list[str], args, max_batch: int, timed: Timed) -> tuple[dict, list]:
     metrics = Observed()
-    engine = Engine(backend, ServeConfig(max_batch=max_batch, max_queue=len(prompts)), metrics)
+    scheduler = Scheduler(
+        backend, ServeConfig(max_batch=max_batch, max_queue=len(prompts)), metrics
+    )
     params = SamplingParams(greedy=True, max_new_tokens=args.new_tokens, ignore_eos=True)
     start = time.perf_counter()
-    generations = [engine.submit(GenerationRequest((p,), params)) for p in prompts]
+    generations = [scheduler.submit(GenerationRequest((p,), params)) for p in prompts]
     samples = [generation.result()[0] for generation in generations]
     wall = time.perf_counter() - start
-    assert engine.close(10), "the engine did not stop"
+    assert scheduler.close(10), "the scheduler did not stop"
     tokens = sum(sample.tokens for sample in samples)
     assert tokens == args.new_tokens * len(prompts)
     ttft = sorted(metrics.observed["time_to_first_token_seconds"])

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from codekiln.errors import UserError
 
 T = TypeVar("T")
-STAGES = ("curate", "tokenizer", "pack", "train", "eval", "serve", "attribution")
+STAGES = ("curate", "tokenizer", "pack", "train", "eval", "serve", "lsp", "attribution")
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Continuous batching (codekiln.serve.batching) through the Engine: every sequence of a
+"""Continuous batching (codekiln.serve.batching) through the Scheduler: every sequence of a
 running batch, whenever it joined and however its prompt was prefilled, gets exactly what
 `backend.complete` / `backend.stream` give it alone; admission is first come first served;
 n samples share one prefill; a cancelled or failing request leaves the rest running; and
@@ -26,8 +26,9 @@ from codekiln.model import CodeGPT, ModelConfig
 from codekiln.serve import ServeConfig, batching
 from codekiln.serve.api import ApiError, GenerationRequest
 from codekiln.serve.batching import BatchRunner
-from codekiln.serve.engine import Delta, Engine, Overloaded, ThreadRunner, choice_params
+from codekiln.serve.generation import Delta, Overloaded, choice_params
 from codekiln.serve.metrics import Metrics
+from codekiln.serve.scheduler import Scheduler, ThreadRunner
 from codekiln.tokenizer.special import SPECIAL_TOKENS
 
 VOCAB = 400
@@ -77,8 +78,8 @@ def learned(tokenizer):
     return make_backend(tokenizer, "learned")
 
 
-def engine(backend, **config) -> Engine:
-    return Engine(backend, ServeConfig(**config), Observed())
+def scheduler(backend, **config) -> Scheduler:
+    return Scheduler(backend, ServeConfig(**config), Observed())
 
 
 class Observed(Metrics):
@@ -106,7 +107,7 @@ def test_greedy_batch_equals_complete(backend):
     prompts prefilled a few tokens per step, decode as each does alone."""
     params = [greedy(10 + 7 * i, stop=("\n\n",) if i % 3 == 0 else ()) for i in range(8)]
     expected = [backend.complete([p], q)[0][0] for p, q in zip(PROMPTS, params, strict=True)]
-    served = engine(backend, max_batch=5, prefill_chunk=16)
+    served = scheduler(backend, max_batch=5, prefill_chunk=16)
     first = [served.submit(request(p, q)) for p, q in zip(PROMPTS[:4], params[:4], strict=True)]
     next(first[0].iter_events())  # the batch is decoding: the rest join it
     later = [served.submit(request(p, q)) for p, q in zip(PROMPTS[4:], params[4:], strict=True)]
@@ -123,7 +124,7 @@ def test_greedy_batch_equals_complete(backend):
 
 def test_sampling_equals_stream(backend):
     """Each sample of a batch draws with its own generator what the stream path draws."""
-    served = engine(backend, max_batch=8)
+    served = scheduler(backend, max_batch=8)
     cases = [
         (PROMPTS[2], SamplingParams(temperature=0.9, max_new_tokens=20, seed=1), 3),
         (PROMPTS[4], SamplingParams(temperature=0.7, top_k=20, max_new_tokens=15, seed=2), 2),
@@ -157,7 +158,7 @@ def spy(monkeypatch, name: str) -> list:
 def test_samples_share_one_prefill(learned, monkeypatch):
     chunks = spy(monkeypatch, "_prefill_chunk")
     joined = spy(monkeypatch, "_join")
-    served = engine(learned, max_batch=8)
+    served = scheduler(learned, max_batch=8)
     params = SamplingParams(temperature=1.0, max_new_tokens=8, seed=5)
     samples = served.submit(GenerationRequest((PROMPTS[2], PROMPTS[3]), params, n=3)).result()
     assert len(samples) == 6 and len(chunks) == 2  # two prompts, one prefill each
@@ -172,7 +173,7 @@ def test_chunked_prefill_gives_the_same_tokens(backend, monkeypatch):
     chunks = spy(monkeypatch, "_prefill_chunk")
     prompt = PROMPTS[4]
     want = backend.complete([prompt], greedy(20))[0][0]
-    served = engine(backend, prefill_chunk=7)
+    served = scheduler(backend, prefill_chunk=7)
     (sample,) = served.submit(request(prompt, greedy(20))).result()
     assert sample.text == want.text
     assert [take for _, _, take in chunks][:2] == [7, 7]
@@ -181,7 +182,7 @@ def test_chunked_prefill_gives_the_same_tokens(backend, monkeypatch):
 
 
 def test_cancel_drops_rows_within_a_step(learned, monkeypatch):
-    served = engine(learned, max_batch=4)
+    served = scheduler(learned, max_batch=4)
     long = greedy(100, ignore_eos=True)
     stays = served.submit(request(PROMPTS[1], long))
     leaves = served.submit(request(PROMPTS[2], long))
@@ -208,7 +209,7 @@ def test_cancel_drops_rows_within_a_step(learned, monkeypatch):
 
 def test_admission_is_first_come_first_served(learned, monkeypatch):
     started = spy(monkeypatch, "_start")
-    served = engine(learned, max_batch=1, max_queue=16)
+    served = scheduler(learned, max_batch=1, max_queue=16)
     generations = [served.submit(request(p, greedy(6))) for p in PROMPTS]
     for generation in generations:
         generation.result()
@@ -220,7 +221,7 @@ def test_admission_is_first_come_first_served(learned, monkeypatch):
 
 
 def test_overloaded_when_the_queue_is_full(learned):
-    served = engine(learned, max_batch=1, max_queue=1)
+    served = scheduler(learned, max_batch=1, max_queue=1)
     long = greedy(120, ignore_eos=True)
     running = [served.submit(request(PROMPTS[1], long)) for _ in range(2)]
     with pytest.raises(Overloaded):
@@ -242,7 +243,7 @@ def test_fit_fim_keeps_the_text_around_the_cursor():
 @pytest.mark.parametrize("runner", ["batch", "threads"])
 def test_truncation_keeps_the_end_of_the_prompt(learned, runner):
     backend = learned if runner == "batch" else ThreadsOnly(learned)
-    served = engine(backend)
+    served = scheduler(backend)
     assert isinstance(served._runner, BatchRunner if runner == "batch" else ThreadRunner)
     prompt = TEXT * 2  # far more than the 128-token context
     ids = learned.prompt_ids(prompt)
@@ -270,7 +271,7 @@ def test_truncation_keeps_the_end_of_the_prompt(learned, runner):
 
 
 def test_truncation_off_refuses_long_prompts(learned):
-    served = engine(learned, truncate=False)
+    served = scheduler(learned, truncate=False)
     with pytest.raises(ApiError) as error:
         served.prepare(request(TEXT * 2, greedy(28)))
     assert error.value.status == 400
@@ -284,19 +285,20 @@ def test_truncation_off_refuses_long_prompts(learned):
 
 
 class ThreadsOnly:
-    """The codekiln backend without batch_engine: the engine runs it on worker threads."""
+    """The codekiln backend without continuous batching: the scheduler runs it on worker
+    threads."""
 
     def __init__(self, backend: CodekilnBackend) -> None:
         self._backend = backend
 
     def __getattr__(self, name: str):
-        if name == "batch_engine":
+        if name == "continuous_batching":
             raise AttributeError(name)
         return getattr(self._backend, name)
 
 
 def test_a_failing_request_leaves_the_scheduler_running(learned, monkeypatch):
-    served = engine(learned, max_batch=4)
+    served = scheduler(learned, max_batch=4)
     # A request that breaks while it is set up fails alone.
     original = CodekilnBackend._new_sample
 
@@ -349,7 +351,7 @@ def test_a_failing_request_leaves_the_scheduler_running(learned, monkeypatch):
 
 
 def test_metrics_follow_the_batch(learned):
-    served = engine(learned, max_batch=4)
+    served = scheduler(learned, max_batch=4)
     seen = {"occupancy": 0, "rate": 0.0}
     done = threading.Event()
 
@@ -376,7 +378,7 @@ def test_metrics_follow_the_batch(learned):
 
 
 def test_close_finishes_queued_work_then_refuses(learned):
-    served = engine(learned, max_batch=2)
+    served = scheduler(learned, max_batch=2)
     generations = [served.submit(request(p, greedy(10))) for p in PROMPTS[:4]]
     assert served.close(10)
     assert all(len(g.result()) == 1 for g in generations)
@@ -388,7 +390,7 @@ def test_close_finishes_queued_work_then_refuses(learned):
 def test_more_samples_than_rows_and_async_events(learned):
     """n above max_batch is prefilled once per batchful of samples; each still draws what
     its stream draws, and an asyncio route reads the same events."""
-    served = engine(learned, max_batch=2)
+    served = scheduler(learned, max_batch=2)
     params = SamplingParams(temperature=0.9, max_new_tokens=10, seed=4)
 
     async def read() -> dict[int, str]:

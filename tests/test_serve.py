@@ -636,7 +636,7 @@ def test_bad_inputs_answer_json_4xx(server):
         status, _, reply = call(url + "/generate", "POST", raw=raw)
         assert status == 422 and reply["error_type"] == "validation", raw[:40]
     bad_tgi = [
-        {"inputs": "x", "parameters": {"max_new_tokens": 128}},  # the engine's 400
+        {"inputs": "x", "parameters": {"max_new_tokens": 128}},  # the scheduler's 400
         {"inputs": "x", "parameters": {"truncate": 0}},
         {"inputs": "x", "stream": "yes"},
     ]

@@ -4,9 +4,10 @@ For each prompt: one forward pass over the prompt (prefill) fills a cache sized 
 prompt + completion, its rows are copied to the n samples, then each step feeds the n newest
 tokens (one per sample) through `DecodeStep` (codekiln.generate.step: forward's arithmetic
 without its module calls) and samples the next n. Prompts run one after another here; the
-server's `batch_engine` (codekiln.serve.batching) runs sequences of different lengths in one
-batch, each row with its own positions and mask, and draws exactly what `stream` draws.
-A sample that finishes (end of text, a stop string) leaves the batch, so the rest run on.
+server (codekiln.serve.batching, for a backend with `continuous_batching`) runs sequences of
+different lengths in one batch, each row with its own positions and mask, and draws exactly
+what `stream` draws. A sample that finishes (end of text, a stop string) leaves the batch,
+so the rest run on.
 
 Context: a completion stops with finish_reason "length" where prompt + completion fill the
 model's context; a prompt that leaves no room for one token is refused with a UserError,
@@ -172,6 +173,10 @@ class CodekilnBackend(TokenizedBackend):
     teaches both). Thread-safe: every call keeps its own cache and generator.
     """
 
+    # `codekiln serve` may run this backend's sequences in one decode batch
+    # (codekiln.serve.batching reads its model and tokenizer).
+    continuous_batching = True
+
     def __init__(
         self,
         model: CodeGPT,
@@ -230,13 +235,6 @@ class CodekilnBackend(TokenizedBackend):
             name=model_name(folder),
             fim_order=fim_order,
         )
-
-    def batch_engine(self, config: Any, metrics: Any) -> Any:
-        """`codekiln serve`'s runner: one decode batch that requests join and leave at token
-        boundaries (codekiln.serve.batching), for a ServeConfig and its Metrics."""
-        from codekiln.serve.batching import BatchRunner
-
-        return BatchRunner(self, config, metrics)
 
     def _decode(
         self, prompt: list[int], params: SamplingParams, seed: int, samples: list[_Sample]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from codekiln.errors import UserError
+
 FINISH_REASONS = ("stop", "length", "eos")
 
 
@@ -48,7 +50,7 @@ class SamplingParams:
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
-            raise ValueError(
+            raise UserError(
                 f"sampling: stop must be a list of strings, got the string {self.stop!r}: "
                 f"write stop=[{self.stop!r}]"
             )
@@ -56,29 +58,29 @@ class SamplingParams:
         for name in ("max_new_tokens", "n"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
-                raise ValueError(f"sampling: {name} must be a positive integer, got {value!r}")
+                raise UserError(f"sampling: {name} must be a positive integer, got {value!r}")
         if self.max_length is not None and (not _is_int(self.max_length) or self.max_length < 1):
-            raise ValueError(
+            raise UserError(
                 f"sampling: max_length must be a positive integer, got {self.max_length!r}"
             )
         if not _is_int(self.top_k) or self.top_k < 0:
-            raise ValueError(
+            raise UserError(
                 f"sampling: top_k must be a non-negative integer (0 turns it off), "
                 f"got {self.top_k!r}"
             )
         if not _is_int(self.seed):
-            raise ValueError(f"sampling: seed must be an integer, got {self.seed!r}")
+            raise UserError(f"sampling: seed must be an integer, got {self.seed!r}")
         if not isinstance(self.temperature, int | float) or not self.temperature >= 0:
-            raise ValueError(
+            raise UserError(
                 f"sampling: temperature must be 0 (greedy) or positive, got {self.temperature!r}"
             )
         if not isinstance(self.top_p, int | float) or not 0 < self.top_p <= 1:
-            raise ValueError(
+            raise UserError(
                 f"sampling: top_p must be in (0, 1] (1 turns it off), got {self.top_p!r}"
             )
         for stop in self.stop:
             if not isinstance(stop, str) or not stop:
-                raise ValueError(
+                raise UserError(
                     f"sampling: every stop sequence must be a non-empty string, got {stop!r}"
                 )
 

@@ -6,8 +6,11 @@
   llm-ls's `llm-ls/getCompletions`, so llm.nvim and llm-vscode use it unchanged).
 - `context`: the prompt an editor's document gives around the cursor, within a budget.
 - `jupyter`: an IPython extension that completes code cells with the model.
-- `api`, `engine`, `metrics`, `config`: request parsing, admission and cancellation,
-  Prometheus metrics, the settings; `listen`: the socket and uvicorn's settings.
+- `routes_openai`, `routes_tgi`, `routes_service`: the routes by API (`http` holds the app
+  they share); `responses`: JSON and server-sent events.
+- `api`, `scheduler`, `metrics`, `config`: request parsing, admission (the queue and the
+  running batch) and cancellation, Prometheus metrics, the settings; `listen`: the socket
+  and uvicorn's settings.
 
     serve("runs/demo/model", port=8000, attribution="runs/demo/attribution")
     with start_server(backend, ServeConfig(port=0)) as server: ...   # server.url

@@ -37,7 +37,13 @@ from codekiln.generate.sampling import inverse_cdf, sampling_probs, uniforms
 from codekiln.model.gpt import KVCache
 from codekiln.serve.api import ApiError
 from codekiln.serve.config import ServeConfig
-from codekiln.serve.engine import Generation, Overloaded, Sample, choice_params, fitted_prompt_ids
+from codekiln.serve.generation import (
+    Generation,
+    Overloaded,
+    Sample,
+    choice_params,
+    fitted_prompt_ids,
+)
 from codekiln.serve.metrics import Metrics
 
 RATE_WINDOW = 5.0  # seconds of decoding tokens_per_second averages over

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from codekiln.errors import UserError
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -38,22 +40,22 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"serve: port must be in 0..65535 (0: any free port), got {self.port}")
+            raise UserError(f"serve: port must be in 0..65535 (0: any free port), got {self.port}")
         for name in ("max_batch", "prefill_chunk", "max_body_bytes", "max_new_tokens", "max_n"):
             if getattr(self, name) < 1:
-                raise ValueError(f"serve: {name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"serve: {name} must be at least 1, got {getattr(self, name)}")
         if self.max_queue < 0:
-            raise ValueError(f"serve: max_queue must be 0 or more, got {self.max_queue}")
+            raise UserError(f"serve: max_queue must be 0 or more, got {self.max_queue}")
         if self.max_choices < self.max_n:
-            raise ValueError(
+            raise UserError(
                 f"serve: max_choices ({self.max_choices}) must be at least max_n ({self.max_n})"
             )
         if self.api_key is not None and not self.api_key.strip():
-            raise ValueError("serve: api_key must not be empty: give a token, or none for no auth")
+            raise UserError("serve: api_key must not be empty: give a token, or none for no auth")
         if not self.read_timeout > 0 or self.retry_after < 0:
-            raise ValueError("serve: read_timeout must be positive and retry_after 0 or more")
+            raise UserError("serve: read_timeout must be positive and retry_after 0 or more")
         if self.max_document_chars < 1:
-            raise ValueError("serve: max_document_chars must be at least 1")
+            raise UserError("serve: max_document_chars must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,14 @@ class LspConfig:
 
     def __post_init__(self) -> None:
         if self.context_tokens < 0:
-            raise ValueError(
+            raise UserError(
                 f"lsp: context_tokens must be 0 (the model's) or positive, "
                 f"got {self.context_tokens}"
             )
         if self.max_new_tokens < 1:
-            raise ValueError(f"lsp: max_new_tokens must be at least 1, got {self.max_new_tokens}")
+            raise UserError(f"lsp: max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if not 0 < self.prefix_share <= 1:
-            raise ValueError(f"lsp: prefix_share must be in (0, 1], got {self.prefix_share}")
+            raise UserError(f"lsp: prefix_share must be in (0, 1], got {self.prefix_share}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("lsp: temperature must be >= 0 and top_p in (0, 1]")
+            raise UserError("lsp: temperature must be >= 0 and top_p in (0, 1]")
         object.__setattr__(self, "multiline_stop", tuple(self.multiline_stop))

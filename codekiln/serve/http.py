@@ -12,11 +12,15 @@ Routes (see docs/serving.md for every field):
     GET  /health           liveness, never behind the API key
     GET  /metrics          Prometheus text format
 
+This module holds the app (authorization, limits, errors, the request log) and starting the
+server; the routes live by API: `routes_openai`, `routes_tgi`, `routes_service` (health,
+metrics, overlap), and what they answer with in `responses`.
+
 Design: a Starlette app served by uvicorn on one asyncio loop. The loop only parses,
-routes and writes; generation runs in `Engine`'s threads (or its batch), which hand each
+routes and writes; generation runs in `Scheduler`'s threads (or its batch), which hand each
 request's text back as events (`Generation.events()`), so /health and /metrics answer at
 once whatever is generating. While a generation runs, its route also waits for the
-client's `http.disconnect` and cancels the generation when it comes: the engine drops the
+client's `http.disconnect` and cancels the generation when it comes: the scheduler drops the
 sequence within one step, streamed or not.
 
 Bad requests get a JSON 4xx in the route's API shape, never a 500 or HTML: OpenAI's
@@ -33,14 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import socket
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,17 +53,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from codekiln.serve.api import (
-    OPENAI_FINISH,
-    TGI_FINISH,
-    ApiError,
-    GenerationRequest,
-    parse_openai,
-    parse_overlap,
-    parse_tgi,
-)
+from codekiln.serve import routes_openai as openai
+from codekiln.serve import routes_service as service
+from codekiln.serve import routes_tgi as tgi
+from codekiln.serve.api import ApiError, GenerationRequest
 from codekiln.serve.config import ServeConfig
-from codekiln.serve.engine import ClientGone, Delta, Done, Engine, Generation, Overloaded, Sample
+from codekiln.serve.generation import ClientGone, Generation, Overloaded, Sample
 from codekiln.serve.listen import (
     MAX_HEAD_BYTES,
     MAX_URL_BYTES,
@@ -70,94 +67,30 @@ from codekiln.serve.listen import (
     url_of,
     uvicorn_config,
 )
-from codekiln.serve.metrics import CONTENT_TYPE, Metrics
+from codekiln.serve.metrics import Metrics
+from codekiln.serve.responses import JSON, Exchange, parse_json, say_nothing, until_gone
+from codekiln.serve.scheduler import Scheduler
 
 log = logging.getLogger("codekiln.serve")
 
 TGI_ROUTES = frozenset({"/generate", "/generate_stream", "/", "/info"})
 OPEN_ROUTES = frozenset({"/health"})
 DRAIN_LIMIT = 64 * 1024 * 1024  # a larger refused body is cut off, not read
-DONE = object()  # OpenAI's `data: [DONE]`
-
-
-@dataclass
-class Usage:
-    """Tokens a request used, for its response and its log line."""
-
-    prompt: int = 0
-    completion: int = 0
-
-    def add(self, samples: list[Sample], n: int) -> None:
-        # A prompt's tokens count once however many samples it gets, as OpenAI counts them.
-        self.prompt += sum(s.prompt_tokens for s in samples[::n])
-        self.completion += sum(s.tokens for s in samples)
-
-    def body(self) -> dict[str, int]:
-        total = self.prompt + self.completion
-        return {
-            "prompt_tokens": self.prompt,
-            "completion_tokens": self.completion,
-            "total_tokens": total,
-        }
-
-
-@dataclass
-class Exchange:
-    """One request's bookkeeping: its API shape, tokens, status, whether to close after."""
-
-    tgi: bool
-    usage: Usage = field(default_factory=Usage)
-    status: int = 0
-    close: bool = False  # the body was not read whole: the connection cannot be reused
-
-
-class JSON(Response):
-    """A JSON response; ASCII escapes keep any text (a lone surrogate too) writable."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content).encode()
-
-
-def parse_json(raw: bytes) -> Any:
-    """A request body as JSON, or ApiError 400: malformed, nested past Python's recursion
-    limit, or holding text that is not Unicode (a lone surrogate such as `"\\ud800"`, which
-    `json` accepts but no tokenizer or response can encode).
-
-    >>> parse_json(b'{"prompt": "x"}')
-    {'prompt': 'x'}
-    >>> parse_json(b'"\\\\ud800"')
-    Traceback (most recent call last):
-    ...
-    codekiln.serve.api.ApiError: the body holds a lone surrogate: send valid Unicode
-    """
-    try:
-        body = json.loads(raw)
-        json.dumps(body, ensure_ascii=False).encode()
-    except RecursionError:
-        raise ApiError(400, "the body's JSON is nested too deeply", code="invalid_json") from None
-    except UnicodeEncodeError:
-        message = "the body holds a lone surrogate: send valid Unicode"
-        raise ApiError(400, message, code="invalid_json") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ApiError(400, f"the body is not valid JSON ({exc})", code="invalid_json") from None
-    return body
 
 
 class App:
-    """The routes and what they share: the engine, the settings, metrics, an attribution
+    """The routes and what they share: the scheduler, the settings, metrics, an attribution
     index. An ASGI application (`await app(scope, receive, send)`)."""
 
     def __init__(
         self,
-        engine: Engine,
+        scheduler: Scheduler,
         config: ServeConfig,
         metrics: Metrics,
         index: Any = None,
         model_name: str = "codekiln",
     ) -> None:
-        self.engine = engine
+        self.scheduler = scheduler
         self.config = config
         self.metrics = metrics
         self.index = index  # AttributionIndex
@@ -166,15 +99,15 @@ class App:
         self.closing = False
         self._live: set[Generation] = set()
         routes = {
-            "/health": ("GET", self.health),
-            "/metrics": ("GET", self.prometheus),
-            "/v1/models": ("GET", self.models),
-            "/v1/completions": ("POST", self.completions),
-            "/generate": ("POST", partial(self.tgi, stream=False)),
-            "/generate_stream": ("POST", partial(self.tgi, stream=True)),
-            "/": ("POST", partial(self.tgi, stream=False, compat=True)),
-            "/info": ("GET", self.info),
-            "/overlap": ("POST", self.overlap),
+            "/health": ("GET", partial(service.health, self)),
+            "/metrics": ("GET", partial(service.prometheus, self)),
+            "/v1/models": ("GET", partial(openai.models, self)),
+            "/v1/completions": ("POST", partial(openai.completions, self)),
+            "/generate": ("POST", partial(tgi.tgi, self, stream=False)),
+            "/generate_stream": ("POST", partial(tgi.tgi, self, stream=True)),
+            "/": ("POST", partial(tgi.tgi, self, stream=False, compat=True)),
+            "/info": ("GET", partial(tgi.info, self)),
+            "/overlap": ("POST", partial(service.overlap, self)),
         }
         self.paths = frozenset(routes)
         self.starlette = Starlette(
@@ -225,189 +158,10 @@ class App:
                     exchange.usage.completion,
                 )
 
-    # Routes.
-
-    async def health(self, request: Request, ex: Exchange) -> Response:
-        return JSON({"status": "ok", "model": self.model_name})
-
-    async def prometheus(self, request: Request, ex: Exchange) -> Response:
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
-
-    async def models(self, request: Request, ex: Exchange) -> Response:
-        model = {
-            "id": self.model_name,
-            "object": "model",
-            "created": self.created,
-            "owned_by": "codekiln",
-            "max_model_len": self.engine.context_length or None,
-        }
-        return JSON({"object": "list", "data": [model]})
-
-    async def info(self, request: Request, ex: Exchange) -> Response:
-        context = self.engine.context_length or None
-        return JSON(
-            {
-                "model_id": self.model_name,
-                "max_total_tokens": context,
-                "max_input_tokens": context - 1 if context else None,
-                "max_concurrent_requests": self.config.max_batch + self.config.max_queue,
-                "router": "codekiln",
-                "supports_fim": bool(self.engine.backend.supports_fim),
-            }
-        )
-
-    async def overlap(self, request: Request, ex: Exchange) -> Response:
-        if self.index is None:
-            raise ApiError(
-                404,
-                "no attribution index: start the server with --attribution INDEX",
-                code="no_attribution_index",
-            )
-        from codekiln.attribution import overlap_response
-
-        body = await self.read_json(request, ex)
-        overlap = parse_overlap(body, self.config, request.query_params)
-        answer = await asyncio.to_thread(
-            overlap_response, self.index, overlap.document, offsets=overlap.offsets
-        )
-        return JSON(answer)
-
-    async def completions(self, request: Request, ex: Exchange) -> Response | EventStream:
-        body = await self.read_json(request, ex)
-        generation_request = self.engine.prepare(parse_openai(body, self.config))
-        ident = f"cmpl-{uuid.uuid4().hex}"
-        created = int(time.time())
-        generation = self.submit(generation_request)
-        if generation_request.stream:
-            chunks = self._openai_chunks(generation, ex, ident, created)
-            return EventStream(self, generation, chunks, ex)
-        samples = await self.collect(request, generation)
-        ex.usage.add(samples, generation_request.n)
-        choices = [
-            {
-                "text": _echo(generation_request, i) + sample.text,
-                "index": i,
-                "logprobs": None,
-                "finish_reason": OPENAI_FINISH[sample.finish_reason],
-            }
-            for i, sample in enumerate(samples)
-        ]
-        return JSON(
-            {
-                "id": ident,
-                "object": "text_completion",
-                "created": created,
-                "model": self.model_name,
-                "choices": choices,
-                "usage": ex.usage.body(),
-            }
-        )
-
-    async def _openai_chunks(
-        self, generation: Generation, ex: Exchange, ident: str, created: int
-    ) -> AsyncIterator[Any]:
-        request = generation.request
-
-        def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> Any:
-            body = {
-                "id": ident,
-                "object": "text_completion",
-                "created": created,
-                "model": self.model_name,
-                "choices": choices,
-            }
-            if usage is not None:
-                body["usage"] = usage
-            return body
-
-        def choice(index: int, text: str, finish: str | None = None) -> dict[str, Any]:
-            return {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
-
-        started: set[int] = set()
-
-        def echoed(index: int, text: str) -> str:
-            if index in started:
-                return text
-            started.add(index)
-            return _echo(request, index) + text
-
-        try:
-            async for event in generation.events():
-                if isinstance(event, Delta):
-                    yield chunk([choice(event.choice, echoed(event.choice, event.text))])
-                else:
-                    finish = OPENAI_FINISH[event.sample.finish_reason]
-                    yield chunk([choice(event.choice, echoed(event.choice, ""), finish)])
-        except ApiError as exc:
-            yield self._stopped(exc).openai_body()
-            return
-        ex.usage.add([s for s in generation.samples if s is not None], request.n)
-        if request.include_usage:
-            yield chunk([], ex.usage.body())
-        yield DONE
-
-    async def tgi(
-        self, request: Request, ex: Exchange, stream: bool, compat: bool = False
-    ) -> Response | EventStream:
-        body = await self.read_json(request, ex)
-        generation_request = self.engine.prepare(parse_tgi(body, self.config, stream))
-        prefix = generation_request.prompts[0] if generation_request.return_full_text else ""
-        generation = self.submit(generation_request)
-        if generation_request.stream:
-            return EventStream(self, generation, self._tgi_events(generation, ex, prefix), ex)
-        [sample] = await self.collect(request, generation)
-        ex.usage.add([sample], 1)
-        reply: dict[str, Any] = {"generated_text": prefix + sample.text}
-        if generation_request.details:
-            reply["details"] = _tgi_details(sample, generation_request)
-        return JSON([reply] if compat else reply)  # TGI's `POST /` answers a list
-
-    async def _tgi_events(
-        self, generation: Generation, ex: Exchange, prefix: str
-    ) -> AsyncIterator[Any]:
-        # TGI's last event carries the whole text along with the last token, so each delta
-        # is held back until the next one (or the end) shows whether it is the last.
-        request = generation.request
-        count = 0
-
-        def event(text: str, final: Sample | None = None) -> dict[str, Any]:
-            nonlocal count
-            token = {"id": -1, "text": text, "logprob": None, "special": False}
-            body: dict[str, Any] = {
-                "index": count,
-                "token": token,
-                "generated_text": None if final is None else prefix + final.text,
-                "details": None,
-            }
-            if final is not None and request.details:
-                details = _tgi_details(final, request)
-                body["details"] = {
-                    k: details[k] for k in ("finish_reason", "generated_tokens", "seed")
-                }
-            count += 1
-            return body
-
-        held: str | None = None
-        sample: Sample | None = None
-        try:
-            async for item in generation.events():
-                if isinstance(item, Delta):
-                    if held is not None:
-                        yield event(held)
-                    held = item.text
-                elif isinstance(item, Done):
-                    sample = item.sample
-        except ApiError as exc:
-            yield self._stopped(exc).tgi_body()
-            return
-        assert sample is not None, "a finished generation has its sample"
-        ex.usage.add([sample], 1)
-        yield event(held or "", sample)
-
     # Generation.
 
     def submit(self, request: GenerationRequest) -> Generation:
-        generation = self.engine.submit(request, asyncio.get_running_loop())
+        generation = self.scheduler.submit(request, asyncio.get_running_loop())
         self._live.add(generation)
         return generation
 
@@ -434,12 +188,12 @@ class App:
         try:
             await until_gone(request.receive, drain(), generation)
         except ApiError as exc:
-            raise self._stopped(exc) from None
+            raise self.stopped(exc) from None
         finally:
             self.release(generation)
         return [sample for sample in generation.samples if sample is not None]
 
-    def _stopped(self, exc: ApiError) -> ApiError:
+    def stopped(self, exc: ApiError) -> ApiError:
         if self.closing and exc.status == 499:
             return ApiError(
                 503, "the server is shutting down", code="shutting_down", kind="server_error"
@@ -529,7 +283,7 @@ class App:
             except Overloaded:
                 return self._overloaded(ex)
             except ClientGone:
-                return _say_nothing
+                return say_nothing
             except Exception:
                 log.exception("%s %s failed", request.method, request.scope["path"])
                 return self.error(ApiError(500, "internal server error", kind="server_error"), ex)
@@ -554,70 +308,6 @@ class App:
         return self.error(refused, ex)
 
 
-async def _say_nothing(scope: Any, receive: Any, send: Any) -> None:
-    """The response to a client that has gone: none."""
-
-
-class EventStream:
-    """A server-sent event response over a generation's events; the generation is
-    cancelled when the client disconnects, and released when the stream ends either way."""
-
-    def __init__(
-        self, app: App, generation: Generation, events: AsyncIterator[Any], exchange: Exchange
-    ) -> None:
-        self.app = app
-        self.generation = generation
-        self.events = events
-        self.exchange = exchange
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-
-        async def write() -> None:
-            async for item in self.events:
-                data = b"[DONE]" if item is DONE else json.dumps(item).encode()
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b"data: " + data + b"\n\n",
-                        "more_body": True,
-                    }
-                )
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-        try:
-            await until_gone(receive, write(), self.generation)
-        except ClientGone:
-            pass
-        finally:
-            self.app.release(self.generation)
-
-
-async def until_gone(receive: Any, work: Coroutine[Any, Any, Any], generation: Generation) -> Any:
-    """Run `work` while watching for the client's disconnect; if it comes first, cancel the
-    generation and `work` and raise ClientGone. (The request body is read by then, so the
-    next ASGI message can only be `http.disconnect`.)"""
-
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            generation.cancel()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise ClientGone
-    return task.result()
-
-
 def _too_large(size: int, limit: int) -> ApiError:
     return ApiError(413, f"the body has {size} bytes; the limit is {limit}", code="body_too_large")
 
@@ -635,20 +325,6 @@ def _oversized_head(scope: Any) -> ApiError | None:
     return None
 
 
-def _echo(request: GenerationRequest, choice: int) -> str:
-    return request.prompts[choice // request.n] if request.echo else ""
-
-
-def _tgi_details(sample: Sample, request: GenerationRequest) -> dict[str, Any]:
-    return {
-        "finish_reason": TGI_FINISH[sample.finish_reason],
-        "generated_tokens": sample.tokens,
-        "seed": None if request.params.is_greedy else request.params.seed,
-        "prefill": [],
-        "tokens": [],  # per-token ids and logprobs: the stream API yields text only
-    }
-
-
 @dataclass
 class RunningServer:
     """A server answering in a background thread; `close()` (or leaving `with`) stops it."""
@@ -661,7 +337,7 @@ class RunningServer:
     def close(self) -> None:
         self.server.should_exit = True
         self.thread.join()
-        self.app.engine.close()
+        self.app.scheduler.close()
 
     def __enter__(self) -> RunningServer:
         return self
@@ -688,7 +364,7 @@ def build_app(
         attribution = AttributionIndex.open(attribution)
     metrics = Metrics()
     name = config.model_name or str(getattr(model, "name", "codekiln"))
-    return App(Engine(model, config, metrics), config, metrics, attribution, name)
+    return App(Scheduler(model, config, metrics), config, metrics, attribution, name)
 
 
 def start_server(
@@ -709,7 +385,7 @@ def start_server(
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            app.engine.close()
+            app.scheduler.close()
             raise RuntimeError("the server did not start (see the log above)")
         time.sleep(0.005)
     return RunningServer(server, thread, app, url_of(sock))
@@ -717,19 +393,20 @@ def start_server(
 
 def serve(
     model: Any,
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    host: str | None = None,
+    port: int | None = None,
     attribution: str | Path | Any = None,
     api_key: str | None = None,
     config: ServeConfig | None = None,
     **backend_options: Any,
 ) -> None:
-    """Serve until interrupted (Ctrl-C shuts down cleanly); `host`, `port` and `api_key`
-    override `config`'s.
+    """Serve until interrupted (Ctrl-C shuts down cleanly); `host`, `port` and `api_key`,
+    where given, override `config`'s.
 
     backend_options go to `load_backend` (`engine`, `device`, `dtype`, ...).
     """
-    config = replace(config or ServeConfig(), host=host, port=port, api_key=api_key)
+    given = {"host": host, "port": port, "api_key": api_key}
+    config = replace(config or ServeConfig(), **{k: v for k, v in given.items() if v is not None})
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start/stop lines
@@ -739,8 +416,8 @@ def serve(
         "serving %s on %s (context %s tokens, FIM %s, attribution %s, auth %s, batch %d, queue %d)",
         app.model_name,
         url_of(sock),
-        app.engine.context_length or "unknown",
-        "yes" if app.engine.backend.supports_fim else "no",
+        app.scheduler.context_length or "unknown",
+        "yes" if app.scheduler.backend.supports_fim else "no",
         "yes" if app.index is not None else "no",
         "on" if config.api_key else "off",
         config.max_batch,
@@ -751,7 +428,7 @@ def serve(
     except KeyboardInterrupt:
         pass  # uvicorn has shut down; it re-raises the Ctrl-C it caught
     finally:
-        app.engine.close()
+        app.scheduler.close()
 
 
 def _listen(

@@ -301,7 +301,8 @@ def build_lsp_server(completer: Completer) -> Any:
         from pygls.lsp.server import LanguageServer
     except ImportError:
         raise UserError(
-            "the language server needs pygls: pip install 'codekiln[serve]' (or 'pygls>=2')"
+            "the language server needs pygls and lsprotocol, which codekiln depends on: "
+            "reinstall it (pip install --force-reinstall codekiln) or pip install 'pygls>=2,<3'"
         ) from None
     import codekiln
 
@@ -423,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
             temperature=args.temperature,
         )
         run_lsp(args.model, args.endpoint, config, api_key=args.api_key)
-    except (UserError, ValueError) as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
@@ -459,7 +460,7 @@ def _llm_ls_params(params: dict[str, Any]) -> dict[str, Any]:
     for value in params.values():
         if isinstance(value, dict) and "textDocument" in value and "position" in value:
             return {**params, **value}
-    raise ValueError("llm-ls/getCompletions needs textDocument and position")
+    raise UserError("llm-ls/getCompletions needs textDocument and position")
 
 
 def _plain(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """The server's Prometheus metrics, on `prometheus_client`.
 
 Each `Metrics` owns its own `CollectorRegistry`, so several servers in one process (tests,
-a notebook) keep separate counts instead of colliding in the global registry. The engine
+a notebook) keep separate counts instead of colliding in the global registry. The scheduler
 and the routes speak to it by short names (`add("generated_tokens", 12)`,
 `set("queue_length", 3)`); every series is exposed as `codekiln_<name>`, counters with
 Prometheus's `_total` suffix.
@@ -39,9 +39,9 @@ HISTOGRAMS = {
 class Metrics:
     """Request counts and latencies, tokens, in-flight and queued requests, batch occupancy.
 
-    Thread-safe (prometheus_client's metrics are): the engine's threads and the event loop
+    Thread-safe (prometheus_client's metrics are): the scheduler's threads and the event loop
     both write. A name outside the tables above gets a series of its own on first use, so
-    an engine that reports one more figure does not fail a request over it.
+    a runner that reports one more figure does not fail a request over it.
     """
 
     def __init__(self) -> None:
