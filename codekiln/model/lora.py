@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codekiln.errors import UserError
-from codekiln.manifest import write_json
+from codekiln.manifest import atomic_path, write_json
 from codekiln.model.config import ModelConfig
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -289,9 +289,8 @@ def save_adapter(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = to_peft_state_dict(model, targets)
-    tmp = out / (ADAPTER_WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
-    tmp.replace(out / ADAPTER_WEIGHTS)
+    with atomic_path(out / ADAPTER_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
     write_json(out / ADAPTER_CONFIG, peft_config(kind, spec, base_model))
     return out
 
