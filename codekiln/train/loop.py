@@ -14,7 +14,8 @@
 This module is the run itself: set-up, the loop of optimizer steps with its logging,
 evaluation and checkpoints, and the end of the run. Decisions worth knowing, beyond those of
 optim.py (weight decay, the schedule), inputs.py (the vocabulary), memory.py (the fit check),
-checkpoint.py (atomic writes, resuming) and metrics.py (MFU):
+step.py (one optimizer step, the compute dtype), batches.py (the loader), checkpoint.py
+(atomic writes, resuming) and metrics.py (MFU):
 
 - The reported training loss is the mean over the optimizer steps since the previous log row
   of each step's loss (the mean over its micro-batches and ranks).
