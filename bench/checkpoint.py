@@ -120,7 +120,7 @@ def _timed(run) -> float:
 
 def _gather_way(model, optimizer, folder: Path, rank: int) -> tuple[float, float]:
     from codekiln.manifest import file_sha256
-    from codekiln.train.parallel import full_model_state, full_optimizer_state, load_full_state
+    from codekiln.train.state_dicts import full_model_state, full_optimizer_state, load_full_state
 
     if rank == 0:
         shutil.rmtree(folder, ignore_errors=True)
@@ -149,7 +149,7 @@ def _gather_way(model, optimizer, folder: Path, rank: int) -> tuple[float, float
 
 def _sharded_way(model, optimizer, folder: Path, rank: int) -> tuple[float, float]:
     from codekiln.train.checkpoint import save_checkpoint, shard_reader
-    from codekiln.train.parallel import load_sharded_state, sharded_state
+    from codekiln.train.state_dicts import load_sharded_state, sharded_state
 
     root = folder / "checkpoints"
     if rank == 0:

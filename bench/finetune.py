@@ -140,9 +140,9 @@ def codekiln_step(folder: Path, mode: str, autocast, ids: torch.Tensor):
     from codekiln.pack.loader import IGNORE_INDEX
     from codekiln.train.config import TrainConfig
     from codekiln.train.inputs import _norms_in_float32
-    from codekiln.train.loop import optimizer_step
     from codekiln.train.memory import reuse_freed_memory
     from codekiln.train.optim import build_optimizer
+    from codekiln.train.step import optimizer_step
 
     reuse_freed_memory()  # as `codekiln train` sets it up on a CPU
     lora = mode != "full"

@@ -7,7 +7,7 @@
 For each preset, a randomly initialised model trains on random tokens at --seq-len as
 `codekiln train` does on one GPU: bf16 autocast, every block compiled (`torch.compile`,
 codekiln's default on CUDA), fused AdamW (train/optim.py), through
-`codekiln.train.loop.optimizer_step`. Activation checkpointing is used where needed: a
+`codekiln.train.step.optimizer_step`. Activation checkpointing is used where needed: a
 step that runs out of memory without it is retried with it. The warm-up steps (compilation
 included) are not timed.
 
@@ -42,10 +42,10 @@ from codekiln.model.config import flops_per_token, num_parameters, preset
 from codekiln.model.gpt import CodeGPT
 from codekiln.train.config import TrainConfig
 from codekiln.train.kernels import flash_attention_problem
-from codekiln.train.loop import _autocast, compute_dtype, optimizer_step
 from codekiln.train.metrics import device_peak
 from codekiln.train.optim import build_optimizer
 from codekiln.train.parallel import Distributed, parallelize
+from codekiln.train.step import autocast_context, compute_dtype, optimizer_step
 
 # Sequences per step at the full run's 8,192 tokens: as many as fit an 80 GB card with room.
 FULL = {"small": {"batch_size": 8}, "1b": {"batch_size": 2}}
@@ -90,7 +90,7 @@ def train_steps(
         0, config.vocab_size, (batch_size, seq_len + 1), generator=generator, device=device
     )
     batch = (tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous())
-    autocast = _autocast(device, dtype)
+    autocast = autocast_context(device, dtype)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()

@@ -73,11 +73,11 @@ def worker(start: str, preset_name: str, parallel: str, step: bool, out: Path) -
     from codekiln.model.config import num_parameters, preset
     from codekiln.model.gpt import CodeGPT
     from codekiln.train.config import TrainConfig
-    from codekiln.train.loop import optimizer_step
     from codekiln.train.materialise import SEED, materialise
     from codekiln.train.memory import reuse_freed_memory
     from codekiln.train.optim import build_optimizer
     from codekiln.train.parallel import all_gather_objects, init_distributed, parallelize
+    from codekiln.train.step import optimizer_step
 
     torch.set_num_threads(1)
     distributed = init_distributed()

@@ -8,7 +8,7 @@
 Both models have the preset's shape and the very same weights (ours exported under
 transformers' names), take the same batch of random tokens and run the same step: forward,
 cross-entropy over the same shifted labels, backward, gradient clipping at 1.0 and AdamW with
-codekiln's parameter groups (`codekiln.train.loop.optimizer_step` for both). transformers'
+codekiln's parameter groups (`codekiln.train.step.optimizer_step` for both). transformers'
 `GPTBigCodeForCausalLM` is built from the config alone (no download), with --hf-attn as its
 attention implementation. The kinds take turns; the best of --repeat timings counts.
 
@@ -46,11 +46,11 @@ from codekiln.model.gpt import CodeGPT
 from codekiln.model.hf import hf_config, to_hf_state_dict
 from codekiln.pack.loader import IGNORE_INDEX
 from codekiln.train.config import TrainConfig
-from codekiln.train.loop import _autocast, compute_dtype, optimizer_step
 from codekiln.train.metrics import measured_matmul_flops
 from codekiln.train.optim import build_optimizer
 from codekiln.train.parallel import Distributed, parallelize
 from codekiln.train.prefetch import Prefetcher
+from codekiln.train.step import autocast_context, compute_dtype, optimizer_step
 
 
 class HFCausalLM(nn.Module):
@@ -184,7 +184,7 @@ def fim_overhead(args: argparse.Namespace) -> dict:
         torch.manual_seed(0)
         model = CodeGPT(config).train()
         optimizer = build_optimizer(model, train_config, cpu)
-        autocast = _autocast(cpu, dtype)
+        autocast = autocast_context(cpu, dtype)
         for _ in range(args.repeat):  # the kinds take turns; the best of each counts
             for depth in (2, 0):
                 for rate, loader in loaders.items():
@@ -287,7 +287,7 @@ def main() -> None:
         for dtype in dtypes:
             matmul[dtype] = max(matmul[dtype], measured_matmul_flops(cpu, dtype, 2048))
         for (name, dtype), key in kinds.items():
-            autocast = _autocast(cpu, dtype)
+            autocast = autocast_context(cpu, dtype)
             seconds = seconds_per_step(
                 models[name], optimizers[name], batch, args.steps, args.warmup, autocast
             )

@@ -37,12 +37,11 @@ from codekiln.train.checkpoint import (
 from codekiln.train.config import TrainConfig
 from codekiln.train.loop import train
 from codekiln.train.metrics import read_metrics
-from codekiln.train.parallel import (
-    Distributed,
+from codekiln.train.parallel import Distributed, parallelize
+from codekiln.train.state_dicts import (
     full_model_state,
     full_optimizer_state,
     load_sharded_state,
-    parallelize,
     sharded_state,
 )
 

@@ -380,7 +380,9 @@ def test_the_completion_only_loss_ignores_prompt_labels(workspace):
     changing one completion label changes it; and no pair attends to another (a pair's
     logits are the same packed with others as alone)."""
     from codekiln.tokenizer.family import load_any_tokenizer
-    from codekiln.train.sft import Pair, SftLoader, SftLoaderConfig, encode_pairs
+    from codekiln.train.sft import SftLoader, SftLoaderConfig
+    from codekiln.train.sft_layout import encode_pairs
+    from codekiln.train.sft_pairs import Pair
 
     model_dir, _ = model_and_pack(workspace, "starcoder2", "sharded")
     tokenizer = load_any_tokenizer(model_dir)

@@ -21,7 +21,8 @@ from codekiln.model.config import ModelConfig
 from codekiln.model.gpt import CodeGPT
 from codekiln.model.hf import export_hf, import_hf
 from codekiln.train.materialise import INIT_FROM, SEED, materialise
-from codekiln.train.parallel import Distributed, full_model_state, gradient_sync, parallelize
+from codekiln.train.parallel import Distributed, gradient_sync, parallelize
+from codekiln.train.state_dicts import full_model_state
 
 # Multi-query (K/V replicated under tp) with an odd position table (FSDP2 pads its shards),
 # multi-head gpt_bigcode (per-head q/k/v in its files), and starcoder2 with grouped-query
@@ -163,7 +164,7 @@ import torch
 from codekiln.model.config import ModelConfig, preset
 from codekiln.model.gpt import CodeGPT
 from codekiln.train.config import TrainConfig
-from codekiln.train.loop import optimizer_step
+from codekiln.train.step import optimizer_step
 from codekiln.train.materialise import SEED, materialise
 from codekiln.train.memory import reuse_freed_memory
 from codekiln.train.optim import build_optimizer

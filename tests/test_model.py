@@ -23,7 +23,7 @@ from codekiln.model import (
     num_parameters,
     preset,
 )
-from codekiln.model.hf import config_from_hf, from_hf_state_dict, to_hf_state_dict
+from codekiln.model.convert import config_from_hf, from_hf_state_dict, to_hf_state_dict
 from codekiln.model.loss import linear_cross_entropy
 from codekiln.tokenizer.special import EOS
 

@@ -28,15 +28,9 @@ from codekiln.train.checkpoint import load_checkpoint_weights
 from codekiln.train.config import TrainConfig
 from codekiln.train.loop import train
 from codekiln.train.metrics import read_metrics
-from codekiln.train.parallel import (
-    Distributed,
-    check_tensor_parallel,
-    full_model_state,
-    full_optimizer_state,
-    load_full_state,
-    mesh_shape,
-    parallelize,
-)
+from codekiln.train.parallel import Distributed, mesh_shape, parallelize
+from codekiln.train.state_dicts import full_model_state, full_optimizer_state, load_full_state
+from codekiln.train.tensor_parallel import check_tensor_parallel
 
 # n_kv_heads 1 replicates the K/V head on both ranks; 2 and 4 shard K/V heads.
 MODELS = [
@@ -120,13 +114,14 @@ def _check_one_model(config: ModelConfig, distributed: Distributed, checkpointin
 
 def _full_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The sharded model's gradients gathered whole, under the unsharded names."""
-    from codekiln.train.parallel import _fused, _sharded_qkv
+    from codekiln.train.state_dicts import _fused
+    from codekiln.train.tensor_parallel import qkv_modules
 
     grads = {
         name: p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad
         for name, p in model.named_parameters()
     }
-    return _fused(grads, _sharded_qkv(model))
+    return _fused(grads, qkv_modules(model))
 
 
 def _broadcast(value):

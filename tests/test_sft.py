@@ -17,19 +17,15 @@ from codekiln.curate.commits import commit_text
 from codekiln.curate.pipeline import RECORD_SCHEMA
 from codekiln.errors import UserError
 from codekiln.tokenizer.special import EOS, SPECIAL_TOKENS
-from codekiln.train.sft import (
+from codekiln.train.sft import SftLoader, SftLoaderConfig, valid_mask
+from codekiln.train.sft_layout import (
     PLAIN_PROMPT,
     ChatFormat,
-    Pair,
-    SftLoader,
-    SftLoaderConfig,
-    commit_pair,
     encode_pairs,
     load_chat_format,
-    read_pairs,
     render_chat,
-    valid_mask,
 )
+from codekiln.train.sft_pairs import Pair, commit_pair, read_pairs
 
 CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 

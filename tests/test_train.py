@@ -18,7 +18,6 @@ import pytest
 import torch
 from conftest import small_bpe
 
-import codekiln.train.loop as loop
 import codekiln.train.memory as memory
 from codekiln.errors import UserError
 from codekiln.model.gpt import CodeGPT
@@ -30,6 +29,7 @@ from codekiln.train.config import TrainConfig
 from codekiln.train.loop import train
 from codekiln.train.metrics import read_metrics
 from codekiln.train.optim import lr_at, parameter_groups
+from codekiln.train.validation import token_bytes
 
 TINY = {"n_layer": 2, "n_embd": 64, "n_head": 2}
 
@@ -150,7 +150,7 @@ def test_token_bytes_count_the_utf8_bytes_of_text(packed):
     from codekiln.tokenizer.special import EOS, load_tokenizer
 
     tokenizer = load_tokenizer(packed[1])
-    sizes = loop.token_bytes(tokenizer, tokenizer.get_vocab_size())
+    sizes = token_bytes(tokenizer, tokenizer.get_vocab_size())
     text = "def café(x):\n    return '日本語 😀' * x\n"
     ids = tokenizer.encode(text, add_special_tokens=False).ids
     assert sizes[ids].sum() == len(text.encode("utf-8"))

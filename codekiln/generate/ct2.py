@@ -23,8 +23,6 @@ ctranslate2 is an optional dependency: `pip install 'codekiln[ctranslate2]'`.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -70,7 +68,13 @@ def convert_ctranslate2(
     """The CTranslate2 copy of the model folder `folder`, with `quantization` ("float32",
     "int8" or "bfloat16") weights, at `out` (default `folder/ctranslate2-<quantization>`):
     converted unless a copy made from the same files is there already. Returns its path."""
-    from codekiln.manifest import fingerprint, package_versions, read_manifest, write_manifest
+    from codekiln.manifest import (
+        atomic_path,
+        fingerprint,
+        package_versions,
+        read_manifest,
+        write_manifest,
+    )
 
     ctranslate2 = check_quantization(quantization)
     folder = Path(folder)
@@ -86,36 +90,30 @@ def convert_ctranslate2(
         return out
     if out.exists() and done is None and any(out.iterdir()):
         raise UserError(f"{out} exists and is not a CTranslate2 folder codekiln wrote: move it")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        from ctranslate2.converters import TransformersConverter
+        with atomic_path(out) as tmp:
+            from ctranslate2.converters import TransformersConverter
 
-        converter = TransformersConverter(str(folder))
-        try:
-            converter.convert(str(tmp), quantization=quantization, force=True)
-        except (ValueError, NotImplementedError, OSError, KeyError) as exc:
-            first_line = (str(exc).strip().splitlines() or [repr(exc)])[0]
-            raise UserError(f"CTranslate2 cannot convert {folder}: {first_line}") from None
-        _complete_config(tmp / "config.json", _end_of_text(folder))
-        write_manifest(
-            tmp,
-            "ctranslate2",
-            source=fingerprint(source),
-            quantization=quantization,
-            model=str(folder.resolve()),
-            versions=package_versions("ctranslate2", "transformers"),
-        )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+            converter = TransformersConverter(str(folder))
+            try:
+                converter.convert(str(tmp), quantization=quantization, force=True)
+            except (ValueError, NotImplementedError, OSError, KeyError) as exc:
+                first_line = (str(exc).strip().splitlines() or [repr(exc)])[0]
+                raise UserError(f"CTranslate2 cannot convert {folder}: {first_line}") from None
+            _complete_config(tmp / "config.json", _end_of_text(folder))
+            write_manifest(
+                tmp,
+                "ctranslate2",
+                source=fingerprint(source),
+                quantization=quantization,
+                model=str(folder.resolve()),
+                versions=package_versions("ctranslate2", "transformers"),
+            )
     except OSError as exc:
         raise UserError(
             f"cannot write the CTranslate2 folder {out} ({exc.strerror or exc}): give a "
             "writable folder (ct2_dir=..., or `codekiln export ... --ctranslate2`)"
         ) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -11,8 +11,8 @@ _LAZY = {
     "KVCache": "codekiln.model.gpt",
     "export_hf": "codekiln.model.hf",
     "import_hf": "codekiln.model.hf",
-    "to_hf_state_dict": "codekiln.model.hf",
-    "from_hf_state_dict": "codekiln.model.hf",
+    "to_hf_state_dict": "codekiln.model.convert",
+    "from_hf_state_dict": "codekiln.model.convert",
 }
 
 __all__ = ["PRESETS", "ModelConfig", "flops_per_token", "num_parameters", "preset", *_LAZY]

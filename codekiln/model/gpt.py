@@ -177,7 +177,7 @@ class Attention(nn.Module):
         causal attention (see `attention_mask`)."""
         B, T, _ = x.shape
         # Widths from the head counts, not from C: under tensor parallelism a rank holds
-        # n_head / tp query heads and its c_attn yields only theirs (train/parallel.py).
+        # n_head / tp query heads and its c_attn yields only theirs (train/tensor_parallel.py).
         q_dim, kv_dim = self.n_head * self.head_dim, self.n_kv_heads * self.head_dim
         q, k, v = self.c_attn(x).split((q_dim, kv_dim, kv_dim), dim=-1)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, H, T, hd)

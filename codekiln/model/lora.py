@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codekiln.errors import UserError
-from codekiln.manifest import write_json
+from codekiln.manifest import atomic_path, write_json
 from codekiln.model.config import ModelConfig
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -260,7 +260,7 @@ def lora_state_dict(model: nn.Module) -> dict[str, Tensor]:
 
 def to_peft_state_dict(model: nn.Module, targets: list[_Target]) -> dict[str, Tensor]:
     """The adapters under peft's names and shapes (see the module docstring)."""
-    from codekiln.model.hf import _qkv_to_per_head
+    from codekiln.model.convert import qkv_to_per_head
 
     state = {name: t.float().cpu() for name, t in lora_state_dict(_unwrap(model)).items()}
     out = {}
@@ -268,7 +268,7 @@ def to_peft_state_dict(model: nn.Module, targets: list[_Target]) -> dict[str, Te
         a = state[f"{target.ours}.lora_A.{target.part}"]
         b = state[f"{target.ours}.lora_B.{target.part}"]
         if target.per_head:
-            b = _qkv_to_per_head(b, target.per_head)
+            b = qkv_to_per_head(b, target.per_head)
         out[f"{PEFT_PREFIX}{target.hf}.lora_A.weight"] = a.contiguous()
         out[f"{PEFT_PREFIX}{target.hf}.lora_B.weight"] = b.contiguous()
     return out
@@ -289,9 +289,8 @@ def save_adapter(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = to_peft_state_dict(model, targets)
-    tmp = out / (ADAPTER_WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
-    tmp.replace(out / ADAPTER_WEIGHTS)
+    with atomic_path(out / ADAPTER_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", **(metadata or {})})
     write_json(out / ADAPTER_CONFIG, peft_config(kind, spec, base_model))
     return out
 
@@ -327,7 +326,7 @@ def load_adapter(model: nn.Module, kind: str, adapter_dir: str | Path) -> LoraSp
     for another base (other module names or shapes)."""
     from safetensors import safe_open
 
-    from codekiln.model.hf import _qkv_from_per_head
+    from codekiln.model.convert import qkv_from_per_head
 
     folder = Path(adapter_dir)
     settings = read_adapter_config(folder)
@@ -369,7 +368,7 @@ def load_adapter(model: nn.Module, kind: str, adapter_dir: str | Path) -> LoraSp
                 module = modules[target.ours]
                 param = (module.lora_A if which == "A" else module.lora_B)[target.part]
                 if which == "B" and target.per_head:
-                    tensor = _qkv_from_per_head(tensor, target.per_head)
+                    tensor = qkv_from_per_head(tensor, target.per_head)
                 if tuple(tensor.shape) != tuple(param.shape):
                     raise UserError(
                         f"{folder}: {name} has shape {tuple(tensor.shape)} where this base "
@@ -412,7 +411,8 @@ def adapter_base(adapter_dir: str | Path) -> Path:
 def import_adapter(adapter_dir: str | Path):
     """(a CodeGPT of the adapter's base with the adapter merged in, in float32 and eval
     mode; the base folder)."""
-    from codekiln.model.hf import import_hf, model_type
+    from codekiln.model.convert import model_type
+    from codekiln.model.hf import import_hf
 
     base = adapter_base(adapter_dir)
     model = import_hf(base).float()

@@ -28,7 +28,7 @@ import re
 import shutil
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 
 from codekiln.errors import UserError
-from codekiln.manifest import file_sha256, write_atomic, write_json
+from codekiln.manifest import atomic_path, file_sha256, tmp_path, write_atomic, write_json
 
 CHECKPOINT_VERSION = 2
 RNG_FILE = "rng.pt"
@@ -102,7 +102,7 @@ def save_checkpoint(
     state: dict[str, Any] | None,
     keep: int,
 ) -> Path:
-    """Every rank: write `shards` (this rank's, as parallel.sharded_state makes them) with
+    """Every rank: write `shards` (this rank's, as state_dicts.sharded_state makes them) with
     DCP into step_N.tmp/, rank 0 `payloads` (torch.save) beside them; then state.json (rank
     0's `state` with every file's size and SHA-256) last, the rename to step_N/, `latest`,
     and all but the newest `keep` checkpoints removed. A collective under torchrun."""
@@ -110,30 +110,31 @@ def save_checkpoint(
 
     rank, _ = _rank_and_size()
     final = root / f"step_{step}"
-    tmp = root / f"step_{step}.tmp"
     if rank == 0:
         root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-    _barrier()
-    writer = dcp.FileSystemWriter(tmp, sync_files=True)
-    with _quiet_single_process():
-        dcp.save(shards, storage_writer=writer, no_dist=not _grouped())
+    # Rank 0 owns the rename (at the end of the block; a step_N/ already there, the same
+    # step again after a resumed run that stopped where it began, is replaced); the other
+    # ranks only write their shards into step_N.tmp/.
+    with atomic_path(final) if rank == 0 else nullcontext(tmp_path(final)) as tmp:
+        if rank == 0:
+            tmp.mkdir()
+        _barrier()
+        writer = dcp.FileSystemWriter(tmp, sync_files=True)
+        with _quiet_single_process():
+            dcp.save(shards, storage_writer=writer, no_dist=not _grouped())
+        if rank == 0:
+            for name, payload in payloads.items():
+                with open(tmp / name, "wb") as handle:
+                    torch.save(payload, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        _barrier()
+        names = _gather(sorted(p.name for p in tmp.iterdir()) if rank == 0 else None)[0]
+        files = _digests(tmp, names)
+        if rank == 0:
+            write_json(tmp / "state.json", {**state, "files": files})
+            _fsync_dir(tmp)
     if rank == 0:
-        for name, payload in payloads.items():
-            with open(tmp / name, "wb") as handle:
-                torch.save(payload, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-    _barrier()
-    names = _gather(sorted(p.name for p in tmp.iterdir()) if rank == 0 else None)[0]
-    files = _digests(tmp, names)
-    if rank == 0:
-        write_json(tmp / "state.json", {**state, "files": files})
-        _fsync_dir(tmp)
-        if final.exists():  # the same step again (a resumed run that stopped where it began)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
         _fsync_dir(root)
         write_atomic(root / "latest", final.name + "\n")
         for old in checkpoint_dirs(root)[:-keep]:

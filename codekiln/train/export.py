@@ -17,7 +17,6 @@ be the same files (checked by fingerprint).
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 
 from codekiln.errors import UserError
-from codekiln.manifest import fingerprint, read_manifest, write_atomic
+from codekiln.manifest import atomic_path, fingerprint, read_manifest, write_atomic
 from codekiln.train.checkpoint import (
     checkpoint_dirs,
     checkpoint_shapes,
@@ -252,39 +251,31 @@ def export_checkpoint(
 
         spec = lora_spec(config)
         adapter_dir = adapter_dir or model_dir.with_name("adapter")
-        tmp = _fresh(adapter_dir.with_name(adapter_dir.name + ".tmp"))
-        save_adapter(
-            model,
-            kind,
-            spec,
-            tmp,
-            base_model=str(Path(config.init_from).resolve()),
-            metadata={"codekiln_base": state["base"]},
-        )
-        copy_tokenizer(tokenizer_dir, tmp)
         description = (
             f"A LoRA adapter (rank {spec.rank}) for `{config.init_from}`, trained with "
             "`codekiln train --lora`; load it with peft or `codekiln eval`/`serve`."
         )
-        write_atomic(
-            tmp / "README.md", model_card(export_config, kind, {**card, "description": description})
-        )
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        os.replace(tmp, adapter_dir)
+        with atomic_path(adapter_dir) as tmp:
+            save_adapter(
+                model,
+                kind,
+                spec,
+                tmp,
+                base_model=str(Path(config.init_from).resolve()),
+                metadata={"codekiln_base": state["base"]},
+            )
+            copy_tokenizer(tokenizer_dir, tmp)
+            card_text = model_card(export_config, kind, {**card, "description": description})
+            write_atomic(tmp / "README.md", card_text)
         if not merge:
             shutil.rmtree(model_dir, ignore_errors=True)  # an older export's, now stale
             return None
         model = merge_lora(model)  # float32: the update survives rounding
-    tmp = _fresh(model_dir.with_name(model_dir.name + ".tmp"))
-    export_hf(model, tmp, tokenizer_dir=tokenizer_dir, card=card, base_config=info["base_config"])
-    shutil.rmtree(model_dir, ignore_errors=True)
-    os.replace(tmp, model_dir)
+    with atomic_path(model_dir) as tmp:
+        export_hf(
+            model, tmp, tokenizer_dir=tokenizer_dir, card=card, base_config=info["base_config"]
+        )
     return model_dir
-
-
-def _fresh(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    return path
 
 
 def _load_base(model, config: TrainConfig, state: dict[str, Any]) -> None:

@@ -128,8 +128,9 @@ def build_model(
     and `weights` says what fills it once parallelised (materialise.py); a LoRA run's is
     built on the CPU, its base read whole from init_from."""
     from codekiln.model.config import ModelConfig
+    from codekiln.model.convert import config_from_hf, model_type
     from codekiln.model.gpt import CodeGPT
-    from codekiln.model.hf import config_from_hf, model_type, read_hf_config
+    from codekiln.model.hf import read_hf_config
 
     base_config = None
     if config.init_from is not None:

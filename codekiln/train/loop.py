@@ -14,7 +14,8 @@
 This module is the run itself: set-up, the loop of optimizer steps with its logging,
 evaluation and checkpoints, and the end of the run. Decisions worth knowing, beyond those of
 optim.py (weight decay, the schedule), inputs.py (the vocabulary), memory.py (the fit check),
-checkpoint.py (atomic writes, resuming) and metrics.py (MFU):
+step.py (one optimizer step, the compute dtype), batches.py (the loader), checkpoint.py
+(atomic writes, resuming) and metrics.py (MFU):
 
 - The reported training loss is the mean over the optimizer steps since the previous log row
   of each step's loss (the mean over its micro-batches and ranks).
@@ -46,23 +47,15 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 from codekiln.errors import UserError
-from codekiln.manifest import (
-    fingerprint,
-    package_versions,
-    read_manifest,
-    write_manifest,
-)
+from codekiln.manifest import fingerprint, finished_stage, package_versions, write_manifest
 from codekiln.pack.format import read_meta
-from codekiln.pack.loader import LoaderConfig, TokenLoader
+from codekiln.train.batches import host_tensors, on_device, train_loader
 from codekiln.train.checkpoint import (
     CHECKPOINT_VERSION,
     RNG_FILE,
@@ -104,17 +97,15 @@ from codekiln.train.parallel import (
     all_reduce,
     barrier,
     data_parallel,
-    gradient_sync,
     init_distributed,
-    load_sharded_state,
     parallelize,
-    sharded_state,
     shutdown,
-    total_norm,
 )
 from codekiln.train.prefetch import Prefetcher
 from codekiln.train.sft import SftData
-from codekiln.train.validation import add_batch_sums, loss_and_bpb, rank_batches
+from codekiln.train.state_dicts import load_sharded_state, sharded_state
+from codekiln.train.step import autocast_context, compute_dtype, optimizer_step
+from codekiln.train.validation import token_bytes, validation_batches, validation_loss
 
 
 def train(
@@ -195,6 +186,7 @@ class _Run:
         else:
             self.config = draft.resolved(fim)
         config = self.config
+        self.pairs = None
         if self.sft:
             self.tok = sft_tokenizer(config)
             self.pairs = SftData(
@@ -204,12 +196,7 @@ class _Run:
         else:
             self.tok = pack_tokenizer(config, self.data, meta)
         self.meta = meta
-        finished = read_manifest(self.out_dir)
-        if finished is not None and finished.get("stage") != "train":
-            raise UserError(
-                f"{self.out_dir} holds the output of `codekiln {finished.get('stage')}`; "
-                "choose another output folder"
-            )
+        finished = finished_stage(self.out_dir, "train")  # UserError: another stage's folder
         if (
             finished is not None
             and finished.get("request") == _request(config, meta)
@@ -233,7 +220,7 @@ class _Run:
         if device.type == "cpu":
             reuse_freed_memory()  # a training step's large buffers are reused, not re-faulted
         self.dtype = compute_dtype(config, device)
-        self.autocast = _autocast(device, self.dtype)
+        self.autocast = autocast_context(device, self.dtype)
         self._say_resume(state)
         built = build_model(
             config, int(meta["vocab_size"]), state, self.dist, self.dtype, self._say_memory
@@ -278,26 +265,17 @@ class _Run:
             materialise=fill,
         )
         self.optimizer = build_optimizer(self.model, config, device)
-        if self.sft:
-            loader = self.pairs.loader("train", config.batch_size, self.dp_rank, self.dp_size)
-        else:
-            loader = TokenLoader(
-                self.data,
-                self.tokenizer,
-                LoaderConfig(
-                    seq_len=config.seq_len,
-                    batch_size=config.batch_size,
-                    seed=config.seed,
-                    fim_rate=config.fim_rate,
-                    fim_spm_rate=config.fim_spm_rate,
-                ),
-                rank=self.dp_rank,
-                world_size=self.dp_size,
-            )
+        pin = device.type == "cuda"
+        loader = train_loader(
+            config, self.data, self.tokenizer, self.pairs, self.dp_rank, self.dp_size
+        )
         # Its state_dict is the position of the next batch the loop consumes (the thread's
         # own runs ahead), so checkpoints resume exactly.
-        self.loader = Prefetcher(loader, config.prefetch, self._host_tensors)
-        self.eval_batches = self._eval_batches()
+        self.loader = Prefetcher(loader, config.prefetch, functools.partial(host_tensors, pin=pin))
+        rows = validation_batches(
+            config, self.data, self.meta, self.pairs, self.dp_rank, self.dp_size
+        )
+        self.eval_batches = [on_device(host_tensors(batch, pin), device) for batch in rows]
         self.sizes = None
         if self.eval_batches:
             sizes = token_bytes(self.tokenizer, self.model_config.vocab_size)
@@ -351,58 +329,6 @@ class _Run:
             + (f" of {memory['available'] / gib:,.1f} available" if memory["available"] else "")
         )
 
-    def _eval_batches(self) -> list[dict[str, torch.Tensor]]:
-        """This rank's share of the fixed validation set (train/validation.py), padded to
-        the forward passes every rank runs; [] without a valid split."""
-        config = self.config
-        if self.sft:
-            loader = self.pairs.valid_loader()
-            if loader is None:
-                return []
-            order = np.arange(loader.num_rows(0), dtype=np.int64)
-        else:
-            split = self.meta["splits"].get("valid")
-            if not split or (int(split["tokens"]) - 1) // config.seq_len < 1:
-                return []
-            loader = TokenLoader(
-                self.data,
-                None,
-                LoaderConfig(config.seq_len, 1, seed=config.seed, fim_rate=0.0, split="valid"),
-            )
-            order = loader.order(0)
-        batches = rank_batches(
-            lambda rows: loader.rows(0, rows),
-            order,
-            config.validation_sequences,
-            config.batch_size,
-            self.dp_rank,
-            self.dp_size,
-        )
-        return [self._tensors(batch) for batch in batches]
-
-    def _tensors(self, batch) -> dict[str, torch.Tensor]:
-        """A batch on the device, as the model's keyword arguments."""
-        return self._on_device(self._host_tensors(batch))
-
-    def _host_tensors(self, batch) -> dict[str, torch.Tensor]:
-        """A loader's batch as CPU tensors, pinned when they go to a GPU (this runs in the
-        prefetch thread)."""
-        pin = self.dist.device.type == "cuda"
-        fields = {"input_ids": batch.input_ids, "labels": batch.labels}
-        if getattr(batch, "segment_ids", None) is not None:
-            fields["segment_ids"] = batch.segment_ids
-            fields["position_ids"] = batch.position_ids
-        tensors = {}
-        for name, array in fields.items():
-            tensor = torch.from_numpy(array)
-            tensors[name] = tensor.pin_memory() if pin else tensor
-        return tensors
-
-    def _on_device(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        device = self.dist.device
-        pin = device.type == "cuda"
-        return {name: t.to(device, non_blocking=pin) for name, t in tensors.items()}
-
     def _restore(self, checkpoint: Path, state: dict[str, Any]) -> None:
         # Each rank reads its own shards of this layout, whatever layout wrote them.
         keep = is_adapter_key if self.config.lora else None  # a LoRA run: the adapters only
@@ -438,7 +364,7 @@ class _Run:
         bar = TrainProgress(self.progress and self.dist.is_main, config.max_steps, self.step)
         try:
             while self.step < config.max_steps:
-                micro = [self._on_device(next(batches)) for _ in range(config.grad_accum)]
+                micro = [on_device(next(batches), device) for _ in range(config.grad_accum)]
                 lr = lr_at(
                     self.step + 1, config.lr, config.min_lr, config.warmup_steps, config.max_steps
                 )
@@ -518,9 +444,9 @@ class _Run:
             return
         pipeline = getattr(self.model, "pipeline", None)  # stages: forward through them
         if pipeline is not None:
-            loss, bpb = pipeline.evaluate(self.eval_batches, self.sizes)
+            loss, bpb = pipeline.validation_losses(self.eval_batches, self.sizes)
         else:
-            loss, bpb = evaluate(self.model, self.eval_batches, self.sizes, self.autocast)
+            loss, bpb = validation_loss(self.model, self.eval_batches, self.sizes, self.autocast)
         self.val_loss = loss
         row = {"step": self.step, "val_loss": loss, "tokens": self.tokens}
         if bpb is not None:
@@ -644,121 +570,6 @@ def _result_from_manifest(out_dir: Path, manifest: dict[str, Any]) -> TrainResul
         out_dir / "model",
         skipped=True,
     )
-
-
-def optimizer_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    micro_batches: list[tuple[torch.Tensor, torch.Tensor]],
-    lr: float,
-    grad_clip: float,
-    autocast=None,
-    fsdp_grad_sync: str = "every_microstep",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step over `micro_batches` ((input_ids, labels), or the model's keyword
-    arguments with segment and position ids of packed pairs): forward and backward
-    each (gradients reduced across ranks as `gradient_sync` says), clip, AdamW. Returns the mean
-    loss and the gradient norm before clipping, as tensors (reading them syncs a GPU).
-    A model in pipeline stages runs them through its schedule (`pipeline.Pipeline.step`)."""
-    pipeline = getattr(model, "pipeline", None)
-    if pipeline is not None:
-        return pipeline.step(optimizer, micro_batches, lr, grad_clip)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    total = None
-    count = len(micro_batches)
-    for index, batch in enumerate(micro_batches):
-        if not isinstance(batch, dict):
-            batch = {"input_ids": batch[0], "labels": batch[1]}
-        with gradient_sync(model, index == count - 1, fsdp_grad_sync):
-            with autocast or nullcontext():
-                _, loss = model(**batch)
-            (loss / count).backward()
-        total = loss.detach() if total is None else total + loss.detach()
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total / count, total_norm(norm)
-
-
-def token_bytes(tokenizer, vocab_size: int) -> np.ndarray:
-    """UTF-8 bytes each token id stands for; 0 for special tokens and unused ids.
-
-    Byte-level BPE tokens are strings of one character per byte, so their length is exact
-    even for tokens that end inside a multi-byte character; other tokenizers decode each id.
-    """
-    from tokenizers import decoders
-
-    from codekiln.tokenizer.special import special_ids
-
-    special = set(special_ids(tokenizer).values())
-    special |= {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special}
-    byte_level = isinstance(tokenizer.decoder, decoders.ByteLevel)
-    sizes = np.zeros(vocab_size, dtype=np.int64)
-    for token, token_id in tokenizer.get_vocab(with_added_tokens=True).items():
-        if token_id >= vocab_size or token_id in special:
-            continue
-        if byte_level:
-            sizes[token_id] = len(token)
-        else:
-            sizes[token_id] = len(tokenizer.decode([token_id]).encode("utf-8"))
-    return sizes
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    batches: list[dict[str, torch.Tensor]],
-    sizes: torch.Tensor | None,
-    autocast=None,
-) -> tuple[float, float | None]:
-    """(mean loss in nats over the targets, bits per byte or None) on `batches` (the
-    model's keyword arguments with labels), summed over every rank's batches."""
-    was_training = model.training
-    model.eval()
-    device = batches[0]["input_ids"].device
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # nats, targets, nats, bytes
-    for batch in batches:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        labels = batch["labels"]
-        with autocast or nullcontext():
-            logits, _ = model(**inputs)
-        add_batch_sums(sums, logits, labels, sizes)
-    all_reduce(sums)
-    model.train(was_training)
-    return loss_and_bpb(sums, sizes)
-
-
-def compute_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
-    """bfloat16 autocast when asked, or under "auto" where bfloat16 matmuls are fast: CUDA,
-    and CPUs with AMX tiles (Sapphire Rapids on), whose bf16 GEMMs run about 6x faster than
-    float32 ones. float32 elsewhere. Weights and optimizer state stay float32 either way,
-    but for a LoRA run's frozen bfloat16 base, which computes in bfloat16."""
-    if config.base_dtype == "bfloat16":
-        if config.dtype == "float32":
-            raise UserError(
-                "a bfloat16 base (base_dtype=bfloat16) computes in bfloat16: set dtype=auto or "
-                "bfloat16, or keep the base in float32"
-            )
-        return torch.bfloat16
-    if config.dtype == "bfloat16":
-        return torch.bfloat16
-    if config.dtype == "auto" and (device.type == "cuda" or cpu_has_amx(device)):
-        return torch.bfloat16
-    return torch.float32
-
-
-def cpu_has_amx(device: torch.device) -> bool:
-    """Whether `device` is a CPU with AMX bf16 tiles (a private torch probe; False if gone)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return device.type == "cpu" and probe is not None and bool(probe())
-
-
-def _autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return None
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _request(config: TrainConfig, meta: dict) -> str:

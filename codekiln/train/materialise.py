@@ -85,9 +85,9 @@ def parameter_parts(model: nn.Module) -> dict[str, list[tuple[nn.Parameter, slic
     >>> {name: [rows for _, rows in held] for name, held in parts.items()}
     {'weight': [None], 'bias': [None]}
     """
-    from codekiln.train.parallel import _sharded_qkv
+    from codekiln.train.tensor_parallel import qkv_modules
 
-    qkv = _sharded_qkv(model)
+    qkv = qkv_modules(model)
     parts: dict[str, list[tuple[nn.Parameter, slice | None]]] = {}
     for name, param in model.named_parameters():
         module, _, leaf = name.rpartition(".")

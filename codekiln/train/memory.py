@@ -293,7 +293,7 @@ def plan_memory(config: TrainConfig, world_size: int, init_from_config: dict | N
     import dataclasses
 
     from codekiln.model.config import preset
-    from codekiln.model.hf import config_from_hf
+    from codekiln.model.convert import config_from_hf
     from codekiln.train.inputs import _check_context  # inputs imports this module
     from codekiln.train.parallel import check_layout
 

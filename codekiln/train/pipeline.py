@@ -26,7 +26,7 @@ norm counts the weight once. An untied head (`lm_head`) simply lives on the last
 One optimizer step feeds the rank's grad_accum micro-batches to the schedule as its
 micro-batches. Each micro-batch's loss is its mean over its targets and the schedule divides
 the gradients by their number, so the loss is the mean over micro-batches of each one's
-mean, as `loop.optimizer_step` computes without stages. Gradients are clipped by the global
+mean, as `step.optimizer_step` computes without stages. Gradients are clipped by the global
 norm: each stage's norm (over its tensor- and data-parallel shards) squared, summed over the
 pipeline ranks.
 
@@ -139,8 +139,9 @@ def split(model: nn.Module, pp_rank: int, pp_size: int, schedule: str):
 
 class Pipeline:
     """A rank's stages and the schedule that runs them; `step` is one optimizer step and
-    `evaluate` the validation loss, as `loop.optimizer_step` and `loop.evaluate` are
-    without stages. `modules` are the stages as run: wrapped in DDP or sharded by FSDP2."""
+    `validation_losses` the validation loss, as `step.optimizer_step` and
+    `validation.validation_loss` are without stages. `modules` are the stages as run:
+    wrapped in DDP or sharded by FSDP2."""
 
     def __init__(
         self,
@@ -291,11 +292,12 @@ class Pipeline:
         return norm
 
     @torch.no_grad()
-    def evaluate(
+    def validation_losses(
         self, batches: list[dict[str, torch.Tensor]], sizes: torch.Tensor | None
     ) -> tuple[float, float | None]:
         """(mean loss in nats, bits per byte or None) on `batches`, forward only through
-        the stages; the last stage's sums are reduced over every rank (as `loop.evaluate`)."""
+        the stages; the last stage's sums are reduced over every rank (as
+        `validation.validation_loss`)."""
         from codekiln.train.parallel import all_reduce
         from codekiln.train.validation import add_batch_sums, loss_and_bpb
 
