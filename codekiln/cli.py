@@ -15,7 +15,6 @@ import typer
 
 import codekiln
 from codekiln.commands import common, data, evaluation, serving, training, workspace
-from codekiln.commands.evaluation import _data_flags  # noqa: F401  (tests/test_eval_settings)
 from codekiln.errors import UserError
 
 app = typer.Typer(

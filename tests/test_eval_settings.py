@@ -185,7 +185,7 @@ def test_data_goes_to_the_tasks_that_read_it(tmp_path, monkeypatch):
 
 
 def test_data_flags_parse_task_and_path(tmp_path):
-    from codekiln.cli import _data_flags
+    from codekiln.commands.evaluation import _data_flags
 
     odd = tmp_path / "a=b.jsonl"
     odd.write_text("")

@@ -219,7 +219,7 @@ def test_lora_adapter_loads_in_peft_and_merges(workspace, tmp_path, kind, layout
     saved = load_checkpoint_weights(checkpoint)
     assert saved and all(".lora_" in name for name in saved)  # adapters only
     # eval and serve take the adapter folder: it is merged onto its base as it loads.
-    from codekiln.generate.backend import load_backend
+    from codekiln.generate import load_backend
 
     backend = load_backend(adapter, engine="auto")
     torch.testing.assert_close(logits(backend.model, tokens_in), theirs, atol=1e-4, rtol=0)

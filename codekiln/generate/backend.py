@@ -277,6 +277,3 @@ def _nothing(prompt_tokens: int) -> Generator[str, None, Completion]:
     return Completion("", 0, "length", prompt_tokens=prompt_tokens)
     yield ""  # a generator that yields nothing
 
-
-# tests/test_finetune.py imports the factory from here; its home is the package.
-from codekiln.generate import load_backend  # noqa: E402, F401
