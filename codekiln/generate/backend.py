@@ -276,4 +276,3 @@ def _nothing(prompt_tokens: int) -> Generator[str, None, Completion]:
     """The stream of a prompt that leaves no room under max_length: no text."""
     return Completion("", 0, "length", prompt_tokens=prompt_tokens)
     yield ""  # a generator that yields nothing
-
