@@ -17,6 +17,7 @@ from codekiln.attribution import (
 )
 from codekiln.attribution.grams import SPACES, code_points, normalise_codes
 from codekiln.errors import UserError
+from codekiln.manifest import write_manifest
 
 WIDTH = 50
 
@@ -181,6 +182,19 @@ def test_manifest_and_rebuild(corpus, tmp_path):
     assert again.skipped
     with pytest.raises(UserError, match="--force"):
         build_index(data, result.out_dir, AttributionConfig(width=40, stride=40), progress=False)
+
+
+def test_another_stages_folder_is_refused_even_with_force(corpus, tmp_path):
+    data, _, _ = corpus
+    trained = tmp_path / "tok"
+    trained.mkdir()
+    write_manifest(trained, "tokenizer", request="x")
+    for force in (False, True):
+        with pytest.raises(UserError, match="output of `codekiln tokenizer`"):
+            build_index(data, trained, force=force, progress=False)
+    assert sorted(p.name for p in trained.iterdir()) == ["manifest.json"]
+    with pytest.raises(UserError, match="own output directory, not its input"):
+        build_index(data, data, progress=False)
 
 
 def test_workers_do_not_change_the_index(corpus, tmp_path):

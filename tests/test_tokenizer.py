@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 from codekiln.curate.pipeline import RECORD_SCHEMA
 from codekiln.errors import UserError
+from codekiln.manifest import write_manifest
 from codekiln.tokenizer.special import EOS, SPECIAL_TOKENS, load_tokenizer
 from codekiln.tokenizer.train import (
     MIN_VOCAB_SIZE,
@@ -277,6 +278,19 @@ def test_data_without_records_is_a_user_error(tmp_path):
 def test_output_cannot_be_the_data_directory(small_data):
     with pytest.raises(UserError, match="another output directory"):
         train_tokenizer(small_data, small_data, SMALL)
+
+
+def test_another_stages_folder_is_refused_even_with_force(small_data, tmp_path):
+    # `codekiln tokenizer train -o` on a pack folder must not overwrite the pack.
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    write_manifest(packed, "pack", request="x")
+    before = (packed / "manifest.json").read_bytes()
+    for force in (False, True):
+        with pytest.raises(UserError, match="output of `codekiln pack`"):
+            train_tokenizer(small_data, packed, SMALL, force=force)
+    assert sorted(p.name for p in packed.iterdir()) == ["manifest.json"]
+    assert (packed / "manifest.json").read_bytes() == before
 
 
 def test_corrupt_or_foreign_parquet_is_a_user_error(tmp_path):
