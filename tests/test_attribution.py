@@ -333,7 +333,7 @@ def test_overlap_offsets_in_utf16_and_utf8_with_astral_characters(tmp_path):
     assert encoded[2 * start16 : 2 * end16].decode("utf-16-le") == document[start:end]
     [[start8, end8]] = overlap_response(index, document, offsets="utf-8")["spans"]
     assert document.encode()[start8:end8].decode() == document[start:end]
-    with pytest.raises(ValueError, match="offsets must be one of"):
+    with pytest.raises(UserError, match="offsets must be one of"):
         overlap_response(index, document, offsets="bytes")
 
 
