@@ -46,6 +46,8 @@ from codekiln.train.parallel import (
     sharded_state,
 )
 
+pytestmark = pytest.mark.slow
+
 packed = test_train.packed  # the fixture: a pack and its tokenizer
 
 # Each leg: a torchrun of this script, a fresh run (settings) or a resumed one (changes).

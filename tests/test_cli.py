@@ -83,6 +83,7 @@ def test_curate_then_rerun_then_force(fixture_repo, tmp_path):
     assert "language_not_allowed" in report["totals"]["dropped"]
 
 
+@pytest.mark.slow
 def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     ws = tmp_path / "ws"
     small = [

@@ -129,6 +129,7 @@ def test_loads_rows_and_prompts_as_humaneval(task: HumanEvalPlus) -> None:
     assert task.info()["rows"] == 6 and task.info()["min_time_limit"] == 0.1
 
 
+@pytest.mark.slow
 def test_right_wrong_and_wrong_only_on_plus(task: HumanEvalPlus, tmp_path: Path) -> None:
     right = "    return b + a\n"
     wrong = "    return a - b\n"
@@ -157,6 +158,7 @@ def test_right_wrong_and_wrong_only_on_plus(task: HumanEvalPlus, tmp_path: Path)
     assert results["by_metric"]["humaneval"]["pass@1"] == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_floats_within_atol_and_types(task: HumanEvalPlus, tmp_path: Path) -> None:
     close = "    return x - int(x) + 1e-7\n"
     far = "    return x - int(x) + 1e-3\n"
@@ -180,6 +182,7 @@ def test_floats_within_atol_and_types(task: HumanEvalPlus, tmp_path: Path) -> No
     assert [v["status"] for v in verdicts] == ["failed", "passed"]
 
 
+@pytest.mark.slow
 def test_find_zero_accepts_any_root(task: HumanEvalPlus, tmp_path: Path) -> None:
     other_root = "    return 1.0 if xs == [0, -1, 0, 1] else 3.0\n"  # canonical: -1.0 and 1.0
     not_a_root = "    return 0.5\n"
@@ -188,6 +191,7 @@ def test_find_zero_accepts_any_root(task: HumanEvalPlus, tmp_path: Path) -> None
     assert "poly" in verdicts[1]["detail"]
 
 
+@pytest.mark.slow
 def test_time_limit_comes_from_the_canonical_time(task: HumanEvalPlus, tmp_path: Path) -> None:
     task.prepare(task.problems())
     limits = task._truth["HumanEval/4"]["time_limits"]["base"]
@@ -201,6 +205,7 @@ def test_time_limit_comes_from_the_canonical_time(task: HumanEvalPlus, tmp_path:
     assert results["outcomes"]["timeout"] == 2
 
 
+@pytest.mark.slow
 def test_a_program_that_swallows_the_alarm_is_killed_at_the_deadline(
     task: HumanEvalPlus, tmp_path: Path
 ) -> None:
@@ -216,6 +221,7 @@ def test_a_program_that_swallows_the_alarm_is_killed_at_the_deadline(
     assert time.monotonic() - start < 10
 
 
+@pytest.mark.slow
 def test_output_and_exit_of_the_candidate_do_not_fake_a_pass(
     task: HumanEvalPlus, tmp_path: Path
 ) -> None:
@@ -272,6 +278,7 @@ class Answers:
         ]
 
 
+@pytest.mark.slow
 def test_codekiln_eval_end_to_end(data: Path, tmp_path: Path) -> None:
     config = EvalConfig(tasks=["humaneval-plus"], data={"humaneval-plus": str(data)}, greedy=True)
     results = evaluate(Answers(), tmp_path / "out", config, allow_code_execution=True)
@@ -310,6 +317,7 @@ AGAINST_EVALPLUS = {
 }
 
 
+@pytest.mark.slow
 def test_verdicts_equal_evalplus_own_check(task: HumanEvalPlus, tmp_path: Path) -> None:
     """The reference: EvalPlus's own `trusted_exec` and `untrusted_check` (the evalplus
     package, installed without its generators' dependencies) on the same rows."""

@@ -34,6 +34,8 @@ from codekiln.train.config import TrainConfig
 from codekiln.train.loop import train
 from codekiln.train.metrics import read_metrics
 
+pytestmark = pytest.mark.slow
+
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 

@@ -187,6 +187,7 @@ end"""
 LUA_151_WRONG = LUA_151.replace("v > 0 and ", "")  # counts -9.0, -7.0, ...
 
 
+@pytest.mark.slow
 def test_humaneval_92_and_151_pass_with_a_correct_solution(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # the translator's rows, not the dataset's
     task = MultipleTask("lua")
@@ -222,6 +223,7 @@ def test_translation_report_counts_every_problem():
         assert set(entry["dropped"]) == set(entry["reasons"])
 
 
+@pytest.mark.slow
 def test_every_task_runs_the_translators_rows_offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     for key in REQUIRED:
@@ -258,6 +260,7 @@ def run_all(task: MultipleTask, completions: list[tuple[str, str]]) -> list:
     return [outcomes[i] for i in range(len(jobs))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", REQUIRED)
 def test_reference_solutions_pass_and_wrong_ones_fail(key, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # the translator's rows, version 3

@@ -306,6 +306,7 @@ def _first_batch_last(job):
     return _real_encode_batch(job)
 
 
+@pytest.mark.slow
 def test_output_is_the_same_for_any_worker_count(tmp_path, tokenizer_dir, monkeypatch):
     data = write_data(tmp_path / "data", make_records(130))
     config = PackConfig(valid_fraction=0.2, shard_tokens=5000, batch_records=7)
@@ -496,6 +497,7 @@ def test_config_is_validated(settings, fix):
     assert PackConfig(valid_fraction=0).to_dict()["valid_fraction"] == 0.0
 
 
+@pytest.mark.slow
 def test_bench_runs_and_reports_the_ratio(tmp_path, tokenizer_dir):
     data = write_data(tmp_path / "data", make_records(60))
     figures = tmp_path / "figures.json"

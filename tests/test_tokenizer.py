@@ -106,6 +106,7 @@ def all_contents(data: Path) -> list[str]:
     return contents
 
 
+@pytest.mark.slow
 def test_special_tokens_take_ids_0_to_18_in_order(stdlib_tokenizer):
     tokenizer = Tokenizer.from_file(str(stdlib_tokenizer / "tokenizer.json"))
     assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(19))
@@ -123,6 +124,7 @@ def test_special_tokens_take_ids_0_to_18_in_order(stdlib_tokenizer):
     assert special_map["additional_special_tokens"] == list(SPECIAL_TOKENS[1:])
 
 
+@pytest.mark.slow
 def test_digits_are_split_one_by_one(stdlib_tokenizer):
     tokenizer = Tokenizer.from_file(str(stdlib_tokenizer / "tokenizer.json"))
     encoding = tokenizer.encode("12345")
@@ -134,6 +136,7 @@ def test_digits_are_split_one_by_one(stdlib_tokenizer):
             assert len(token) == 1, token
 
 
+@pytest.mark.slow
 def test_every_stdlib_record_round_trips(stdlib_data, stdlib_tokenizer):
     tokenizer = Tokenizer.from_file(str(stdlib_tokenizer / "tokenizer.json"))
     contents = all_contents(stdlib_data)
@@ -172,6 +175,7 @@ TRICKY = [
 ]
 
 
+@pytest.mark.slow
 def test_transformers_loads_it_and_agrees(stdlib_tokenizer):
     transformers = pytest.importorskip("transformers")
     auto = transformers.AutoTokenizer.from_pretrained(str(stdlib_tokenizer))
@@ -191,6 +195,7 @@ def test_transformers_loads_it_and_agrees(stdlib_tokenizer):
         assert auto.decode(ids, skip_special_tokens=True) == tokenizer.decode(ids), text
 
 
+@pytest.mark.slow
 def test_special_token_text_inside_a_document_is_the_special_token(stdlib_tokenizer):
     tokenizer = Tokenizer.from_file(str(stdlib_tokenizer / "tokenizer.json"))
     ids = tokenizer.encode("a<fim_prefix>b<|endoftext|>").ids
@@ -235,6 +240,7 @@ def test_sample_skips_empty_records_and_takes_everything_when_asked(tmp_path):
     assert len(train) == 40 and not held
 
 
+@pytest.mark.slow
 def test_fertility_is_measured_per_language_on_held_out_text(stdlib_tokenizer):
     fertility = json.loads((stdlib_tokenizer / "fertility.json").read_text())
     python = fertility["languages"]["Python"]

@@ -31,6 +31,7 @@ from codekiln.manifest import (
     fingerprint,
     package_versions,
     read_manifest,
+    tmp_path,
     write_atomic,
     write_json,
     write_manifest,
@@ -135,7 +136,7 @@ def _clear_outputs(out_dir: Path) -> None:
     (out_dir / "meta.json").unlink(missing_ok=True)
     copy = out_dir / TOKENIZER_DIR
     for name in TOKENIZER_FILES:
-        for path in (copy / name, copy / (name + ".tmp")):
+        for path in (copy / name, tmp_path(copy / name)):
             path.unlink(missing_ok=True)
     if copy.is_dir() and not any(copy.iterdir()):
         copy.rmdir()
