@@ -197,7 +197,6 @@ def test_another_stages_folder_is_refused_even_with_force(corpus, tmp_path):
         build_index(data, data, progress=False)
 
 
-@pytest.mark.slow
 def test_workers_do_not_change_the_index(corpus, tmp_path):
     data, _, result = corpus
     other = build_index(data, tmp_path / "two", AttributionConfig(), workers=2, progress=False)

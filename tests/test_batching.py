@@ -101,7 +101,6 @@ def request(prompt: str, params: SamplingParams, n: int = 1, **kw) -> Generation
     return GenerationRequest((prompt,), params, n=n, **kw)
 
 
-@pytest.mark.slow
 def test_greedy_batch_equals_complete(backend):
     """Requests of different lengths and budgets, some joining while others decode, with
     prompts prefilled a few tokens per step, decode as each does alone."""
@@ -122,7 +121,6 @@ def test_greedy_batch_equals_complete(backend):
     assert served.close(5)
 
 
-@pytest.mark.slow
 def test_sampling_equals_stream(backend):
     """Each sample of a batch draws with its own generator what the stream path draws."""
     served = engine(backend, max_batch=8)
@@ -156,7 +154,6 @@ def spy(monkeypatch, name: str) -> list:
     return calls
 
 
-@pytest.mark.slow
 def test_samples_share_one_prefill(learned, monkeypatch):
     chunks = spy(monkeypatch, "_prefill_chunk")
     joined = spy(monkeypatch, "_join")
@@ -171,7 +168,6 @@ def test_samples_share_one_prefill(learned, monkeypatch):
     assert served.close(5)
 
 
-@pytest.mark.slow
 def test_chunked_prefill_gives_the_same_tokens(backend, monkeypatch):
     chunks = spy(monkeypatch, "_prefill_chunk")
     prompt = PROMPTS[4]
@@ -184,7 +180,6 @@ def test_chunked_prefill_gives_the_same_tokens(backend, monkeypatch):
     assert served.close(5)
 
 
-@pytest.mark.slow
 def test_cancel_drops_rows_within_a_step(learned, monkeypatch):
     served = engine(learned, max_batch=4)
     long = greedy(100, ignore_eos=True)
@@ -211,7 +206,6 @@ def test_cancel_drops_rows_within_a_step(learned, monkeypatch):
     assert served.close(5)
 
 
-@pytest.mark.slow
 def test_admission_is_first_come_first_served(learned, monkeypatch):
     started = spy(monkeypatch, "_start")
     served = engine(learned, max_batch=1, max_queue=16)
@@ -225,7 +219,6 @@ def test_admission_is_first_come_first_served(learned, monkeypatch):
     assert served.close(5)
 
 
-@pytest.mark.slow
 def test_overloaded_when_the_queue_is_full(learned):
     served = engine(learned, max_batch=1, max_queue=1)
     long = greedy(120, ignore_eos=True)
@@ -246,7 +239,6 @@ def test_fit_fim_keeps_the_text_around_the_cursor():
     assert fit_fim(prefix, suffix[:3], 40) == (prefix[-37:], suffix[:3])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("runner", ["batch", "threads"])
 def test_truncation_keeps_the_end_of_the_prompt(learned, runner):
     backend = learned if runner == "batch" else ThreadsOnly(learned)
@@ -277,7 +269,6 @@ def test_truncation_keeps_the_end_of_the_prompt(learned, runner):
     assert served.close(5)
 
 
-@pytest.mark.slow
 def test_truncation_off_refuses_long_prompts(learned):
     served = engine(learned, truncate=False)
     with pytest.raises(ApiError) as error:
@@ -304,7 +295,6 @@ class ThreadsOnly:
         return getattr(self._backend, name)
 
 
-@pytest.mark.slow
 def test_a_failing_request_leaves_the_scheduler_running(learned, monkeypatch):
     served = engine(learned, max_batch=4)
     # A request that breaks while it is set up fails alone.
@@ -358,7 +348,6 @@ def test_a_failing_request_leaves_the_scheduler_running(learned, monkeypatch):
     assert served.close(5)
 
 
-@pytest.mark.slow
 def test_metrics_follow_the_batch(learned):
     served = engine(learned, max_batch=4)
     seen = {"occupancy": 0, "rate": 0.0}
@@ -386,7 +375,6 @@ def test_metrics_follow_the_batch(learned):
     assert metrics.value("batch_occupancy") == 0
 
 
-@pytest.mark.slow
 def test_close_finishes_queued_work_then_refuses(learned):
     served = engine(learned, max_batch=2)
     generations = [served.submit(request(p, greedy(10))) for p in PROMPTS[:4]]
@@ -397,7 +385,6 @@ def test_close_finishes_queued_work_then_refuses(learned):
         served.submit(request(PROMPTS[0], greedy(4)))
 
 
-@pytest.mark.slow
 def test_more_samples_than_rows_and_async_events(learned):
     """n above max_batch is prefilled once per batchful of samples; each still draws what
     its stream draws, and an asyncio route reads the same events."""

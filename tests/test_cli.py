@@ -204,6 +204,7 @@ def test_makefile_has_the_readme_targets(target):
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+@pytest.mark.slow
 def test_unusable_output_paths_give_one_line_and_exit_2(fixture_repo, tmp_path):
     from codekiln.curate.pipeline import check_output_dir
     from codekiln.errors import UserError

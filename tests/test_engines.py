@@ -171,7 +171,6 @@ def ct2(tiny_folder):
     return load_backend(tiny_folder, engine="ctranslate2", dtype="float32", threads=1)
 
 
-@pytest.mark.slow
 def test_ctranslate2_float32_greedy_tokens_equal_codekiln_s(tiny_folder, ct2):
     ours = load_backend(tiny_folder)
     params = SamplingParams(greedy=True, max_new_tokens=40)
@@ -193,14 +192,12 @@ def test_ctranslate2_float32_greedy_tokens_equal_codekiln_s(tiny_folder, ct2):
     assert ct2.count_tokens(PROMPTS[2]) == ours.count_tokens(PROMPTS[2])
 
 
-@pytest.mark.slow
 def test_ctranslate2_samples_n_and_honours_the_budget(ct2):
     params = SamplingParams(n=3, temperature=1.0, max_new_tokens=6, ignore_eos=True)
     [samples] = ct2.complete([PROMPTS[0]], params)
     assert len(samples) == 3 and all(s.tokens == 6 and s.finish_reason == "length" for s in samples)
 
 
-@pytest.mark.slow
 def test_ctranslate2_conversion_is_reused_until_the_weights_change(tiny_folder, ct2):
     from codekiln.generate.ct2 import convert_ctranslate2
 

@@ -129,7 +129,6 @@ def test_loads_rows_and_prompts_as_humaneval(task: HumanEvalPlus) -> None:
     assert task.info()["rows"] == 6 and task.info()["min_time_limit"] == 0.1
 
 
-@pytest.mark.slow
 def test_right_wrong_and_wrong_only_on_plus(task: HumanEvalPlus, tmp_path: Path) -> None:
     right = "    return b + a\n"
     wrong = "    return a - b\n"
@@ -182,7 +181,6 @@ def test_floats_within_atol_and_types(task: HumanEvalPlus, tmp_path: Path) -> No
     assert [v["status"] for v in verdicts] == ["failed", "passed"]
 
 
-@pytest.mark.slow
 def test_find_zero_accepts_any_root(task: HumanEvalPlus, tmp_path: Path) -> None:
     other_root = "    return 1.0 if xs == [0, -1, 0, 1] else 3.0\n"  # canonical: -1.0 and 1.0
     not_a_root = "    return 0.5\n"
@@ -221,7 +219,6 @@ def test_a_program_that_swallows_the_alarm_is_killed_at_the_deadline(
     assert time.monotonic() - start < 10
 
 
-@pytest.mark.slow
 def test_output_and_exit_of_the_candidate_do_not_fake_a_pass(
     task: HumanEvalPlus, tmp_path: Path
 ) -> None:

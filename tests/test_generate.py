@@ -90,7 +90,6 @@ def theirs(folders) -> TransformersBackend:
 # Parity with transformers on the same exported folder.
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bigcode", "starcoder2"])
 def test_greedy_tokens_equal_transformers_generate(folders, kind):
     transformers = pytest.importorskip("transformers")
@@ -161,7 +160,6 @@ def test_prefill_keeps_only_last_position_logits(ours):
 # Sampling.
 
 
-@pytest.mark.slow
 def test_seeds_reproduce_and_differ(ours, theirs):
     params = SamplingParams(temperature=1.0, top_p=1.0, n=3, max_new_tokens=12, seed=7)
     first = ours.complete([PROMPT, "import os\n"], params)
@@ -178,7 +176,6 @@ def test_top_k_1_equals_greedy(ours):
     assert ours.complete([PROMPT], top1) == ours.complete([PROMPT], GREEDY)
 
 
-@pytest.mark.slow
 def test_n_samples_per_prompt_stay_in_the_top_k(ours):
     """Every sampled token is among the 2 most likely of a full forward over its prefix, also
     after samples finished early and left the batch (the eos and stop checks drop rows)."""
@@ -230,7 +227,6 @@ def test_stop_matcher_holds_back_a_possible_stop_and_releases_it_when_it_is_not(
     assert matcher.flush() == "\nde"  # the text ended without the stop string
 
 
-@pytest.mark.slow
 def test_stop_string_across_a_token_boundary_cuts_the_text(ours, theirs):
     [[plain]] = ours.complete([PROMPT], GREEDY)
     ids = list(plain.token_ids)
@@ -261,7 +257,6 @@ def test_stop_string_across_a_token_boundary_cuts_the_text(ours, theirs):
         assert stream.completion.finish_reason == "stop"
 
 
-@pytest.mark.slow
 def test_stream_equals_complete_and_can_be_closed(ours):
     stream = ours.stream(PROMPT, GREEDY)
     deltas = list(stream)
@@ -279,7 +274,6 @@ def test_stream_equals_complete_and_can_be_closed(ours):
 # Infilling.
 
 
-@pytest.mark.slow
 def test_infill_prompt_is_training_psm_layout(ours, folders):
     """The infill prompt is exactly the head of what training's FIM makes of the same text
     cut at the same points: <fim_prefix> prefix <fim_suffix> suffix <fim_middle>."""
@@ -304,7 +298,6 @@ def test_infill_prompt_is_training_psm_layout(ours, folders):
     assert trained.tolist()[: len(prompt)] == prompt
 
 
-@pytest.mark.slow
 def test_infill_generates_the_middle_on_every_backend(ours, theirs):
     params = SamplingParams(greedy=True, max_new_tokens=10)
     [[middle]] = ours.infill(["def add(a, b):\n    return "], ["\n"], params)
@@ -352,7 +345,6 @@ def test_ignore_eos_and_empty_prompt(ours):
     assert ours.prompt_ids("") == [ours.tokenizer.token_to_id(EOS)]
 
 
-@pytest.mark.slow
 def test_load_backend_picks_the_engine(folders, tmp_path):
     assert isinstance(load_backend(folders["bigcode"]), CodekilnBackend)
     assert isinstance(load_backend(folders["starcoder2"]), CodekilnBackend)
@@ -477,7 +469,6 @@ class CompletionServer:
         self.httpd.server_close()
 
 
-@pytest.mark.slow
 def test_openai_backend_matches_the_model_it_serves(ours):
     with CompletionServer(ours) as server:
         backend = load_backend(server.url + "/v1", concurrency=4)

@@ -109,7 +109,6 @@ def test_line_sets_have_the_official_counts_ids_and_layout():
         assert sum(p.task_id.startswith(prefix) for p in multi) == code * (code + 1) // 2
 
 
-@pytest.mark.slow
 def test_right_middles_pass_and_wrong_ones_fail_in_the_sandbox(tmp_path):
     single = get_task("humaneval-infill-single")
     multi = get_task("humaneval-infill-multi")
@@ -170,7 +169,6 @@ def test_random_span_reads_the_official_file_gzipped_or_plain(tmp_path, name):
     assert verdicts(task, right + wrong) == ["passed"] * 3 + ["failed"]
 
 
-@pytest.mark.slow
 def test_random_span_through_the_harness_with_data_for_the_task(tmp_path):
     rows = [hole("HumanEval/0", 5, 60, "RandomSpanInfilling", 1)]
     path = write_rows(tmp_path / "spans.jsonl.gz", rows)

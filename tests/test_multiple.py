@@ -187,7 +187,6 @@ end"""
 LUA_151_WRONG = LUA_151.replace("v > 0 and ", "")  # counts -9.0, -7.0, ...
 
 
-@pytest.mark.slow
 def test_humaneval_92_and_151_pass_with_a_correct_solution(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # the translator's rows, not the dataset's
     task = MultipleTask("lua")

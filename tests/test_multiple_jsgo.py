@@ -297,7 +297,6 @@ def needs(*binaries: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(bool(missing), reason=f"missing {', '.join(missing)}")
 
 
-@pytest.mark.slow
 @needs("node")
 def test_js_row_runs_under_node(tmp_path: Path) -> None:
     row = rows("js")["HumanEval_0_has_close_elements"]
@@ -322,7 +321,6 @@ def test_ts_row_compiles_and_runs(tmp_path: Path) -> None:
         assert (done.returncode == 0) == passes, done.stderr
 
 
-@pytest.mark.slow
 @needs("go")
 def test_go_row_runs_under_go_test(tmp_path: Path) -> None:
     row = rows("go")["HumanEval_22_filter_integers"]

@@ -505,7 +505,6 @@ def test_right_completions_pass_and_wrong_ones_fail(tmp_path, key):
     )
 
 
-@pytest.mark.slow
 def test_the_verdict_is_multiple_es_exit_status_and_output(tmp_path):
     """No completion token (an early exit 0 passes, as in MultiPL-E); Perl's "ERROR" and
     PHP's "PHP Parse error" on the output fail a run that exited 0."""
@@ -572,7 +571,6 @@ class RowBackend:
         return [[Completion(self.answers[p], 5, "stop")] for p in prompts]
 
 
-@pytest.mark.slow
 def test_the_harness_runs_official_rows_and_records_their_source(tmp_path):
     from codekiln.evaluate.config import EvalConfig
     from codekiln.evaluate.harness import evaluate
@@ -594,7 +592,6 @@ def test_the_harness_runs_official_rows_and_records_their_source(tmp_path):
     assert benchmark["toolchain"]["ready"] and "Lua" in benchmark["toolchain"]["versions"]
 
 
-@pytest.mark.slow
 def test_rust_is_compiled_as_multiple_e_does_so_overflow_panics(tmp_path):
     """Plain `rustc` (no -O): an i32 overflow panics, where an optimised build would wrap."""
     ready_or_skip("rs")

@@ -397,7 +397,6 @@ def _passes(key: str, prompt: str, row: dict[str, Any], completion: str, folder:
     return result.returncode == 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("key", ["lua", "php", "pl"])
 def test_a_right_completion_passes_and_a_wrong_one_fails(key: str, tmp_path: Path) -> None:
     name, right, wrong = COMPLETIONS[key]
@@ -406,7 +405,6 @@ def test_a_right_completion_passes_and_a_wrong_one_fails(key: str, tmp_path: Pat
     assert not _passes(key, row["prompt"], row, wrong, tmp_path)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("key", ["rb", "sh"])
 def test_the_2023_09_docstring_is_not_code_but_version_3s_is(key: str, tmp_path: Path) -> None:
     """MultiPL-E's 2023-09 Ruby and Bash prompts leave docstring lines that begin at column 0
@@ -420,7 +418,6 @@ def test_the_2023_09_docstring_is_not_code_but_version_3s_is(key: str, tmp_path:
     assert not _passes(key, row["prompt"], row, wrong, tmp_path)
 
 
-@pytest.mark.slow
 def test_lua_stops_at_a_blank_line_inside_the_body(tmp_path: Path) -> None:
     """The row's "\\n\\n" stop token cuts a body that holds a blank line: MultiPL-E fails it."""
     row = rows("lua")["HumanEval_53_add"]

@@ -103,13 +103,11 @@ def test_sleep_forever_hits_the_wall_clock(box):
     assert outcome.status == "timeout" and "wall" in outcome.detail, outcome
 
 
-@pytest.mark.slow
 def test_memory_bomb(box):
     outcome = hostile(box, "blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 24))\n")
     assert outcome.status == "memory", outcome
 
 
-@pytest.mark.slow
 def test_disk_filler(box, tmp_path):
     code = "for i in range(10**6):\n    open(f'f{i}', 'wb').write(b'x' * (1 << 20))\n"
     outcome = hostile(box, code)
@@ -117,13 +115,11 @@ def test_disk_filler(box, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
 def test_one_huge_file_hits_the_file_size_limit(box):
     outcome = hostile(box, "open('big', 'wb').write(b'x' * (6 << 20))\n")
     assert outcome.status == "failed" and "File too large" in outcome.detail, outcome
 
 
-@pytest.mark.slow
 def test_output_flood_is_capped(box):
     outcome = hostile(box, "sys.stdout.write('a' * 10_000_000)\nprint('END')\n")
     assert outcome.status == "passed", outcome
@@ -137,7 +133,6 @@ def test_endless_output_is_read_until_the_deadline(box):
     assert outcome.status == "timeout" and len(outcome.stdout) < SMALL.output_bytes + 100
 
 
-@pytest.mark.slow
 def test_network_is_unreachable(fenced):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -153,7 +148,6 @@ def test_network_is_unreachable(fenced):
     assert outside.status == "failed", outside
 
 
-@pytest.mark.slow
 def test_files_outside_cannot_be_deleted_or_written(fenced, tmp_path):
     canary = tmp_path / "canary.txt"
     canary.write_text("alive")
@@ -189,7 +183,6 @@ def test_killing_the_parent(box, target):
     assert survived or outcome.status == "failed", outcome
 
 
-@pytest.mark.slow
 def test_killing_everything(fenced):
     # As root without namespaces this would kill every process on the machine.
     outcome = hostile(fenced, "import signal\nos.kill(-1, signal.SIGKILL)\nprint('survived')\n")
@@ -203,7 +196,6 @@ def test_harness_environment_is_invisible(box, monkeypatch):
     assert set(eval(outcome.stdout)) <= {"PATH", "HOME", "LANG", "TMPDIR", "PWD"}
 
 
-@pytest.mark.slow
 def test_other_processes_environments_are_invisible(fenced, monkeypatch):
     monkeypatch.setenv("CODEKILN_TEST_SECRET", "hunter2-secret")
     code = (
@@ -252,6 +244,7 @@ def test_signal_handlers_cannot_outlast_the_limits(box):
     assert hostile(box, ignore + "time.sleep(10**6)\n").status == "timeout"
 
 
+@pytest.mark.slow
 def test_closing_stdout_and_stderr(box):
     completion = "    return 1\n\nimport os, sys\nsys.stdout.close()\nos.close(1)\nos.close(2)\n"
     assert box.execute(check(completion)).status == "passed"
@@ -259,7 +252,6 @@ def test_closing_stdout_and_stderr(box):
     assert outcome.status == "timeout", outcome
 
 
-@pytest.mark.slow
 def test_thread_bomb(box):
     code = (
         "import threading, time\n"
@@ -270,7 +262,6 @@ def test_thread_bomb(box):
     assert outcome.status in ("failed", "memory"), outcome
 
 
-@pytest.mark.slow
 def test_deep_recursion(box):
     recurse = "def down(n):\n    return down(n + 1) + 1\ndown(0)\n"
     outcome = hostile(box, recurse)
@@ -289,7 +280,6 @@ def test_reading_stdin_gets_end_of_file(box):
     assert echoed.stdout == "HELLO\n"
 
 
-@pytest.mark.slow
 def test_jobs_sharing_a_cell_see_nothing_of_each_other(box):
     marker = "ck" + secrets.token_hex(6)
     leave = (
@@ -308,7 +298,6 @@ def test_jobs_sharing_a_cell_see_nothing_of_each_other(box):
     assert processes_with(marker) == []
 
 
-@pytest.mark.slow
 def test_run_many_returns_every_index_once(box):
     jobs = [check("    return 1\n" if i % 3 else "    return 2\n") for i in range(12)]
     outcomes = dict(box.run_many(jobs, workers=2))
@@ -316,7 +305,6 @@ def test_run_many_returns_every_index_once(box):
     assert all(outcomes[i].passed == bool(i % 3) for i in range(12))
 
 
-@pytest.mark.slow
 def test_compile_step(box):
     program = {"prog.sh": "echo compiled-run"}
     build = ["sh", "-c", "cp prog.sh prog && chmod +x prog"]
@@ -389,7 +377,6 @@ def test_limits_are_validated():
         Limits(processes=0)
 
 
-@pytest.mark.slow
 def test_signals_to_the_harness_group_are_untouched():
     # The cell is its own session: a program's killpg cannot reach pytest's group.
     assert os.getpgid(0) != 0 and signal.getsignal(signal.SIGINT) is not None

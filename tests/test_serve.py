@@ -136,7 +136,6 @@ class Counting:
 # The openai package.
 
 
-@pytest.mark.slow
 def test_openai_client_greedy_equals_backend(server, backend):
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
@@ -153,7 +152,6 @@ def test_openai_client_greedy_equals_backend(server, backend):
     assert [m.id for m in client.models.list()] == [backend.name]
 
 
-@pytest.mark.slow
 def test_openai_client_stream_equals_backend(server, backend):
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
@@ -175,7 +173,6 @@ def test_openai_client_stream_equals_backend(server, backend):
     assert chunks[-1].usage.completion_tokens == expected.tokens
 
 
-@pytest.mark.slow
 def test_openai_client_suffix_is_fill_in_the_middle(server, backend):
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
@@ -191,7 +188,6 @@ def test_openai_client_suffix_is_fill_in_the_middle(server, backend):
     assert "".join(c.choices[0].text for c in streamed) == expected.text
 
 
-@pytest.mark.slow
 def test_prompt_list_n_stop_and_seeded_sampling(server, backend):
     prompts = [PROMPT, "class Counter:\n"]
     body = {"prompt": prompts, "n": 2, "max_tokens": 8, "temperature": 0, "stop": ["\n"]}
@@ -215,7 +211,6 @@ def test_prompt_list_n_stop_and_seeded_sampling(server, backend):
 # TGI, and the bodies llm-ls sends.
 
 
-@pytest.mark.slow
 def test_tgi_generate_and_stream(server, backend):
     body = {"inputs": PROMPT, "parameters": {"max_new_tokens": 10, "details": True}}
     status, _, reply = call(server.url + "/generate", "POST", body)
@@ -237,7 +232,6 @@ def test_tgi_generate_and_stream(server, backend):
     assert compat["generated_text"] == PROMPT + expected.text
 
 
-@pytest.mark.slow
 def test_llm_ls_tgi_backend_body(server, backend):
     """llm-ls's `build_body` for tgi: the editor's requestBody, `inputs` (a FIM prompt it laid
     out as text) and `parameters.return_full_text = false`; it reads `generated_text`."""
@@ -257,7 +251,6 @@ def test_llm_ls_tgi_backend_body(server, backend):
     assert reply == {"generated_text": expected.text}
 
 
-@pytest.mark.slow
 def test_llm_ls_openai_backend_body(server, backend):
     """llm-ls's `build_body` for openai: requestBody + prompt, model, stream false; it reads
     `choices[].text`. Fields meant for TGI that the editor left in the body are ignored."""
@@ -277,7 +270,6 @@ def test_llm_ls_openai_backend_body(server, backend):
 # Validation.
 
 
-@pytest.mark.slow
 def test_request_validation_errors(server):
     url = server.url
     cases = [
@@ -353,7 +345,6 @@ def test_parsers_map_defaults_as_the_apis_do():
 # Auth, metrics, attribution.
 
 
-@pytest.mark.slow
 def test_api_key(backend):
     with start_server(backend, ServeConfig(port=0, api_key="sesame")) as running:
         url = running.url
@@ -387,7 +378,6 @@ def metric(text: str, line_start: str) -> float:
     return float(values[0])
 
 
-@pytest.mark.slow
 def test_metrics_count_requests_tokens_and_latency(backend):
     with start_server(backend, ServeConfig(port=0)) as running:
         url = running.url
@@ -416,7 +406,6 @@ def test_metrics_count_requests_tokens_and_latency(backend):
         assert metric(text, "codekiln_requests_in_flight") == 1  # this very request
 
 
-@pytest.mark.slow
 def test_overlap_with_an_attribution_index(tmp_path, backend):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -452,14 +441,12 @@ def test_overlap_with_an_attribution_index(tmp_path, backend):
         assert call(running.url + "/overlap", "POST", {"document": "short"})[2]["spans"] == []
 
 
-@pytest.mark.slow
 def test_port_in_use_is_one_clear_error(server):
     port = int(server.url.rsplit(":", 1)[1])
     with pytest.raises(UserError, match="pick another --port"):
         start_server(Counting(), ServeConfig(port=port))
 
 
-@pytest.mark.slow
 def test_overlap_without_an_index_is_404(server):
     status, _, reply = call(server.url + "/overlap", "POST", {"document": "x"})
     assert status == 404 and reply["error"]["code"] == "no_attribution_index"
@@ -468,7 +455,6 @@ def test_overlap_without_an_index_is_404(server):
 # Load and disconnects.
 
 
-@pytest.mark.slow
 def test_concurrent_load_all_succeed_and_health_stays_fast(server, backend):
     bodies = [{"prompt": f"def f{i}(x):\n", "max_tokens": 8, "temperature": 0} for i in range(16)]
     health_latencies = []
@@ -516,7 +502,6 @@ def wait_for(condition, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("stream", [True, False])
 def test_client_disconnect_stops_generation(stream):
     counting = Counting(delay=0.01)
@@ -546,7 +531,6 @@ def no_tracebacks(caplog, capfd) -> None:
     assert "Traceback" not in caplog.text and "Traceback" not in capfd.readouterr().err
 
 
-@pytest.mark.slow
 def test_dropped_stream_cancels_without_traceback(caplog, capfd):
     counting = Counting(delay=0.01)
     with start_server(counting, ServeConfig(port=0)) as running:
@@ -570,7 +554,6 @@ def test_dropped_stream_cancels_without_traceback(caplog, capfd):
 # Real clients: openai (async), text-generation, huggingface_hub.
 
 
-@pytest.mark.slow
 def test_openai_async_client(server, backend):
     openai = pytest.importorskip("openai")
     [[expected]] = backend.complete([PROMPT], greedy(12))
@@ -589,7 +572,6 @@ def test_openai_async_client(server, backend):
     assert texts == [expected.text] * 3 and streamed == expected.text
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The `dict` method is deprecated")  # text-generation's
 def test_text_generation_client_and_async_client(server, backend):
     text_generation = pytest.importorskip("text_generation")
@@ -614,7 +596,6 @@ def test_text_generation_client_and_async_client(server, backend):
     assert asyncio.run(run()) == (expected.text, expected.text)
 
 
-@pytest.mark.slow
 def test_huggingface_hub_inference_client(server, backend):
     hub = pytest.importorskip("huggingface_hub")
     [[expected]] = backend.complete([PROMPT], greedy(10))
@@ -647,7 +628,6 @@ def raw_exchange(url: str, data: bytes | list[bytes], pause: float = 0.0) -> tup
     return int(head.split()[1]), json.loads(body)
 
 
-@pytest.mark.slow
 def test_bad_inputs_answer_json_4xx(server):
     url = server.url
     for raw in (b'{"prompt": "\\ud800", "max_tokens": 2}', b"[" * 100_000 + b"]" * 100_000):
@@ -714,7 +694,6 @@ def test_slow_request_is_cut_off_while_others_are_served(caplog, capfd):
     no_tracebacks(caplog, capfd)
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:The `dict` method is deprecated")
 def test_full_queue_answers_429_on_tgi_routes_and_503_on_openai(caplog, capfd):
     counting = Counting(delay=0.01)

@@ -146,7 +146,6 @@ def test_weight_decay_on_matrices_and_embeddings_only():
     assert len(decayed) + len(undecayed) == len(list(model.parameters()))
 
 
-@pytest.mark.slow
 def test_token_bytes_count_the_utf8_bytes_of_text(packed):
     from codekiln.tokenizer.special import EOS, load_tokenizer
 
@@ -194,7 +193,6 @@ def test_config_rejects_bad_settings():
 # -- runs -------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_loss_decreases_and_the_run_writes_its_outputs(packed, tmp_path):
     data, tokenizer = packed
     config = tiny(
@@ -243,7 +241,6 @@ def test_loss_decreases_and_the_run_writes_its_outputs(packed, tmp_path):
     one_line(excinfo)
 
 
-@pytest.mark.slow
 def test_export_loads_back_with_the_same_logits(packed, tmp_path):
     data, tokenizer = packed
     result = train(data, tmp_path / "run", tiny(tokenizer, max_steps=3), progress=False)
@@ -261,7 +258,6 @@ def test_export_loads_back_with_the_same_logits(packed, tmp_path):
     assert "Training" in card and "AdamW" in card
 
 
-@pytest.mark.slow
 def test_resume_is_exact_and_survives_a_killed_write(packed, tmp_path):
     """8 steps straight, against the same run cut back to its step-4 checkpoint with a
     half-written step_6.tmp/ left behind (as a kill mid-write leaves it), then resumed."""
@@ -301,7 +297,6 @@ def test_resume_is_exact_and_survives_a_killed_write(packed, tmp_path):
     assert (cut / "model" / "model.safetensors").exists() and (cut / "manifest.json").exists()
 
 
-@pytest.mark.slow
 def test_resume_continues_a_finished_run_to_more_steps(packed, tmp_path):
     data, tokenizer = packed
     out = tmp_path / "run"
@@ -311,7 +306,6 @@ def test_resume_continues_a_finished_run_to_more_steps(packed, tmp_path):
     assert (out / "checkpoints" / "step_5").is_dir()
 
 
-@pytest.mark.slow
 def test_a_damaged_checkpoint_is_one_line(packed, tmp_path):
     data, tokenizer = packed
     out = tmp_path / "run"
@@ -349,7 +343,6 @@ def test_max_minutes_stops_after_one_step_with_checkpoint_and_export(packed, tmp
     assert train(data, out, config, resume=True, progress=False).skipped
 
 
-@pytest.mark.slow
 def test_the_pack_s_own_tokenizer_is_found_without_tokenizer(packed, tmp_path):
     """`codekiln train --data TOKENS` needs nothing else: FIM, val_bpb and the export use
     the copy of the tokenizer the pack keeps."""
@@ -418,7 +411,6 @@ def test_init_from_continues_from_an_exported_model(packed, tmp_path):
 # -- bad input --------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_shards_from_another_tokenizer(packed, tmp_path):
     data, _ = packed
     other = _tokenizer(tmp_path / "other", 300)
@@ -427,7 +419,6 @@ def test_shards_from_another_tokenizer(packed, tmp_path):
     one_line(excinfo)
 
 
-@pytest.mark.slow
 def test_vocabulary_smaller_than_the_shards(packed, tmp_path):
     data, tokenizer = packed
     config = tiny(tokenizer, model_overrides={**TINY, "vocab_size": 100})
@@ -437,7 +428,6 @@ def test_vocabulary_smaller_than_the_shards(packed, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
 def test_a_model_that_cannot_fit_is_refused_before_allocating(packed, tmp_path, monkeypatch):
     data, tokenizer = packed
     have = memory.available_memory(torch.device("cpu"))
@@ -452,7 +442,6 @@ def test_a_model_that_cannot_fit_is_refused_before_allocating(packed, tmp_path, 
         train(data, tmp_path / "small", tiny(tokenizer), progress=False)
 
 
-@pytest.mark.slow
 def test_resume_refuses_another_model(packed, tmp_path):
     data, tokenizer = packed
     out = tmp_path / "run"
@@ -463,7 +452,6 @@ def test_resume_refuses_another_model(packed, tmp_path):
     one_line(excinfo)
 
 
-@pytest.mark.slow
 def test_prefetching_changes_no_batch(packed, tmp_path):
     """FIM on: batches made ahead in a thread (3 deep) or in the loop give the same run."""
     data, tokenizer = packed
@@ -472,7 +460,6 @@ def test_prefetching_changes_no_batch(packed, tmp_path):
     assert losses_of(tmp_path / "ahead") == losses_of(tmp_path / "inline")
 
 
-@pytest.mark.slow
 def test_a_batch_that_fails_in_the_thread_fails_the_run(packed, tmp_path, monkeypatch):
     from codekiln.pack.loader import TokenLoader
 
