@@ -44,6 +44,10 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two tiers. `make test` runs every test (what CI runs). `make test-fast` is the edit loop: it
+# leaves out the tests marked `@pytest.mark.slow` (multi-process runs, training runs, servers,
+# sandboxed toolchains, measured memory) and runs in under 3 minutes on 2 cores. A new test
+# that takes more than ~2 s gets the mark.
 test: lint $(SYSTEM_STAMP)
 	$(BIN)/python -m pytest -q
 

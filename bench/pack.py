@@ -82,13 +82,14 @@ def threads() -> int:
 def run_one(kind: str, data: Path, tokenizer_dir: Path, workers: int) -> dict:
     """One measurement, in this (fresh) process."""
     if kind.startswith("pack"):
+        import codekiln.pack.encode as encode_module
         import codekiln.pack.pack as pack_module
 
         # Workers fork with these in place.
         if kind == "pack_rayon_in_workers":
-            pack_module._serial_tokenizers = contextlib.nullcontext
+            encode_module._serial_tokenizers = contextlib.nullcontext
         if kind == "pack_main_thread":
-            pack_module._on_own_thread = lambda fn, *args, **kwargs: fn(*args, **kwargs)
+            encode_module._on_own_thread = lambda fn, *args, **kwargs: fn(*args, **kwargs)
         with tempfile.TemporaryDirectory() as tmp:
             wall, cpu = time.perf_counter(), cpu_seconds()
             result = pack_module.pack(

@@ -17,6 +17,7 @@ from codekiln.attribution import (
 )
 from codekiln.attribution.grams import SPACES, code_points, normalise_codes
 from codekiln.errors import UserError
+from codekiln.manifest import write_manifest
 
 WIDTH = 50
 
@@ -183,6 +184,19 @@ def test_manifest_and_rebuild(corpus, tmp_path):
         build_index(data, result.out_dir, AttributionConfig(width=40, stride=40), progress=False)
 
 
+def test_another_stages_folder_is_refused_even_with_force(corpus, tmp_path):
+    data, _, _ = corpus
+    trained = tmp_path / "tok"
+    trained.mkdir()
+    write_manifest(trained, "tokenizer", request="x")
+    for force in (False, True):
+        with pytest.raises(UserError, match="output of `codekiln tokenizer`"):
+            build_index(data, trained, force=force, progress=False)
+    assert sorted(p.name for p in trained.iterdir()) == ["manifest.json"]
+    with pytest.raises(UserError, match="own output directory, not its input"):
+        build_index(data, data, progress=False)
+
+
 def test_workers_do_not_change_the_index(corpus, tmp_path):
     data, _, result = corpus
     other = build_index(data, tmp_path / "two", AttributionConfig(), workers=2, progress=False)
@@ -319,7 +333,7 @@ def test_overlap_offsets_in_utf16_and_utf8_with_astral_characters(tmp_path):
     assert encoded[2 * start16 : 2 * end16].decode("utf-16-le") == document[start:end]
     [[start8, end8]] = overlap_response(index, document, offsets="utf-8")["spans"]
     assert document.encode()[start8:end8].decode() == document[start:end]
-    with pytest.raises(ValueError, match="offsets must be one of"):
+    with pytest.raises(UserError, match="offsets must be one of"):
         overlap_response(index, document, offsets="bytes")
 
 

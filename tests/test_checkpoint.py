@@ -109,6 +109,7 @@ def _round_trips(rank: int, world_size: int, port: int, folder: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_tensor_parallel_state_round_trips_through_a_sharded_checkpoint(tmp_path):
     mp.spawn(_round_trips, args=(2, _free_port(), str(tmp_path)), nprocs=2)
 
@@ -236,6 +237,7 @@ def test_export_of_a_tp_checkpoint_equals_the_run_s_own_export(layouts, tmp_path
         assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_save_resumes_from_the_last_complete_checkpoint(packed, tmp_path):
     """A save killed before its state.json (step_6.tmp/ with a truncated shard) is ignored
     and removed: the run resumes from step_3 and ends bit for bit as the straight one."""

@@ -37,6 +37,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, fragment: str) ->
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
     assert_one_line_error(
         cli("curate", str(tmp_path / "nope"), "-o", str(tmp_path / "o")), "not found"
@@ -66,6 +67,7 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_curate_then_rerun_then_force(fixture_repo, tmp_path):
     out = tmp_path / "out"
     first = cli("curate", str(fixture_repo), "-o", str(out), "-q", "-j", "2")
@@ -83,6 +85,7 @@ def test_curate_then_rerun_then_force(fixture_repo, tmp_path):
     assert "language_not_allowed" in report["totals"]["dropped"]
 
 
+@pytest.mark.slow
 def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     ws = tmp_path / "ws"
     small = [
@@ -120,6 +123,7 @@ def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     assert again.returncode == 0 and "already" in again.stdout
 
 
+@pytest.mark.slow
 def test_tokenizer_and_pack_bad_inputs(fixture_repo, tmp_path):
     curated = tmp_path / "curated"
     assert cli("curate", str(fixture_repo), "-o", str(curated), "-q").returncode == 0
@@ -172,6 +176,7 @@ def _readme_commands() -> list[list[str]]:
     return commands
 
 
+@pytest.mark.slow
 def test_readme_commands_name_real_commands_and_options():
     commands = _readme_commands()
     assert len(commands) >= 3
@@ -199,6 +204,7 @@ def test_makefile_has_the_readme_targets(target):
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+@pytest.mark.slow
 def test_unusable_output_paths_give_one_line_and_exit_2(fixture_repo, tmp_path):
     from codekiln.errors import UserError
     from codekiln.manifest import check_output_dir

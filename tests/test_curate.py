@@ -100,6 +100,7 @@ def test_report_reconciles_with_the_ledger(fixture_repo, tmp_path):
     assert manifest["config"]["max_line_length"] == 1000
 
 
+@pytest.mark.slow
 def test_same_bytes_for_any_worker_count(fixture_repo, tmp_path):
     outs = []
     for workers in (1, 2):

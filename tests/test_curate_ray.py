@@ -19,6 +19,8 @@ from codekiln.curate.config import CurateConfig  # noqa: E402
 from codekiln.curate.pipeline import curate  # noqa: E402
 from codekiln.curate.sources import resolve_sources  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 _NODE = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
 
 

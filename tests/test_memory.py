@@ -87,6 +87,7 @@ def _meta_start(rank: int, world_size: int, port: int, folders: list[str]) -> No
         _end_group()
 
 
+@pytest.mark.slow
 def test_sharded_start_equals_one_process_init(tmp_path):
     """fsdp and tp on 2 ranks, built on meta and filled shard by shard from the seed or from
     a Hugging Face folder, hold exactly the weights one process gets from init_weights(seed)
@@ -149,6 +150,7 @@ def _accumulation(rank: int, world_size: int, port: int) -> None:
         _end_group()
 
 
+@pytest.mark.slow
 def test_fsdp_gradients_stay_sharded_across_micro_steps():
     """2 ranks under fsdp: after a non-final micro-step each holds about half the model's
     gradient elements by default, the whole with fsdp_grad_sync=last_microstep."""

@@ -599,6 +599,7 @@ def test_export_refuses_a_tokenizer_bigger_than_the_vocabulary(tmp_path):
         export_hf(CodeGPT(tiny()), tmp_path / "model", tokenizer_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_export_and_import_need_no_transformers(tmp_path):
     code = (
         "import sys; sys.modules['transformers'] = None\n"  # any import of it now fails

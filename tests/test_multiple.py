@@ -223,6 +223,7 @@ def test_translation_report_counts_every_problem():
         assert set(entry["dropped"]) == set(entry["reasons"])
 
 
+@pytest.mark.slow
 def test_every_task_runs_the_translators_rows_offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     for key in REQUIRED:
@@ -259,6 +260,7 @@ def run_all(task: MultipleTask, completions: list[tuple[str, str]]) -> list:
     return [outcomes[i] for i in range(len(jobs))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", REQUIRED)
 def test_reference_solutions_pass_and_wrong_ones_fail(key, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # the translator's rows, version 3

@@ -308,6 +308,7 @@ def test_js_row_runs_under_node(tmp_path: Path) -> None:
             assert "AssertionError" in done.stderr
 
 
+@pytest.mark.slow
 @needs("tsc", "node")
 def test_ts_row_compiles_and_runs(tmp_path: Path) -> None:
     row = rows("ts")["HumanEval_0_has_close_elements"]

@@ -481,6 +481,7 @@ def _run(items: list[tuple[MultipleTask, object, str]]) -> list:
     return outcomes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", list(LANGS))
 def test_right_completions_pass_and_wrong_ones_fail(tmp_path, key):
     ready_or_skip(key)

@@ -541,6 +541,7 @@ def compile_and_run(key: str, source: str, folder: Path) -> tuple[str, str]:
     return ("run", done.stderr) if done.returncode else ("passed", "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("key", "name"), list(BODIES))
 def test_a_correct_body_passes_and_a_wrong_one_fails(key, name, tmp_path):
     needs = {"cpp": ["g++"], "java": ["javac", "java"], "rs": ["rustc"]}[key]

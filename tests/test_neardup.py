@@ -231,6 +231,7 @@ def test_clusters_are_the_lsh_components(planted):
     assert len(planted.result.duplicates) == sum(len(m) - 1 for m in clusters)
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_workers_or_runs(planted, tmp_path):
     paths, params, result = planted.paths, planted.params, planted.result
     with LocalExecutor(1) as executor:

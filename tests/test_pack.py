@@ -20,6 +20,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 import codekiln.pack.pack as pack_module
 from codekiln.errors import UserError
+from codekiln.manifest import write_manifest
 from codekiln.pack.documents import (
     document_text,
     metadata_prefix,
@@ -295,7 +296,7 @@ def test_decoding_gives_back_every_record_in_order_across_shards(tmp_path, token
     assert texts == [document_text(r, 5, 0.2) for r in records]
 
 
-_real_encode_batch = pack_module._encode_batch
+_real_encode_batch = pack_module.encode_batch
 
 
 def _first_batch_last(job):
@@ -305,11 +306,12 @@ def _first_batch_last(job):
     return _real_encode_batch(job)
 
 
+@pytest.mark.slow
 def test_output_is_the_same_for_any_worker_count(tmp_path, tokenizer_dir, monkeypatch):
     data = write_data(tmp_path / "data", make_records(130))
     config = PackConfig(valid_fraction=0.2, shard_tokens=5000, batch_records=7)
     pack(data, tokenizer_dir, tmp_path / "w1", config, workers=1, progress=False)
-    monkeypatch.setattr(pack_module, "_encode_batch", _first_batch_last)
+    monkeypatch.setattr(pack_module, "encode_batch", _first_batch_last)
     pack(data, tokenizer_dir, tmp_path / "w2", config, workers=2, progress=False)
 
     def outputs(out: Path) -> list[str]:  # every file, the tokenizer copy's included
@@ -345,6 +347,17 @@ def test_rerun_is_a_no_op_other_settings_need_force(tmp_path, tokenizer_dir):
     assert not forced.skipped and forced.meta["config"]["metadata_probability"] == 0.5
     assert read_meta(out) == forced.meta
     assert sum(s["documents"] for s in forced.meta["splits"].values()) == 51
+
+
+def test_another_stages_folder_is_refused_even_with_force(tmp_path, tokenizer_dir):
+    data = write_data(tmp_path / "data", make_records(3))
+    trained = tmp_path / "tok"
+    trained.mkdir()
+    write_manifest(trained, "tokenizer", request="x")
+    for force in (False, True):
+        with pytest.raises(UserError, match="output of `codekiln tokenizer`"):
+            pack(data, tokenizer_dir, trained, force=force, progress=False)
+    assert sorted(p.name for p in trained.iterdir()) == ["manifest.json"]
 
 
 def test_meta_counts_match_the_arrays(tmp_path, tokenizer_dir, tok):
@@ -484,6 +497,7 @@ def test_config_is_validated(settings, fix):
     assert PackConfig(valid_fraction=0).to_dict()["valid_fraction"] == 0.0
 
 
+@pytest.mark.slow
 def test_bench_runs_and_reports_the_ratio(tmp_path, tokenizer_dir):
     data = write_data(tmp_path / "data", make_records(60))
     figures = tmp_path / "figures.json"

@@ -309,6 +309,7 @@ def test_starcoder2_splits_a_long_repository_at_file_boundaries(tmp_path, tokeni
     assert position == len(texts_out)
 
 
+@pytest.mark.slow
 def test_starcoder2_output_depends_on_neither_workers_nor_shards(tmp_path, tokenizers_dir):
     folder = tokenizers_dir["starcoder2"]
     records = make_records(90, repos=20)
@@ -607,6 +608,7 @@ def test_loader_refuses_another_tokenizer_by_fingerprint(tmp_path, tokenizers_di
 # ---- the command line ----
 
 
+@pytest.mark.slow
 def test_cli_packs_with_a_forced_format(tmp_path, tokenizers_dir):
     data = write_data(tmp_path / "data", make_records(20))
     out = tmp_path / "out"

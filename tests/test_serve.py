@@ -664,6 +664,7 @@ def test_bad_inputs_answer_json_4xx(server):
     assert call(url + "/health")[0] == 200
 
 
+@pytest.mark.slow
 def test_slow_request_is_cut_off_while_others_are_served(caplog, capfd):
     counting = Counting(delay=0.001)
     with start_server(counting, ServeConfig(port=0, read_timeout=1.0)) as running:

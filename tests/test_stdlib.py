@@ -3,10 +3,13 @@
 import json
 import os
 
+import pytest
 from conftest import read_ledger
 
 from codekiln.curate.pipeline import curate
 from codekiln.curate.sources import stdlib_source
+
+pytestmark = pytest.mark.slow
 
 
 def count_given_files(source) -> int:

@@ -313,6 +313,7 @@ def test_data_lookup_finds_kept_and_dropped_files(fixture_repo, tmp_path):
     assert missing.returncode == 1 and "not in" in missing.stdout
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_byte_identical_output(fixture_repo, tmp_path):
     pytest.importorskip("ray")
     sources = resolve_sources([str(fixture_repo)])

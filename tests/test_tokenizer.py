@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 from codekiln.curate.pipeline import RECORD_SCHEMA
 from codekiln.errors import UserError
+from codekiln.manifest import write_manifest
 from codekiln.tokenizer.special import EOS, SPECIAL_TOKENS, load_tokenizer
 from codekiln.tokenizer.train import (
     MIN_VOCAB_SIZE,
@@ -105,6 +106,7 @@ def all_contents(data: Path) -> list[str]:
     return contents
 
 
+@pytest.mark.slow
 def test_special_tokens_take_ids_0_to_18_in_order(stdlib_tokenizer):
     tokenizer = Tokenizer.from_file(str(stdlib_tokenizer / "tokenizer.json"))
     assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == list(range(19))
@@ -122,6 +124,7 @@ def test_special_tokens_take_ids_0_to_18_in_order(stdlib_tokenizer):
     assert special_map["additional_special_tokens"] == list(SPECIAL_TOKENS[1:])
 
 
+@pytest.mark.slow
 def test_digits_are_split_one_by_one(stdlib_tokenizer):
     tokenizer = Tokenizer.from_file(str(stdlib_tokenizer / "tokenizer.json"))
     encoding = tokenizer.encode("12345")
@@ -133,6 +136,7 @@ def test_digits_are_split_one_by_one(stdlib_tokenizer):
             assert len(token) == 1, token
 
 
+@pytest.mark.slow
 def test_every_stdlib_record_round_trips(stdlib_data, stdlib_tokenizer):
     tokenizer = Tokenizer.from_file(str(stdlib_tokenizer / "tokenizer.json"))
     contents = all_contents(stdlib_data)
@@ -171,6 +175,7 @@ TRICKY = [
 ]
 
 
+@pytest.mark.slow
 def test_transformers_loads_it_and_agrees(stdlib_tokenizer):
     transformers = pytest.importorskip("transformers")
     auto = transformers.AutoTokenizer.from_pretrained(str(stdlib_tokenizer))
@@ -190,6 +195,7 @@ def test_transformers_loads_it_and_agrees(stdlib_tokenizer):
         assert auto.decode(ids, skip_special_tokens=True) == tokenizer.decode(ids), text
 
 
+@pytest.mark.slow
 def test_special_token_text_inside_a_document_is_the_special_token(stdlib_tokenizer):
     tokenizer = Tokenizer.from_file(str(stdlib_tokenizer / "tokenizer.json"))
     ids = tokenizer.encode("a<fim_prefix>b<|endoftext|>").ids
@@ -234,6 +240,7 @@ def test_sample_skips_empty_records_and_takes_everything_when_asked(tmp_path):
     assert len(train) == 40 and not held
 
 
+@pytest.mark.slow
 def test_fertility_is_measured_per_language_on_held_out_text(stdlib_tokenizer):
     fertility = json.loads((stdlib_tokenizer / "fertility.json").read_text())
     python = fertility["languages"]["Python"]
@@ -277,6 +284,19 @@ def test_data_without_records_is_a_user_error(tmp_path):
 def test_output_cannot_be_the_data_directory(small_data):
     with pytest.raises(UserError, match="another output directory"):
         train_tokenizer(small_data, small_data, SMALL)
+
+
+def test_another_stages_folder_is_refused_even_with_force(small_data, tmp_path):
+    # `codekiln tokenizer train -o` on a pack folder must not overwrite the pack.
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    write_manifest(packed, "pack", request="x")
+    before = (packed / "manifest.json").read_bytes()
+    for force in (False, True):
+        with pytest.raises(UserError, match="output of `codekiln pack`"):
+            train_tokenizer(small_data, packed, SMALL, force=force)
+    assert sorted(p.name for p in packed.iterdir()) == ["manifest.json"]
+    assert (packed / "manifest.json").read_bytes() == before
 
 
 def test_corrupt_or_foreign_parquet_is_a_user_error(tmp_path):

@@ -324,6 +324,7 @@ def test_a_damaged_checkpoint_is_one_line(packed, tmp_path):
     one_line(excinfo)
 
 
+@pytest.mark.slow
 def test_max_minutes_stops_after_one_step_with_checkpoint_and_export(packed, tmp_path):
     data, tokenizer = packed
     out = tmp_path / "run"
@@ -358,6 +359,7 @@ def losses_of(run: Path) -> list[float]:
     return [r["loss"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_one_large_batch(packed, tmp_path):
     """2 micro-batches of 2 take the same 4 sequences as one batch of 4 (the loader hands
     out consecutive batches), so the losses agree to float rounding (no FIM: no padding)."""
@@ -370,6 +372,7 @@ def test_gradient_accumulation_matches_one_large_batch(packed, tmp_path):
     assert losses_of(tmp_path / "acc") == pytest.approx(losses_of(tmp_path / "big"), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_checkpointing_compile_and_bf16_train_the_same_model(packed, tmp_path):
     """Activation checkpointing recomputes the same float32 ops: bitwise the same losses.
     Compiled blocks fuse ops (float rounding only); bf16 autocast is a few 1e-3 off."""
@@ -391,6 +394,7 @@ def test_checkpointing_compile_and_bf16_train_the_same_model(packed, tmp_path):
     assert losses_of(tmp_path / "bf16") == pytest.approx(losses_of(tmp_path / "plain"), abs=2e-2)
 
 
+@pytest.mark.slow
 def test_init_from_continues_from_an_exported_model(packed, tmp_path):
     data, tokenizer = packed
     first = train(data, tmp_path / "first", tiny(tokenizer, max_steps=20), progress=False)
@@ -485,6 +489,7 @@ train(sys.argv[1], sys.argv[2], TrainConfig(**json.loads(sys.argv[3])), progress
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
 def test_two_processes_match_one_with_the_same_global_batch(packed, tmp_path, parallel):
     """Two gloo ranks of batch 2 against one process of batch 4: the same sequences per

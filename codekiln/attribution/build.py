@@ -22,7 +22,6 @@ HASH_CHARS characters at a time.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +39,11 @@ from codekiln.attribution.sources import doc_bits_for, source_keys
 from codekiln.errors import UserError
 from codekiln.executor import LocalExecutor
 from codekiln.manifest import (
+    atomic_path,
+    begin_stage,
     file_sha256,
     fingerprint,
     package_versions,
-    read_manifest,
     write_manifest,
 )
 from codekiln.progress import StageProgress
@@ -220,41 +220,14 @@ def _hash_task(task: _Task) -> _Hashed:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    # np.save(path) would append ".npy" to the temporary name.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, array)
-    os.replace(tmp, path)
 
 
 def _save_parquet(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
-def _check_out_dir(out_dir: Path, data: Path, request: str, force: bool) -> dict | None:
-    """The finished manifest if this exact index is already there; a UserError if the folder
-    holds something else that must not be overwritten."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"output path {out_dir} exists and is not a directory; choose another")
-    if out_dir.resolve() == data.resolve():
-        raise UserError("the index needs its own output directory, not the curated data folder")
-    previous = read_manifest(out_dir)
-    if previous is None:
-        return None
-    if previous.get("stage") != STAGE:
-        raise UserError(
-            f"{out_dir} holds the output of `codekiln {previous.get('stage')}`; "
-            "choose another output directory"
-        )
-    if previous.get("request") == request and not force:
-        return previous
-    if not force:
-        raise UserError(
-            f"{out_dir} holds an attribution index of other data or settings; "
-            "pass --force to replace it, or choose another output directory"
-        )
-    return None
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def build_index(
@@ -278,7 +251,8 @@ def build_index(
     request = fingerprint(
         {"format_version": FORMAT_VERSION, "config": config.to_dict(), "shards": shards}
     )
-    previous = _check_out_dir(out_dir, data, request, force)
+    holds = "an attribution index of other data or settings"
+    previous = begin_stage(out_dir, STAGE, request, force, holds, inputs=(data,))
     if previous is not None:
         return IndexResult(out_dir, previous, skipped=True)
     tasks, total_records = _plan(files, config)
@@ -310,8 +284,6 @@ def build_index(
     keys = source_keys(hashes, rows, doc_bits) if config.source_table else None
     timings["index_s"] = time.time() - clock
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").unlink(missing_ok=True)  # no manifest: not finished
     _save_npy(out_dir / BLOOM_FILE, bloom.words)
     (out_dir / SOURCES_FILE).unlink(missing_ok=True)
     if keys is not None:

@@ -234,7 +234,7 @@ def overlap_response(
     (`{"repo", "path", "license", "id", "grams"}`). `offsets` is the unit of the span
     offsets (`OFFSET_UNITS`; llm-vscode needs "utf-16")."""
     if not isinstance(document, str):
-        raise ValueError(f"document must be a string, got {type(document).__name__}")
+        raise UserError(f"document must be a string, got {type(document).__name__}")
     spans = index.query(document, max_sources=max_sources)
     ends = convert_offsets(document, [p for span in spans for p in (span.start, span.end)], offsets)
     return {
@@ -253,7 +253,7 @@ def convert_offsets(document: str, positions: list[int], unit: str) -> list[int]
     [1, 3, 6, 10]
     """
     if unit not in OFFSET_UNITS:
-        raise ValueError(f"offsets must be one of {', '.join(OFFSET_UNITS)}, got {unit!r}")
+        raise UserError(f"offsets must be one of {', '.join(OFFSET_UNITS)}, got {unit!r}")
     if unit == "code-points" or not positions:
         return list(positions)
     patterns = (ASTRAL,) if unit == "utf-16" else UTF8_WIDER

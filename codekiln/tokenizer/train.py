@@ -40,9 +40,9 @@ import pyarrow.parquet as pq
 
 from codekiln.errors import UserError
 from codekiln.manifest import (
+    begin_stage,
     fingerprint,
     package_versions,
-    read_manifest,
     write_atomic,
     write_json,
     write_manifest,
@@ -365,11 +365,6 @@ def train_tokenizer(
     config = config or TokenizerConfig()
     data, out_dir = Path(data), Path(out_dir)
     files = curated_shards(data)
-    if out_dir.resolve() == data.resolve():
-        raise UserError(
-            f"the tokenizer cannot go into its data directory {data} (both have a "
-            "manifest.json); choose another output directory"
-        )
     described = _describe_input(data, files)
     # The data's path is left out: a moved data directory is the same input.
     request = fingerprint(
@@ -378,26 +373,18 @@ def train_tokenizer(
             "input": [described["manifest_sha256"], described["shards"]],
         }
     )
-    previous = read_manifest(out_dir)
-    if previous is not None and not force:
-        if previous.get("request") == request:
-            fertility = json.loads((out_dir / "fertility.json").read_text(encoding="utf-8"))
-            return TokenizerResult(
-                out_dir,
-                previous["vocab_size"],
-                previous["sample"]["bytes"],
-                previous["sample"]["documents"],
-                fertility,
-                skipped=True,
-            )
-        raise UserError(
-            f"{out_dir} holds a tokenizer trained on other data or settings; "
-            "pass --force to replace it, or choose another output directory"
+    holds = "a tokenizer trained on other data or settings"
+    previous = begin_stage(out_dir, "tokenizer", request, force, holds, inputs=(data,))
+    if previous is not None:
+        fertility = json.loads((out_dir / "fertility.json").read_text(encoding="utf-8"))
+        return TokenizerResult(
+            out_dir,
+            previous["vocab_size"],
+            previous["sample"]["bytes"],
+            previous["sample"]["documents"],
+            fertility,
+            skipped=True,
         )
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"output path {out_dir} exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").unlink(missing_ok=True)
 
     timings = {}
     clock = time.time()
