@@ -12,8 +12,10 @@ import copy
 import dataclasses
 import json
 import tomllib
+import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union
 
 from codekiln.errors import UserError
 
@@ -78,12 +80,49 @@ def _tables(cls: type) -> dict[str, type]:
 def _build(cls: type[T], values: dict[str, Any]) -> T:
     """`cls(**values)`, with each table's dict built into its own dataclass first."""
     tables = _tables(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError:  # an annotation only imported for type checkers: nothing to check by
+        hints = {}
+    for key, value in values.items():
+        if key not in tables and key in hints:
+            _check_scalar(key, value, hints[key])
     return cls(
         **{
             key: _build(tables[key], value) if key in tables and isinstance(value, dict) else value
             for key, value in values.items()
         }
     )
+
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check_scalar(key: str, value: Any, hint: Any) -> None:
+    """A UserError when a setting typed as plain scalars (`int`, `float | None`, ...) gets a
+    value of another type; other settings (lists, tables, unions with them) are left to the
+    config's own checks.
+
+    >>> _check_scalar("port", "x", int)
+    Traceback (most recent call last):
+    ...
+    codekiln.errors.UserError: setting 'port' must be an integer, got 'x'
+    """
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (Union, UnionType) else (hint,)
+    kinds = [a for a in allowed if a is not type(None)]
+    if not kinds or any(a not in _SCALARS for a in kinds):
+        return
+    if value is None:
+        ok = type(None) in allowed
+    elif isinstance(value, bool):
+        ok = bool in kinds
+    else:
+        ok = any(isinstance(value, a) or (a is float and isinstance(value, int)) for a in kinds)
+    if not ok:
+        wanted = " or ".join(_SCALARS[a] for a in kinds)
+        if type(None) in allowed:
+            wanted += " or none"
+        raise UserError(f"setting '{key}' must be {wanted}, got {value!r}")
 
 
 def given_settings(

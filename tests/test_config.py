@@ -82,3 +82,18 @@ def test_bad_component_settings_raise_user_error(tmp_path, text, sets, message):
     path.write_text(text)
     with pytest.raises(UserError, match=message):
         CurateConfig.load(path, sets)
+
+
+def test_a_setting_of_the_wrong_type_is_one_clear_error(tmp_path):
+    from codekiln.config import load_config
+    from codekiln.serve.config import ServeConfig
+
+    path = tmp_path / "c.toml"
+    path.write_text('[serve]\nport = "x"\n')
+    with pytest.raises(UserError, match="setting 'port' must be an integer, got 'x'"):
+        load_config(ServeConfig, "serve", path)
+    # A float setting takes an integer; an optional one takes none.
+    from codekiln.train.config import TrainConfig
+
+    config = load_config(TrainConfig, "train", sets=["lr=1", "max_minutes=none"])
+    assert config.lr == 1 and config.max_minutes is None
