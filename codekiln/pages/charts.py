@@ -11,8 +11,8 @@ def ticks(low: float, high: float, most: int = 6) -> list[float]:
     """Round values from `low` to `high` (both included when round), at most `most` of them,
     spaced 1, 2 or 5 times a power of ten.
 
-    >>> ticks(2.7, 8.9)
-    [3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    >>> ticks(4.6, 9.2)
+    [5.0, 6.0, 7.0, 8.0, 9.0]
     >>> ticks(0, 1200)
     [0.0, 200.0, 400.0, 600.0, 800.0, 1000.0, 1200.0]
     """

@@ -72,7 +72,7 @@ def _loss_chart(metrics: Path) -> dict[str, Any] | None:
     series = [("train", "train", train)] + ([("validation", "validation", valid)] if valid else [])
     if not train and not valid:
         return None
-    return line_chart(series, "step", "loss (nats per token)", width=600, height=400)
+    return line_chart(series, "step", "loss (nats per token)", width=580, height=400)
 
 
 def _tasks(eval_dir: Path) -> list[dict[str, Any]]:
@@ -128,7 +128,7 @@ def _cards(
     meta = _json(workspace / "tokens" / "meta.json")
     if meta:
         tokens = meta["splits"].get("train", {}).get("tokens", 0)
-        cards.append((f"{tokens / 1e6:,.1f}M", "training tokens"))
+        cards.append((f"{tokens / 1e6:,.1f}M", "tokens to train on"))
     trained = read_manifest(workspace / "train")
     if trained and trained.get("stage") == "train":
         cards.append((f"{trained['final_loss']:.3f}", f"loss after {trained['steps']:,} steps"))
