@@ -43,7 +43,7 @@ def line_chart(
     """The layout of a line chart of `series` ((name, kind, [(x, y), ...]) each) for the
     `line_chart` macro: the plot box, the ticks, and each series' points in pixels. A series
     with few points also gets a dot at each (a validation loss measured a few times)."""
-    left, right, top, bottom = 58, width - 12, 10, height - 42
+    left, right, top, bottom = 58, width - 16, 10, height - 42
     xs = [x for _, _, points in series for x, _ in points] or [0.0, 1.0]
     ys = [y for _, _, points in series for _, y in points] or [0.0, 1.0]
     x0, x1 = min(0.0, min(xs)), max(xs)
