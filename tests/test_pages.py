@@ -160,7 +160,7 @@ def test_workspace_page(tmp_path):
     assert 'id="funnel"' in page and "after exact_duplicate" in page
     assert 'id="loss"' in page and page.count("<polyline") == 2  # train and validation
     assert "<b>40.0%</b><span>pass@1, toy</span>" in page
-    assert "<b>5</b><span>files kept of 10</span>" in page
+    assert "<b>5</b><span>files kept of 10</span>" in page and "<b>9.0M</b>" in page
     passing = page.split('class="passing"')[1].split('class="failing"')[0]
     failing = page.split('class="failing"')[1].split("</div>")[0]
     assert re.findall(r"<h3>(Toy/\d)", passing) == ["Toy/1", "Toy/3"]

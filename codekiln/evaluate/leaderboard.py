@@ -36,6 +36,7 @@ from typing import Any
 from codekiln.errors import UserError
 from codekiln.evaluate.published import PARAMETERS, Published, published_for
 from codekiln.manifest import write_atomic, write_json
+from codekiln.pages import amount
 
 METRIC = "pass@1"
 # Task columns in this order first, then the rest (MultiPL-E languages) alphabetically.
@@ -258,16 +259,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
 
-def _amount(value: Any) -> str:
-    """12_345_678 -> '12.3M'."""
-    if not isinstance(value, int | float):
-        return "-"
-    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if value >= size:
-            return f"{value / size:.1f}{unit}"
-    return str(int(value))
-
-
 def board_view(models: list[dict[str, Any]], columns: list[str], base: str = "") -> dict[str, Any]:
     """The table's rows and the sources its published cells cite, from leaderboard.json's
     `models` (in its row format, `_json_row`); result links are prefixed with `base`.
@@ -291,8 +282,8 @@ def board_view(models: list[dict[str, Any]], columns: list[str], base: str = "")
     rows = []
     for model in models:
         cells = [
-            _number_cell(model.get("parameters"), _amount(model.get("parameters"))),
-            _number_cell(model.get("tokens_trained"), _amount(model.get("tokens_trained"))),
+            _number_cell(model.get("parameters"), amount(model.get("parameters"))),
+            _number_cell(model.get("tokens_trained"), amount(model.get("tokens_trained"))),
             _number_cell(model["average"], f"{model['average']:.1%}"),
             _number_cell(model["win_rate"], f"{model['win_rate']:.2f}"),
         ]

@@ -29,6 +29,16 @@ def megabytes(size: int) -> str:
     return f"{size / 1e6:,.2f} MB"
 
 
+def amount(value: Any) -> str:
+    """A large count in short: 12_345_678 -> '12.3M', 874 -> '874', None -> '-'."""
+    if not isinstance(value, int | float):
+        return "-"
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:.1f}{unit}"
+    return str(int(value))
+
+
 def percent(fraction: float, digits: int = 1) -> str:
     """0.1234 -> '12.3%'."""
     return f"{fraction:.{digits}%}"

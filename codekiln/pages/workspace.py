@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from codekiln.manifest import read_manifest, write_atomic
-from codekiln.pages import render
+from codekiln.pages import amount, render
 from codekiln.pages.charts import line_chart
 
 SAMPLES = 2  # passing, and failing, completions shown per task
@@ -128,7 +128,7 @@ def _cards(
     meta = _json(workspace / "tokens" / "meta.json")
     if meta:
         tokens = meta["splits"].get("train", {}).get("tokens", 0)
-        cards.append((f"{tokens / 1e6:,.1f}M", "tokens to train on"))
+        cards.append((amount(tokens), "tokens to train on"))
     trained = read_manifest(workspace / "train")
     if trained and trained.get("stage") == "train":
         cards.append((f"{trained['final_loss']:.3f}", f"loss after {trained['steps']:,} steps"))
