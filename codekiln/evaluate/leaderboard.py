@@ -36,7 +36,7 @@ from typing import Any
 from codekiln.errors import UserError
 from codekiln.evaluate.published import PARAMETERS, Published, published_for
 from codekiln.manifest import write_atomic, write_json
-from codekiln.pages import amount
+from codekiln.pages import amount, render
 
 METRIC = "pass@1"
 # Task columns in this order first, then the rest (MultiPL-E languages) alphabetically.
@@ -321,8 +321,6 @@ def _chart(models: list[dict[str, Any]], key: str | None) -> list[dict[str, Any]
 
 
 def _page(ranked: list[Entry], columns: list[str], key: str | None = None) -> str:
-    from codekiln.pages import render
-
     models = [_json_row(entry) for entry in ranked]
     return render(
         "leaderboard.html",
