@@ -9,7 +9,8 @@ Stages are chained through files on disk only; each later issue adds its stage h
     workspace/eval/       evaluate: HumanEval and infilling generations, verdicts, pass@1
     workspace/leaderboard/ the evaluation as a leaderboard page (add other models' results)
     workspace/attribution/ attribution: Bloom-filter index of the curated data, for serving
-    workspace/report.html an index of every stage's outputs
+    workspace/report.html the funnel, loss curve, pass@1, samples and leaderboard, and a link
+                          to every stage's outputs (codekiln/pages/workspace.py)
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from codekiln.config import load_config
 from codekiln.curate.config import CurateConfig
 from codekiln.curate.pipeline import CurateResult, curate
 from codekiln.curate.sources import Source, resolve_sources, stdlib_source
-from codekiln.manifest import package_versions, write_atomic, write_manifest
+from codekiln.manifest import package_versions, write_manifest
 from codekiln.progress import PhaseProgress
 
 # The main job's settings for a CPU demo: a small vocabulary (StarCoder's is 49,152), a larger
@@ -137,11 +137,10 @@ def run_pipeline(
             generate_only=not allow_code_execution,
             progress=bars,
         )
-    leaderboard = None
     if allow_code_execution:
         from codekiln.evaluate.leaderboard import build_leaderboard
 
-        leaderboard = build_leaderboard([workspace / "eval"], workspace / "leaderboard")
+        build_leaderboard([workspace / "eval"], workspace / "leaderboard")
     from codekiln.attribution import AttributionConfig, build_index
 
     attribution_config = stage_config(AttributionConfig, "attribution")
@@ -153,52 +152,9 @@ def run_pipeline(
         force=force,
         progress=progress,
     )
-    report_path = workspace / "report.html"
-    totals = curated.report["totals"]
-    overall = tokenizer.fertility.get("overall", {})
-    rows = [
-        (
-            "curate",
-            f"{totals['files_in']:,} files in, {totals['files_kept']:,} kept "
-            f"({totals['bytes_kept'] / 1e6:,.1f} MB)",
-            "curated/report.html",
-        ),
-        (
-            "tokenizer",
-            f"{tokenizer.vocab_size:,} tokens; "
-            f"{overall.get('chars_per_token', 0):.2f} characters per token on held-out text",
-            "tokenizer/fertility.json",
-        ),
-        (
-            "pack",
-            "; ".join(
-                f"{name} {split['tokens']:,} tokens, {split['documents']:,} documents"
-                for name, split in packed.meta["splits"].items()
-            ),
-            "tokens/meta.json",
-        ),
-        (
-            "train",
-            f"{trained.steps:,} steps, {trained.tokens:,} tokens, final loss "
-            f"{trained.final_loss:.3f}"
-            + (f", validation loss {trained.val_loss:.3f}" if trained.val_loss is not None else ""),
-            "train/loss.png",
-        ),
-        ("eval", _eval_summary(evaluation), "eval/report.html"),
-        *(
-            [("leaderboard", "pass@1 per task, sortable", "leaderboard/index.html")]
-            if leaderboard
-            else []
-        ),
-        (
-            "attribution",
-            f"{attribution.counts.get('distinct_grams', 0):,} grams of "
-            f"{attribution_config.width} characters; Bloom filter "
-            f"{attribution.sizes.get('bloom_fraction', 0):.1%} of the corpus",
-            "attribution/manifest.json",
-        ),
-    ]
-    write_atomic(report_path, _index_page(workspace, rows))
+    from codekiln.pages.workspace import write_workspace_report
+
+    report_path = write_workspace_report(workspace)
     write_manifest(
         workspace,
         "run",
@@ -217,30 +173,3 @@ def run_pipeline(
     return RunResult(
         workspace, curated, tokenizer, packed, trained, evaluation, attribution, report_path
     )
-
-
-def _eval_summary(evaluation: dict[str, dict[str, Any]]) -> str:
-    parts = []
-    for name, result in evaluation.items():
-        if "metrics" in result:
-            pass1 = result["metrics"].get("pass@1", 0.0)
-            parts.append(f"{name} pass@1 {pass1:.1%} ({result['problems']} problems)")
-        else:
-            parts.append(f"{name}: generations only (no --allow-code-execution)")
-    return "; ".join(parts)
-
-
-def _index_page(workspace: Path, rows: list[tuple[str, str, str]]) -> str:
-    body = "".join(
-        f"<tr><td>{escape(stage)}</td><td>{escape(summary)}</td>"
-        f'<td><a href="{escape(link)}">{escape(link)}</a></td></tr>'
-        for stage, summary, link in rows
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>codekiln run: {escape(workspace.name)}</title>
-<style>body {{ font-family: sans-serif; margin: 2em; }} td, th {{ border: 1px solid #ccc;
-padding: 4px 8px; }} table {{ border-collapse: collapse; }}</style></head><body>
-<h1>codekiln run: {escape(workspace.name)}</h1>
-<table><tr><th>stage</th><th>result</th><th>details</th></tr>
-{body}</table></body></html>
-"""

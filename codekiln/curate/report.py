@@ -14,7 +14,6 @@ import itertools
 import json
 import tempfile
 from collections.abc import Iterable, Iterator
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -407,71 +406,6 @@ def _counts(table: pa.Table, column: str) -> list[dict[str, Any]]:
     return grouped.rename_columns({"count_all": "count"}).to_pylist()
 
 
-def _mb(size: int) -> str:
-    return f"{size / 1e6:,.2f} MB"
-
-
-def _funnel_svg(funnel: list[dict[str, Any]]) -> str:
-    top = max(funnel[0]["files"], 1)
-    row_h, label_w, bar_w = 26, 170, 520
-    height = row_h * len(funnel) + 10
-    parts = [
-        f'<svg role="img" aria-label="curation funnel" width="{label_w + bar_w + 160}" '
-        f'height="{height}" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" '
-        'font-size="13">'
-    ]
-    for i, step in enumerate(funnel):
-        y = 5 + i * row_h
-        width = max(1.0, bar_w * step["files"] / top)
-        label = "inputs" if i == 0 else f"after {step['step']}"
-        note = f"{step['files']:,}" + ("" if i == 0 else f"  (−{step['dropped']:,})")
-        colour = "#3b6ea8" if i == 0 else "#5b9bd5"
-        parts.append(
-            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{escape(label)}</text>'
-            f'<rect x="{label_w}" y="{y}" width="{width:.1f}" height="{row_h - 6}" '
-            f'fill="{colour}"><title>{escape(label)}: {step["files"]:,} files</title></rect>'
-            f'<text x="{label_w + width + 6:.1f}" y="{y + 17}">{escape(note)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...], table_id: str) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
-    )
-    return f'<table id="{table_id}"><tr>{head}</tr>{body}</table>'
-
-
-def _steps_html(steps: dict[str, Any]) -> str:
-    if not steps:
-        return ""
-    pii = steps["pii"]
-    near = steps["near_dedup"]
-    parts = [
-        f"<h3>PII redaction</h3><p>{pii['files_edited']:,} files edited.</p>",
-        _table(
-            [(k, f"{v:,}", f"{pii['files'][k]:,}") for k, v in pii["items"].items()],
-            ("type", "items replaced", "files"),
-            "pii",
-        ),
-        f"<h3>Near-deduplication</h3><p>{near['clusters']:,} clusters of near-duplicates.</p>",
-        _table(
-            [(row["size"], f"{row['clusters']:,}") for row in near["cluster_sizes"]],
-            ("cluster size", "clusters"),
-            "clusters",
-        ),
-        "<h3>Decontamination</h3>",
-        _table(list(steps["contaminated"].items()), ("benchmark task", "files"), "contaminated")
-        if steps["contaminated"]
-        else "<p>No file held a benchmark prompt or solution.</p>",
-        "<h3>Licenses</h3>",
-        _table(list(steps["licenses"].items()), ("license", "files in"), "licenses"),
-    ]
-    return "\n".join(parts)
-
-
 def _drops(dropped: dict[str, Any]) -> str:
     """'reason files, ...' from {reason: {"files": n, ...}} or {reason: n}."""
     return ", ".join(
@@ -480,36 +414,40 @@ def _drops(dropped: dict[str, Any]) -> str:
     )
 
 
-def _bucket_rows(items: Iterable[tuple[str, dict[str, Any]]]) -> str:
-    return "".join(
-        f"<tr><td>{escape(name)}</td><td>{b['files_in']:,}</td><td>{_mb(b['bytes_in'])}</td>"
-        f"<td>{b['files_kept']:,}</td><td>{_mb(b['bytes_kept'])}</td>"
-        f"<td>{escape(_drops(b['dropped']))}</td></tr>"
-        for name, b in items
-    )
+def _bucket_items(items: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Buckets as the page shows them: their drops as one line of text."""
+    return [(name, {**b, "dropped": _drops(b["dropped"])}) for name, b in items]
 
 
-_BUCKET_HEAD = (
-    "<th>files in</th><th>bytes in</th><th>files kept</th><th>bytes kept</th><th>dropped</th>"
-)
+def funnel_bars(funnel: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The funnel's steps as bars for the `bars` macro: files left after each step."""
+    rows = []
+    for i, step in enumerate(funnel):
+        label = "inputs" if i == 0 else f"after {step['step']}"
+        note = f"{step['files']:,}" + ("" if i == 0 else f"  (−{step['dropped']:,})")
+        title = f"{label}: {step['files']:,} files"
+        kind = "strong" if i == 0 else ""
+        rows.append(
+            {"label": label, "value": step["files"], "note": note, "title": title, "kind": kind}
+        )
+    return rows
 
 
 def write_html_report(report: dict[str, Any], title: str = "curate report") -> str:
     """A self-contained page: summary, the funnel as a chart, drops per reason, and tables
     per language, source and repository."""
+    from codekiln.pages import megabytes, render
+
     totals = report["totals"]
-    reason_rows = "".join(
-        f"<tr><td>{escape(reason)}</td><td>{slot['files']:,}</td><td>{_mb(slot['bytes'])}</td></tr>"
+    reasons = [
+        (reason, f"{slot['files']:,}", megabytes(slot["bytes"]))
         for reason, slot in totals["dropped"].items()
-    )
-    lang_rows = _bucket_rows(by_kept(report["languages"]))
-    source_rows = _bucket_rows(by_kept(report.get("sources", {})))
+    ]
     repositories = report.get("repositories", {"count": 0, "top": [], "other": _empty()})
     repo_items = [(b["repo"], b) for b in repositories["top"]]
     other = repositories["other"]
     if other.get("repositories"):
         repo_items.append((f"{other['repositories']:,} other repositories", other))
-    repo_rows = _bucket_rows(repo_items)
     shown = len(repositories["top"])
     repo_note = (
         f"The {shown:,} largest of {repositories['count']:,} repositories by bytes in; "
@@ -517,36 +455,26 @@ def write_html_report(report: dict[str, Any], title: str = "curate report") -> s
         if other.get("repositories")
         else f"All {repositories['count']:,} repositories, largest first."
     )
-    kept_share = totals["files_kept"] / totals["files_in"] if totals["files_in"] else 0.0
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
-td:first-child, th:first-child, .buckets td:last-child {{ text-align: left; }}
-th {{ background: #eef2f7; }}
-.summary {{ font-size: 1.1em; }}
-</style></head><body>
-<h1>{escape(title)}</h1>
-<p class="summary">{totals["files_in"]:,} files ({_mb(totals["bytes_in"])}) in;
-<strong>{totals["files_kept"]:,} kept</strong>
-({_mb(totals["bytes_kept"])}, {kept_share:.1%} of files).
-Every number below is a sum over the ledger; bytes kept are the bytes written (a notebook's
-converted text, a file after PII redaction).</p>
-<h2>Funnel</h2>
-{_funnel_svg(report["funnel"])}
-<h2>Dropped, by reason</h2>
-<table id="reasons"><tr><th>reason</th><th>files</th><th>bytes</th></tr>{reason_rows}</table>
-<h2>What each step did</h2>
-{_steps_html(report.get("steps", {}))}
-<h2>By language</h2>
-<table id="languages" class="buckets"><tr><th>language</th>{_BUCKET_HEAD}</tr>{lang_rows}</table>
-<h2>By source</h2>
-<table id="sources" class="buckets"><tr><th>source</th>{_BUCKET_HEAD}</tr>{source_rows}</table>
-<h2>By repository</h2>
-<p>{escape(repo_note)}</p>
-<table id="repositories" class="buckets"><tr><th>repository</th>{_BUCKET_HEAD}</tr>
-{repo_rows}</table>
-</body></html>
-"""
+    steps = report.get("steps", {})
+    if steps:
+        pii, near = steps["pii"], steps["near_dedup"]
+        steps = {
+            **steps,
+            "pii_rows": [(k, f"{v:,}", f"{pii['files'][k]:,}") for k, v in pii["items"].items()],
+            "cluster_rows": [
+                (row["size"], f"{row['clusters']:,}") for row in near["cluster_sizes"]
+            ],
+        }
+    return render(
+        "curate.html",
+        title=title,
+        totals=totals,
+        kept_share=totals["files_kept"] / totals["files_in"] if totals["files_in"] else 0.0,
+        funnel=funnel_bars(report["funnel"]),
+        reasons=reasons,
+        steps=steps,
+        languages=_bucket_items(by_kept(report["languages"])),
+        sources=_bucket_items(by_kept(report.get("sources", {}))),
+        repositories=_bucket_items(repo_items),
+        repo_note=repo_note,
+    )

@@ -30,13 +30,13 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from codekiln.errors import UserError
 from codekiln.evaluate.published import PARAMETERS, Published, published_for
 from codekiln.manifest import write_atomic, write_json
+from codekiln.pages import amount, render
 
 METRIC = "pass@1"
 # Task columns in this order first, then the rest (MultiPL-E languages) alphabetically.
@@ -259,170 +259,77 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
 
-def _amount(value: Any) -> str:
-    """12_345_678 -> '12.3M'."""
-    if not isinstance(value, int | float):
-        return "-"
-    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if value >= size:
-            return f"{value / size:.1f}{unit}"
-    return str(int(value))
+def board_view(models: list[dict[str, Any]], columns: list[str], base: str = "") -> dict[str, Any]:
+    """The table's rows and the sources its published cells cite, from leaderboard.json's
+    `models` (in its row format, `_json_row`); result links are prefixed with `base`.
+    Sources are numbered in the order they are first cited."""
+    refs: dict[tuple[str, str], dict[str, Any]] = {}
+    for model in models:
+        for task, item in model.get("sources", {}).items():
+            source = refs.setdefault(
+                (item["source"], item["url"]),
+                {"number": len(refs) + 1, "citation": item["source"], "url": item["url"]},
+            )
+            source.setdefault("items", []).append(
+                {
+                    "model": model["name"],
+                    "task": task,
+                    "shown": _as_printed(model["scores"][task]),
+                    "metric": item["metric"],
+                    "sampling": item["sampling"],
+                }
+            )
+    rows = []
+    for model in models:
+        cells = [
+            _number_cell(model.get("parameters"), amount(model.get("parameters"))),
+            _number_cell(model.get("tokens_trained"), amount(model.get("tokens_trained"))),
+            _number_cell(model["average"], f"{model['average']:.1%}"),
+            _number_cell(model["win_rate"], f"{model['win_rate']:.2f}"),
+        ]
+        cited = model.get("sources", {})
+        for task in columns:
+            score = model["scores"].get(task)
+            if task in cited:
+                item = cited[task]
+                cell = _number_cell(score, _as_printed(score))
+                cell["title"] = f"{item['metric']}; sampling: {item['sampling']}; {item['source']}"
+                cell["ref"] = refs[(item["source"], item["url"])]["number"]
+            elif score is not None:
+                cell = _number_cell(score, f"{score:.1%}")
+                cell["link"] = base + model["results"][task]
+            else:
+                cell = _number_cell(None, "-")
+            cells.append(cell)
+        rows.append({"name": model["name"], "published": model["published"], "cells": cells})
+    head = ["model", "parameters", "tokens", "average", "win rate", *columns]
+    return {"head": head, "rows": rows, "sources": list(refs.values())}
 
 
-def _chart(ranked: list[Entry], key: str | None) -> str:
-    """Horizontal bars of the average pass@1 (or of pass@1 on `key`), as inline SVG."""
-
-    def value(entry: Entry) -> float:
-        return entry.average if key is None else entry.scores.get(key, 0.0)
-
-    label = f"average {METRIC}" if key is None else f"{METRIC} on {key}"
-    height = 24 * len(ranked) + 10
-    top = max((value(e) for e in ranked), default=0.0) or 1.0
+def _chart(models: list[dict[str, Any]], key: str | None) -> list[dict[str, Any]]:
+    """Bars of the average pass@1 (or of pass@1 on `key`) for the `bars` macro."""
     bars = []
-    for i, entry in enumerate(ranked):
-        width = 380 * value(entry) / top
-        y = 5 + 24 * i
-        colour = "#9aa5b8" if entry.published else "#4a7bd0"
-        shown = f"{value(entry):.1%}" if key is None or key in entry.scores else "-"
+    for model in models:
+        value = model["average"] if key is None else model["scores"].get(key, 0.0)
+        shown = f"{value:.1%}" if key is None or key in model["scores"] else "-"
+        kind = "published" if model["published"] else "strong"
+        name = model["name"]
         bars.append(
-            f'<text x="0" y="{y + 15}" font-size="12">{escape(entry.name[:28])}</text>'
-            f'<rect x="200" y="{y}" width="{width:.1f}" height="18" fill="{colour}"></rect>'
-            f'<text x="{205 + width:.1f}" y="{y + 14}" font-size="12">{shown}</text>'
+            {"label": name[:28], "value": value, "note": shown, "title": name, "kind": kind}
         )
-    return (
-        f'<svg id="chart" width="660" height="{height}" role="img" '
-        f'aria-label="{label} per model">{"".join(bars)}</svg>'
-    )
-
-
-def _sources(ranked: list[Entry]) -> list[Published]:
-    """Every published number shown, grouped by source in first-seen order."""
-    items = [item for entry in ranked for item in entry.published.values()]
-    order = {key: i for i, key in enumerate(dict.fromkeys(i.source.key for i in items))}
-    return sorted(items, key=lambda item: order[item.source.key])
-
-
-def _sources_section(items: list[Published], refs: dict[str, int]) -> str:
-    if not items:
-        return ""
-    blocks = []
-    for key, number in refs.items():
-        mine = [item for item in items if item.source.key == key]
-        source = mine[0].source
-        lines = "".join(
-            f"<li>{escape(item.model)}, {escape(item.task)}: {_as_printed(item.pass_at_1)} "
-            f"({escape(item.metric)}; sampling: {escape(item.sampling)})</li>"
-            for item in mine
-        )
-        blocks.append(
-            f'<li id="src-{number}"><a href="{escape(source.url)}">'
-            f"{escape(source.citation)}</a><ul>{lines}</ul></li>"
-        )
-    return (
-        '<h2 id="published">Published rows and their sources</h2>\n<p>Rows marked '
-        "<em>published</em> are numbers copied from papers, model cards and the BigCode "
-        "leaderboard, not run here: "
-        "each was measured with its source's prompts, sampling and sandbox, listed below."
-        f'</p>\n<ol class="sources">{"".join(blocks)}</ol>'
-    )
+    return bars
 
 
 def _page(ranked: list[Entry], columns: list[str], key: str | None = None) -> str:
-    head = ["model", "parameters", "tokens", "average", "win rate", *columns]
-    header = "".join(
-        f'<th data-col="{i}" data-kind="{"text" if i == 0 else "number"}">{escape(h)}</th>'
-        for i, h in enumerate(head)
+    models = [_json_row(entry) for entry in ranked]
+    return render(
+        "leaderboard.html",
+        title="codekiln leaderboard",
+        metric=METRIC,
+        key=key,
+        board=board_view(models, columns),
+        chart=_chart(models, key),
     )
-    cited = _sources(ranked)
-    refs = {k: i for i, k in enumerate(dict.fromkeys(i.source.key for i in cited), 1)}
-    rows = []
-    for entry in ranked:
-        name = escape(entry.name)
-        if entry.published:
-            name += ' <span class="tag">published</span>'
-        cells = [
-            f'<td data-value="{escape(entry.name)}">{name}</td>',
-            _number_cell(entry.info.get("parameters"), _amount(entry.info.get("parameters"))),
-            _number_cell(
-                entry.info.get("tokens_trained"), _amount(entry.info.get("tokens_trained"))
-            ),
-            _number_cell(entry.average, f"{entry.average:.1%}"),
-            _number_cell(entry.win_rate, f"{entry.win_rate:.2f}"),
-        ]
-        for task in columns:
-            if task in entry.published:
-                item = entry.published[task]
-                title = escape(f"{item.metric}; sampling: {item.sampling}; {item.source.citation}")
-                number = refs[item.source.key]
-                shown = _as_printed(item.pass_at_1)
-                cells.append(
-                    f'<td data-value="{item.pass_at_1!r}" title="{title}">{shown}'
-                    f'<sup><a href="#src-{number}">[{number}]</a></sup></td>'
-                )
-            elif task in entry.scores:
-                score = entry.scores[task]
-                link = escape(entry.links[task])
-                cells.append(
-                    f'<td data-value="{score!r}"><a href="{link}" title="generation settings '
-                    f'and per-problem outcomes">{score:.1%}</a></td>'
-                )
-            else:
-                cells.append('<td data-value="-1">-</td>')
-        kind = ' class="published"' if entry.published else ""
-        rows.append(f'<tr data-model="{escape(entry.name)}"{kind}>{"".join(cells)}</tr>')
-    ranking = (
-        "Rows are ranked by average."
-        if key is None
-        else f"Rows are ranked by {METRIC} on {escape(key)}; published rows are greyed."
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>codekiln leaderboard</title>
-<style>body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
-th {{ cursor: pointer; background: #f0f0f0; }} td[data-value] {{ text-align: right; }}
-td:first-child {{ text-align: left; }} th.sorted-desc::after {{ content: " \\25BC"; }}
-th.sorted-asc::after {{ content: " \\25B2"; }}
-tr.published {{ background: #f4f4f4; color: #555; font-style: italic; }}
-.tag {{ font-size: 75%; font-style: normal; border: 1px solid #999; border-radius: 3px;
-padding: 0 3px; }}</style></head><body>
-<h1>Code model leaderboard</h1>
-<p>{METRIC} per task (HumanEval, HumanEval+, the FIM paper's infilling sets, and MultiPL-E's
-translations of HumanEval into other languages). Average: mean over the model's tasks. Win
-rate: on each task, the share of other models it beats (ties count half), averaged. Click a
-header to sort; click a score for its generation settings and per-problem outcomes.
-{ranking}</p>
-<table id="board"><thead><tr>{header}</tr></thead><tbody>
-{"".join(rows)}
-</tbody></table>
-{_sources_section(cited, refs)}
-<h2>{"Average " + METRIC if key is None else METRIC + " on " + escape(key)}</h2>
-{_chart(ranked, key)}
-<script>
-function sortBoard(col, dir) {{
-  const table = document.getElementById("board");
-  const th = table.tHead.rows[0].cells[col];
-  const text = th.dataset.kind === "text";
-  const body = table.tBodies[0];
-  const rows = Array.from(body.rows);
-  rows.sort((a, b) => {{
-    const x = a.cells[col].dataset.value, y = b.cells[col].dataset.value;
-    const order = text ? x.localeCompare(y) : parseFloat(x) - parseFloat(y);
-    return dir === "asc" ? order : -order;
-  }});
-  rows.forEach(r => body.appendChild(r));
-  for (const cell of table.tHead.rows[0].cells) cell.className = "";
-  th.className = "sorted-" + dir;
-  history.replaceState(null, "", "#sort=" + col + "&dir=" + dir);
-}}
-document.querySelectorAll("#board th").forEach(th => th.addEventListener("click", () => {{
-  const dir = th.className === "sorted-desc" ? "asc" : "desc";
-  sortBoard(parseInt(th.dataset.col), dir);
-}}));
-const wanted = new URLSearchParams(location.hash.slice(1));
-if (wanted.has("sort")) sortBoard(parseInt(wanted.get("sort")), wanted.get("dir") || "desc");
-</script>
-</body></html>
-"""
 
 
 def _as_printed(fraction: float) -> str:
@@ -430,6 +337,7 @@ def _as_printed(fraction: float) -> str:
     return f"{round(fraction * 100, 2):g}%"
 
 
-def _number_cell(value: Any, text: str) -> str:
+def _number_cell(value: Any, text: str) -> dict[str, Any]:
+    """A cell sorted by `value` (-1 where there is no number) and showing `text`."""
     number = value if isinstance(value, int | float) else -1
-    return f'<td data-value="{number!r}">{escape(text)}</td>'
+    return {"value": repr(number), "text": text, "title": None, "ref": None, "link": None}

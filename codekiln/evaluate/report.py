@@ -4,7 +4,6 @@ verdicts, so a reader sees what the model wrote and not only a number."""
 from __future__ import annotations
 
 import json
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -19,54 +18,49 @@ def write_report(
 ) -> Path:
     """Write `out_dir/report.html` from the tasks' results (as `evaluate` returns them);
     `tasks` are the run's Task objects (their problems, loaded from --data where given)."""
+    from codekiln.pages import render
+
     out = Path(out_dir)
-    sections = []
-    rows = []
+    shown = []
     for name, result in results.items():
         if "metrics" not in result:
             continue
         metrics = ", ".join(f"{k} {v:.2%}" for k, v in result["metrics"].items())
         for metric, values in result.get("by_metric", {}).items():  # EvalPlus: base and plus
             metrics += f"; {metric}: " + ", ".join(f"{k} {v:.2%}" for k, v in values.items())
-        outcomes = ", ".join(f"{k} {v}" for k, v in result["outcomes"].items() if v)
-        breakdown = "; ".join(
-            f"{kind}: {b.get('pass@1', 0):.2%} of {b['problems']}"
-            for kind, b in result.get("breakdown", {}).items()
+        shown.append(
+            {
+                "name": name,
+                "problems": result["problems"],
+                "samples_per_problem": result["samples_per_problem"],
+                "metrics": metrics,
+                "outcomes": ", ".join(f"{k} {v}" for k, v in result["outcomes"].items() if v),
+                "breakdown": "; ".join(
+                    f"{kind}: {b.get('pass@1', 0):.2%} of {b['problems']}"
+                    for kind, b in result.get("breakdown", {}).items()
+                ),
+                "shown": samples(out / name, name, (tasks or {}).get(name))[:SHOWN],
+            }
         )
-        rows.append(
-            f"<tr><td>{escape(name)}</td><td>{result['problems']}</td>"
-            f"<td>{result['samples_per_problem']}</td><td>{escape(metrics)}</td>"
-            f"<td>{escape(outcomes)}</td><td>{escape(breakdown)}</td>"
-            f'<td><a href="{escape(name)}/{RESULTS}">{RESULTS}</a></td></tr>'
-        )
-        sections.append(_samples_section(out / name, name, (tasks or {}).get(name)))
     settings = next((r["generation"] for r in results.values() if "generation" in r), {})
     model = next((r["model"] for r in results.values() if "model" in r), {})
-    name = escape(str(model.get("name")))
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>codekiln eval: {name}</title>
-<style>body {{ font-family: sans-serif; margin: 2em; max-width: 70em; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; vertical-align: top; }}
-table {{ border-collapse: collapse; }} pre {{ background: #f6f6f6; padding: 6px; margin: 0;
-white-space: pre-wrap; }} .context {{ color: #888; }}
-.passed {{ color: #070; }} .failed, .timeout, .memory {{ color: #a00; }}
-</style></head><body>
-<h1>Evaluation of {name}</h1>
-<p>Generation: {escape(json.dumps(settings))}</p>
-<table><tr><th>task</th><th>problems</th><th>samples each</th><th>pass@k</th>
-<th>outcomes</th><th>by kind</th><th>details</th></tr>
-{"".join(rows)}</table>
-{"".join(sections)}
-</body></html>
-"""
+    name = str(model.get("name"))
+    page = render(
+        "evaluation.html",
+        title=f"codekiln eval: {name}",
+        name=name,
+        settings=json.dumps(settings),
+        tasks=shown,
+        results_file=RESULTS,
+    )
     path = out / "report.html"
     write_atomic(path, page)
     return path
 
 
-def _samples_section(task_dir: Path, name: str, task: Any = None) -> str:
-    """A few samples, passing ones first, each under the end of its prompt (and, for
-    infilling, above the start of its suffix), so the completion reads in context."""
+def samples(task_dir: Path, name: str, task: Any = None) -> list[dict[str, str]]:
+    """A task's samples, passing ones first, each with the end of its prompt (and, for
+    infilling, the start of its suffix), so the completion reads in context."""
     from codekiln.errors import UserError
     from codekiln.evaluate.tasks import get_task
 
@@ -80,21 +74,20 @@ def _samples_section(task_dir: Path, name: str, task: Any = None) -> str:
     def status(row: dict[str, Any]) -> str:
         return verdicts.get((row["task_id"], row["sample"]), {}).get("status", "not run")
 
-    shown = sorted(generations, key=lambda row: status(row) != "passed")[:SHOWN]
     items = []
-    for row in shown:
-        verdict = verdicts.get((row["task_id"], row["sample"]), {})
+    for row in sorted(generations, key=lambda row: status(row) != "passed"):
         problem = problems.get(row["task_id"])
-        before = _tail(problem.prompt) if problem else ""
-        after = _head(problem.suffix) if problem and problem.suffix else ""
         items.append(
-            f'<h3>{escape(row["task_id"])} <span class="{escape(status(row))}">'
-            f"{escape(status(row))}</span></h3><p>{escape(verdict.get('detail', ''))}</p>"
-            f'<pre><span class="context">{escape(before)}</span>'
-            f"<b>{escape(row['completion']) or '(empty)'}</b>"
-            f'<span class="context">{escape(after)}</span></pre>'
+            {
+                "task_id": row["task_id"],
+                "status": status(row),
+                "detail": verdicts.get((row["task_id"], row["sample"]), {}).get("detail", ""),
+                "before": _tail(problem.prompt) if problem else "",
+                "completion": row["completion"],
+                "after": _head(problem.suffix) if problem and problem.suffix else "",
+            }
         )
-    return f"<h2>{escape(name)}: sample completions (bold), passing first</h2>" + "".join(items)
+    return items
 
 
 def _tail(text: str, lines: int = 6) -> str:
