@@ -23,6 +23,13 @@ def bad_inputs(tmp: Path) -> dict[str, list[str]]:
         "export": ["export", missing],
         "eval": ["eval", "M", "--max-new-tokens", "5", "--max-length-generation", "5"],
         "eval --set": ["eval", "M", "--set", "n_samples=0"],
+        "eval -o another stage's folder": [
+            "eval",
+            "M",
+            "--generate-only",
+            "-o",
+            str(tmp / "packed"),
+        ],
         "leaderboard": ["leaderboard", missing, "-o", out],
         "attribution build": ["attribution", "build", missing, "-o", out],
         "attribution query": ["attribution", "query", str(code), "--index", missing],
@@ -46,6 +53,8 @@ NAMES = list(bad_inputs(Path("tmp")))
 def test_bad_input_is_one_line_and_exit_2(name, tmp_path):
     (tmp_path / "code.py").write_text("x = 1\n")
     (tmp_path / "serve.toml").write_text("[serve]\nmax_queue = -1\n")
+    (tmp_path / "packed").mkdir()
+    (tmp_path / "packed" / "manifest.json").write_text('{"stage": "pack"}')
     args = bad_inputs(tmp_path)[name]
     result = cli_here(*args)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -79,3 +88,13 @@ def test_serve_flags_and_config_file_meet_in_one_config(tmp_path):
     )
     assert (cfg.port, cfg.max_queue, cfg.max_batch, cfg.prefill_chunk) == (9000, 5, 2, 64)
     assert cfg.host == "127.0.0.1" and cfg.truncate is True
+
+
+def test_eval_never_writes_into_another_stages_folder(tmp_path):
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "manifest.json").write_text('{"stage": "pack"}')
+    result = cli_here("eval", "M", "--generate-only", "-o", str(packed))
+    assert result.returncode == 2
+    assert "holds the output of `codekiln pack`" in result.stderr
+    assert sorted(p.name for p in packed.iterdir()) == ["manifest.json"]

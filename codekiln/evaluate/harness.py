@@ -35,6 +35,8 @@ from codekiln.evaluate.report import write_report
 from codekiln.evaluate.sandbox import STATUSES, Limits, Sandbox, bwrap_support
 from codekiln.evaluate.tasks import Problem, Program, Task, parse_tasks
 from codekiln.manifest import (
+    check_output_dir,
+    finished_stage,
     package_versions,
     read_manifest,
     write_atomic,
@@ -56,6 +58,8 @@ def evaluate(
     """Evaluate `model` (a folder, an endpoint URL, or a generate backend) on the config's
     tasks; returns each task's results (without per-problem rows when only generating)."""
     _check_execution_allowed(allow_code_execution, generate_only)
+    check_output_dir(out_dir)
+    finished_stage(out_dir, "evaluate")  # another stage's folder is never written into
     tasks = configured_tasks(config)
     backend = model
     if isinstance(model, str | Path):
@@ -127,6 +131,8 @@ def score_samples(
     """Score an existing generations file (rows with `task_id` and `completion`) on the
     config's single task, without a model."""
     _check_execution_allowed(allow_code_execution, False)
+    check_output_dir(out_dir)
+    finished_stage(out_dir, "evaluate")
     tasks = configured_tasks(config)
     if len(tasks) != 1:
         raise UserError("scoring a samples file needs exactly one task: --tasks humaneval")
