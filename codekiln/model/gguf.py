@@ -87,7 +87,9 @@ def _gguf():
 def check_quant(quant: str) -> str:
     """The quantisation, if GGUF export writes it; a UserError naming those it does."""
     if quant not in GGUF_QUANTS:
-        raise UserError(f"--quant {quant!r} is not one GGUF export writes: {', '.join(GGUF_QUANTS)}")
+        raise UserError(
+            f"--quant {quant!r} is not one GGUF export writes: {', '.join(GGUF_QUANTS)}"
+        )
     return quant
 
 
