@@ -98,13 +98,13 @@ def starcoder_expected(quant: str, n_embd=64, n_inner=200, kv=16, vocab=416, n_c
     matrix = quant.upper()
     f32 = "F32"
     expected = {
-        "token_embd.weight": ([vocab, n_embd], matrix),
+        "token_embd.weight": ([vocab, n_embd], "Q8_0" if quant[:2] in ("q4", "q5") else matrix),
         "position_embd.weight": ([n_ctx, n_embd], f32),
         "output_norm.weight": ([n_embd], f32),
         "output_norm.bias": ([n_embd], f32),
     }
     for i in range(2):
-        down = "F16" if quant == "q8_0" and n_inner % 32 else matrix
+        down = "F16" if quant[0] == "q" and n_inner % 32 else matrix
         expected |= {
             f"blk.{i}.attn_norm.weight": ([n_embd], f32),
             f"blk.{i}.attn_norm.bias": ([n_embd], f32),
@@ -208,20 +208,28 @@ def test_starcoder_f32_holds_every_tensor_exactly_and_what_llama_cpp_reads(starc
     assert fields["tokenizer.chat_template"] == TEMPLATE
 
 
-@pytest.mark.parametrize("quant", ["f16", "q8_0"])
-def test_matrices_take_the_quantisation_and_stay_close(starcoder, tmp_path, quant):
-    """1-D tensors and the position embedding stay f32; q8_0's 200-long rows fall back to
-    f16, as llama.cpp's converter does."""
+@pytest.mark.parametrize(
+    "quant, file_type, step",
+    [
+        ("f16", "MOSTLY_F16", 1 / 500),
+        ("q8_0", "MOSTLY_Q8_0", 1 / 100),
+        ("q5_0", "MOSTLY_Q5_0", 1 / 10),
+        ("q4_0", "MOSTLY_Q4_0", 1 / 5),
+    ],
+)
+def test_matrices_take_the_quantisation_and_stay_close(starcoder, tmp_path, quant, file_type, step):
+    """1-D tensors and the position embedding stay f32; rows 200 long (not blocks of 32)
+    fall back to f16, as llama.cpp's converter does; 4- and 5-bit files keep the embedding
+    in q8_0. Every value is within `step` of the tensor's largest."""
     fields, tensors = read(export_gguf(starcoder, tmp_path / "m.gguf", quant))
     assert shapes_and_types(tensors) == starcoder_expected(quant)
-    file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}
-    assert fields["general.file_type"] == file_type[quant]
+    assert fields["general.file_type"] == gguf.LlamaFileType[file_type]
     assert fields["general.quantization_version"] == gguf.GGML_QUANT_VERSION
     model = import_hf(starcoder, dtype=torch.float32)
     for name, tensor in ours_by_gguf_name(model).items():
         expected = tensor.numpy()
         scale = np.abs(expected).max()
-        assert np.abs(values(tensors[name]) - expected).max() <= scale / 100, name
+        assert np.abs(values(tensors[name]) - expected).max() <= scale * step, name
 
 
 def test_multi_head_gpt_bigcode_keeps_q_k_v_in_blocks(tmp_path):
@@ -346,7 +354,7 @@ def test_an_architecture_we_do_not_export_is_one_line(starcoder, tmp_path):
 def test_an_unknown_quantisation_is_one_line(starcoder, tmp_path):
     with pytest.raises(UserError) as excinfo:
         export_gguf(starcoder, tmp_path / "m.gguf", quant="q3_k")
-    assert "f32, f16, q8_0" in one_line(excinfo)
+    assert "f32, f16, q8_0, q5_1" in one_line(excinfo)
     assert not (tmp_path / "m.gguf").exists()
 
 
@@ -407,7 +415,7 @@ def test_cli_writes_beside_the_model_and_refuses_to_overwrite(starcoder):
     "args, message",
     [
         (["--format", "onnx"], "--format 'onnx'"),
-        (["--format", "gguf", "--quant", "q2"], "f32, f16, q8_0"),
+        (["--format", "gguf", "--quant", "q2"], "f32, f16, q8_0, q5_1"),
         (["--quant", "q8_0"], "--format gguf"),
         (["--format", "gguf", "--ctranslate2"], "drop --format gguf"),
         (["--format", "gguf", "--step", "3"], "model folder"),

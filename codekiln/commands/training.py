@@ -214,7 +214,11 @@ def export_command(
     ] = "hf",
     quant: Annotated[
         str | None,
-        typer.Option("--quant", help="With --format gguf: f32 (default), f16 or q8_0."),
+        typer.Option(
+            "--quant",
+            help="With --format gguf: f32 (default), f16, q8_0, or 4-/5-bit q5_1, q5_0, "
+            "q4_1, q4_0.",
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="With --format gguf: replace an existing file.")

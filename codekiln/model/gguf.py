@@ -24,10 +24,11 @@ checks it (src/models/starcoder*.cpp, src/llama-vocab.cpp):
   the pre-tokenizer: "starcoder" for digits split one by one then GPT-2's byte-level regex
   (StarCoder's, StarCoder2's and codekiln's), "gpt-2" for the byte-level regex alone.
 
-Quantisations: f32, f16 and q8_0 (blocks of 32 along each row, an fp16 scale per block).
-1-D tensors (norms, biases) and the position embedding stay f32, as llama.cpp's converter
-keeps them; a matrix whose rows are not a multiple of 32 long is f16 in a q8_0 file (the
-converter's fallback too).
+Quantisations: f32, f16, q8_0 (blocks of 32 along each row, an fp16 scale per block) and
+the 4- and 5-bit block types q5_1, q5_0, q4_1, q4_0 (the token embedding and an output head
+stay q8_0 in those). 1-D tensors (norms, biases) and the position embedding stay f32, as
+llama.cpp's converter keeps them; a matrix whose rows are not a multiple of 32 long is f16
+in a quantised file (the converter's fallback too).
 """
 
 from __future__ import annotations
@@ -42,7 +43,22 @@ import numpy as np
 from codekiln.errors import UserError
 from codekiln.manifest import atomic_path
 
-GGUF_QUANTS = ("f32", "f16", "q8_0")
+# Name -> (gguf.GGMLQuantizationType, gguf.LlamaFileType) member names. The 4- and 5-bit
+# types are the blocks of 32 the gguf package quantises itself (llama.cpp's k-quants need
+# llama-quantize).
+QUANT_TYPES = {
+    "f32": ("F32", "ALL_F32"),
+    "f16": ("F16", "MOSTLY_F16"),
+    "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
+    "q5_1": ("Q5_1", "MOSTLY_Q5_1"),
+    "q5_0": ("Q5_0", "MOSTLY_Q5_0"),
+    "q4_1": ("Q4_1", "MOSTLY_Q4_1"),
+    "q4_0": ("Q4_0", "MOSTLY_Q4_0"),
+}
+GGUF_QUANTS = tuple(QUANT_TYPES)
+# In a 4- or 5-bit file these stay q8_0: the embedding and the output head lose most from
+# coarse steps (llama-quantize keeps the head at higher precision for the same reason).
+KEEP_Q8 = ("token_embd.weight", "output.weight")
 INSTALL = "pip install 'codekiln[gguf]'"
 ARCHITECTURES = {"gpt_bigcode": "starcoder", "starcoder2": "starcoder2"}
 Q8_BLOCK = 32
@@ -104,11 +120,15 @@ def tensor_type(name: str, shape: tuple[int, ...], quant: str) -> str:
     'f16'
     >>> tensor_type("position_embd.weight", (128, 64), "f16")
     'f32'
+    >>> tensor_type("token_embd.weight", (400, 64), "q4_0")
+    'q8_0'
     """
     if len(shape) < 2 or name == "position_embd.weight":
         return "f32"
-    if quant == "q8_0" and shape[-1] % Q8_BLOCK:
+    if quant not in ("f32", "f16") and shape[-1] % Q8_BLOCK:
         return "f16"
+    if quant not in ("f32", "f16", "q8_0") and name in KEEP_Q8:
+        return "q8_0"
     return quant
 
 
@@ -307,16 +327,8 @@ def export_gguf(
         raise UserError(f"{model_dir / 'config.json'}: {exc}") from None
     vocab = read_vocab(model_dir, config.vocab_size)
     arch = ARCHITECTURES[kind]
-    qtypes = {
-        "f32": gguf.GGMLQuantizationType.F32,
-        "f16": gguf.GGMLQuantizationType.F16,
-        "q8_0": gguf.GGMLQuantizationType.Q8_0,
-    }
-    file_types = {
-        "f32": gguf.LlamaFileType.ALL_F32,
-        "f16": gguf.LlamaFileType.MOSTLY_F16,
-        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-    }
+    qtypes = {name: gguf.GGMLQuantizationType[q] for name, (q, _) in QUANT_TYPES.items()}
+    file_type = gguf.LlamaFileType[QUANT_TYPES[quant][1]]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_path) as tmp:
         writer = gguf.GGUFWriter(tmp, arch)
@@ -325,7 +337,7 @@ def export_gguf(
             name = model_dir.resolve().parent.name
         writer.add_type("model")
         writer.add_name(name)
-        writer.add_file_type(int(file_types[quant]))
+        writer.add_file_type(int(file_type))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_context_length(config.n_positions)
         writer.add_embedding_length(config.n_embd)
