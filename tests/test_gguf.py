@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import test_train
 import torch
-from conftest import GOOD_PY, OTHER_PY, cli_here
+from conftest import GOOD_PY, OTHER_PY, cli_here, small_bpe
 
 from codekiln.errors import UserError
 from codekiln.model import CodeGPT, ModelConfig, export_hf
@@ -29,21 +29,13 @@ TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
 
 def write_tokenizer(folder: Path, special=SPECIAL_TOKENS, chat_template: str | None = None):
-    """codekiln's own tokenizer (train_bpe: digits split, byte-level BPE) and the
-    tokenizer_config.json the tokenizer stage writes."""
-    from tokenizers import pre_tokenizers, trainers
-
+    """A byte-level BPE split as codekiln's tokenizer splits (digits one by one, then GPT-2's
+    regex) and the tokenizer_config.json the tokenizer stage writes."""
     from codekiln.tokenizer.train import build_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_SIZE,
-        special_tokens=list(special),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(TEXTS, trainer)
+    tokenizer = small_bpe(TEXTS, special, vocab_size=TOKENIZER_SIZE)
+    tokenizer.pre_tokenizer = build_tokenizer().pre_tokenizer
     tokenizer.save(str(folder / "tokenizer.json"))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",

@@ -185,17 +185,12 @@ class Vocab:
 
 def read_vocab(folder: Path, vocab_size: int) -> Vocab:
     """The tokenizer of a model folder, padded to the model's `vocab_size` rows."""
-    import json
-
     from codekiln.tokenizer.family import read_json_object, token_text
 
     path = folder / "tokenizer.json"
     if not path.is_file():
         raise UserError(f"no tokenizer.json in {folder}: GGUF export writes the tokenizer too")
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not readable JSON ({exc})") from None
+    spec = read_json_object(path)
     model = spec.get("model") or {}
     if model.get("type") != "BPE":
         raise UserError(
