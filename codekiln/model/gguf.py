@@ -8,8 +8,8 @@ checks it (src/models/starcoder*.cpp, src/llama-vocab.cpp):
   fused [Q | K | V] projection as `attn_qkv` (llama.cpp splits it at n_embd and
   n_embd + n_kv_heads * head_dim, so multi-head models keep ours, not transformers' per-head
   order), head_count_kv 1 for multi-query attention.
-- starcoder2 exports as `starcoder2`: q, k and v as `attn_q`/`attn_k`/`attn_v` (older
-  llama.cpp builds, as Ollama and Tabby ship them, know no fused form for it), rotary in the
+- starcoder2 exports as `starcoder2`: q, k and v as `attn_q`/`attn_k`/`attn_v`, as
+  llama.cpp's converter writes them (older builds read no fused form), rotary in the
   GPT-NeoX layout llama.cpp applies to this architecture (ours and transformers' as well),
   `rope.freq_base`. A model without biases gets zero biases: llama.cpp requires the output
   projection's, and zeros compute the same thing.
@@ -248,8 +248,8 @@ def read_vocab(folder: Path, vocab_size: int) -> Vocab:
 
 
 def gguf_tensors(config, parameters) -> Iterator[tuple[str, Any]]:
-    """(llama.cpp's name, float32 numpy array) for CodeGPT's parameters, given as (our
-    name, tensor) pairs, for the architecture `config` exports as."""
+    """(llama.cpp's name, float32 tensor) for CodeGPT's parameters, given as (our name,
+    tensor) pairs, for the architecture `config` exports as (meta tensors give the plan)."""
     import torch
 
     gguf = _gguf()
@@ -262,21 +262,23 @@ def gguf_tensors(config, parameters) -> Iterator[tuple[str, Any]]:
         parts = ours.split(".")
         leaf = parts[-1]
         if parts[0] != "blocks":
-            yield f"{names[tensor[_TOP_TENSORS[parts[0]]]]}.{leaf}", value.numpy()
+            yield f"{names[tensor[_TOP_TENSORS[parts[0]]]]}.{leaf}", value
             continue
         bid, module = int(parts[1]), ".".join(parts[2:-1])
         if module == "attn.c_attn" and rotary:
             for key, lo, hi in (("ATTN_Q", 0, C), ("ATTN_K", C, C + kv), ("ATTN_V", C + kv, None)):
-                yield f"{names[tensor[key]].format(bid=bid)}.{leaf}", value[lo:hi].numpy()
+                yield f"{names[tensor[key]].format(bid=bid)}.{leaf}", value[lo:hi]
             continue
         key = "ATTN_QKV" if module == "attn.c_attn" else _BLOCK_TENSORS[module]
-        yield f"{names[tensor[key]].format(bid=bid)}.{leaf}", value.numpy()
+        yield f"{names[tensor[key]].format(bid=bid)}.{leaf}", value
     if rotary and not config.bias:
         yield from _zero_biases(config, names, tensor)
 
 
 def _zero_biases(config, names, tensor) -> Iterator[tuple[str, Any]]:
     """A bias-free starcoder2's biases as zeros: llama.cpp requires attn_output's."""
+    import torch
+
     sizes = {
         "ATTN_Q": config.n_embd,
         "ATTN_K": config.kv_dim,
@@ -287,7 +289,7 @@ def _zero_biases(config, names, tensor) -> Iterator[tuple[str, Any]]:
     }
     for bid in range(config.n_layer):
         for key, size in sizes.items():
-            yield f"{names[tensor[key]].format(bid=bid)}.bias", np.zeros(size, np.float32)
+            yield f"{names[tensor[key]].format(bid=bid)}.bias", torch.zeros(size)
 
 
 def export_gguf(
@@ -297,7 +299,7 @@ def export_gguf(
     as one GGUF file at `out_path`, its matrices in `quant` (GGUF_QUANTS); to a temporary
     name, renamed when whole. UserError for another architecture, an unknown quantisation,
     a tokenizer llama.cpp would split differently, or an `out_path` that exists (unless
-    `force`)."""
+    `force`). One tensor at a time is held in memory."""
     from codekiln.model.convert import config_from_hf
     from codekiln.model.hf import hf_parameters, read_hf_config
 
@@ -344,14 +346,38 @@ def export_gguf(
         if arch == "starcoder2":
             writer.add_rope_freq_base(config.rope_theta)
         _add_vocab(writer, gguf, vocab)
-        for tensor_name, data in gguf_tensors(config, hf_parameters(model_dir, config)):
-            qtype = qtypes[tensor_type(tensor_name, data.shape, quant)]
-            writer.add_tensor(tensor_name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        # The tensor table goes first, from the model's shapes; then each tensor is read,
+        # converted and written in turn, so no more than one is in memory.
+        plan = []
+        for tensor_name, meta in gguf_tensors(config, _meta_parameters(config)):
+            shape = tuple(meta.shape)
+            qtype = qtypes[tensor_type(tensor_name, shape, quant)]
+            block, size = gguf.GGML_QUANT_SIZES[qtype]
+            nbytes = int(np.prod(shape)) // block * size
+            writer.add_tensor_info(tensor_name, shape, np.dtype(np.float32), nbytes, qtype)
+            plan.append((tensor_name, qtype))
         writer.write_header_to_file(path=tmp)
         writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
+        writer.write_ti_data_to_file()
+        tensors = gguf_tensors(config, hf_parameters(model_dir, config))
+        for (tensor_name, qtype), (name_read, data) in zip(plan, tensors, strict=True):
+            assert tensor_name == name_read, (tensor_name, name_read)
+            writer.write_tensor_data(gguf.quants.quantize(data.numpy(), qtype))
         writer.close()
     return out_path
+
+
+def _meta_parameters(config) -> list[tuple[str, Any]]:
+    """CodeGPT's parameters on the meta device, in the order hf_parameters yields them."""
+    import torch
+
+    from codekiln.model.convert import weight_slots
+    from codekiln.model.gpt import CodeGPT
+
+    with torch.device("meta"):
+        state = dict(CodeGPT(config).named_parameters())
+    order = dict.fromkeys(slot.name for slot in weight_slots(config).values())
+    return [(name, state[name]) for name in order]
 
 
 def _add_vocab(writer, gguf, vocab: Vocab) -> None:
