@@ -380,6 +380,15 @@ def test_a_tokenizer_llama_cpp_would_split_otherwise_is_one_line(starcoder, tmp_
     assert "normalizer" in one_line(excinfo)
 
 
+def test_a_quantisation_that_would_quantise_nothing_is_one_line(tmp_path):
+    """Rows of 40 and 200 values: no 32-value blocks anywhere, every matrix would be f16."""
+    folder = write_model(tmp_path, n_embd=40, n_inner=200, n_head=4)
+    with pytest.raises(UserError) as excinfo:
+        export_gguf(folder, tmp_path / "m.gguf", quant="q8_0")
+    assert "export f16" in one_line(excinfo)
+    assert not (tmp_path / "m.gguf").exists()
+
+
 def test_without_the_gguf_package_the_error_names_the_extra(starcoder, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gguf", None)
     with pytest.raises(UserError) as excinfo:

@@ -356,6 +356,14 @@ def export_gguf(
             nbytes = int(np.prod(shape)) // block * size
             writer.add_tensor_info(tensor_name, shape, np.dtype(np.float32), nbytes, qtype)
             plan.append((tensor_name, qtype))
+        if quant not in ("f32", "f16") and all(
+            q == qtypes["f16"] for _, q in plan if q != qtypes["f32"]
+        ):
+            raise UserError(
+                f"no matrix of this model has rows a multiple of {Q8_BLOCK} long (n_embd "
+                f"{config.n_embd}, MLP {config.inner_dim}), so {quant} would quantise nothing: "
+                "export f16"
+            )
         writer.write_header_to_file(path=tmp)
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
