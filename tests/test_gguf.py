@@ -404,6 +404,7 @@ def test_cli_writes_beside_the_model_and_refuses_to_overwrite(starcoder):
     assert done.returncode == 0, done.stderr
     out = starcoder / "model-q8_0.gguf"
     assert str(out) in done.stdout and "llama-server -m" in done.stdout
+    assert "MB: 2 f16, 19 f32, 7 q8_0 tensors" in done.stdout
     assert read(out)[0]["general.file_type"] == gguf.LlamaFileType.MOSTLY_Q8_0
     again = cli_here("export", str(starcoder), "--format", "gguf", "--quant", "q8_0")
     assert again.returncode == 2 and "already exists" in again.stderr

@@ -261,7 +261,7 @@ def _export_gguf(
 ) -> None:
     """`codekiln export --format gguf`: the model folder RUN (or a run's, see
     `_gguf_source`) as one GGUF file."""
-    from codekiln.model.gguf import check_quant, export_gguf
+    from codekiln.model.gguf import check_quant, export_gguf, gguf_summary
 
     check_quant(quant)
     if output is not None and output.exists() and not force:
@@ -272,6 +272,7 @@ def _export_gguf(
     out = output if output is not None else model_dir / f"model-{quant}.gguf"
     written = export_gguf(model_dir, out, quant, force=force)
     common.console.print(f"GGUF ({quant}) of {model_dir} in {written}")
+    common.console.print(f"  {gguf_summary(written)}")
     common.console.print(f"  run it: llama-server -m {written} --port 8080")
 
 

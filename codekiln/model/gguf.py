@@ -400,3 +400,14 @@ def _add_vocab(writer, gguf, vocab: Vocab) -> None:
     writer.add_add_eos_token(vocab.add_eos)
     if vocab.chat_template:
         writer.add_chat_template(vocab.chat_template)
+
+
+def gguf_summary(path: Path) -> str:
+    """One line on a GGUF file: its size and how many tensors each type holds, e.g.
+    "12.3 MB: 2 f16, 30 f32, 17 q8_0 tensors"."""
+    from collections import Counter
+
+    reader = _gguf().GGUFReader(path)
+    counts = Counter(t.tensor_type.name.lower() for t in reader.tensors)
+    kinds = ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts))
+    return f"{Path(path).stat().st_size / 1e6:.1f} MB: {kinds} tensors"
