@@ -204,8 +204,9 @@ class Endpoint:
     The language server starts before it, or outlives a restart of it: `ready()` connects on
     first use (telling llama.cpp from the others by its `/props`, and reading the model's
     name and context). While the endpoint does not answer (or refuses, as with a wrong API
-    key: the line says so) each call logs one line and the next try waits `FIRST_RETRY_SECONDS`, doubled after each failure up to
-    `LAST_RETRY_SECONDS`. Once connected it behaves as the backend it wraps.
+    key: the line says so) each call logs one line and the next try waits
+    `FIRST_RETRY_SECONDS`, doubled after each failure up to `LAST_RETRY_SECONDS`. Once
+    connected it behaves as the backend it wraps.
     """
 
     def __init__(self, url: str, api: str = "auto", **options: Any) -> None:
