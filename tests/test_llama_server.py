@@ -203,31 +203,32 @@ def test_language_server_completes_through_llama_server():
     """`python -m codekiln.serve.lsp --endpoint URL` as an editor starts it, against the fake:
     inline completion at the cursor comes from /infill."""
     fake = FakeLlamaServer()
+    command = [
+        sys.executable,
+        "-m",
+        "codekiln.serve.lsp",
+        "--endpoint",
+        "URL",
+        "--temperature",
+        "0",
+    ]
     with running(fake) as url:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "codekiln.serve.lsp", "--endpoint", url, "--temperature", "0"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            client = Client(process.stdin, process.stdout)
-            client.initialize()
-            client.open(SOURCE)
-            params = {"textDocument": {"uri": URI}, "position": position(SOURCE, MIDDLE)}
-            params["context"] = {"triggerKind": 2}
-            reply = client.request("textDocument/inlineCompletion", params)
-            client.request("shutdown", None)
-            client.send("exit", None, request=False)
-            process.wait(timeout=10)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            for stream in (process.stdin, process.stdout):
-                stream.close()
-        log = process.stderr.read().decode()
-        process.stderr.close()
+        command[4] = url
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        with subprocess.Popen(command, **pipes) as process:  # closes the pipes and waits
+            try:
+                client = Client(process.stdin, process.stdout)
+                client.initialize()
+                client.open(SOURCE)
+                params = {"textDocument": {"uri": URI}, "position": position(SOURCE, MIDDLE)}
+                params["context"] = {"triggerKind": 2}
+                reply = client.request("textDocument/inlineCompletion", params)
+                client.shutdown()
+                process.wait(timeout=10)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+            log = process.stderr.read().decode()
     assert [item["insertText"] for item in reply["result"]["items"]] == ["a + b"]
     [(route, body)] = fake.requests
     assert route == "/infill" and body["input_prefix"] == SOURCE[:MIDDLE]
