@@ -66,6 +66,7 @@ def connect(url: str, api: str = "auto", **options: Any) -> Any:
     shows a llama.cpp server, the OpenAI-compatible one otherwise."""
     from codekiln.generate import load_backend
 
+    assert api in ("auto", "openai", "llama.cpp"), api  # LspConfig validated it
     if api != "openai":
         props = llama_props(url, options.get("api_key"), options.get("timeout", 60.0))
         if props is not None:
@@ -73,7 +74,7 @@ def connect(url: str, api: str = "auto", **options: Any) -> Any:
         if api == "llama.cpp":
             raise UserError(
                 f"{url} is not a llama.cpp server (GET /props has no default_generation_settings)"
-                ": start llama-server there, or set lsp.endpoint_api=openai"
+                ": start llama-server there, or --set endpoint_api=openai"
             )
     return load_backend(url, **options)
 
@@ -125,6 +126,8 @@ class LlamaServerBackend(OpenAIBackend):
         stop_type = "limit"
         with response:
             for event in _server_sent_events(response, url):
+                if isinstance(event, dict) and "error" in event:  # failed after the headers
+                    raise UserError(f"endpoint {url} failed mid-stream: {event['error']}")
                 if not isinstance(event, dict) or not isinstance(event.get("content", ""), str):
                     raise UserError(f"endpoint {url} streamed an event that is no completion")
                 out, stopped = matcher.feed(event.get("content", ""))
