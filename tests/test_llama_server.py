@@ -271,9 +271,10 @@ def test_real_llama_server_infills_our_gguf(tmp_path):
         assert isinstance(remote.backend.backend, LlamaServerBackend)
         for offset in (MIDDLE, END):  # /infill, then /v1/completions
             ours, theirs = local.complete(SOURCE, offset), remote.complete(SOURCE, offset)
-            # the random model ends on a partial UTF-8 character: we decode it as U+FFFD,
-            # llama.cpp holds it back
-            assert theirs and theirs.replace("\ufffd", "") == ours.replace("\ufffd", "")
+            # a random model may end on a partial UTF-8 character (we decode it as U+FFFD,
+            # llama.cpp holds it back) or sample <fim_pad>, where llama.cpp stops and we go on
+            theirs, ours = theirs.replace("\ufffd", ""), ours.replace("\ufffd", "")
+            assert theirs and ours.startswith(theirs)
     finally:
         server.terminate()
         server.wait(timeout=10)
