@@ -158,3 +158,35 @@ def test_editor_settings_command(tmp_path):
     assert json.loads(out.read_text())["llm.contextWindow"] == 200
     too_many = cli("editor-settings", str(folder), "--editor", "neovim", "--max-new-tokens", "256")
     assert_one_line_error(too_many, "--max-new-tokens must be between 1 and 255")
+
+
+def test_llama_cpp_ollama_and_tabby_files_are_well_formed():
+    """The llama.cpp-side set-ups parse, use codekiln's FIM tokens in the order training
+    lays them out (prefix, suffix, middle), and point at the llama-server the README starts."""
+    import tomllib
+
+    from codekiln.tokenizer.special import EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+
+    psm = f"{FIM_PREFIX}{{prefix}}{FIM_SUFFIX}{{suffix}}{FIM_MIDDLE}"
+    server = "http://127.0.0.1:8012"
+    readme = (EDITORS / "README.md").read_text()
+    assert "llama-server -m runs/demo/model/model-q8_0.gguf --port 8012" in readme
+    tabby = tomllib.loads((EDITORS / "tabby" / "config.toml").read_text())
+    completion = tabby["model"]["completion"]["http"]
+    assert completion["kind"] == "llama.cpp/completion" and completion["api_endpoint"] == server
+    assert completion["prompt_template"] == psm
+    assert json.loads((EDITORS / "tabby" / "tabby.json").read_text())["prompt_template"] == psm
+    vscode = json.loads((EDITORS / "llama.cpp" / "llama-vscode.settings.json").read_text())
+    assert vscode["llama-vscode.endpoint"] == server  # the extension appends /infill
+    vim = (EDITORS / "llama.cpp" / "llama.vim").read_text()
+    assert f"'endpoint_fim':    '{server}/infill'" in vim
+    lines = (EDITORS / "ollama" / "Modelfile").read_text().splitlines()
+    commands = [line for line in lines if line and not line.startswith("#")]
+    assert commands[0] == "FROM ./model-q8_0.gguf"  # codekiln export's default file name
+    template = next(line for line in commands if line.startswith("TEMPLATE "))
+    fim = "{{ .Prompt }}".join((FIM_PREFIX, FIM_SUFFIX)) + "{{ .Suffix }}" + FIM_MIDDLE
+    assert fim in template
+    stops = {line.split(" ", 2)[2].strip('"') for line in commands if "PARAMETER stop" in line}
+    assert {EOS, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE} <= stops
+    keywords = {"FROM", "TEMPLATE", "PARAMETER", "SYSTEM", "ADAPTER", "LICENSE", "MESSAGE"}
+    assert {line.split(" ", 1)[0] for line in commands} <= keywords

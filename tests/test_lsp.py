@@ -97,6 +97,11 @@ class Client:
         self.send("initialized", {}, request=False)
         return reply["result"]
 
+    def shutdown(self) -> None:
+        """shutdown, then exit: how an editor ends the server."""
+        self.request("shutdown", None)
+        self.send("exit", None, request=False)
+
     def open(self, text: str, uri: str = URI) -> None:
         document = {"uri": uri, "languageId": "python", "version": 1, "text": text}
         self.send("textDocument/didOpen", {"textDocument": document}, request=False)

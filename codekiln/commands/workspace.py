@@ -84,3 +84,6 @@ def run_command(
         f"serve the model with attribution:  codekiln serve {model_dir} --attribution {index_dir}"
     )
     common.console.print(f"complete in an editor (LSP):      codekiln lsp --model {model_dir}")
+    common.console.print(
+        f"export for llama.cpp/Ollama:       codekiln export {model_dir} --format gguf --quant q8_0"
+    )

@@ -4,6 +4,9 @@
   and `/generate_stream`, `/overlap` (attribution), `/health` and `/metrics`.
 - `lsp`: `codekiln lsp`, a language server over stdio (inline completion, completion, and
   llm-ls's `llm-ls/getCompletions`, so llm.nvim and llm-vscode use it unchanged).
+- `llama_server`: llama.cpp's `llama-server` as `codekiln lsp --endpoint`'s model
+  (fill-in-the-middle through its `/infill`, told apart from OpenAI-compatible servers by
+  its `/props`).
 - `context`: the prompt an editor's document gives around the cursor, within a budget.
 - `jupyter`: an IPython extension that completes code cells with the model.
 - `routes_openai`, `routes_tgi`, `routes_service`: the routes by API (`http` holds the app

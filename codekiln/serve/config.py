@@ -65,6 +65,9 @@ class LspConfig:
     `context_tokens` bounds prompt + completion (0: the model's context, or 2048 where the
     backend does not know it); `prefix_share` of the prompt budget goes to the text before
     the cursor, the rest (and whatever the suffix leaves unused) to the text after it.
+    `endpoint_api` says what `--endpoint` is: `openai` (codekiln serve, vLLM, TGI),
+    `llama.cpp` (llama-server: FIM through its `/infill`), or `auto`, llama.cpp's when the
+    server answers `GET /props` as llama.cpp does.
     """
 
     context_tokens: int = 0
@@ -74,6 +77,7 @@ class LspConfig:
     prefix_share: float = 0.75
     fim: bool = True  # fill in the middle when the model can
     multiline_stop: tuple[str, ...] = ("\n\n\n",)
+    endpoint_api: str = "auto"
 
     def __post_init__(self) -> None:
         if self.context_tokens < 0:
@@ -87,4 +91,8 @@ class LspConfig:
             raise UserError(f"lsp: prefix_share must be in (0, 1], got {self.prefix_share}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise UserError("lsp: temperature must be >= 0 and top_p in (0, 1]")
+        if self.endpoint_api not in ("auto", "openai", "llama.cpp"):
+            raise UserError(
+                f"lsp: endpoint_api must be auto, openai or llama.cpp, got {self.endpoint_api!r}"
+            )
         object.__setattr__(self, "multiline_stop", tuple(self.multiline_stop))

@@ -16,7 +16,8 @@ completion when code follows the cursor on its line and several otherwise. llm-l
 settings apply where they make sense (`fim.enabled`, `contextWindow`, `tokensToClear`,
 `requestBody`'s sampling parameters); its `model`, `backend` and `url` are ignored: the
 model is the one this server was started with (`--model FOLDER`, or `--endpoint URL` for
-`codekiln serve` or any OpenAI-compatible server), and its own FIM tokens are used.
+`codekiln serve`, any OpenAI-compatible server, or llama.cpp's `llama-server`, whose
+`/infill` fills in the middle: `LspConfig.endpoint_api`), and its own FIM tokens are used.
 
 A request for a document the server never saw opened (or saw closed) answers an empty
 result, as llm-ls does, rather than an error: editors send completion requests for buffers
@@ -197,17 +198,20 @@ class Completer:
 
 
 class Endpoint:
-    """An OpenAI-compatible endpoint (`codekiln serve`'s) that may not be up yet.
+    """An endpoint (`codekiln serve`'s, any OpenAI-compatible one, or llama.cpp's: `api`, as
+    `LspConfig.endpoint_api`) that may not be up yet.
 
     The language server starts before it, or outlives a restart of it: `ready()` connects on
-    first use (reading the model's name and context from `/v1/models`). While the endpoint
-    does not answer (or refuses, as with a wrong API key: the line says so) each call logs one
-    line and the next try waits `FIRST_RETRY_SECONDS`, doubled after each failure up to
-    `LAST_RETRY_SECONDS`. Once connected it behaves as the backend it wraps.
+    first use (telling llama.cpp from the others by its `/props`, and reading the model's
+    name and context). While the endpoint does not answer (or refuses, as with a wrong API
+    key: the line says so) each call logs one line and the next try waits
+    `FIRST_RETRY_SECONDS`, doubled after each failure up to `LAST_RETRY_SECONDS`. Once
+    connected it behaves as the backend it wraps.
     """
 
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(self, url: str, api: str = "auto", **options: Any) -> None:
         self.url = url
+        self.api = api
         self.name = url
         self.retries = options.pop("retries", 1)  # for completions; the probe fails fast
         self.timeout = options.pop("timeout", 60.0)
@@ -227,11 +231,12 @@ class Endpoint:
                 wait = self._next_try - now
                 log.info("endpoint %s not ready: no completion, next try in %.1f s", self.url, wait)
                 return False
-            from codekiln.generate import load_backend
+            from codekiln.serve.llama_server import connect
 
             try:
                 probe_timeout = min(PROBE_TIMEOUT_SECONDS, self.timeout)
-                backend = load_backend(self.url, retries=0, timeout=probe_timeout, **self.options)
+                options = {"retries": 0, "timeout": probe_timeout, **self.options}
+                backend = connect(self.url, self.api, **options)
             except UserError as exc:
                 self._next_try = now + self._delay
                 retry = self._delay
@@ -241,7 +246,14 @@ class Endpoint:
             backend.retries, backend.timeout = self.retries, self.timeout
             self.backend, self.name = backend, backend.name
             context = backend.context_length or "unknown"
-            log.info("endpoint %s up: model %s, context %s tokens", self.url, self.name, context)
+            kind = getattr(backend, "kind", "openai")
+            log.info(
+                "endpoint %s up: model %s, context %s tokens, %s API",
+                self.url,
+                self.name,
+                context,
+                kind,
+            )
             return True
 
     @property
@@ -384,7 +396,8 @@ def run_lsp(
     **backend_options: Any,
 ) -> None:
     """Serve LSP on stdin/stdout until the editor exits; exactly one of `model` (a folder)
-    and `endpoint` (an OpenAI-compatible URL, such as `codekiln serve`'s) names the model."""
+    and `endpoint` (the URL of `codekiln serve`, an OpenAI-compatible server or llama.cpp's
+    llama-server, as `config.endpoint_api` says) names the model."""
     from codekiln.generate import load_backend
 
     if (model is None) == (endpoint is None):
@@ -396,7 +409,8 @@ def run_lsp(
     if endpoint is not None:
         if not endpoint.startswith(("http://", "https://")):
             raise UserError(f"--endpoint must be an http(s) URL, got {endpoint!r}")
-        backend = Endpoint(endpoint, api_key=api_key, **backend_options)
+        api = (config or LspConfig()).endpoint_api
+        backend = Endpoint(endpoint, api, api_key=api_key, **backend_options)
         backend.ready()  # connects now if it can; otherwise on the first completion
     else:
         backend = load_backend(model, **backend_options)
@@ -411,7 +425,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="codekiln-lsp", description=main.__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a model folder (Hugging Face format)")
-    source.add_argument("--endpoint", help="an OpenAI-compatible server, e.g. codekiln serve's")
+    source.add_argument(
+        "--endpoint", help="codekiln serve, an OpenAI-compatible server or llama.cpp's llama-server"
+    )
+    parser.add_argument(
+        "--endpoint-api",
+        choices=("auto", "openai", "llama.cpp"),
+        default=LspConfig.endpoint_api,
+        help="what --endpoint is (auto: llama.cpp when its GET /props says so)",
+    )
     parser.add_argument("--api-key", help="Bearer token for --endpoint")
     parser.add_argument("--max-new-tokens", type=int, default=LspConfig.max_new_tokens)
     parser.add_argument("--context-tokens", type=int, default=LspConfig.context_tokens)
@@ -422,6 +444,7 @@ def main(argv: list[str] | None = None) -> None:
             max_new_tokens=args.max_new_tokens,
             context_tokens=args.context_tokens,
             temperature=args.temperature,
+            endpoint_api=args.endpoint_api,
         )
         run_lsp(args.model, args.endpoint, config, api_key=args.api_key)
     except UserError as exc:
