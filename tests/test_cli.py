@@ -116,9 +116,9 @@ def test_run_main_job_on_given_source(fixture_repo, tmp_path):
     assert (ws / "eval" / "report.html").exists()
     assert "humaneval-infill-single" in (ws / "leaderboard" / "index.html").read_text()
     assert (ws / "attribution" / "manifest.json").exists()
-    assert f"codekiln serve {ws / 'train' / 'model'} --attribution" in " ".join(
-        result.stdout.split()
-    )
+    printed = " ".join(result.stdout.split())
+    assert f"codekiln serve {ws / 'train' / 'model'} --attribution" in printed
+    assert f"codekiln export {ws / 'train' / 'model'} --format gguf --quant q8_0" in printed
     again = cli("run", "-w", str(ws), str(fixture_repo), "-q", "--allow-code-execution", *small)
     assert again.returncode == 0 and "already" in again.stdout
 

@@ -115,7 +115,11 @@ def lsp_command(
     model: Annotated[str | None, typer.Option("--model", help="A model folder.")] = None,
     endpoint: Annotated[
         str | None,
-        typer.Option("--endpoint", help="An OpenAI-compatible URL (codekiln serve's)."),
+        typer.Option(
+            "--endpoint",
+            help="A server's URL: codekiln serve's (OpenAI API) or llama.cpp's llama-server "
+            "(/infill), told apart by --set endpoint_api=auto|openai|llama.cpp.",
+        ),
     ] = None,
     api_key: Annotated[
         str | None,
