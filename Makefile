@@ -23,10 +23,14 @@ $(STAMP): pyproject.toml
 # text-generation (the serve tests' TGI client) pins huggingface-hub<1.0, which
 # transformers 5 outgrew; it works with hub 2.x, so it goes in without its pins (its other
 # dependency, aiohttp, is in the dev extra).
+# llama-cpp-python (the `llama` extra: the GGUF parity tests and bench/generate.py's llama.cpp
+# rows) has no CPU wheel on PyPI: pip compiles llama.cpp from source, 5-10 minutes on 2 cores
+# (it needs cmake and a C++ compiler); pinned so that a fresh venv builds the version tested.
 $(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	$(BIN)/python -m pip install --quiet --no-deps evalplus==0.3.1
 	$(BIN)/python -m pip install --quiet --no-deps text-generation==0.7.0
+	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install --quiet llama-cpp-python==0.3.36
 	touch $(DEV_STAMP)
 
 # bubblewrap, Chromium, Neovim and the evaluation toolchains, where this machine allows it.
