@@ -105,7 +105,7 @@ def llama_cpp_runner(path: Path, prompt: str, threads: int):
 
     llm = Llama(
         model_path=str(path),
-        n_ctx=4096,
+        n_ctx=0,  # the model's
         n_threads=threads,
         n_threads_batch=threads,
         verbose=False,
@@ -156,7 +156,7 @@ def bench_preset(name: str, args: argparse.Namespace, tokenizer_dir: Path, text:
             from codekiln.model.gguf import export_gguf
 
             # Read into memory now: the folder goes when this block ends.
-            for quant in LLAMA_QUANTS:
+            for quant in args.llama_quants:
                 path = export_gguf(folder, Path(tmp) / f"model-{quant}.gguf", quant)
                 gguf_files[quant] = path.read_bytes()
     ours = backends["codekiln"]
@@ -346,6 +346,7 @@ def main() -> None:
         figures["ctranslate2"] = ctranslate2.__version__
     except ImportError:
         print("ctranslate2 is not installed: its rows are left out")
+    args.llama_quants = LLAMA_QUANTS
     if args.llama_cpp and (missing := llama_cpp_missing()):
         print(f"llama.cpp rows left out: {missing}")
         args.llama_cpp = False
@@ -353,6 +354,10 @@ def main() -> None:
         import llama_cpp
 
         figures["llama_cpp"] = llama_cpp.__version__
+        if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode():
+            # Its AMX kernels die with SIGILL on q8_0 here; the Makefile's build leaves them out.
+            print("llama.cpp q8_0 row left out: llama-cpp-python was built with AMX kernels")
+            args.llama_quants = ("f32",)
     print(f"CPU: {figures['cpu']}")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_dir = write_tokenizer(Path(tmp) / "tokenizer", text, args.tokenizer_vocab)
