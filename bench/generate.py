@@ -92,6 +92,7 @@ def llama_cpp_missing() -> str | None:
     try:
         import gguf  # noqa: F401
         import llama_cpp  # noqa: F401
+
         from codekiln.model.gguf import export_gguf  # noqa: F401
     except ImportError as error:
         return f"{error.name} is not installed (pip install codekiln[gguf,llama])"
