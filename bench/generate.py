@@ -255,7 +255,8 @@ def print_preset(result: dict, args: argparse.Namespace) -> None:
     )
     print(f"  {'':18} {'TTFT ms':>9} {'ms/token':>9}")
     for engine in result["engines"]:
-        label = engine.replace("llama_cpp", "llama.cpp").replace("_", " ")
+        label = engine.replace("_int8", " int8").replace("llama_cpp_", "llama.cpp ")
+        label = label.replace("llama_cpp", "llama.cpp f32")
         print(
             f"  {label:18} {result[f'{engine}_ttft_ms']:9.1f} "
             f"{result[f'{engine}_ms_per_token']:9.2f}"
