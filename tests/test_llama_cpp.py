@@ -10,8 +10,8 @@ makes by a margin.
   codekiln's (`CodekilnBackend`, greedy) for 64 new tokens from each prompt, token for token.
 - q8_0: quantised weights change some logits a little, so a near-tie can go the other way.
   Compared free-running, one such flip would change the whole rest of the continuation and
-  count as up to 64 disagreements (free-running, the q8_0 file agrees on 66-80% of positions
-  here; teacher-forced, on 98%). The issue's "agree on >= 95% of positions" is read
+  count as up to 64 disagreements (free-running, the q8_0 file agrees on 54-63% of positions
+  here; teacher-forced, on 98-99%). The issue's "agree on >= 95% of positions" is read
   teacher-forced: llama.cpp evaluates the prompt followed by codekiln's float32 continuation
   in one pass, and at each of the 64 positions its greedy choice (the argmax of that
   position's logits) is compared with the token codekiln chose there.
@@ -22,6 +22,7 @@ makes by a margin.
 
 from __future__ import annotations
 
+import json
 import sysconfig
 from pathlib import Path
 
@@ -40,6 +41,7 @@ llama_cpp = pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.slow
 
 NEW_TOKENS = 64
+STEPS = 600
 PROMPTS = [
     "def read_lines(path):\n    with open(path) as f:\n",
     "import os\nimport sys\n\n\nclass Config:\n    def __init__(self, name):\n",
@@ -59,8 +61,6 @@ def stdlib_files() -> list[Path]:
 def train_model(root: Path, arch: str) -> Path:
     """A tiny model of this architecture trained for 600 steps on 50 standard-library modules
     with codekiln's tokenizer, exported as a Hugging Face folder."""
-    import json
-
     text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in stdlib_files()[:50])
     tokenizer = train_bpe([text[:300_000]], 512, min_frequency=2)
     tokenizer_dir = root / "tokenizer"
@@ -77,23 +77,22 @@ def train_model(root: Path, arch: str) -> Path:
         n_head=4,
         **SHAPES[arch],
     )
+    windows = ids[: len(ids) // 65 * 65].view(-1, 65)  # (N, 65): 64 inputs and the next token
+    generator = torch.Generator().manual_seed(0)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
         model = CodeGPT(config)
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        steps, length, batch = 600, 64, 16
-        for step in range(steps):
-            starts = torch.randint(0, len(ids) - length - 1, (batch,)).tolist()
-            inputs = torch.stack([ids[s : s + length] for s in starts])
-            labels = torch.stack([ids[s + 1 : s + length + 1] for s in starts])
-            _, loss = model(inputs, labels=labels)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / STEPS)
+        for _ in range(STEPS):
+            batch = windows[torch.randint(len(windows), (16,), generator=generator)]
+            _, loss = model(batch[:, :-1], labels=batch[:, 1:])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            for group in optimizer.param_groups:
-                group["lr"] = 3e-3 * (1 - step / steps)
+            schedule.step()
     finally:
         torch.set_num_threads(threads)
     return export_hf(model.eval(), root / "model", tokenizer_dir=tokenizer_dir)
