@@ -167,7 +167,13 @@ def memory_command(
 
 
 def export_command(
-    run: Annotated[Path, typer.Argument(help="A training run's output folder.")],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="A training run's output folder, or (with --format gguf) a Hugging Face "
+            "model folder."
+        ),
+    ],
     step: Annotated[
         int | None,
         typer.Option("--step", min=0, help="Export this step's checkpoint (default: the newest)."),
@@ -178,7 +184,8 @@ def export_command(
             "--output",
             "-o",
             help="A new or empty folder to write (default: RUN/export/step_N); a LoRA run's "
-            "adapter goes to OUTPUT/adapter.",
+            "adapter goes to OUTPUT/adapter. With --format gguf: the file to write "
+            "(default: MODEL/model-QUANT.gguf).",
         ),
     ] = None,
     merge: Annotated[
@@ -197,11 +204,41 @@ def export_command(
         str,
         typer.Option("--quantization", help="With --ctranslate2: int8, float32 or bfloat16."),
     ] = "int8",
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="hf: a Hugging Face model folder; gguf: one GGUF file for llama.cpp, Ollama "
+            "and Tabby (needs codekiln[gguf]).",
+        ),
+    ] = "hf",
+    quant: Annotated[
+        str | None,
+        typer.Option(
+            "--quant",
+            help="With --format gguf: f32 (default), f16, q8_0, or 4-/5-bit q5_1, q5_0, "
+            "q4_1, q4_0.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --format gguf: replace an existing file.")
+    ] = False,
 ) -> None:
     """Turn a training checkpoint (of any parallel layout) into a Hugging Face model folder,
-    offline, on the CPU, in one process: what `codekiln train` writes at the end of a run."""
+    offline, on the CPU, in one process: what `codekiln train` writes at the end of a run.
+    `--format gguf` writes a run's model (or any gpt_bigcode or starcoder2 model folder) as
+    one GGUF file for llama.cpp (`llama-server -m FILE`)."""
     from codekiln.train.export import export_run
 
+    if export_format not in ("hf", "gguf"):
+        raise UserError(f"--format {export_format!r}: give hf (a model folder) or gguf (a file)")
+    if export_format == "gguf":
+        if ctranslate2:
+            raise UserError("--ctranslate2 converts a Hugging Face folder: drop --format gguf")
+        _export_gguf(run, step, output, merge, quant or "f32", force)
+        return
+    if quant is not None or force:
+        raise UserError("--quant and --force are for --format gguf; add it, or drop them")
     if ctranslate2:
         from codekiln.generate.ct2 import check_quantization
 
@@ -217,3 +254,53 @@ def export_command(
             raise UserError("CTranslate2 converts whole models, not adapters: add --merge")
         converted = convert_ctranslate2(result.model_dir, quantization=quantization)
         common.console.print(f"CTranslate2 ({quantization}) in {converted}")
+
+
+def _export_gguf(
+    run: Path, step: int | None, output: Path | None, merge: bool, quant: str, force: bool
+) -> None:
+    """`codekiln export --format gguf`: the model folder RUN (or a run's, see
+    `_gguf_source`) as one GGUF file."""
+    from codekiln.model.gguf import check_quant, export_gguf, gguf_summary
+
+    check_quant(quant)
+    if output is not None and output.exists() and not force:
+        raise UserError(
+            f"{output} already exists: choose another -o file, or --force to replace it"
+        )
+    model_dir = _gguf_source(run, step, merge)
+    out = output if output is not None else model_dir / f"model-{quant}.gguf"
+    written = export_gguf(model_dir, out, quant, force=force)
+    common.console.print(f"GGUF ({quant}) of {model_dir} in {written}")
+    common.console.print(f"  {gguf_summary(written)}")
+    common.console.print(f"  run it: llama-server -m {written} --port 8080")
+
+
+def _gguf_source(run: Path, step: int | None, merge: bool) -> Path:
+    """The Hugging Face folder to convert: RUN itself when it is one, else a training run's
+    final model (RUN/model), else its export of the checkpoint (`--step`, default the
+    newest), written first when it is not there yet."""
+    from codekiln.train.checkpoint import checkpoint_dirs
+    from codekiln.train.export import export_run
+
+    if (run / "config.json").is_file():
+        if step is not None:
+            raise UserError(f"--step picks a training run's checkpoint; {run} is a model folder")
+        return run
+    if step is None and (run / "model" / "config.json").is_file():
+        return run / "model"
+    found = checkpoint_dirs(run / "checkpoints")
+    if not found:
+        raise UserError(
+            f"{run} is neither a model folder (config.json) nor a training run with "
+            "checkpoints: give one of them"
+        )
+    name = found[-1].name if found and step is None else f"step_{step}"
+    for folder in (run / "export" / name, run / "export" / name / "model"):
+        if (folder / "config.json").is_file():
+            return folder
+    result = export_run(run, step, None, True if merge else None)
+    if result.model_dir is None:
+        raise UserError("GGUF holds whole models, not LoRA adapters: add --merge")
+    common.console.print(f"exported {result.checkpoint.name} of {run}: model in {result.model_dir}")
+    return result.model_dir

@@ -8,8 +8,8 @@ checks it (src/models/starcoder*.cpp, src/llama-vocab.cpp):
   fused [Q | K | V] projection as `attn_qkv` (llama.cpp splits it at n_embd and
   n_embd + n_kv_heads * head_dim, so multi-head models keep ours, not transformers' per-head
   order), head_count_kv 1 for multi-query attention.
-- starcoder2 exports as `starcoder2`: q, k and v as `attn_q`/`attn_k`/`attn_v` (older
-  llama.cpp builds, as Ollama and Tabby ship them, know no fused form for it), rotary in the
+- starcoder2 exports as `starcoder2`: q, k and v as `attn_q`/`attn_k`/`attn_v`, as
+  llama.cpp's converter writes them (older builds read no fused form), rotary in the
   GPT-NeoX layout llama.cpp applies to this architecture (ours and transformers' as well),
   `rope.freq_base`. A model without biases gets zero biases: llama.cpp requires the output
   projection's, and zeros compute the same thing.
@@ -24,10 +24,11 @@ checks it (src/models/starcoder*.cpp, src/llama-vocab.cpp):
   the pre-tokenizer: "starcoder" for digits split one by one then GPT-2's byte-level regex
   (StarCoder's, StarCoder2's and codekiln's), "gpt-2" for the byte-level regex alone.
 
-Quantisations: f32, f16 and q8_0 (blocks of 32 along each row, an fp16 scale per block).
-1-D tensors (norms, biases) and the position embedding stay f32, as llama.cpp's converter
-keeps them; a matrix whose rows are not a multiple of 32 long is f16 in a q8_0 file (the
-converter's fallback too).
+Quantisations: f32, f16, q8_0 (blocks of 32 along each row, an fp16 scale per block) and
+the 4- and 5-bit block types q5_1, q5_0, q4_1, q4_0 (the token embedding and an output head
+stay q8_0 in those). 1-D tensors (norms, biases) and the position embedding stay f32, as
+llama.cpp's converter keeps them; a matrix whose rows are not a multiple of 32 long is f16
+in a quantised file (the converter's fallback too).
 """
 
 from __future__ import annotations
@@ -42,7 +43,22 @@ import numpy as np
 from codekiln.errors import UserError
 from codekiln.manifest import atomic_path
 
-GGUF_QUANTS = ("f32", "f16", "q8_0")
+# Name -> (gguf.GGMLQuantizationType, gguf.LlamaFileType) member names. The 4- and 5-bit
+# types are the blocks of 32 the gguf package quantises itself (llama.cpp's k-quants need
+# llama-quantize).
+QUANT_TYPES = {
+    "f32": ("F32", "ALL_F32"),
+    "f16": ("F16", "MOSTLY_F16"),
+    "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
+    "q5_1": ("Q5_1", "MOSTLY_Q5_1"),
+    "q5_0": ("Q5_0", "MOSTLY_Q5_0"),
+    "q4_1": ("Q4_1", "MOSTLY_Q4_1"),
+    "q4_0": ("Q4_0", "MOSTLY_Q4_0"),
+}
+GGUF_QUANTS = tuple(QUANT_TYPES)
+# In a 4- or 5-bit file these stay q8_0: the embedding and the output head lose most from
+# coarse steps (llama-quantize keeps the head at higher precision for the same reason).
+KEEP_Q8 = ("token_embd.weight", "output.weight")
 INSTALL = "pip install 'codekiln[gguf]'"
 ARCHITECTURES = {"gpt_bigcode": "starcoder", "starcoder2": "starcoder2"}
 Q8_BLOCK = 32
@@ -87,7 +103,9 @@ def _gguf():
 def check_quant(quant: str) -> str:
     """The quantisation, if GGUF export writes it; a UserError naming those it does."""
     if quant not in GGUF_QUANTS:
-        raise UserError(f"--quant {quant!r} is not one GGUF export writes: {', '.join(GGUF_QUANTS)}")
+        raise UserError(
+            f"--quant {quant!r} is not one GGUF export writes: {', '.join(GGUF_QUANTS)}"
+        )
     return quant
 
 
@@ -102,11 +120,15 @@ def tensor_type(name: str, shape: tuple[int, ...], quant: str) -> str:
     'f16'
     >>> tensor_type("position_embd.weight", (128, 64), "f16")
     'f32'
+    >>> tensor_type("token_embd.weight", (400, 64), "q4_0")
+    'q8_0'
     """
     if len(shape) < 2 or name == "position_embd.weight":
         return "f32"
-    if quant == "q8_0" and shape[-1] % Q8_BLOCK:
+    if quant not in ("f32", "f16") and shape[-1] % Q8_BLOCK:
         return "f16"
+    if quant not in ("f32", "f16", "q8_0") and name in KEEP_Q8:
+        return "q8_0"
     return quant
 
 
@@ -163,17 +185,12 @@ class Vocab:
 
 def read_vocab(folder: Path, vocab_size: int) -> Vocab:
     """The tokenizer of a model folder, padded to the model's `vocab_size` rows."""
-    import json
-
     from codekiln.tokenizer.family import read_json_object, token_text
 
     path = folder / "tokenizer.json"
     if not path.is_file():
         raise UserError(f"no tokenizer.json in {folder}: GGUF export writes the tokenizer too")
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not readable JSON ({exc})") from None
+    spec = read_json_object(path)
     model = spec.get("model") or {}
     if model.get("type") != "BPE":
         raise UserError(
@@ -231,8 +248,8 @@ def read_vocab(folder: Path, vocab_size: int) -> Vocab:
 
 
 def gguf_tensors(config, parameters) -> Iterator[tuple[str, Any]]:
-    """(llama.cpp's name, float32 numpy array) for CodeGPT's parameters, given as (our
-    name, tensor) pairs, for the architecture `config` exports as."""
+    """(llama.cpp's name, float32 tensor) for CodeGPT's parameters, given as (our name,
+    tensor) pairs, for the architecture `config` exports as (meta tensors give the plan)."""
     import torch
 
     gguf = _gguf()
@@ -245,21 +262,23 @@ def gguf_tensors(config, parameters) -> Iterator[tuple[str, Any]]:
         parts = ours.split(".")
         leaf = parts[-1]
         if parts[0] != "blocks":
-            yield f"{names[tensor[_TOP_TENSORS[parts[0]]]]}.{leaf}", value.numpy()
+            yield f"{names[tensor[_TOP_TENSORS[parts[0]]]]}.{leaf}", value
             continue
         bid, module = int(parts[1]), ".".join(parts[2:-1])
         if module == "attn.c_attn" and rotary:
             for key, lo, hi in (("ATTN_Q", 0, C), ("ATTN_K", C, C + kv), ("ATTN_V", C + kv, None)):
-                yield f"{names[tensor[key]].format(bid=bid)}.{leaf}", value[lo:hi].numpy()
+                yield f"{names[tensor[key]].format(bid=bid)}.{leaf}", value[lo:hi]
             continue
         key = "ATTN_QKV" if module == "attn.c_attn" else _BLOCK_TENSORS[module]
-        yield f"{names[tensor[key]].format(bid=bid)}.{leaf}", value.numpy()
+        yield f"{names[tensor[key]].format(bid=bid)}.{leaf}", value
     if rotary and not config.bias:
         yield from _zero_biases(config, names, tensor)
 
 
 def _zero_biases(config, names, tensor) -> Iterator[tuple[str, Any]]:
     """A bias-free starcoder2's biases as zeros: llama.cpp requires attn_output's."""
+    import torch
+
     sizes = {
         "ATTN_Q": config.n_embd,
         "ATTN_K": config.kv_dim,
@@ -270,7 +289,7 @@ def _zero_biases(config, names, tensor) -> Iterator[tuple[str, Any]]:
     }
     for bid in range(config.n_layer):
         for key, size in sizes.items():
-            yield f"{names[tensor[key]].format(bid=bid)}.bias", np.zeros(size, np.float32)
+            yield f"{names[tensor[key]].format(bid=bid)}.bias", torch.zeros(size)
 
 
 def export_gguf(
@@ -280,7 +299,7 @@ def export_gguf(
     as one GGUF file at `out_path`, its matrices in `quant` (GGUF_QUANTS); to a temporary
     name, renamed when whole. UserError for another architecture, an unknown quantisation,
     a tokenizer llama.cpp would split differently, or an `out_path` that exists (unless
-    `force`)."""
+    `force`). One tensor at a time is held in memory."""
     from codekiln.model.convert import config_from_hf
     from codekiln.model.hf import hf_parameters, read_hf_config
 
@@ -305,16 +324,8 @@ def export_gguf(
         raise UserError(f"{model_dir / 'config.json'}: {exc}") from None
     vocab = read_vocab(model_dir, config.vocab_size)
     arch = ARCHITECTURES[kind]
-    qtypes = {
-        "f32": gguf.GGMLQuantizationType.F32,
-        "f16": gguf.GGMLQuantizationType.F16,
-        "q8_0": gguf.GGMLQuantizationType.Q8_0,
-    }
-    file_types = {
-        "f32": gguf.LlamaFileType.ALL_F32,
-        "f16": gguf.LlamaFileType.MOSTLY_F16,
-        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
-    }
+    qtypes = {name: gguf.GGMLQuantizationType[q] for name, (q, _) in QUANT_TYPES.items()}
+    file_type = gguf.LlamaFileType[QUANT_TYPES[quant][1]]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_path) as tmp:
         writer = gguf.GGUFWriter(tmp, arch)
@@ -323,7 +334,7 @@ def export_gguf(
             name = model_dir.resolve().parent.name
         writer.add_type("model")
         writer.add_name(name)
-        writer.add_file_type(int(file_types[quant]))
+        writer.add_file_type(int(file_type))
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         writer.add_context_length(config.n_positions)
         writer.add_embedding_length(config.n_embd)
@@ -335,14 +346,46 @@ def export_gguf(
         if arch == "starcoder2":
             writer.add_rope_freq_base(config.rope_theta)
         _add_vocab(writer, gguf, vocab)
-        for tensor_name, data in gguf_tensors(config, hf_parameters(model_dir, config)):
-            qtype = qtypes[tensor_type(tensor_name, data.shape, quant)]
-            writer.add_tensor(tensor_name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        # The tensor table goes first, from the model's shapes; then each tensor is read,
+        # converted and written in turn, so no more than one is in memory.
+        plan = []
+        for tensor_name, meta in gguf_tensors(config, _meta_parameters(config)):
+            shape = tuple(meta.shape)
+            qtype = qtypes[tensor_type(tensor_name, shape, quant)]
+            block, size = gguf.GGML_QUANT_SIZES[qtype]
+            nbytes = int(np.prod(shape)) // block * size
+            writer.add_tensor_info(tensor_name, shape, np.dtype(np.float32), nbytes, qtype)
+            plan.append((tensor_name, qtype))
+        if quant not in ("f32", "f16") and all(
+            q == qtypes["f16"] for _, q in plan if q != qtypes["f32"]
+        ):
+            raise UserError(
+                f"no matrix of this model has rows a multiple of {Q8_BLOCK} long (n_embd "
+                f"{config.n_embd}, MLP {config.inner_dim}), so {quant} would quantise nothing: "
+                "export f16"
+            )
         writer.write_header_to_file(path=tmp)
         writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
+        writer.write_ti_data_to_file()
+        tensors = gguf_tensors(config, hf_parameters(model_dir, config))
+        for (tensor_name, qtype), (name_read, data) in zip(plan, tensors, strict=True):
+            assert tensor_name == name_read, (tensor_name, name_read)
+            writer.write_tensor_data(gguf.quants.quantize(data.numpy(), qtype))
         writer.close()
     return out_path
+
+
+def _meta_parameters(config) -> list[tuple[str, Any]]:
+    """CodeGPT's parameters on the meta device, in the order hf_parameters yields them."""
+    import torch
+
+    from codekiln.model.convert import weight_slots
+    from codekiln.model.gpt import CodeGPT
+
+    with torch.device("meta"):
+        state = dict(CodeGPT(config).named_parameters())
+    order = dict.fromkeys(slot.name for slot in weight_slots(config).values())
+    return [(name, state[name]) for name in order]
 
 
 def _add_vocab(writer, gguf, vocab: Vocab) -> None:
@@ -357,3 +400,14 @@ def _add_vocab(writer, gguf, vocab: Vocab) -> None:
     writer.add_add_eos_token(vocab.add_eos)
     if vocab.chat_template:
         writer.add_chat_template(vocab.chat_template)
+
+
+def gguf_summary(path: Path) -> str:
+    """One line on a GGUF file: its size and how many tensors each type holds, e.g.
+    "12.3 MB: 2 f16, 30 f32, 17 q8_0 tensors"."""
+    from collections import Counter
+
+    reader = _gguf().GGUFReader(path)
+    counts = Counter(t.tensor_type.name.lower() for t in reader.tensors)
+    kinds = ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts))
+    return f"{Path(path).stat().st_size / 1e6:.1f} MB: {kinds} tensors"
