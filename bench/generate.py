@@ -19,11 +19,17 @@ The int8 rows are codekiln's `--dtype int8` (fbgemm dynamic int8 linears and hea
 CTranslate2's int8 (its `int8` compute type), on the same exported folder, in the same run.
 CTranslate2 is left out where the package is missing, or cannot compute in --dtype here.
 
+The llama.cpp rows (through llama-cpp-python) load GGUF files `export_gguf` writes from the
+same folder, in f32 and q8_0; they are timed on token ids through its own decoding loop
+(greedy, end of text ignored), with its own tokenizer and detokenizer at the ends as the
+other engines'. They are left out, with a note, where llama_cpp or gguf is missing.
+
 Time to first token (TTFT) is a 1-token generation: prefill plus one sampling step. ms per
 generated token is (time for N tokens - TTFT) / (N - 1). The engines take turns; the best
 of --repeat timings counts (on a shared machine the best is the one least disturbed). The
 ratios are ours over theirs: goals <= 0.5 per token against transformers, <= 1.0 int8
-against CTranslate2 int8.
+against CTranslate2 int8; the best row of the others (lowest ms/token) is named as the mark
+for codekiln's own CPU engine.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from codekiln.tokenizer.special import EOS
 from codekiln.tokenizer.train import train_bpe
 
 PARITY_TOKENS = 8
+LLAMA_QUANTS = ("f32", "q8_0")
 
 
 def stdlib_text(limit: int = 400_000) -> str:
@@ -80,6 +87,45 @@ def ctranslate2_computes(dtype: str) -> bool:
     return dtype in ctranslate2.get_supported_compute_types("cpu")
 
 
+def llama_cpp_missing() -> str | None:
+    """Why the llama.cpp rows cannot run here, or None when they can."""
+    try:
+        import gguf  # noqa: F401
+        import llama_cpp  # noqa: F401
+
+        from codekiln.model.gguf import export_gguf  # noqa: F401
+    except ImportError as error:
+        return f"{error.name} is not installed (pip install codekiln[gguf,llama])"
+    return None
+
+
+def llama_cpp_runner(path: Path, prompt: str, threads: int):
+    """A run(new_tokens) -> token ids through llama-cpp-python: tokenize, decode greedily
+    with its own loop, detokenize."""
+    from llama_cpp import Llama
+
+    llm = Llama(
+        model_path=str(path),
+        n_ctx=0,  # the model's
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
+
+    def run(new_tokens: int) -> list[int]:
+        llm.reset()  # no reuse of the previous run's cache: every run prefills the prompt
+        ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens = []
+        for token in llm.generate(ids, temp=0.0, repeat_penalty=1.0):
+            tokens.append(token)
+            if len(tokens) == new_tokens:
+                break
+        llm.detokenize(tokens)
+        return tokens
+
+    return run
+
+
 def seconds(fn, *args) -> float:
     start = time.perf_counter()
     fn(*args)
@@ -92,6 +138,7 @@ def bench_preset(name: str, args: argparse.Namespace, tokenizer_dir: Path, text:
     config = preset(name)
     torch.manual_seed(0)
     threads = torch.get_num_threads()
+    gguf_files = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = export_hf(CodeGPT(config), Path(tmp) / name, tokenizer_dir=tokenizer_dir)
         backends = {"codekiln": CodekilnBackend.from_folder(folder, device="cpu", dtype=args.dtype)}
@@ -106,6 +153,13 @@ def bench_preset(name: str, args: argparse.Namespace, tokenizer_dir: Path, text:
 
                 key = "ctranslate2" + ("_int8" if dtype == "int8" else "")
                 backends[key] = CTranslate2Backend(folder, "cpu", dtype, threads=threads)
+        if args.llama_cpp:
+            from codekiln.model.gguf import export_gguf
+
+            # Read into memory now: the folder goes when this block ends.
+            for quant in args.llama_quants:
+                path = export_gguf(folder, Path(tmp) / f"model-{quant}.gguf", quant)
+                gguf_files[quant] = path.read_bytes()
     ours = backends["codekiln"]
     prompt_ids = ours.prompt_ids(text)[: args.prompt_tokens]
     prompt = ours.tokenizer.decode(prompt_ids, skip_special_tokens=False)
@@ -135,6 +189,12 @@ def bench_preset(name: str, args: argparse.Namespace, tokenizer_dir: Path, text:
 
     engines = {key: through_backend(backend) for key, backend in backends.items()}
     engines["transformers"] = run_theirs
+    gguf_dir = tempfile.TemporaryDirectory()
+    for quant, data in gguf_files.items():
+        path = Path(gguf_dir.name) / f"model-{quant}.gguf"
+        path.write_bytes(data)
+        key = "llama_cpp" + ("" if quant == "f32" else f"_{quant}")
+        engines[key] = llama_cpp_runner(path, prompt, threads)
     reference = engines["codekiln"](PARITY_TOKENS)
     agree = {key: run(PARITY_TOKENS) == reference for key, run in engines.items()}
     exact = [key for key in ("transformers", "ctranslate2") if key in engines]
@@ -163,6 +223,15 @@ def bench_preset(name: str, args: argparse.Namespace, tokenizer_dir: Path, text:
         figures.update(ratios(figures, "codekiln", "ctranslate2", "_vs_ctranslate2"))
     if "ctranslate2_int8" in engines:
         figures.update(ratios(figures, "codekiln_int8", "ctranslate2_int8", "_int8_vs_ctranslate2"))
+    if "llama_cpp" in engines:
+        figures.update(ratios(figures, "codekiln", "llama_cpp", "_vs_llama_cpp"))
+    if "llama_cpp_q8_0" in engines and "codekiln_int8" in engines:
+        figures.update(
+            ratios(figures, "codekiln_int8", "llama_cpp_q8_0", "_int8_vs_llama_cpp_q8_0")
+        )
+    others = [e for e in engines if not e.startswith("codekiln")]
+    figures["best_other"] = min(others, key=lambda e: figures[f"{e}_ms_per_token"])
+    gguf_dir.cleanup()
     return figures
 
 
@@ -186,7 +255,8 @@ def print_preset(result: dict, args: argparse.Namespace) -> None:
     )
     print(f"  {'':18} {'TTFT ms':>9} {'ms/token':>9}")
     for engine in result["engines"]:
-        label = engine.replace("_int8", " int8")
+        label = engine.replace("_int8", " int8").replace("llama_cpp_", "llama.cpp ")
+        label = label.replace("llama_cpp", "llama.cpp f32")
         print(
             f"  {label:18} {result[f'{engine}_ttft_ms']:9.1f} "
             f"{result[f'{engine}_ms_per_token']:9.2f}"
@@ -207,6 +277,28 @@ def print_preset(result: dict, args: argparse.Namespace) -> None:
             f"{result['ratio_ms_per_token_int8_vs_ctranslate2']:.2f}x per token (goal <= 1.0), "
             f"{result['ratio_ttft_int8_vs_ctranslate2']:.2f}x TTFT"
         )
+    if "ratio_ms_per_token_vs_llama_cpp" in result:
+        print(
+            f"  ours / llama.cpp, {args.dtype} vs f32: "
+            f"{result['ratio_ms_per_token_vs_llama_cpp']:.2f}x per token, "
+            f"{result['ratio_ttft_vs_llama_cpp']:.2f}x TTFT"
+        )
+    if "ratio_ms_per_token_int8_vs_llama_cpp_q8_0" in result:
+        print(
+            f"  ours / llama.cpp, int8 vs q8_0: "
+            f"{result['ratio_ms_per_token_int8_vs_llama_cpp_q8_0']:.2f}x per token, "
+            f"{result['ratio_ttft_int8_vs_llama_cpp_q8_0']:.2f}x TTFT"
+        )
+    best = result["best_other"]
+    fastest_ours = min(
+        (e for e in result["engines"] if e.startswith("codekiln")),
+        key=lambda e: result[f"{e}_ms_per_token"],
+    )
+    print(
+        f"  the mark for codekiln's CPU engine: {best} at "
+        f"{result[f'{best}_ms_per_token']:.2f} ms/token; ours at best ({fastest_ours}) "
+        f"{result[f'{fastest_ours}_ms_per_token'] / result[f'{best}_ms_per_token']:.2f}x that"
+    )
 
 
 def main() -> None:
@@ -221,6 +313,12 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also time codekiln's int8 against CTranslate2's int8 (default: on)",
+    )
+    parser.add_argument(
+        "--llama-cpp",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time llama.cpp on GGUF exports, f32 and q8_0 (default: on where installed)",
     )
     parser.add_argument("--tokenizer-vocab", type=int, default=4096)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -250,6 +348,18 @@ def main() -> None:
         figures["ctranslate2"] = ctranslate2.__version__
     except ImportError:
         print("ctranslate2 is not installed: its rows are left out")
+    args.llama_quants = LLAMA_QUANTS
+    if args.llama_cpp and (missing := llama_cpp_missing()):
+        print(f"llama.cpp rows left out: {missing}")
+        args.llama_cpp = False
+    if args.llama_cpp:
+        import llama_cpp
+
+        figures["llama_cpp"] = llama_cpp.__version__
+        if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode():
+            # Its AMX kernels die with SIGILL on q8_0 here; the Makefile's build leaves them out.
+            print("llama.cpp q8_0 row left out: llama-cpp-python was built with AMX kernels")
+            args.llama_quants = ("f32",)
     print(f"CPU: {figures['cpu']}")
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer_dir = write_tokenizer(Path(tmp) / "tokenizer", text, args.tokenizer_vocab)
