@@ -42,6 +42,8 @@ import numpy as np
 
 from codekiln.errors import UserError
 from codekiln.manifest import atomic_path
+from codekiln.tokenizer.family import FIM_SPELLINGS
+from codekiln.tokenizer.special import FILE_SEP, REPO_NAME, REPONAME
 
 # Name -> (gguf.GGMLQuantizationType, gguf.LlamaFileType) member names. The 4- and 5-bit
 # types are the blocks of 32 the gguf package quantises itself (llama.cpp's k-quants need
@@ -66,14 +68,15 @@ Q8_BLOCK = 32
 # Token types as llama.cpp numbers them (gguf.TokenType).
 NORMAL, UNUSED, CONTROL, USER_DEFINED = 1, 5, 3, 4
 
-# tokenizer.ggml.<role>_token_id -> the token texts that fill it, first found wins.
+# tokenizer.ggml.<role>_token_id -> the token texts that fill it, first found wins (the FIM
+# sentinels in the spellings the tokenizer stage knows, StarCoder's first).
 FIM_ROLES = {
-    "fim_pre": ("<fim_prefix>", "<fim-prefix>"),
-    "fim_suf": ("<fim_suffix>", "<fim-suffix>"),
-    "fim_mid": ("<fim_middle>", "<fim-middle>"),
-    "fim_pad": ("<fim_pad>", "<fim-pad>"),
-    "fim_rep": ("<repo_name>", "<reponame>"),
-    "fim_sep": ("<file_sep>",),
+    "fim_pre": tuple(s.prefix for s in FIM_SPELLINGS),
+    "fim_suf": tuple(s.suffix for s in FIM_SPELLINGS),
+    "fim_mid": tuple(s.middle for s in FIM_SPELLINGS),
+    "fim_pad": tuple(s.pad for s in FIM_SPELLINGS),
+    "fim_rep": (REPO_NAME, REPONAME),
+    "fim_sep": (FILE_SEP,),
 }
 
 # Our block's modules -> llama.cpp's tensor names (gguf's MODEL_TENSOR members).
