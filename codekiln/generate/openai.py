@@ -206,9 +206,7 @@ class OpenAIBackend:
     ):
         """The open response, after retrying what a retry can fix."""
         url = self.base_url + path
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        headers = json_headers(self.api_key)
         data = None if body is None else json.dumps(body).encode()
         failure = ""
         for attempt in range(self.retries + 1):
@@ -285,3 +283,11 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
 def _preview(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
     return text[:120]
+
+
+def json_headers(api_key: str | None) -> dict[str, str]:
+    """A JSON request's headers, with the bearer token when there is one."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers

@@ -21,7 +21,12 @@ from typing import Any
 
 from codekiln.errors import UserError
 from codekiln.generate.backend import TextStream, check_stream_params
-from codekiln.generate.openai import OpenAIBackend, _error_message, _server_sent_events
+from codekiln.generate.openai import (
+    OpenAIBackend,
+    _error_message,
+    _server_sent_events,
+    json_headers,
+)
 from codekiln.generate.params import Completion, SamplingParams, sample_seed
 from codekiln.generate.text import StopMatcher
 
@@ -45,7 +50,7 @@ def llama_props(url: str, api_key: str | None, timeout: float) -> dict[str, Any]
 
     A server that does not answer at all is a UserError (the caller retries later).
     """
-    request = urllib.request.Request(server_root(url) + "/props", headers=_headers(api_key))
+    request = urllib.request.Request(server_root(url) + "/props", headers=json_headers(api_key))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             reply = json.loads(response.read())
@@ -110,7 +115,7 @@ class LlamaServerBackend(OpenAIBackend):
     def _infill(self, body: dict[str, Any], params: SamplingParams) -> Iterator[str]:
         url = self.root + "/infill"
         data = json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, headers=_headers(self.api_key))
+        request = urllib.request.Request(url, data=data, headers=json_headers(self.api_key))
         try:
             response = urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
@@ -171,10 +176,3 @@ def infill_body(prefix: str, suffix: str, params: SamplingParams) -> dict[str, A
     if params.stop:
         body["stop"] = list(params.stop)
     return body
-
-
-def _headers(api_key: str | None) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    return headers
